@@ -1,0 +1,64 @@
+"""Run-time settings, read from environment variables.
+
+Every knob a municipality's data team may need to turn without touching code lives here, with the
+environment variable that sets it. Defaults make a fresh clone work beside ``../shared/data``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+
+# The documented default: the shared data folder that sits beside the repository root.
+DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+DEFAULT_DUCKDB_PATH = REPO_ROOT / "data" / "wijk_assets.duckdb"
+DEFAULT_GEMEENTE = "GM0106"  # Assen, the reference case
+
+
+def _env_path(name: str, default: Path | None) -> Path | None:
+    value = os.environ.get(name, "").strip()
+    if value:
+        return Path(value).expanduser().resolve()
+    return default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings; build with :func:`load_settings` so environment changes are picked up."""
+
+    data_dir: Path | None
+    duckdb_path: Path
+    cbs_base_url: str | None
+    gemeente: str
+    min_inhabitants: int = 50
+    min_respondents: int = 10
+    sensitive_opt_in: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def mode(self) -> str:
+        """``live`` when a CBS OData base URL is configured, otherwise ``offline`` (a data folder)."""
+        return "live" if self.cbs_base_url else "offline"
+
+
+def load_settings() -> Settings:
+    data_dir = _env_path("WIJK_DATA_DIR", DEFAULT_DATA_DIR if DEFAULT_DATA_DIR.is_dir() else None)
+    duckdb_path = _env_path("WIJK_DUCKDB_PATH", DEFAULT_DUCKDB_PATH)
+    base_url = os.environ.get("WIJK_CBS_BASE_URL", "").strip() or None
+    gemeente = os.environ.get("WIJK_GEMEENTE", DEFAULT_GEMEENTE).strip().upper()
+    opt_in = tuple(
+        s.strip() for s in os.environ.get("WIJK_SENSITIVE_OPT_IN", "").split(",") if s.strip()
+    )
+    return Settings(
+        data_dir=data_dir,
+        duckdb_path=duckdb_path,
+        cbs_base_url=base_url.rstrip("/") if base_url else None,
+        gemeente=gemeente,
+        min_inhabitants=int(os.environ.get("WIJK_MIN_INHABITANTS", "50")),
+        min_respondents=int(os.environ.get("WIJK_MIN_RESPONDENTS", "10")),
+        sensitive_opt_in=opt_in,
+    )

@@ -1,0 +1,124 @@
+"""DuckDB access: opening the one database file safely and replacing a partition atomically.
+
+DuckDB lets one process hold the file for writing, and while it does no other process can open it at
+all. Everything that touches the file therefore goes through :func:`connect`, which waits (with backoff)
+for the lock instead of crashing, and the Dagster assets that use it share one concurrency pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+LOCK_WAIT_SECONDS = 600.0
+
+
+def _is_lock_error(error: Exception) -> bool:
+    text = str(error).lower()
+    return "lock" in text and ("conflicting" in text or "could not set lock" in text)
+
+
+@contextlib.contextmanager
+def connect(
+    path: Path | str, *, read_only: bool = False, wait_seconds: float = LOCK_WAIT_SECONDS
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the database file, waiting for another process's lock to clear rather than failing."""
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_seconds
+    delay = 0.05
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as error:
+            if not _is_lock_error(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay + random.uniform(0, delay))
+            delay = min(delay * 2, 2.0)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def ensure_table(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str]) -> None:
+    schema, _ = table.split(".", 1)
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+    cols = ", ".join(f"{quote_ident(c)} {t}" for c, t in columns.items())
+    con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({cols})")
+    existing = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+    missing = [c for c in columns if c not in existing]
+    if missing:
+        raise RuntimeError(
+            f"table {table} exists but lacks columns {missing}: it was written by an older version; "
+            f"drop it (DROP TABLE {table}) and materialise again"
+        )
+
+
+def replace_partition(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    frame: pd.DataFrame,
+    columns: dict[str, str],
+    partition: dict[str, object],
+) -> int:
+    """Replace the rows of one partition (e.g. ``{"release_year": 2020}``) in a single transaction.
+
+    The new rows are first cast into a staging table; only when that succeeds are the old rows of the
+    partition deleted and the new ones inserted, in one transaction. A failure at any point leaves the
+    previous content of the table untouched. Returns the number of rows written.
+    """
+    ensure_table(con, table, columns)
+    stage = "__stage_" + table.replace(".", "_")
+    con.register("__incoming", frame[list(columns)])
+    try:
+        select = ", ".join(f"CAST({quote_ident(c)} AS {t}) AS {quote_ident(c)}" for c, t in columns.items())
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {stage} AS SELECT {select} FROM __incoming")
+            where = " AND ".join(f"{quote_ident(k)} = ?" for k in partition)
+            con.execute(f"DELETE FROM {table} WHERE {where}", list(partition.values()))
+            con.execute(f"INSERT INTO {table} SELECT * FROM {stage}")
+            written = con.execute(f"SELECT count(*) FROM {stage}").fetchone()[0]
+            con.execute(f"DROP TABLE {stage}")
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+    finally:
+        con.unregister("__incoming")
+    return int(written)
+
+
+def replace_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:
+    """Swap a whole table for ``frame`` in one transaction (for unpartitioned derived tables)."""
+    schema, _ = table.split(".", 1)
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+    con.register("__incoming", frame)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM __incoming")
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+    finally:
+        con.unregister("__incoming")
+    return len(frame)
+
+
+def table_schema(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
+    return [(r[0], r[1]) for r in con.execute(f"DESCRIBE {table}").fetchall()]

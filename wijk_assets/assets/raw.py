@@ -1,0 +1,112 @@
+"""Raw assets: one DuckDB table ``raw.<source>`` per catalogued source, partitioned by release year.
+
+Each partition is replaced in one transaction, so a file that fails to parse (or a feed that fails
+half-way) leaves the previous rows of that year untouched. Cleaning is not done here: codes, padding and
+suppression markers stay verbatim; the dbt staging layer interprets them.
+"""
+
+
+import hashlib
+
+import dagster as dg
+import pandas as pd
+
+from wijk_assets.catalog import load_catalog
+from wijk_assets.resources import CbsSourceResource, WarehouseResource, extracts_to_raw_frame
+from wijk_assets.sources.base import READER_VERSION, RAW_COLUMNS
+from wijk_assets.warehouse import replace_partition, table_schema
+
+DUCKDB_POOL = "duckdb"  # every step that opens the database file shares this pool (limit 1)
+
+
+def release_year_partitions(source: str) -> dg.DynamicPartitionsDefinition:
+    """One dynamic partition set per source: sources publish different years."""
+    return dg.DynamicPartitionsDefinition(name=f"{source}_release_year")
+
+
+def raw_asset_key(source: str) -> dg.AssetKey:
+    return dg.AssetKey(["raw", source])
+
+
+def _level_counts(frame: pd.DataFrame) -> dict[str, int]:
+    codes = frame["area_code"].astype(str).str.strip().drop_duplicates()
+    prefix = codes.str[:2].map({"NL": "land", "GM": "gemeente", "WK": "wijk", "BU": "buurt"})
+    return {k: int(v) for k, v in prefix.fillna("other").value_counts().sort_index().items()}
+
+
+def raw_data_version(sha256s: list[str]) -> str:
+    """Changes when, and only when, the input bytes or the reader change."""
+    digest = hashlib.sha256(READER_VERSION.encode())
+    for sha in sorted(sha256s):
+        digest.update(sha.encode())
+    return digest.hexdigest()[:16]
+
+
+def build_raw_asset(source: str) -> dg.AssetsDefinition:
+    spec = load_catalog()[source]
+    table = f"raw.{source}"
+
+    @dg.asset(
+        key=raw_asset_key(source),
+        partitions_def=release_year_partitions(source),
+        group_name="raw",
+        code_version=READER_VERSION,
+        pool=DUCKDB_POOL,
+        kinds={"duckdb", "python"},
+        description=(
+            f"{spec.title} ({spec.publisher}; {spec.licence}). Long layout, one row per area x "
+            "measure with the cell text verbatim, plus provenance (file, sha256, row, retrieved-at)."
+        ),
+        metadata={"dagster/table_name": table, "source_levels": ", ".join(spec.levels)},
+    )
+    def _raw_asset(
+        context: dg.AssetExecutionContext, duckdb: WarehouseResource, cbs: CbsSourceResource
+    ) -> dg.MaterializeResult:
+        year = int(context.partition_key)
+        extracts = cbs.extracts(source, year)
+        if not extracts:
+            raise dg.Failure(
+                f"source {source!r} has nothing for release year {year} "
+                f"({'live CBS catalog' if cbs.mode == 'live' else f'data folder {cbs.data_dir}'}); "
+                "the partition was not changed"
+            )
+        frame = extracts_to_raw_frame(extracts)
+        with duckdb.connect() as con:
+            rows = replace_partition(con, table, frame, RAW_COLUMNS, {"release_year": year})
+            schema = table_schema(con, table)
+        files = [
+            {
+                "source": e.source,
+                "sha256": e.sha256,
+                "cbs_table_id": e.cbs_table_id or "",
+                "rows": len(e.frame),
+            }
+            for e in extracts
+        ]
+        context.log.info(f"{table} {year}: {rows} rows from {len(files)} file(s)")
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": rows,
+                "dagster/column_schema": dg.TableSchema(
+                    columns=[dg.TableColumn(name=n, type=t) for n, t in schema]
+                ),
+                "dagster/table_name": table,
+                "release_year": year,
+                "sources": dg.MetadataValue.json(files),
+                "source_sha256": ", ".join(f["sha256"] for f in files),
+                "cbs_table_ids": ", ".join(sorted({f["cbs_table_id"] for f in files if f["cbs_table_id"]}))
+                or "n/a",
+                "mode": cbs.mode,
+                "reader_version": READER_VERSION,
+                "retrieved_at": str(frame["retrieved_at"].iloc[0]),
+                "areas_per_level": dg.MetadataValue.json(_level_counts(frame)),
+                "measures": int(frame["measure_key"].nunique()),
+            },
+            data_version=dg.DataVersion(raw_data_version([f["sha256"] for f in files])),
+        )
+
+    return _raw_asset
+
+
+RAW_SOURCES = list(load_catalog())
+raw_assets = [build_raw_asset(source) for source in RAW_SOURCES]

@@ -1,0 +1,194 @@
+"""``wijk-assets``: the command a data engineer runs outside the UI.
+
+``wijk-assets materialize`` registers the release-year partitions the sources offer and materialises
+every asset (raw partitions one year at a time, then everything downstream) in this process, against
+the persistent Dagster instance in ``$DAGSTER_HOME`` so the runs show up in ``dagster dev`` afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wijk_assets.settings import REPO_ROOT, Settings, load_settings
+
+DEFAULT_DAGSTER_HOME = REPO_ROOT / ".dagster_home"
+
+# Instance config written on first use: one slot in the "duckdb" pool, so runs launched from the UI in
+# parallel queue for the database file instead of failing on DuckDB's single-writer lock.
+DAGSTER_YAML = """\
+concurrency:
+  pools:
+    default_limit: 1
+run_queue:
+  max_concurrent_runs: 4
+telemetry:
+  enabled: false
+"""
+
+
+def ensure_dagster_home() -> Path:
+    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML, encoding="utf-8")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+@dataclass
+class StepTiming:
+    label: str
+    seconds: float
+    success: bool
+    partition: str | None = None
+
+
+@dataclass
+class MaterializeReport:
+    timings: list[StepTiming] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return all(t.success for t in self.timings)
+
+
+def register_partitions(instance, cbs, sources: list[str]) -> dict[str, list[str]]:
+    """Add every release year the sources offer as a dynamic partition; returns source -> years."""
+    from wijk_assets.assets.raw import release_year_partitions
+
+    found: dict[str, list[str]] = {}
+    for source in sources:
+        years = [str(y) for y in cbs.available_years(source)]
+        name = release_year_partitions(source).name
+        existing = set(instance.get_dynamic_partitions(name))
+        new = [y for y in years if y not in existing]
+        if new:
+            instance.add_dynamic_partitions(name, new)
+        found[source] = years
+    return found
+
+
+def materialize_all(
+    settings: Settings | None = None,
+    instance=None,
+    *,
+    sources: list[str] | None = None,
+    downstream: bool = True,
+    raise_on_error: bool = False,
+    log=print,
+) -> MaterializeReport:
+    """Materialise every raw partition, then all unpartitioned assets downstream."""
+    import dagster as dg
+
+    from wijk_assets.assets.raw import RAW_SOURCES, raw_asset_key
+    from wijk_assets.definitions import build_definitions
+
+    settings = settings or load_settings()
+    if instance is None:
+        ensure_dagster_home()
+        instance = dg.DagsterInstance.get()
+    defs = build_definitions(settings)
+    resources = defs.resources
+    graph = defs.resolve_asset_graph()
+    assets = list(defs.assets or []) + list(defs.asset_checks or [])
+    sources = sources or RAW_SOURCES
+    report = MaterializeReport()
+
+    for source, years in register_partitions(instance, resources["cbs"], sources).items():
+        for year in years:
+            start = time.perf_counter()
+            result = dg.materialize(
+                assets,
+                selection=dg.AssetSelection.assets(raw_asset_key(source)),
+                partition_key=year,
+                instance=instance,
+                resources=resources,
+                raise_on_error=raise_on_error,
+                tags={"wijk_assets/trigger": "cli"},
+            )
+            seconds = time.perf_counter() - start
+            report.timings.append(StepTiming(f"raw/{source}", seconds, result.success, year))
+            log(f"{'ok ' if result.success else 'FAILED'} raw/{source} [{year}] {seconds:.1f}s")
+
+    if downstream:
+        raw_keys = {raw_asset_key(s) for s in RAW_SOURCES}
+        rest = [k for k in graph.get_all_asset_keys() if k not in raw_keys and graph.get(k).is_materializable]
+        if rest:
+            start = time.perf_counter()
+            result = dg.materialize(
+                assets,
+                selection=dg.AssetSelection.assets(*rest),
+                instance=instance,
+                resources=resources,
+                raise_on_error=raise_on_error,
+                tags={"wijk_assets/trigger": "cli"},
+            )
+            seconds = time.perf_counter() - start
+            for step, timing in _step_timings(instance, result.run_id).items():
+                report.timings.append(StepTiming(step, timing[0], timing[1]))
+            log(f"{'ok ' if result.success else 'FAILED'} downstream ({len(rest)} assets) {seconds:.1f}s")
+            if not result.success:
+                report.timings.append(StepTiming("downstream", seconds, False))
+    return report
+
+
+def _step_timings(instance, run_id: str) -> dict[str, tuple[float, bool]]:
+    """Wall time per step of a run, from its event log (STEP_START -> STEP_SUCCESS/FAILURE)."""
+    from dagster import DagsterEventType
+
+    starts: dict[str, float] = {}
+    out: dict[str, tuple[float, bool]] = {}
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type == DagsterEventType.STEP_START:
+            starts[event.step_key] = record.timestamp
+        elif event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
+            begun = starts.get(event.step_key, record.timestamp)
+            out[event.step_key] = (
+                record.timestamp - begun,
+                event.event_type == DagsterEventType.STEP_SUCCESS,
+            )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wijk-assets", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    mat = sub.add_parser("materialize", help="materialise every asset on the configured data")
+    mat.add_argument("--raw-only", action="store_true", help="only the raw source partitions")
+    mat.add_argument("--source", action="append", help="limit raw loading to this source (repeatable)")
+    sub.add_parser("partitions", help="list the release years each source offers")
+    args = parser.parse_args(argv)
+
+    settings = load_settings()
+    print(
+        f"wijk-assets: mode={settings.mode} data_dir={settings.data_dir} "
+        f"duckdb={settings.duckdb_path} gemeente={settings.gemeente}"
+    )
+    if args.command == "partitions":
+        from wijk_assets.definitions import build_resources
+
+        cbs = build_resources(settings)["cbs"]
+        from wijk_assets.assets.raw import RAW_SOURCES
+
+        for source in RAW_SOURCES:
+            print(f"{source}: {', '.join(str(y) for y in cbs.available_years(source))}")
+        return 0
+    if args.command == "materialize":
+        report = materialize_all(settings, sources=args.source, downstream=not args.raw_only)
+        print(f"wijk-assets: {'all assets materialised' if report.success else 'FAILED (see above)'}; "
+              f"database: {settings.duckdb_path}")
+        return 0 if report.success else 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

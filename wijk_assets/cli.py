@@ -24,8 +24,8 @@ DAGSTER_YAML = """\
 concurrency:
   pools:
     default_limit: 1
-run_queue:
-  max_concurrent_runs: 4
+  runs:
+    max_concurrent_runs: 4
 telemetry:
   enabled: false
 """
@@ -39,6 +39,11 @@ def ensure_dagster_home() -> Path:
         config.write_text(DAGSTER_YAML, encoding="utf-8")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+# Dagster's console logger prints every engine event at DEBUG; the CLI prints its own progress lines and
+# Dagster's warnings and errors. The full event log is in the instance (and the UI) either way.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 @dataclass
@@ -111,6 +116,7 @@ def materialize_all(
                 resources=resources,
                 raise_on_error=raise_on_error,
                 tags={"wijk_assets/trigger": "cli"},
+                run_config=QUIET_RUN_CONFIG,
             )
             seconds = time.perf_counter() - start
             report.timings.append(StepTiming(f"raw/{source}", seconds, result.success, year))

@@ -132,18 +132,23 @@ def _table_years(table: dict) -> set[int]:
     return {int(y) for y in re.findall(r"(?<!\d)(\d{4})(?!\d)", str(table.get("Period", "")))}
 
 
-def extracts_to_raw_frame(extracts: list[RawExtract], retrieved_at: datetime | None = None) -> pd.DataFrame:
-    """Concatenate extracts and add the provenance columns of the raw layout."""
-    from wijk_assets.sources.base import READER_VERSION, RAW_COLUMNS
+def raw_parts(
+    extracts: list[RawExtract], retrieved_at: datetime | None = None
+) -> list[tuple[pd.DataFrame, dict[str, object]]]:
+    """Each extract's rows plus its provenance constants, ready for ``warehouse.replace_partition``."""
+    from wijk_assets.sources.base import READER_VERSION
 
     retrieved_at = retrieved_at or datetime.now(timezone.utc).replace(tzinfo=None)
-    frames = []
-    for extract in extracts:
-        frame = extract.frame.copy()
-        frame["cbs_table_id"] = extract.cbs_table_id
-        frame["source_file"] = extract.source
-        frame["source_sha256"] = extract.sha256
-        frame["retrieved_at"] = retrieved_at
-        frame["reader_version"] = READER_VERSION
-        frames.append(frame[list(RAW_COLUMNS)])
-    return pd.concat(frames, ignore_index=True)
+    return [
+        (
+            extract.frame,
+            {
+                "cbs_table_id": extract.cbs_table_id,
+                "source_file": extract.source,
+                "source_sha256": extract.sha256,
+                "retrieved_at": retrieved_at,
+                "reader_version": READER_VERSION,
+            },
+        )
+        for extract in extracts
+    ]

@@ -70,36 +70,43 @@ def ensure_table(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, 
 def replace_partition(
     con: duckdb.DuckDBPyConnection,
     table: str,
-    frame: pd.DataFrame,
+    parts: list[tuple[pd.DataFrame, dict[str, object]]],
     columns: dict[str, str],
     partition: dict[str, object],
 ) -> int:
     """Replace the rows of one partition (e.g. ``{"release_year": 2020}``) in a single transaction.
 
-    The new rows are first cast into a staging table; only when that succeeds are the old rows of the
-    partition deleted and the new ones inserted, in one transaction. A failure at any point leaves the
-    previous content of the table untouched. Returns the number of rows written.
+    ``parts`` are (frame, constants) pairs: the frame holds the per-row columns, ``constants`` the
+    columns that are the same for every row of that frame (provenance), so they are not repeated in
+    memory. The old rows of the partition are deleted and the new ones inserted in one transaction; a
+    failure at any point (a value that does not cast, a full disk) rolls back and leaves the previous
+    content of the table untouched. Returns the number of rows written.
     """
     ensure_table(con, table, columns)
-    stage = "__stage_" + table.replace(".", "_")
-    con.register("__incoming", frame[list(columns)])
+    where = " AND ".join(f"{quote_ident(k)} = ?" for k in partition)
+    written = 0
+    con.execute("BEGIN TRANSACTION")
     try:
-        select = ", ".join(f"CAST({quote_ident(c)} AS {t}) AS {quote_ident(c)}" for c, t in columns.items())
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {stage} AS SELECT {select} FROM __incoming")
-            where = " AND ".join(f"{quote_ident(k)} = ?" for k in partition)
-            con.execute(f"DELETE FROM {table} WHERE {where}", list(partition.values()))
-            con.execute(f"INSERT INTO {table} SELECT * FROM {stage}")
-            written = con.execute(f"SELECT count(*) FROM {stage}").fetchone()[0]
-            con.execute(f"DROP TABLE {stage}")
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
-    finally:
-        con.unregister("__incoming")
-    return int(written)
+        con.execute(f"DELETE FROM {table} WHERE {where}", list(partition.values()))
+        for frame, constants in parts:
+            select, params = [], []
+            for name, sql_type in columns.items():
+                if name in constants:
+                    select.append(f"CAST(? AS {sql_type})")
+                    params.append(constants[name])
+                else:
+                    select.append(f"CAST({quote_ident(name)} AS {sql_type})")
+            con.register("__incoming", frame)
+            try:
+                con.execute(f"INSERT INTO {table} SELECT {', '.join(select)} FROM __incoming", params)
+            finally:
+                con.unregister("__incoming")
+            written += len(frame)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return written
 
 
 def replace_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:

@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 
 from wijk_assets.catalog import load_catalog
-from wijk_assets.resources import CbsSourceResource, WarehouseResource, extracts_to_raw_frame
+from wijk_assets.resources import CbsSourceResource, WarehouseResource, raw_parts
 from wijk_assets.sources.base import READER_VERSION, RAW_COLUMNS
 from wijk_assets.warehouse import replace_partition, table_schema
 
@@ -70,9 +70,10 @@ def build_raw_asset(source: str) -> dg.AssetsDefinition:
                 f"({'live CBS catalog' if cbs.mode == 'live' else f'data folder {cbs.data_dir}'}); "
                 "the partition was not changed"
             )
-        frame = extracts_to_raw_frame(extracts)
+        parts = raw_parts(extracts)
+        retrieved_at = parts[0][1]["retrieved_at"]
         with duckdb.connect() as con:
-            rows = replace_partition(con, table, frame, RAW_COLUMNS, {"release_year": year})
+            rows = replace_partition(con, table, parts, RAW_COLUMNS, {"release_year": year})
             schema = table_schema(con, table)
         files = [
             {
@@ -98,9 +99,11 @@ def build_raw_asset(source: str) -> dg.AssetsDefinition:
                 or "n/a",
                 "mode": cbs.mode,
                 "reader_version": READER_VERSION,
-                "retrieved_at": str(frame["retrieved_at"].iloc[0]),
-                "areas_per_level": dg.MetadataValue.json(_level_counts(frame)),
-                "measures": int(frame["measure_key"].nunique()),
+                "retrieved_at": str(retrieved_at),
+                "areas_per_level": dg.MetadataValue.json(
+                    _level_counts(pd.concat([e.frame[["area_code"]] for e in extracts]))
+                ),
+                "measures": len({k for e in extracts for k in e.frame["measure_key"].unique()}),
             },
             data_version=dg.DataVersion(raw_data_version([f["sha256"] for f in files])),
         )

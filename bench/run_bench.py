@@ -1,0 +1,89 @@
+"""Benchmark: materialise every asset on the real data into a fresh DuckDB file and print the figures.
+
+Usage:  .venv/bin/python bench/run_bench.py [--data-dir ../shared/data] [--keep]
+
+Prints wall time per raw partition and per downstream step (dbt, gates, models, explanations), the
+stage totals, the overall total, and peak RSS of this process and of its children (dbt runs as a
+subprocess). Figures are printed, never asserted: timing belongs in a report, not in a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _stage(label: str) -> str:
+    if label.startswith("raw/"):
+        return "raw"
+    if label.startswith("dbt_") or label.startswith("dbt"):
+        return "dbt"
+    if "gate" in label or "check" in label:
+        return "gates"
+    if "model" in label or "train" in label or "validation" in label:
+        return "models"
+    if "shap" in label or "driver" in label or "explain" in label or "residual" in label or "correlation" in label:
+        return "explanations"
+    return "other"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=None, help="source folder (default ../shared/data)")
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    args = parser.parse_args()
+
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import dagster as dg
+
+    from wijk_assets.cli import materialize_all
+    from wijk_assets.settings import load_settings
+
+    workdir = Path(tempfile.mkdtemp(prefix="wijk_bench_"))
+    db = workdir / "bench.duckdb"
+    base = load_settings()
+    data_dir = Path(args.data_dir).resolve() if args.data_dir else base.data_dir
+    from dataclasses import replace
+
+    settings = replace(base, data_dir=data_dir, duckdb_path=db, cbs_base_url=None)
+    print(f"benchmark: data={data_dir} db={db} python={sys.version.split()[0]} cores={os.cpu_count()}")
+
+    start = time.perf_counter()
+    report = materialize_all(settings, instance=dg.DagsterInstance.ephemeral(), log=lambda *_: None)
+    total = time.perf_counter() - start
+
+    stages: dict[str, float] = defaultdict(float)
+    print(f"\n{'step':<58} {'partition':>9} {'seconds':>8}  ok")
+    for t in report.timings:
+        print(f"{t.label:<58} {t.partition or '':>9} {t.seconds:8.2f}  {'yes' if t.success else 'NO'}")
+        stages[_stage(t.label)] += t.seconds
+    print("\nstage totals (sum of step wall times):")
+    for stage, seconds in sorted(stages.items(), key=lambda kv: -kv[1]):
+        print(f"  {stage:<14} {seconds:8.2f} s")
+    self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    size_mb = db.stat().st_size / 1e6 if db.exists() else 0.0
+    print(f"\ntotal wall time: {total:.1f} s")
+    print(f"peak RSS: this process {self_rss:.0f} MiB, largest child (dbt) {child_rss:.0f} MiB")
+    print(f"database size: {size_mb:.1f} MB")
+    print(f"all steps succeeded: {report.success}")
+    if not args.keep:
+        for p in workdir.glob("*"):
+            p.unlink()
+        workdir.rmdir()
+    else:
+        print(f"kept: {db}")
+    return 0 if report.success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

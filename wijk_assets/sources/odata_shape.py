@@ -109,10 +109,12 @@ def odata_records_to_long(
         raise SourceFormatError(source, "a period column or a year in the file name", "neither")
 
     if dimension_columns:
-        subgroup = frame[dimension_columns].astype(str).apply(
-            lambda row: "|".join(f"{k}={str(v).strip()}" for k, v in zip(dimension_columns, row)),
-            axis=1,
-        )
+        # Vectorised "Leeftijd=20300|Marges=MW00000" (a row-wise apply cost ~0.5 s on 17k rows and
+        # returned a DataFrame instead of a Series for an empty frame).
+        parts = [f"{k}=" + frame[k].astype(str).str.strip() for k in dimension_columns]
+        subgroup = parts[0]
+        for part in parts[1:]:
+            subgroup = subgroup + "|" + part
     else:
         subgroup = ""
     return wide_to_long(

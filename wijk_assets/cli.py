@@ -122,26 +122,63 @@ def materialize_all(
             report.timings.append(StepTiming(f"raw/{source}", seconds, result.success, year))
             log(f"{'ok ' if result.success else 'FAILED'} raw/{source} [{year}] {seconds:.1f}s")
 
-    if downstream:
+    if downstream and not report.success:
+        log("raw stage failed: downstream assets were not run, their tables keep their previous content")
+    elif downstream:
         raw_keys = {raw_asset_key(s) for s in RAW_SOURCES}
-        rest = [k for k in graph.get_all_asset_keys() if k not in raw_keys and graph.get(k).is_materializable]
-        if rest:
-            start = time.perf_counter()
-            result = dg.materialize(
-                assets,
-                selection=dg.AssetSelection.assets(*rest),
-                instance=instance,
-                resources=resources,
-                raise_on_error=raise_on_error,
-                tags={"wijk_assets/trigger": "cli"},
-            )
-            seconds = time.perf_counter() - start
-            for step, timing in _step_timings(instance, result.run_id).items():
-                report.timings.append(StepTiming(step, timing[0], timing[1]))
-            log(f"{'ok ' if result.success else 'FAILED'} downstream ({len(rest)} assets) {seconds:.1f}s")
-            if not result.success:
-                report.timings.append(StepTiming("downstream", seconds, False))
+        rest = [k for k in graph.toposorted_asset_keys if k not in raw_keys and graph.get(k).is_materializable]
+        for partitions_def, keys in plan_waves(graph, rest):
+            partition_keys = partitions_def.get_partition_keys() if partitions_def else [None]
+            for partition_key in partition_keys:
+                start = time.perf_counter()
+                result = dg.materialize(
+                    assets,
+                    selection=dg.AssetSelection.assets(*keys),
+                    partition_key=partition_key,
+                    instance=instance,
+                    resources=resources,
+                    raise_on_error=raise_on_error,
+                    tags={"wijk_assets/trigger": "cli"},
+                    run_config=QUIET_RUN_CONFIG,
+                )
+                seconds = time.perf_counter() - start
+                for step, (step_seconds, ok) in _step_timings(instance, result.run_id).items():
+                    report.timings.append(StepTiming(step, step_seconds, ok, partition_key))
+                names = ", ".join(k.to_user_string() for k in keys[:3]) + (" …" if len(keys) > 3 else "")
+                part = f" [{partition_key}]" if partition_key else ""
+                log(f"{'ok ' if result.success else 'FAILED'} {len(keys)} assets ({names}){part} {seconds:.1f}s")
+                if not result.success:
+                    report.timings.append(StepTiming(f"run {result.run_id}", seconds, False, partition_key))
+            if not report.success:
+                log("stopped: later assets keep their previous content")
+                break
     return report
+
+
+def plan_waves(graph, keys: list) -> list[tuple[object, list]]:
+    """Split topologically sorted asset keys into runs that share one partitions definition.
+
+    Unpartitioned assets run together; assets partitioned by outcome run once per outcome; a wave
+    never contains an asset whose upstream (within ``keys``) is in a later wave.
+    """
+    keyset = set(keys)
+    remaining = list(keys)
+    done: set = set()
+    waves = []
+    while remaining:
+        partitions_def = graph.get(remaining[0]).partitions_def
+        wave: list = []
+        for key in remaining:
+            node = graph.get(key)
+            upstream_ready = all(
+                up in done or up in wave or up not in keyset for up in node.parent_keys
+            )
+            if node.partitions_def == partitions_def and upstream_ready:
+                wave.append(key)
+        done.update(wave)
+        remaining = [k for k in remaining if k not in done]
+        waves.append((partitions_def, wave))
+    return waves
 
 
 def _step_timings(instance, run_id: str) -> dict[str, tuple[float, bool]]:

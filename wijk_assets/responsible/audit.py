@@ -1,0 +1,466 @@
+"""Audit trail and lineage report, read from a Dagster instance (no assets defined here).
+
+* :func:`audit_trail_rows`: one row per materialisation of the given assets, with run id, code and
+  data versions, the data versions of the inputs it was computed from, source sha256 metadata, row
+  count and the outcomes of the asset checks that ran for that asset in that run.
+* :func:`lineage_report_markdown`: the asset graph with, per asset, its upstream assets, code version,
+  latest data version, latest materialisation time and row count, and its check history - Markdown an
+  auditor can read without the Dagster UI.
+
+APIs used (dagster 1.13): ``DagsterInstance.fetch_materializations`` (EventLogRecord with the
+``AssetMaterialization`` whose ``tags`` hold ``dagster/code_version``, ``dagster/data_version`` and
+``dagster/input_data_version/<key>``), ``DagsterInstance.all_logs(run_id, of_type=ASSET_CHECK_EVALUATION)``
+for the check evaluations of a run, and ``instance.event_log_storage.get_asset_check_execution_history``
+for check histories (statuses PLANNED / SUCCEEDED / FAILED).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping, Sequence
+
+import dagster as dg
+import pandas as pd
+from dagster import AssetCheckKey, AssetKey, DagsterEventType, DagsterInstance
+
+CODE_VERSION_TAG = "dagster/code_version"
+DATA_VERSION_TAG = "dagster/data_version"
+INPUT_DATA_VERSION_PREFIXES = ("dagster/input_data_version/", "dagster/input_logical_version/")
+ROW_COUNT_KEY = "dagster/row_count"
+
+AUDIT_COLUMNS = [
+    "asset_key",
+    "partition",
+    "run_id",
+    "timestamp",
+    "storage_id",
+    "code_version",
+    "data_version",
+    "input_data_versions",  # JSON object {upstream asset key: data version}
+    "source_sha256",  # JSON object {metadata key: sha256} or None
+    "row_count",
+    "checks",  # JSON list of {check_name, status, passed, severity, description}
+    "n_checks",
+    "n_checks_failed",
+    "checks_passed",  # True/False, None when no check ran in that run
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _as_asset_key(key: AssetKey | str | Sequence[str]) -> AssetKey:
+    if isinstance(key, AssetKey):
+        return key
+    if isinstance(key, str):
+        return AssetKey.from_user_string(key)
+    return AssetKey(list(key))
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+def _meta_value(value: Any) -> Any:
+    """Plain Python value of a Dagster MetadataValue (or the value itself)."""
+    inner = getattr(value, "value", value)
+    if isinstance(inner, (str, int, float, bool)) or inner is None:
+        return inner
+    if isinstance(inner, (dict, list)):
+        return inner
+    return str(inner)
+
+
+def _sha256_metadata(metadata: Mapping[str, Any]) -> dict[str, Any] | None:
+    found = {k: _meta_value(v) for k, v in metadata.items() if "sha256" in k.lower()}
+    return found or None
+
+
+def _row_count(metadata: Mapping[str, Any]) -> int | None:
+    for key in (ROW_COUNT_KEY, "row_count", "num_rows", "n_rows"):
+        if key in metadata:
+            value = _meta_value(metadata[key])
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def _input_data_versions(tags: Mapping[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for tag, value in tags.items():
+        for prefix in INPUT_DATA_VERSION_PREFIXES:
+            if tag.startswith(prefix):
+                out.setdefault(tag[len(prefix):], value)
+    return out
+
+
+def _fetch_all_materializations(
+    instance: DagsterInstance, key: AssetKey, limit: int
+) -> list[Any]:
+    records: list[Any] = []
+    cursor = None
+    while len(records) < limit:
+        result = instance.fetch_materializations(
+            key, limit=min(1000, limit - len(records)), cursor=cursor, ascending=True
+        )
+        records.extend(result.records)
+        if not result.has_more:
+            break
+        cursor = result.cursor
+    return records
+
+
+def _run_check_evaluations(
+    instance: DagsterInstance, run_id: str, cache: dict[str, list[Any]]
+) -> list[Any]:
+    if run_id not in cache:
+        entries = instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+        cache[run_id] = [
+            e.dagster_event.asset_check_evaluation_data for e in entries if e.dagster_event
+        ]
+    return cache[run_id]
+
+
+def _check_history(
+    instance: DagsterInstance, check_key: AssetCheckKey, limit: int
+) -> list[Any]:
+    return list(instance.event_log_storage.get_asset_check_execution_history(check_key, limit=limit))
+
+
+def _resolved_status(instance: DagsterInstance, record: Any, run_status_cache: dict[str, Any]) -> str:
+    """SUCCEEDED / FAILED as stored; a PLANNED record becomes IN_PROGRESS while its run is going,
+    EXECUTION_FAILED when the run failed and SKIPPED when the run ended without evaluating it (the
+    same resolution the Dagster UI applies)."""
+    status = record.status.value
+    if status != "PLANNED":
+        return status
+    if record.run_id not in run_status_cache:
+        run = instance.get_run_by_id(record.run_id)
+        run_status_cache[record.run_id] = None if run is None else run.status
+    run_status = run_status_cache[record.run_id]
+    if run_status is None:
+        return "PLANNED"  # run deleted from run storage
+    name = getattr(run_status, "value", str(run_status))
+    if name in ("FAILURE", "CANCELED"):
+        return "EXECUTION_FAILED"
+    if name == "SUCCESS":
+        return "SKIPPED"
+    return "IN_PROGRESS"
+
+
+def _record_outcome(
+    record: Any, instance: DagsterInstance | None = None, run_status_cache: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Plain dict of an AssetCheckExecutionRecord."""
+    evaluation = None
+    if record.event is not None and record.event.dagster_event is not None:
+        if record.event.dagster_event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = record.event.dagster_event.asset_check_evaluation_data
+    status = record.status.value
+    if instance is not None:
+        status = _resolved_status(instance, record, run_status_cache if run_status_cache is not None else {})
+    return {
+        "check_name": record.key.name,
+        "status": status,
+        "passed": None if evaluation is None else bool(evaluation.passed),
+        "severity": None if evaluation is None else evaluation.severity.value,
+        "description": None if evaluation is None else evaluation.description,
+        "run_id": record.run_id,
+        "partition": record.partition,
+        "timestamp": _iso(record.create_timestamp if evaluation is None else record.event.timestamp),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# audit trail
+# --------------------------------------------------------------------------------------------------
+
+
+def audit_trail_rows(
+    instance: DagsterInstance,
+    asset_keys: Iterable[AssetKey | str | Sequence[str]] | None = None,
+    *,
+    check_keys: Iterable[AssetCheckKey] | None = None,
+    limit_per_asset: int = 10_000,
+) -> pd.DataFrame:
+    """One row per materialisation (oldest first per asset) with columns :data:`AUDIT_COLUMNS`.
+
+    ``asset_keys``: AssetKeys or user strings (``"raw/leefbaarometer"``); default: every asset key
+    the instance knows. Check outcomes come from the ASSET_CHECK_EVALUATION events of the
+    materialisation's run for that asset (and partition); pass ``check_keys`` (e.g.
+    ``defs.resolve_asset_graph().asset_check_keys``) to also list checks that were planned in that
+    run but never produced an evaluation (status ``PLANNED`` = did not run to completion).
+    """
+    keys = (
+        [_as_asset_key(k) for k in asset_keys]
+        if asset_keys is not None
+        else list(instance.get_asset_keys())
+    )
+    check_keys_by_asset: dict[AssetKey, list[AssetCheckKey]] = {}
+    for ck in check_keys or ():
+        check_keys_by_asset.setdefault(ck.asset_key, []).append(ck)
+
+    run_cache: dict[str, list[Any]] = {}
+    run_status_cache: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
+    for key in keys:
+        planned_by_run: dict[str, list[dict[str, Any]]] = {}
+        for ck in check_keys_by_asset.get(key, []):
+            for rec in _check_history(instance, ck, limit_per_asset):
+                planned_by_run.setdefault(rec.run_id, []).append(
+                    _record_outcome(rec, instance, run_status_cache)
+                )
+
+        for record in _fetch_all_materializations(instance, key, limit_per_asset):
+            mat = record.asset_materialization
+            tags = dict(mat.tags or {}) if mat is not None else {}
+            metadata = dict(mat.metadata or {}) if mat is not None else {}
+            partition = record.partition_key
+            checks: list[dict[str, Any]] = []
+            for ev in _run_check_evaluations(instance, record.run_id, run_cache):
+                if ev.asset_key != key:
+                    continue
+                if partition is not None and ev.partition is not None and ev.partition != partition:
+                    continue
+                checks.append(
+                    {
+                        "check_name": ev.check_name,
+                        "status": "SUCCEEDED" if ev.passed else "FAILED",
+                        "passed": bool(ev.passed),
+                        "severity": ev.severity.value,
+                        "description": ev.description,
+                    }
+                )
+            seen = {c["check_name"] for c in checks}
+            for outcome in planned_by_run.get(record.run_id, []):
+                if partition is not None and outcome["partition"] not in (None, partition):
+                    continue
+                if outcome["check_name"] not in seen:
+                    checks.append(
+                        {k: outcome[k] for k in ("check_name", "status", "passed", "severity", "description")}
+                    )
+                    seen.add(outcome["check_name"])
+            checks.sort(key=lambda c: c["check_name"])
+            failed = [c for c in checks if c["passed"] is not True]
+            sha = _sha256_metadata(metadata)
+            rows.append(
+                {
+                    "asset_key": key.to_user_string(),
+                    "partition": partition,
+                    "run_id": record.run_id,
+                    "timestamp": pd.Timestamp(record.timestamp, unit="s", tz="UTC"),
+                    "storage_id": int(record.storage_id),
+                    "code_version": tags.get(CODE_VERSION_TAG),
+                    "data_version": tags.get(DATA_VERSION_TAG) or tags.get("dagster/logical_version"),
+                    "input_data_versions": json.dumps(_input_data_versions(tags), sort_keys=True),
+                    "source_sha256": json.dumps(sha, sort_keys=True, default=str) if sha else None,
+                    "row_count": _row_count(metadata),
+                    "checks": json.dumps(checks, default=str),
+                    "n_checks": len(checks),
+                    "n_checks_failed": len(failed),
+                    "checks_passed": (len(failed) == 0) if checks else None,
+                }
+            )
+    frame = pd.DataFrame(rows, columns=AUDIT_COLUMNS)
+    frame["row_count"] = frame["row_count"].astype("Int64")
+    frame["n_checks"] = frame["n_checks"].astype("int64")
+    frame["n_checks_failed"] = frame["n_checks_failed"].astype("int64")
+    return frame
+
+
+# --------------------------------------------------------------------------------------------------
+# lineage report
+# --------------------------------------------------------------------------------------------------
+
+
+def _md(text: Any) -> str:
+    if text is None:
+        return "-"
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _short(version: str | None, n: int = 12) -> str:
+    if not version:
+        return "-"
+    return version if len(version) <= n else version[:n] + "…"
+
+
+def lineage_report_markdown(
+    defs: dg.Definitions,
+    instance: DagsterInstance,
+    *,
+    history: int = 5,
+    title: str = "wijk_assets lineage and audit report",
+) -> str:
+    """Markdown report of the asset graph of ``defs`` with materialisation and check history from
+    ``instance``: a summary table, the dependency edges, and one section per asset."""
+    graph = defs.resolve_asset_graph()
+    keys = list(graph.toposorted_asset_keys)
+    all_checks = set(graph.asset_check_keys)
+    audit = audit_trail_rows(instance, keys, check_keys=all_checks)
+    audit_by_key = {k: g for k, g in audit.groupby("asset_key", sort=False)} if len(audit) else {}
+
+    lines = [
+        f"# {title}",
+        "",
+        f"Generated at {datetime.now(tz=timezone.utc).isoformat(timespec='seconds')} from the Dagster "
+        f"instance's event log. {len(keys)} assets, {len(all_checks)} asset checks, "
+        f"{len(audit)} materialisations recorded.",
+        "",
+        "Data versions are Dagster's content hashes (shortened); the full values are in the per-asset "
+        "sections. Times are UTC.",
+        "",
+        "## Summary",
+        "",
+        "| asset | upstream | code version | latest data version | latest materialisation | rows | "
+        "materialisations | latest checks |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    latest_by_key: dict[AssetKey, pd.Series | None] = {}
+    run_status_cache: dict[str, Any] = {}
+    check_hist: dict[AssetCheckKey, list[dict[str, Any]]] = {}
+    for ck in sorted(all_checks, key=lambda c: (c.asset_key.to_user_string(), c.name)):
+        check_hist[ck] = [
+            _record_outcome(r, instance, run_status_cache) for r in _check_history(instance, ck, history)
+        ]
+
+    for key in keys:
+        node = graph.get(key)
+        rows = audit_by_key.get(key.to_user_string())
+        latest = rows.iloc[-1] if rows is not None and len(rows) else None
+        latest_by_key[key] = latest
+        upstream = ", ".join(sorted(k.to_user_string() for k in node.parent_keys)) or "(source)"
+        latest_checks = []
+        for ck in sorted(node.check_keys, key=lambda c: c.name):
+            hist = check_hist.get(ck) or []
+            if hist:
+                h = hist[0]
+                mark = "passed" if h["passed"] else ("FAILED" if h["passed"] is False else h["status"])
+                latest_checks.append(f"{ck.name}: {mark}")
+            else:
+                latest_checks.append(f"{ck.name}: never run")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    f"`{key.to_user_string()}`",
+                    _md(upstream),
+                    _md(node.code_version),
+                    _short(latest["data_version"]) if latest is not None else "never materialised",
+                    latest["timestamp"].isoformat(timespec="seconds") if latest is not None else "-",
+                    _md(latest["row_count"]) if latest is not None and pd.notna(latest["row_count"]) else "-",
+                    str(0 if rows is None else len(rows)),
+                    _md("; ".join(latest_checks)) if latest_checks else "(no checks)",
+                ]
+            )
+            + " |"
+        )
+
+    lines += ["", "## Dependencies", ""]
+    edges = [
+        (p.to_user_string(), k.to_user_string()) for k in keys for p in sorted(graph.get(k).parent_keys)
+    ]
+    if edges:
+        lines += [f"- `{a}` → `{b}`" for a, b in edges]
+        lines += ["", "```mermaid", "graph LR"]
+        ids = {k.to_user_string(): f"n{i}" for i, k in enumerate(keys)}
+        for a, b in edges:
+            ids.setdefault(a, f"n{len(ids)}")
+            lines.append(f'  {ids[a]}["{a}"] --> {ids[b]}["{b}"]')
+        lines.append("```")
+    else:
+        lines.append("(no dependencies between assets)")
+
+    lines += ["", "## Assets", ""]
+    for key in keys:
+        node = graph.get(key)
+        name = key.to_user_string()
+        rows = audit_by_key.get(name)
+        latest = latest_by_key[key]
+        lines += [f"### `{name}`", ""]
+        if node.description:
+            lines += [_md(node.description.strip().splitlines()[0]), ""]
+        lines.append(f"- **Group**: {_md(node.group_name)}")
+        lines.append(
+            "- **Upstream**: "
+            + (", ".join(f"`{k.to_user_string()}`" for k in sorted(node.parent_keys)) or "none (source)")
+        )
+        lines.append(
+            "- **Downstream**: "
+            + (", ".join(f"`{k.to_user_string()}`" for k in sorted(node.child_keys)) or "none")
+        )
+        lines.append(f"- **Code version (definition)**: {_md(node.code_version)}")
+        if node.partitions_def is not None:
+            lines.append(f"- **Partitioned**: {_md(type(node.partitions_def).__name__)}")
+        if latest is None:
+            lines += ["- **Latest materialisation**: never materialised", ""]
+        else:
+            lines += [
+                f"- **Latest materialisation**: {latest['timestamp'].isoformat(timespec='seconds')}"
+                f" (run `{latest['run_id']}`"
+                + (f", partition `{latest['partition']}`" if latest["partition"] else "")
+                + ")",
+                f"- **Code version (latest run)**: {_md(latest['code_version'])}",
+                f"- **Data version**: `{_md(latest['data_version'])}`",
+                f"- **Rows**: {_md(latest['row_count']) if pd.notna(latest['row_count']) else '-'}",
+            ]
+            inputs = json.loads(latest["input_data_versions"] or "{}")
+            if inputs:
+                lines.append("- **Input data versions**: " + ", ".join(
+                    f"`{k}` = `{_short(v)}`" for k, v in sorted(inputs.items())))
+            if latest["source_sha256"]:
+                sha = json.loads(latest["source_sha256"])
+                lines.append("- **Source sha256**: " + ", ".join(f"{k} = `{v}`" for k, v in sha.items()))
+            lines.append("")
+            lines += [
+                "Materialisation history (latest first):",
+                "",
+                "| time | run | partition | code version | data version | rows | checks |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for _, r in rows.iloc[::-1].head(history).iterrows():
+                checks = json.loads(r["checks"])
+                summary = (
+                    ", ".join(
+                        f"{c['check_name']}: {'passed' if c['passed'] else ('FAILED' if c['passed'] is False else c['status'])}"
+                        for c in checks
+                    )
+                    or "-"
+                )
+                lines.append(
+                    f"| {r['timestamp'].isoformat(timespec='seconds')} | `{r['run_id'][:8]}` | "
+                    f"{_md(r['partition'])} | {_md(r['code_version'])} | `{_short(r['data_version'])}` | "
+                    f"{_md(r['row_count']) if pd.notna(r['row_count']) else '-'} | {_md(summary)} |"
+                )
+            lines.append("")
+        for ck in sorted(node.check_keys, key=lambda c: c.name):
+            check_node = graph.get(ck)
+            hist = check_hist.get(ck) or []
+            lines.append(
+                f"Check `{ck.name}`"
+                + (f" ({_md(check_node.description)})" if check_node.description else "")
+                + (" - blocking" if check_node.blocking else "")
+                + ":"
+            )
+            lines.append("")
+            if not hist:
+                lines += ["- never run", ""]
+                continue
+            lines += ["| time | run | partition | status | passed | severity |", "|---|---|---|---|---|---|"]
+            for h in hist:
+                lines.append(
+                    f"| {_md(h['timestamp'])} | `{h['run_id'][:8]}` | {_md(h['partition'])} | {h['status']} | "
+                    f"{'-' if h['passed'] is None else ('yes' if h['passed'] else 'NO')} | {_md(h['severity'])} |"
+                )
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+__all__ = ["AUDIT_COLUMNS", "audit_trail_rows", "lineage_report_markdown"]

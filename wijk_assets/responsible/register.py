@@ -1,0 +1,768 @@
+"""Algoritmeregister entry and model card, built from the facts of an actual run.
+
+Static text (purpose, legal basis, contact, ...) comes from ``config`` - the municipality's YAML, see
+``register_config.yaml`` (a reviewed-by-nobody DRAFT for gemeente Assen). Everything that a run can
+know for certain comes from ``facts`` (schema: :class:`RegisterFacts`). A missing or placeholder fact
+is an error (:class:`MissingFactError`); we never print "TBD" where a figure from the run belongs.
+
+Pure functions, no Dagster.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Mapping, NotRequired, Required, TypedDict
+
+import yaml
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "register_config.yaml"
+
+# --------------------------------------------------------------------------------------------------
+# Facts schema (what the lead fills from the run)
+# --------------------------------------------------------------------------------------------------
+
+
+class SourceFileFact(TypedDict):
+    path: str  # relative to the data folder, or the feed URL
+    sha256: str  # 64 hex characters
+
+
+class DataSourceFact(TypedDict, total=False):
+    name: Required[str]  # catalog key, e.g. "rivm_gezondheid"
+    title: Required[str]  # e.g. "Gezondheid per wijk en buurt (RIVM/GGD ...)"
+    publisher: Required[str]  # e.g. "RIVM, GGD GHOR Nederland, CBS"
+    licence: Required[str]  # e.g. "CC BY 4.0 (Bron: CBS)"
+    cbs_table_ids: Required[list[str]]  # e.g. ["50090NED"]; [] when the source has none
+    years: Required[list[int]]  # release years actually used, non-empty
+    files: Required[list[SourceFileFact]]  # every file/feed read, non-empty
+    level: NotRequired[str]  # e.g. "wijk" / "buurt"
+
+
+class ModelFact(TypedDict, total=False):
+    type: Required[str]  # e.g. "LightGBM gradient-boosted regression trees"
+    version: Required[str]  # model version / training code version
+    library: NotRequired[str]  # e.g. "lightgbm 4.5.0"
+    explainer: NotRequired[str]  # e.g. "SHAP TreeExplainer (shap 0.46)"
+    trained_on: NotRequired[str]  # e.g. "all Dutch wijken, Leefbaarometer 2022"
+    hyperparameters: NotRequired[dict[str, Any]]
+
+
+class OutcomeFact(TypedDict, total=False):
+    outcome: Required[str]  # e.g. "lbm"
+    description: NotRequired[str]  # e.g. "Leefbaarometer totaalscore"
+    validation: Required[str]  # e.g. "5-fold GroupKFold, groups = gemeente"
+    n_areas: Required[int]  # number of areas in the validation
+    metrics: Required[dict[str, float]]  # the model, e.g. {"r2": 0.61, "mae": 0.052}
+    baselines: Required[dict[str, dict[str, float]]]  # e.g. {"mean": {"r2": 0.0, "mae": 0.09}}
+
+
+class SuppressionFact(TypedDict, total=False):
+    min_inhabitants: Required[int]  # Settings.min_inhabitants
+    min_respondents: Required[int]  # Settings.min_respondents
+    n_areas: Required[int]  # SuppressionReport.n_areas
+    n_suppressed_population: Required[int]
+    n_suppressed_signal: Required[int]
+    n_population_unknown: Required[int]
+    n_suppressed_respondents: NotRequired[int]  # survey cells, survey_suppression_counts()
+    n_suppressed_by_publisher: NotRequired[int]
+
+
+class RegisterFacts(TypedDict, total=False):
+    run_id: Required[str]  # Dagster run id
+    code_version: Required[str]  # git commit or package version of wijk_assets
+    generated_at: Required[str]  # ISO 8601 timestamp (UTC) of the run
+    gemeente: Required[str]  # e.g. "GM0106"
+    area_level: Required[str]  # e.g. "wijk"
+    classification_year: NotRequired[int]  # CBS wijk/buurt indeling the figures are harmonised to
+    sources: Required[list[DataSourceFact]]
+    model: Required[ModelFact]
+    outcomes: Required[list[OutcomeFact]]
+    features: Required[list[str]]  # features actually used, non-empty
+    sensitive_opt_in: Required[list[str]]  # sensitive indicators used under opt-in; [] when none
+    suppression: Required[SuppressionFact]
+
+
+_REQUIRED_TOP = ("run_id", "code_version", "generated_at", "gemeente", "area_level", "sources",
+                 "model", "outcomes", "features", "sensitive_opt_in", "suppression")
+_REQUIRED_SOURCE = ("name", "title", "publisher", "licence", "cbs_table_ids", "years", "files")
+_REQUIRED_MODEL = ("type", "version")
+_REQUIRED_OUTCOME = ("outcome", "validation", "n_areas", "metrics", "baselines")
+_REQUIRED_SUPPRESSION = ("min_inhabitants", "min_respondents", "n_areas", "n_suppressed_population",
+                         "n_suppressed_signal", "n_population_unknown")
+
+_PLACEHOLDER = re.compile(
+    r"^\s*(tbd|tbc|todo|fixme|xxx+|\?+|n/?a|nvt|unknown|onbekend|placeholder|lorem ipsum.*|"
+    r"<[^>]*>|\{[^}]*\}|\.\.\.|-+|nog in te vullen.*)\s*$",
+    re.IGNORECASE,
+)
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class MissingFactError(ValueError):
+    """A fact that must come from the run is missing, empty or a placeholder."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            "register/model card needs facts from the run; fix these (no placeholders allowed): "
+            + "; ".join(problems)
+        )
+
+
+class RegisterConfigError(ValueError):
+    """The municipality's register configuration is incomplete."""
+
+
+def _is_placeholder(value: Any) -> bool:
+    return isinstance(value, str) and (value.strip() == "" or bool(_PLACEHOLDER.match(value)))
+
+
+def _check_text(value: Any, path: str, problems: list[str]) -> None:
+    if value is None:
+        problems.append(f"{path} is missing")
+    elif not isinstance(value, str):
+        problems.append(f"{path} must be text, got {type(value).__name__}")
+    elif _is_placeholder(value):
+        problems.append(f"{path} is empty or a placeholder ({value!r})")
+
+
+def _check_number(value: Any, path: str, problems: list[str], *, integer: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        problems.append(f"{path} must be a number, got {value!r}")
+    elif isinstance(value, float) and not math.isfinite(value):
+        problems.append(f"{path} is not a finite number ({value!r})")
+    elif integer and (not float(value).is_integer() or value < 0):
+        problems.append(f"{path} must be a non-negative integer, got {value!r}")
+
+
+def _check_metrics(value: Any, path: str, problems: list[str]) -> None:
+    if not isinstance(value, Mapping) or not value:
+        problems.append(f"{path} must be a non-empty mapping of metric name to number")
+        return
+    for k, v in value.items():
+        _check_number(v, f"{path}.{k}", problems)
+
+
+def validate_facts(facts: Mapping[str, Any]) -> None:
+    """Raise :class:`MissingFactError` listing every missing/invalid fact (see :class:`RegisterFacts`)."""
+    problems: list[str] = []
+    if not isinstance(facts, Mapping):
+        raise MissingFactError([f"facts must be a mapping, got {type(facts).__name__}"])
+    for key in _REQUIRED_TOP:
+        if key not in facts or facts[key] is None:
+            problems.append(f"facts.{key} is missing")
+    for key in ("run_id", "code_version", "generated_at", "gemeente", "area_level"):
+        if facts.get(key) is not None:
+            _check_text(facts[key], f"facts.{key}", problems)
+    if "classification_year" in facts and facts["classification_year"] is not None:
+        _check_number(facts["classification_year"], "facts.classification_year", problems, integer=True)
+
+    sources = facts.get("sources")
+    if sources is not None:
+        if not isinstance(sources, list) or not sources:
+            problems.append("facts.sources must be a non-empty list")
+        else:
+            for i, src in enumerate(sources):
+                p = f"facts.sources[{i}]"
+                if not isinstance(src, Mapping):
+                    problems.append(f"{p} must be a mapping")
+                    continue
+                p = f"facts.sources[{src.get('name', i)}]"
+                for key in _REQUIRED_SOURCE:
+                    if key not in src or src[key] is None:
+                        problems.append(f"{p}.{key} is missing")
+                for key in ("name", "title", "publisher", "licence"):
+                    if src.get(key) is not None:
+                        _check_text(src[key], f"{p}.{key}", problems)
+                ids = src.get("cbs_table_ids")
+                if ids is not None:
+                    if not isinstance(ids, list):
+                        problems.append(f"{p}.cbs_table_ids must be a list ([] when none)")
+                    else:
+                        for tid in ids:
+                            _check_text(tid, f"{p}.cbs_table_ids[]", problems)
+                years = src.get("years")
+                if years is not None:
+                    if not isinstance(years, list) or not years:
+                        problems.append(f"{p}.years must be a non-empty list of years")
+                    else:
+                        for y in years:
+                            _check_number(y, f"{p}.years[]", problems, integer=True)
+                files = src.get("files")
+                if files is not None:
+                    if not isinstance(files, list) or not files:
+                        problems.append(f"{p}.files must be a non-empty list of {{path, sha256}}")
+                    else:
+                        for j, f in enumerate(files):
+                            if not isinstance(f, Mapping):
+                                problems.append(f"{p}.files[{j}] must be a mapping")
+                                continue
+                            _check_text(f.get("path"), f"{p}.files[{j}].path", problems)
+                            sha = f.get("sha256")
+                            if not isinstance(sha, str) or not _SHA256.match(sha.lower()):
+                                problems.append(f"{p}.files[{j}].sha256 must be 64 hex characters")
+
+    model = facts.get("model")
+    if model is not None:
+        if not isinstance(model, Mapping):
+            problems.append("facts.model must be a mapping")
+        else:
+            for key in _REQUIRED_MODEL:
+                _check_text(model.get(key), f"facts.model.{key}", problems)
+            for key in ("library", "explainer", "trained_on"):
+                if key in model and model[key] is not None:
+                    _check_text(model[key], f"facts.model.{key}", problems)
+
+    outcomes = facts.get("outcomes")
+    if outcomes is not None:
+        if not isinstance(outcomes, list) or not outcomes:
+            problems.append("facts.outcomes must be a non-empty list")
+        else:
+            for i, out in enumerate(outcomes):
+                if not isinstance(out, Mapping):
+                    problems.append(f"facts.outcomes[{i}] must be a mapping")
+                    continue
+                p = f"facts.outcomes[{out.get('outcome', i)}]"
+                for key in _REQUIRED_OUTCOME:
+                    if key not in out or out[key] is None:
+                        problems.append(f"{p}.{key} is missing")
+                for key in ("outcome", "validation"):
+                    if out.get(key) is not None:
+                        _check_text(out[key], f"{p}.{key}", problems)
+                if out.get("n_areas") is not None:
+                    _check_number(out["n_areas"], f"{p}.n_areas", problems, integer=True)
+                if out.get("metrics") is not None:
+                    _check_metrics(out["metrics"], f"{p}.metrics", problems)
+                baselines = out.get("baselines")
+                if baselines is not None:
+                    if not isinstance(baselines, Mapping) or not baselines:
+                        problems.append(f"{p}.baselines must name at least one baseline with metrics")
+                    else:
+                        for name, metrics in baselines.items():
+                            _check_metrics(metrics, f"{p}.baselines.{name}", problems)
+
+    features = facts.get("features")
+    if features is not None:
+        if not isinstance(features, list) or not features:
+            problems.append("facts.features must be a non-empty list")
+        else:
+            for feat in features:
+                _check_text(feat, "facts.features[]", problems)
+    opt_in = facts.get("sensitive_opt_in")
+    if opt_in is not None:
+        if not isinstance(opt_in, list):
+            problems.append("facts.sensitive_opt_in must be a list ([] when none)")
+        else:
+            for item in opt_in:
+                _check_text(item, "facts.sensitive_opt_in[]", problems)
+
+    supp = facts.get("suppression")
+    if supp is not None:
+        if not isinstance(supp, Mapping):
+            problems.append("facts.suppression must be a mapping")
+        else:
+            for key in _REQUIRED_SUPPRESSION:
+                if key not in supp or supp[key] is None:
+                    problems.append(f"facts.suppression.{key} is missing")
+                else:
+                    _check_number(supp[key], f"facts.suppression.{key}", problems, integer=True)
+            for key in ("n_suppressed_respondents", "n_suppressed_by_publisher"):
+                if supp.get(key) is not None:
+                    _check_number(supp[key], f"facts.suppression.{key}", problems, integer=True)
+
+    if problems:
+        raise MissingFactError(problems)
+
+
+# --------------------------------------------------------------------------------------------------
+# Config (static municipal text)
+# --------------------------------------------------------------------------------------------------
+
+REQUIRED_CONFIG = (
+    "naam", "korte_omschrijving", "organisatie", "thema", "status", "doel_en_impact", "afwegingen",
+    "menselijke_tussenkomst", "risicobeheer", "wettelijke_basis", "leverancier",
+    "publicatiecategorie", "contact",
+)
+OPTIONAL_CONFIG = (
+    "begindatum", "links_wettelijke_basis", "impacttoetsen", "gegevens_toelichting",
+    "technische_werking_toelichting", "publicatiecategorie_toelichting", "links",
+    "concept_toelichting",
+)
+TO_FILL = "nog in te vullen door de gemeente (concept)"
+
+
+def load_register_config(path: str | Path | None = None) -> dict[str, Any]:
+    """The municipality's static register text (default: the draft for gemeente Assen)."""
+    p = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise RegisterConfigError(f"{p}: expected a mapping at the top level")
+    return data
+
+
+def _empty(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return value.strip() == ""
+    if isinstance(value, (list, dict)):
+        return len(value) == 0 or all(_empty(v) for v in (value.values() if isinstance(value, dict) else value))
+    return False
+
+
+def _config_value(config: Mapping[str, Any], key: str, concept: bool) -> Any:
+    value = config.get(key)
+    if isinstance(value, dict):
+        return {k: (TO_FILL if concept and _empty(v) else v) for k, v in value.items()}
+    if _empty(value):
+        return TO_FILL if concept else None
+    return value.strip() if isinstance(value, str) else value
+
+
+def _validate_config(config: Mapping[str, Any]) -> bool:
+    if not isinstance(config, Mapping):
+        raise RegisterConfigError(f"config must be a mapping, got {type(config).__name__}")
+    concept = bool(config.get("concept", False))
+    missing = [k for k in REQUIRED_CONFIG if k not in config]
+    if missing:
+        raise RegisterConfigError(f"register config lacks required field(s): {missing}")
+    if not concept:
+        empty = [k for k in REQUIRED_CONFIG if _empty(config.get(k))]
+        if isinstance(config.get("contact"), dict) and any(_empty(v) for v in config["contact"].values()):
+            empty.append("contact.*")
+        if empty:
+            raise RegisterConfigError(
+                f"register config has empty field(s) {empty} but is not marked concept: true"
+            )
+    return concept
+
+
+# --------------------------------------------------------------------------------------------------
+# Register entry
+# --------------------------------------------------------------------------------------------------
+
+
+def _fmt_number(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}".replace(",", " ") if abs(value) >= 10_000 else str(value)
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) >= 1000:
+            return str(int(value))
+        return f"{value:.3f}"
+    return str(value)
+
+
+def build_register_entry(facts: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> dict:
+    """An Algoritmeregister entry (dict with the register's Dutch field names).
+
+    ``config``: static municipal text (default: :func:`load_register_config`). ``facts``: see
+    :class:`RegisterFacts`; validated first (:class:`MissingFactError` on anything missing).
+    """
+    validate_facts(facts)
+    if config is None:
+        config = load_register_config()
+    concept = _validate_config(config)
+    c = lambda key: _config_value(config, key, concept)  # noqa: E731
+
+    supp = facts["suppression"]
+    sources = [
+        {
+            "bron": s["name"],
+            "titel": s["title"],
+            "uitgever": s["publisher"],
+            "licentie": s["licence"],
+            "cbs_tabellen": list(s["cbs_table_ids"]),
+            "jaren": sorted(int(y) for y in s["years"]),
+            "niveau": s.get("level"),
+            "bestanden": [{"pad": f["path"], "sha256": f["sha256"].lower()} for f in s["files"]],
+        }
+        for s in facts["sources"]
+    ]
+    validation = [
+        {
+            "uitkomst": o["outcome"],
+            "omschrijving": o.get("description"),
+            "validatiemethode": o["validation"],
+            "aantal_gebieden": int(o["n_areas"]),
+            "model": dict(o["metrics"]),
+            "basismodellen": {k: dict(v) for k, v in o["baselines"].items()},
+        }
+        for o in facts["outcomes"]
+    ]
+    model = facts["model"]
+    entry: dict[str, Any] = {
+        "naam": c("naam"),
+        "korte_omschrijving": c("korte_omschrijving"),
+        "organisatie": c("organisatie"),
+        "thema": c("thema"),
+        "status": c("status"),
+        "begindatum": c("begindatum"),
+        "doel_en_impact": c("doel_en_impact"),
+        "afwegingen": c("afwegingen"),
+        "menselijke_tussenkomst": c("menselijke_tussenkomst"),
+        "risicobeheer": {
+            "toelichting": c("risicobeheer"),
+            "maatregelen_in_deze_run": {
+                "drempel_inwoners": int(supp["min_inhabitants"]),
+                "drempel_respondenten": int(supp["min_respondents"]),
+                "gebieden_totaal": int(supp["n_areas"]),
+                "gebieden_onderdrukt_te_weinig_inwoners": int(supp["n_suppressed_population"]),
+                "gebieden_onderdrukt_signaal_bron": int(supp["n_suppressed_signal"]),
+                "gebieden_inwonertal_onbekend": int(supp["n_population_unknown"]),
+                **(
+                    {"enquetecellen_onderdrukt_te_weinig_respondenten": int(supp["n_suppressed_respondents"])}
+                    if supp.get("n_suppressed_respondents") is not None else {}
+                ),
+                **(
+                    {"cellen_onderdrukt_door_uitgever": int(supp["n_suppressed_by_publisher"])}
+                    if supp.get("n_suppressed_by_publisher") is not None else {}
+                ),
+                "gevoelige_indicatoren_opt_in": list(facts["sensitive_opt_in"]),
+            },
+        },
+        "wettelijke_basis": c("wettelijke_basis"),
+        "links_wettelijke_basis": c("links_wettelijke_basis"),
+        "impacttoetsen": c("impacttoetsen"),
+        "gegevens": {
+            "toelichting": c("gegevens_toelichting"),
+            "gemeente": facts["gemeente"],
+            "gebiedsniveau": facts["area_level"],
+            "gebiedsindeling_jaar": facts.get("classification_year"),
+            "bronnen": sources,
+        },
+        "technische_werking": {
+            "toelichting": c("technische_werking_toelichting"),
+            "modeltype": model["type"],
+            "modelversie": model["version"],
+            "bibliotheek": model.get("library"),
+            "uitleg": model.get("explainer"),
+            "getraind_op": model.get("trained_on"),
+            "kenmerken": list(facts["features"]),
+            "aantal_kenmerken": len(facts["features"]),
+            "gevoelige_indicatoren_opt_in": list(facts["sensitive_opt_in"]),
+            "validatie": validation,
+        },
+        "leverancier": c("leverancier"),
+        "publicatiecategorie": c("publicatiecategorie"),
+        "publicatiecategorie_toelichting": c("publicatiecategorie_toelichting"),
+        "links": c("links"),
+        "contact": c("contact"),
+        "verantwoording": {
+            "run_id": facts["run_id"],
+            "codeversie": facts["code_version"],
+            "gegenereerd_op": facts["generated_at"],
+        },
+        "concept": concept,
+    }
+    if concept:
+        entry["concept_toelichting"] = c("concept_toelichting")
+    return entry
+
+
+def register_json(entry: Mapping[str, Any]) -> str:
+    """The entry as pretty-printed UTF-8 JSON (stable key order)."""
+    return json.dumps(entry, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+_TITLES = {
+    "korte_omschrijving": "Korte omschrijving",
+    "organisatie": "Organisatie",
+    "thema": "Thema",
+    "status": "Status",
+    "begindatum": "Begindatum",
+    "doel_en_impact": "Doel en impact",
+    "afwegingen": "Afwegingen",
+    "menselijke_tussenkomst": "Menselijke tussenkomst",
+    "risicobeheer": "Risicobeheer",
+    "wettelijke_basis": "Wettelijke basis",
+    "links_wettelijke_basis": "Links naar wettelijke basis",
+    "impacttoetsen": "Impacttoetsen",
+    "gegevens": "Gegevens",
+    "technische_werking": "Technische werking",
+    "leverancier": "Leverancier",
+    "publicatiecategorie": "Publicatiecategorie",
+    "publicatiecategorie_toelichting": "Toelichting publicatiecategorie",
+    "links": "Links",
+    "contact": "Contact",
+    "verantwoording": "Verantwoording (deze run)",
+}
+
+
+def _md_escape(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_value(value: Any, indent: int = 0) -> list[str]:
+    pad = "  " * indent
+    if isinstance(value, Mapping):
+        lines: list[str] = []
+        for k, v in value.items():
+            if v is None:
+                continue
+            nested = isinstance(v, Mapping) or (
+                isinstance(v, list) and any(isinstance(x, (Mapping, list)) for x in v)
+            )
+            if nested and v:
+                lines.append(f"{pad}- **{k.replace('_', ' ')}**:")
+                lines.extend(_md_value(v, indent + 1))
+            elif isinstance(v, list):
+                lines.append(f"{pad}- **{k.replace('_', ' ')}**: {', '.join(_fmt_number(x) for x in v) or '(geen)'}")
+            else:
+                lines.append(f"{pad}- **{k.replace('_', ' ')}**: {_fmt_number(v)}")
+        return lines
+    if isinstance(value, list):
+        lines = []
+        for item in value:
+            if isinstance(item, Mapping):
+                sub = _md_value(item, indent + 1)
+                if sub:
+                    lines.append(f"{pad}- " + sub[0].strip()[2:])
+                    lines.extend(sub[1:])
+            else:
+                lines.append(f"{pad}- {_fmt_number(item)}")
+        return lines
+    return [f"{pad}{value}"]
+
+
+def _metrics_table(outcomes: list[Mapping[str, Any]], *, model_key: str, baselines_key: str,
+                   outcome_key: str, validation_key: str, n_key: str, lang: str) -> list[str]:
+    names: list[str] = []
+    for o in outcomes:
+        for m in list(o[model_key]) + [k for b in o[baselines_key].values() for k in b]:
+            if m not in names:
+                names.append(m)
+    order = ["r2", "rmse", "mae", "spearman"]
+    names.sort(key=lambda m: (order.index(m) if m in order else len(order), m))
+    head = ["uitkomst", "model / basismodel", *names, "validatie", "n"] if lang == "nl" else [
+        "outcome", "model / baseline", *names, "validation", "n"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for o in outcomes:
+        rows = [("model", o[model_key])] + [
+            (f"basismodel: {k}" if lang == "nl" else f"baseline: {k}", v)
+            for k, v in o[baselines_key].items()
+        ]
+        for label, metrics in rows:
+            cells = [_md_escape(o[outcome_key]), label]
+            cells += [_fmt_number(metrics[m]) if m in metrics else "" for m in names]
+            cells += [_md_escape(o[validation_key]), _fmt_number(int(o[n_key]))]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_register_markdown(entry: Mapping[str, Any]) -> str:
+    """Human-readable Markdown of a :func:`build_register_entry` result."""
+    lines: list[str] = []
+    lines.append(f"# Algoritmeregister: {entry['naam']}")
+    lines.append("")
+    if entry.get("concept"):
+        lines.append("> **CONCEPT - nog niet vastgesteld door de gemeente.** "
+                     + str(entry.get("concept_toelichting") or ""))
+        lines.append("")
+    for key, title in _TITLES.items():
+        if key not in entry or entry[key] is None:
+            continue
+        value = entry[key]
+        lines.append(f"## {title}")
+        lines.append("")
+        if key == "technische_werking":
+            tw = value
+            lines.append(str(tw["toelichting"]))
+            lines.append("")
+            for label, k in (("Modeltype", "modeltype"), ("Modelversie", "modelversie"),
+                             ("Bibliotheek", "bibliotheek"), ("Uitleg", "uitleg"),
+                             ("Getraind op", "getraind_op")):
+                if tw.get(k):
+                    lines.append(f"- **{label}**: {tw[k]}")
+            lines.append(f"- **Kenmerken ({tw['aantal_kenmerken']})**: {', '.join(tw['kenmerken'])}")
+            opt = tw["gevoelige_indicatoren_opt_in"]
+            lines.append("- **Gevoelige indicatoren (opt-in)**: " + (", ".join(opt) if opt else "geen"))
+            lines.append("")
+            lines.append("Validatie per uitkomst, met basismodellen:")
+            lines.append("")
+            lines.extend(_metrics_table(tw["validatie"], model_key="model", baselines_key="basismodellen",
+                                        outcome_key="uitkomst", validation_key="validatiemethode",
+                                        n_key="aantal_gebieden", lang="nl"))
+        elif key == "gegevens":
+            g = value
+            lines.append(str(g["toelichting"]))
+            lines.append("")
+            lines.append(f"- **Gemeente**: {g['gemeente']}; **gebiedsniveau**: {g['gebiedsniveau']}"
+                         + (f"; **gebiedsindeling**: {g['gebiedsindeling_jaar']}"
+                            if g.get("gebiedsindeling_jaar") else ""))
+            lines.append("")
+            lines.append("| bron | titel | uitgever | CBS-tabel | jaren | licentie |")
+            lines.append("|---|---|---|---|---|---|")
+            for s in g["bronnen"]:
+                lines.append("| " + " | ".join([
+                    _md_escape(s["bron"]), _md_escape(s["titel"]), _md_escape(s["uitgever"]),
+                    ", ".join(s["cbs_tabellen"]) or "(geen CBS-tabel)",
+                    ", ".join(str(y) for y in s["jaren"]), _md_escape(s["licentie"]),
+                ]) + " |")
+            lines.append("")
+            lines.append("Bestanden (sha256):")
+            lines.append("")
+            for s in g["bronnen"]:
+                for f in s["bestanden"]:
+                    lines.append(f"- `{f['pad']}` - `{f['sha256']}`")
+        elif isinstance(value, (Mapping, list)):
+            if isinstance(value, Mapping) and "toelichting" in value:
+                lines.append(str(value["toelichting"]))
+                lines.append("")
+                value = {k: v for k, v in value.items() if k != "toelichting"}
+            lines.extend(_md_value(value))
+        else:
+            lines.append(str(value))
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# Model card
+# --------------------------------------------------------------------------------------------------
+
+
+def build_model_card(facts: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> str:
+    """A model card (Markdown, English) from the run's facts; ``config`` only adds the organisation
+    name and the CONCEPT banner. Raises :class:`MissingFactError` on missing facts."""
+    validate_facts(facts)
+    concept = bool(config.get("concept")) if config else False
+    organisation = (config or {}).get("organisatie")
+    org_line = f"{organisation} ({facts['gemeente']})" if organisation else facts["gemeente"]
+    model = facts["model"]
+    supp = facts["suppression"]
+    outcomes = facts["outcomes"]
+    lines: list[str] = []
+    lines.append(f"# Model card: wijk liveability model ({', '.join(o['outcome'] for o in outcomes)})")
+    lines.append("")
+    if concept:
+        lines.append("> **DRAFT** - the municipal text accompanying this card has not been reviewed yet.")
+        lines.append("")
+    lines += [
+        "## Model details",
+        "",
+        f"- **Organisation**: {org_line}, area level: {facts['area_level']}",
+        f"- **Model type**: {model['type']}",
+        f"- **Model version**: {model['version']}",
+    ]
+    for label, key in (("Library", "library"), ("Explanations", "explainer"), ("Trained on", "trained_on")):
+        if model.get(key):
+            lines.append(f"- **{label}**: {model[key]}")
+    if model.get("hyperparameters"):
+        hp = ", ".join(f"{k}={v}" for k, v in model["hyperparameters"].items())
+        lines.append(f"- **Hyperparameters**: {hp}")
+    lines += [
+        f"- **Code version**: {facts['code_version']}",
+        f"- **Run id**: {facts['run_id']}",
+        f"- **Generated at**: {facts['generated_at']}",
+        "",
+        "## Intended use",
+        "",
+        "- Supporting the *wijkanalyse* conversation between the municipality, wijkteams, partners and "
+        "residents: which publicly published indicators go together with the Leefbaarometer score of a "
+        "wijk, with uncertainty and compared against simple baselines.",
+        "- Exploring explanations (SHAP contributions per feature) as prompts for questions, to be "
+        "checked against local knowledge.",
+        "",
+        "## Out-of-scope uses",
+        "",
+        "- Ranking or labelling neighbourhoods: no league tables, no judgement labels for places and no "
+        "policy labels (which only a council assigns). Where an order is shown it is a rank range "
+        "from prediction intervals.",
+        "- Decisions about individuals or households, or targeting of people; the model only sees "
+        "aggregated area figures and says nothing about any resident.",
+        "- Causal claims: a feature with a large SHAP contribution is associated with the score in "
+        "this model, not shown to cause it; interventions cannot be read off the model.",
+        "- Allocation of budgets or enforcement without human deliberation.",
+        "",
+        "## Data",
+        "",
+        "| source | publisher | CBS table(s) | years | files (sha256, first 12) |",
+        "|---|---|---|---|---|",
+    ]
+    for s in facts["sources"]:
+        files = "<br>".join(f"`{f['path']}` {f['sha256'][:12]}" for f in s["files"])
+        lines.append("| " + " | ".join([
+            _md_escape(f"{s['title']} ({s['name']})"), _md_escape(s["publisher"]),
+            ", ".join(s["cbs_table_ids"]) or "none", ", ".join(str(y) for y in sorted(s["years"])),
+            files,
+        ]) + " |")
+    lines += [
+        "",
+        f"**Features used ({len(facts['features'])})**: " + ", ".join(facts["features"]),
+        "",
+        "**Sensitive indicators used under opt-in**: "
+        + (", ".join(facts["sensitive_opt_in"]) if facts["sensitive_opt_in"] else "none (default)"),
+        "",
+        "## Metrics",
+        "",
+    ]
+    lines.extend(_metrics_table(outcomes, model_key="metrics", baselines_key="baselines",
+                                outcome_key="outcome", validation_key="validation",
+                                n_key="n_areas", lang="en"))
+    lines += [
+        "",
+        "A model that does not clearly beat its baselines for an outcome should not be used to "
+        "explain that outcome.",
+        "",
+        "## Privacy",
+        "",
+        f"- Areas with fewer than {supp['min_inhabitants']} inhabitants are suppressed: "
+        f"{supp['n_suppressed_population']} of {supp['n_areas']} areas; "
+        f"{supp['n_suppressed_signal']} more suppressed because the publisher itself suppressed them "
+        f"while the population was unknown ({supp['n_population_unknown']} areas with unknown population).",
+        f"- Survey cells with fewer than {supp['min_respondents']} respondents are suppressed"
+        + (f": {supp['n_suppressed_respondents']} cells." if supp.get("n_suppressed_respondents") is not None else "."),
+        "- No personal or respondent-level data is read; inputs that look personal are rejected.",
+        "",
+        "## Limitations",
+        "",
+        "- The Leefbaarometer is itself a model: its scores are weighted sums of many indicators, with "
+        "weights estimated from statistical associations, and its makers caution that it describes "
+        "liveability and does not explain it - the relations are not causal. A model of that score "
+        "inherits the caveat.",
+        "- Area classification: figures from different years are harmonised to one wijk/buurt "
+        "classification"
+        + (f" ({facts['classification_year']})" if facts.get("classification_year") else "")
+        + "; areas that were split or merged carry back-cast or re-weighted values.",
+        "- The RIVM/GGD health-monitor figures per wijk/buurt are small-area *model estimates*, not "
+        "counts; their uncertainty is not propagated into this model.",
+        "- The model is trained nationally and applied locally: local circumstances the national "
+        "indicators do not capture are missing, and a municipality's wijken may differ from the "
+        "national training distribution.",
+        "- Suppressed small areas are absent, so results say nothing about them.",
+        "",
+        "## Ethical considerations",
+        "",
+        "- Stigmatisation: published tables are checked automatically for judgement and policy "
+        "labels for places, and rankings are never published as a single position.",
+        "- Sensitive indicators (migration background/herkomst, nationality, religion, ethnicity) are "
+        "excluded unless the municipality opts in explicitly and documents why.",
+        "- Residents should be able to see and question what is said about their wijk; the "
+        "Algoritmeregister entry and this card are published for that reason.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+__all__ = [
+    "RegisterFacts",
+    "DataSourceFact",
+    "SourceFileFact",
+    "ModelFact",
+    "OutcomeFact",
+    "SuppressionFact",
+    "MissingFactError",
+    "RegisterConfigError",
+    "DEFAULT_CONFIG_PATH",
+    "load_register_config",
+    "validate_facts",
+    "build_register_entry",
+    "register_json",
+    "render_register_markdown",
+    "build_model_card",
+]

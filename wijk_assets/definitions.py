@@ -5,6 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from wijk_assets.assets.raw import raw_assets
+from wijk_assets.checks.raw_gates import raw_gate_checks
+from wijk_assets.sensors import automation_sensor, release_sensor, weekly_refresh_schedules
 from wijk_assets.resources import CbsSourceResource, WarehouseResource
 from wijk_assets.settings import Settings, load_settings
 
@@ -23,6 +25,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     return dg.Definitions(
         assets=[*raw_assets],
+        asset_checks=[*raw_gate_checks()],
+        sensors=[release_sensor, automation_sensor],
+        schedules=[*weekly_refresh_schedules],
         resources=build_resources(settings),
     )
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from wijk_assets.assets.dbt import dbt_feature_models, dbt_resource, dbt_training_models
 from wijk_assets.assets.raw import raw_assets
+from wijk_assets.checks.feature_checks import feature_checks
 from wijk_assets.checks.raw_gates import raw_gate_checks
 from wijk_assets.sensors import automation_sensor, release_sensor, weekly_refresh_schedules
 from wijk_assets.resources import CbsSourceResource, WarehouseResource
@@ -14,6 +16,7 @@ from wijk_assets.settings import Settings, load_settings
 def build_resources(settings: Settings) -> dict[str, object]:
     return {
         "duckdb": WarehouseResource(path=str(settings.duckdb_path)),
+        "dbt": dbt_resource(),
         "cbs": CbsSourceResource(
             data_dir=str(settings.data_dir) if settings.data_dir else None,
             base_url=settings.cbs_base_url,
@@ -24,8 +27,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     return dg.Definitions(
-        assets=[*raw_assets],
-        asset_checks=[*raw_gate_checks()],
+        assets=[*raw_assets, dbt_feature_models, dbt_training_models],
+        asset_checks=[*raw_gate_checks(), *feature_checks],
         sensors=[release_sensor, automation_sensor],
         schedules=[*weekly_refresh_schedules],
         resources=build_resources(settings),

@@ -20,8 +20,9 @@ from wijk_assets.settings import DBT_PROJECT_DIR
 DBT_TARGET_PATH = Path(os.environ.get("WIJK_DBT_TARGET_PATH", "target"))
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, target_path=DBT_TARGET_PATH)
 
-# Models built on the gated feature table; they run in the second op.
-AFTER_FEATURE_GATE = "mart_wijk_training"
+# Models built on the gated feature table; they run in the second op. A test asserts this list holds
+# every dbt model downstream of marts/fct_area_features, so a new one cannot slip past the gate.
+AFTER_FEATURE_GATE = "int_wijk_training_cells mart_wijk_training"
 
 
 def dbt_executable() -> str:

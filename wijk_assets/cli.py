@@ -209,6 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     mat.add_argument("--raw-only", action="store_true", help="only the raw source partitions")
     mat.add_argument("--source", action="append", help="limit raw loading to this source (repeatable)")
     sub.add_parser("partitions", help="list the release years each source offers")
+    lineage = sub.add_parser(
+        "lineage",
+        help="write the auditor's lineage report (asset graph, code/data versions, check history) as Markdown",
+    )
+    lineage.add_argument("--out", default="-", help="output file (default: standard output)")
+    lineage.add_argument("--history", type=int, default=5, help="materialisations listed per asset")
     args = parser.parse_args(argv)
 
     settings = load_settings()
@@ -224,6 +230,22 @@ def main(argv: list[str] | None = None) -> int:
 
         for source in RAW_SOURCES:
             print(f"{source}: {', '.join(str(y) for y in cbs.available_years(source))}")
+        return 0
+    if args.command == "lineage":
+        import dagster as dg
+
+        from wijk_assets.definitions import build_definitions
+        from wijk_assets.responsible.audit import lineage_report_markdown
+
+        ensure_dagster_home()
+        report = lineage_report_markdown(
+            build_definitions(settings), dg.DagsterInstance.get(), history=args.history
+        )
+        if args.out == "-":
+            print(report)
+        else:
+            Path(args.out).write_text(report, encoding="utf-8")
+            print(f"wijk-assets: lineage report written to {args.out}")
         return 0
     if args.command == "materialize":
         report = materialize_all(settings, sources=args.source, downstream=not args.raw_only)

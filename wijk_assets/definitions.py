@@ -5,6 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from wijk_assets.assets.dbt import dbt_feature_models, dbt_resource, dbt_training_models
+from wijk_assets.assets.explanations import correlations_table, explanations, model_quality_gate
+from wijk_assets.assets.models import liveability_model
 from wijk_assets.assets.raw import raw_assets
 from wijk_assets.checks.feature_checks import feature_checks
 from wijk_assets.checks.raw_gates import raw_gate_checks
@@ -27,8 +29,15 @@ def build_resources(settings: Settings) -> dict[str, object]:
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     return dg.Definitions(
-        assets=[*raw_assets, dbt_feature_models, dbt_training_models],
-        asset_checks=[*raw_gate_checks(), *feature_checks],
+        assets=[
+            *raw_assets,
+            dbt_feature_models,
+            dbt_training_models,
+            liveability_model,
+            explanations,
+            correlations_table,
+        ],
+        asset_checks=[*raw_gate_checks(), *feature_checks, model_quality_gate],
         sensors=[release_sensor, automation_sensor],
         schedules=[*weekly_refresh_schedules],
         resources=build_resources(settings),

@@ -8,6 +8,7 @@ from wijk_assets.assets.dbt import dbt_feature_models, dbt_resource, dbt_trainin
 from wijk_assets.assets.explanations import correlations_table, explanations, model_quality_gate
 from wijk_assets.assets.models import liveability_model
 from wijk_assets.assets.raw import raw_assets
+from wijk_assets.assets.reports import report_assets, report_checks
 from wijk_assets.checks.feature_checks import feature_checks
 from wijk_assets.checks.raw_gates import raw_gate_checks
 from wijk_assets.sensors import automation_sensor, release_sensor, weekly_refresh_schedules
@@ -36,8 +37,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             liveability_model,
             explanations,
             correlations_table,
+            *report_assets,
         ],
-        asset_checks=[*raw_gate_checks(), *feature_checks, model_quality_gate],
+        asset_checks=[*raw_gate_checks(), *feature_checks, model_quality_gate, *report_checks],
         sensors=[release_sensor, automation_sensor],
         schedules=[*weekly_refresh_schedules],
         resources=build_resources(settings),

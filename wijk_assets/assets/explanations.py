@@ -55,15 +55,17 @@ def latest_rows(frame: pd.DataFrame, outcome: str) -> pd.DataFrame:
 
 
 def national_reference(duckdb: WarehouseResource, year: int) -> pd.Series:
-    """The national (land) row of the feature table in ``year``: the 'national x%' in driver texts."""
+    """National (land) values for the 'national x%' in driver texts: per feature, the latest national
+    figure published in or before ``year`` (sources publish in different years)."""
     with duckdb.connect(read_only=True) as con:
         land = con.execute(
-            "SELECT * FROM marts.fct_area_features WHERE area_level = 'land' AND year = ?", [int(year)]
+            "SELECT * FROM marts.fct_area_features WHERE area_level = 'land' AND year <= ? ORDER BY year",
+            [int(year)],
         ).df()
     if land.empty:
         return pd.Series(dtype=float)
     values = land.drop(columns=[c for c in ("area_code", "area_level", "gemeente_code", "wijk_code", "year") if c in land])
-    return values.iloc[0].astype(float).dropna()
+    return values.astype(float).ffill().iloc[-1].dropna()
 
 
 def _sql_types(frame: pd.DataFrame) -> dict[str, str]:

@@ -36,6 +36,26 @@ def _stage(label: str) -> str:
     return "other"
 
 
+def _compare_explainers(settings) -> None:
+    """pred_contrib vs shap.TreeExplainer on the same model and rows (the lbm model, latest year)."""
+    from wijk_assets.assets.explanations import latest_rows, load_model_run
+    from wijk_assets.assets.models import load_training_frame
+    from wijk_assets.ml.explain import compare_with_tree_explainer
+    from wijk_assets.ml.training import load_artifact
+    from wijk_assets.resources import WarehouseResource
+
+    duckdb = WarehouseResource(path=str(settings.duckdb_path))
+    artifact = load_artifact(load_model_run(duckdb, "lbm")["artifact_path"])
+    frame, _ = load_training_frame(duckdb)
+    rows = latest_rows(frame, "lbm")
+    result = compare_with_tree_explainer(artifact.booster, rows[artifact.features])
+    print(
+        f"\nSHAP on {result['n_rows']} wijken x {result['n_features']} features (lbm model): "
+        f"pred_contrib {result['seconds_pred_contrib']:.2f} s, shap.TreeExplainer "
+        f"{result['seconds_tree_explainer']:.2f} s, max |difference| {result['max_abs_diff']:.2e}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None, help="source folder (default ../shared/data)")
@@ -76,6 +96,8 @@ def main() -> int:
     print(f"peak RSS: this process {self_rss:.0f} MiB, largest child (dbt) {child_rss:.0f} MiB")
     print(f"database size: {size_mb:.1f} MB")
     print(f"all steps succeeded: {report.success}")
+    if report.success:
+        _compare_explainers(settings)
     if not args.keep:
         for p in workdir.glob("*"):
             p.unlink()

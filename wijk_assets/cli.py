@@ -57,6 +57,9 @@ class StepTiming:
 @dataclass
 class MaterializeReport:
     timings: list[StepTiming] = field(default_factory=list)
+    # Outcome partitions stopped by a blocking quality gate on a *model* (not an error): their
+    # explanations are not (re)published; everything else carried on.
+    blocked: list[str] = field(default_factory=list)
 
     @property
     def success(self) -> bool:
@@ -142,17 +145,41 @@ def materialize_all(
                     run_config=QUIET_RUN_CONFIG,
                 )
                 seconds = time.perf_counter() - start
+                gate = _blocking_gate_failures(result) if not result.success else []
+                blocked_only = bool(gate) and partition_key is not None
                 for step, (step_seconds, ok) in _step_timings(instance, result.run_id).items():
-                    report.timings.append(StepTiming(step, step_seconds, ok, partition_key))
+                    report.timings.append(StepTiming(step, step_seconds, ok or blocked_only, partition_key))
                 names = ", ".join(k.to_user_string() for k in keys[:3]) + (" …" if len(keys) > 3 else "")
                 part = f" [{partition_key}]" if partition_key else ""
-                log(f"{'ok ' if result.success else 'FAILED'} {len(keys)} assets ({names}){part} {seconds:.1f}s")
-                if not result.success:
+                status = "ok " if result.success else ("BLOCKED" if blocked_only else "FAILED")
+                log(f"{status} {len(keys)} assets ({names}){part} {seconds:.1f}s")
+                if blocked_only:
+                    report.blocked.extend(f"{partition_key}: {g}" for g in gate)
+                    log(f"   gate: {'; '.join(gate)} - this partition's outputs are not published")
+                elif not result.success:
                     report.timings.append(StepTiming(f"run {result.run_id}", seconds, False, partition_key))
             if not report.success:
                 log("stopped: later assets keep their previous content")
                 break
     return report
+
+
+def _blocking_gate_failures(result) -> list[str]:
+    """Names and verdicts of failed blocking checks, when they are the *only* reason a run failed."""
+    failures = result.get_step_failure_events()
+    if not failures or any(
+        f.event_specific_data.error is None
+        or f.event_specific_data.error.cls_name != "DagsterAssetCheckFailedError"
+        for f in failures
+    ):
+        return []
+    out = []
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            problems = evaluation.metadata.get("problems")
+            detail = getattr(problems, "value", None) or ""
+            out.append(f"{evaluation.check_name}: {detail}".strip(": "))
+    return out
 
 
 def plan_waves(graph, keys: list) -> list[tuple[object, list]]:
@@ -249,8 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "materialize":
         report = materialize_all(settings, sources=args.source, downstream=not args.raw_only)
-        print(f"wijk-assets: {'all assets materialised' if report.success else 'FAILED (see above)'}; "
-              f"database: {settings.duckdb_path}")
+        for line in report.blocked:
+            print(f"wijk-assets: BLOCKED by a quality gate (not published): {line}")
+        done = "all assets materialised" if not report.blocked else "materialised; see BLOCKED lines"
+        print(f"wijk-assets: {done if report.success else 'FAILED (see above)'}; database: {settings.duckdb_path}")
         return 0 if report.success else 1
     return 2
 

@@ -263,8 +263,9 @@ def model_quality_gate(context: dg.AssetCheckExecutionContext, duckdb: Warehouse
 
     outcomes = [context.partition_key] if context.has_partition_key else list(OUTCOMES)
     frame, _ = load_training_frame(duckdb)
-    problems, details = [], {}
+    problems, details, verdicts = [], {}, []
     for outcome in outcomes:
+        before = len(problems)
         run = load_model_run(duckdb, outcome)
         artifact = load_artifact(run["artifact_path"])
         metrics = json.loads(run["metrics"])["grouped_cv"]
@@ -288,12 +289,26 @@ def model_quality_gate(context: dg.AssetCheckExecutionContext, duckdb: Warehouse
         additivity = float(np.max(np.abs(shap_values.sum(axis=1) + base - prediction)))
         if additivity > ADDITIVITY_TOLERANCE:
             problems.append(f"{outcome}: SHAP additivity error {additivity:.2e}")
+        verdicts.append({
+            "outcome": outcome,
+            "model_version": run["model_version"],
+            "passed": len(problems) == before,
+            "problems": "; ".join(problems[before:]),
+            "cv_r2": r2,
+            "ridge_r2": ridge,
+            "checked_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
+        })
         details[outcome] = {
             "cv_r2": r2, "ridge_r2": ridge,
             "top5_gain_share": {k: float(gain_share[k]) for k in top},
             "top5_missing_share": {k: float(v) for k, v in missing.items()},
             "additivity_max_abs_error": additivity,
         }
+    # The verdict is also stored, so publishing and the register entry use only models that passed.
+    with duckdb.connect() as con:
+        for verdict in verdicts:
+            row = pd.DataFrame([verdict])
+            replace_partition(con, "ml.model_gate", [(row, {})], _sql_types(row), {"outcome": verdict["outcome"]})
     return dg.AssetCheckResult(
         passed=not problems,
         severity=dg.AssetCheckSeverity.ERROR,

@@ -77,8 +77,14 @@ def published_area_explanations(duckdb: WarehouseResource) -> dg.MaterializeResu
 
     settings = load_settings()
     with duckdb.connect(read_only=True) as con:
-        drivers = con.execute("SELECT * FROM ml.area_drivers").df()
-        residuals = con.execute("SELECT * FROM ml.area_residuals").df()
+        # Only explanations of the current model of each outcome, and only if it passed gate 3.
+        passed = (
+            "SELECT g.outcome, g.model_version FROM ml.model_gate g JOIN ml.model_runs r "
+            "ON r.outcome = g.outcome AND r.model_version = g.model_version WHERE g.passed"
+        )
+        drivers = con.execute(f"SELECT d.* FROM ml.area_drivers d JOIN ({passed}) p USING (outcome, model_version)").df()
+        residuals = con.execute(f"SELECT d.* FROM ml.area_residuals d JOIN ({passed}) p USING (outcome, model_version)").df()
+        gate = con.execute("SELECT outcome, passed, problems FROM ml.model_gate").df()
         catalog = con.execute("SELECT feature, source FROM marts.feature_catalog").df()
         latest_year = con.execute("SELECT max(outcome_year) FROM marts.mart_wijk_training WHERE feature_year IS NOT NULL").fetchone()[0]
         training = con.execute(
@@ -140,6 +146,10 @@ def published_area_explanations(duckdb: WarehouseResource) -> dg.MaterializeResu
             "suppression_drivers": dg.MetadataValue.json(drivers_report.to_metadata()),
             "rows_drivers": len(drivers),
             "rows_comparison": len(comparison),
+            "outcomes_published": ", ".join(sorted(comparison["outcome"].unique())),
+            "outcomes_withheld_by_gate_3": dg.MetadataValue.json(
+                {r.outcome: r.problems for r in gate.itertuples(index=False) if not r.passed}
+            ),
         }
     )
 
@@ -211,7 +221,11 @@ def run_facts(duckdb: WarehouseResource, run_id: str) -> dict:
                 "files": [{"path": p, "sha256": s} for p, s in files[["source_file", "source_sha256"]].drop_duplicates().itertuples(index=False)],
                 "level": ", ".join(spec.levels),
             })
-        runs = con.execute("SELECT * FROM ml.model_runs ORDER BY outcome").df()
+        runs = con.execute(
+            "SELECT r.*, g.passed AS gate_passed, g.problems AS gate_problems FROM ml.model_runs r "
+            "LEFT JOIN ml.model_gate g ON g.outcome = r.outcome AND g.model_version = r.model_version "
+            "ORDER BY r.outcome"
+        ).df()
         suppression = con.execute("SELECT * FROM publish.suppression_log WHERE \"table\" = 'publish.area_comparison'").df()
     outcomes, features, params = [], set(), {}
     import lightgbm
@@ -225,7 +239,8 @@ def run_facts(duckdb: WarehouseResource, run_id: str) -> dict:
         temporal = metrics.get("temporal") or {}
         outcomes.append({
             "outcome": run.outcome,
-            "description": OUTCOME_LABELS.get(run.outcome, run.outcome),
+            "description": OUTCOME_LABELS.get(run.outcome, run.outcome)
+            + ("" if run.gate_passed == True else f" - NOT PUBLISHED, quality gate 3: {run.gate_problems or 'not checked'}"),  # noqa: E712
             "validation": "5-fold cross-validation grouped by gemeente (no gemeente in both train and test)"
             + (f"; temporal check: trained before {temporal.get('test_year')}, tested on it, R² "
                f"{(temporal.get('lightgbm') or {}).get('r2', float('nan')):.3f}" if temporal.get("available") else ""),

@@ -1,0 +1,336 @@
+"""Explanations for the wijk models: SHAP contributions, global importance, plain-language area drivers,
+"higher/lower than its indicators predict" flags, and Spearman correlations with FDR control.
+
+Pure functions, no Dagster. SHAP values come from LightGBM's own TreeSHAP (``pred_contrib=True``), which
+is exact for tree ensembles and needs no extra package at run time; :func:`compare_with_tree_explainer`
+checks it against ``shap.TreeExplainer``.
+
+Wording rule: texts describe indicators and model predictions, never areas. They must not carry
+judgemental labels ("problem", "worst", "bad neighbourhood", ...); :func:`assert_neutral_text` enforces it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Iterable, Mapping, Sequence
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+HIGHER = "higher than its indicators predict"
+LOWER = "lower than its indicators predict"
+WITHIN = "within the expected range"
+NO_SCORE = "no score to compare"
+
+# Judgemental words that must never appear in area texts (English and the Dutch labels they mirror).
+BANNED_WORDS: tuple[str, ...] = (
+    "problem", "problems", "problematic", "worst", "best", "bad", "ghetto", "slum", "slums", "deprived",
+    "troubled", "dangerous", "failing", "no-go", "undesirable", "probleemwijk", "achterstandswijk",
+    "krachtwijk", "prachtwijk", "aandachtswijk", "slechtste", "beste", "slecht",
+)
+_BANNED_RE = re.compile(r"(?<![\w-])(" + "|".join(re.escape(w) for w in BANNED_WORDS) + r")(?![\w-])", re.IGNORECASE)
+
+
+def assert_neutral_text(text: str) -> str:
+    """Return ``text`` unchanged, or raise ``ValueError`` if it contains a judgemental word."""
+    hit = _BANNED_RE.search(text)
+    if hit:
+        raise ValueError(f"judgemental wording {hit.group(0)!r} in area text: {text!r}")
+    return text
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def _booster(model) -> lgb.Booster:
+    """Accept a ModelArtifact (``.booster``), an ``lgb.Booster`` or a fitted ``LGBMRegressor``."""
+    if isinstance(model, lgb.Booster):
+        return model
+    if hasattr(model, "booster") and isinstance(model.booster, lgb.Booster):
+        return model.booster
+    if hasattr(model, "booster_"):
+        return model.booster_
+    raise TypeError(f"cannot get a LightGBM booster from {type(model).__name__}")
+
+
+def _features(model, X) -> list[str]:
+    if isinstance(getattr(model, "features", None), (list, tuple)) and model.features:
+        return list(model.features)
+    if isinstance(X, pd.DataFrame):
+        return list(X.columns)
+    return list(_booster(model).feature_name())
+
+
+def _matrix(model, X) -> tuple[np.ndarray, list[str]]:
+    features = _features(model, X)
+    if isinstance(X, pd.DataFrame):
+        missing = [f for f in features if f not in X.columns]
+        if missing:
+            raise KeyError(f"X lacks model features: {missing[:5]}")
+        M = X.loc[:, features].to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        M = np.asarray(X, dtype=np.float64)
+    if M.shape[1] != len(features):
+        raise ValueError(f"X has {M.shape[1]} columns, the model {len(features)} features")
+    return np.ascontiguousarray(M), features
+
+
+def contributions(model, X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(shap matrix n x p, base values n, predictions n) from ``pred_contrib=True``."""
+    booster = _booster(model)
+    M, _ = _matrix(model, X)
+    contrib = booster.predict(M, pred_contrib=True)
+    shap_values, base = contrib[:, :-1], contrib[:, -1]
+    prediction = booster.predict(M)
+    return shap_values, base, prediction
+
+
+# ---------------------------------------------------------------------------------------------- SHAP
+
+
+def shap_long(model, X: pd.DataFrame, ids: pd.DataFrame | pd.Series | Sequence, outcome: str) -> pd.DataFrame:
+    """One row per (area, year, feature): area_code, year, outcome, feature, feature_value, shap_value,
+    base_value, prediction.
+
+    ``ids`` is aligned with the rows of ``X``: a frame with ``area_code`` and ``year`` (or
+    ``outcome_year``), or just the area codes (year left empty). Per area, the shap values plus the base
+    value add up to the prediction (LightGBM TreeSHAP, raw score).
+    """
+    M, features = _matrix(model, X)
+    shap_values, base, prediction = contributions(model, M)
+    n, p = shap_values.shape
+    if isinstance(ids, pd.DataFrame):
+        area = ids["area_code"].to_numpy()
+        year_col = "year" if "year" in ids.columns else ("outcome_year" if "outcome_year" in ids.columns else None)
+        year = pd.to_numeric(ids[year_col], errors="coerce").to_numpy(dtype=float) if year_col else np.full(n, np.nan)
+    else:
+        area = np.asarray(ids)
+        year = np.full(n, np.nan)
+    if len(area) != n:
+        raise ValueError(f"ids has {len(area)} rows, X has {n}")
+    # object columns built with repeat/tile hold references to the same few strings: cheap in memory
+    out = pd.DataFrame(
+        {
+            "area_code": np.repeat(np.asarray(area, dtype=object), p),
+            "year": np.repeat(year, p),
+            "outcome": np.full(n * p, outcome, dtype=object),
+            "feature": np.tile(np.asarray(features, dtype=object), n),
+            "feature_value": M.reshape(-1),
+            "shap_value": shap_values.reshape(-1),
+            "base_value": np.repeat(base, p),
+            "prediction": np.repeat(prediction, p),
+        }
+    )
+    if np.isfinite(out["year"]).all() and n:
+        out["year"] = out["year"].astype(np.int64)
+    return out
+
+
+def compare_with_tree_explainer(model, X, max_rows: int | None = None) -> dict[str, Any]:
+    """Max |difference| between LightGBM ``pred_contrib`` and ``shap.TreeExplainer`` SHAP values, and the
+    time each takes on the same rows."""
+    import shap  # imported lazily: only this check needs the package
+
+    booster = _booster(model)
+    M, _ = _matrix(model, X)
+    if max_rows is not None:
+        M = M[:max_rows]
+    t0 = time.perf_counter()
+    contrib = booster.predict(M, pred_contrib=True)
+    t1 = time.perf_counter()
+    explainer = shap.TreeExplainer(booster)
+    values = np.asarray(explainer.shap_values(M))
+    t2 = time.perf_counter()
+    expected = np.ravel(explainer.expected_value)[0]
+    return {
+        "n_rows": int(M.shape[0]),
+        "n_features": int(M.shape[1]),
+        "max_abs_diff": float(np.max(np.abs(contrib[:, :-1] - values))) if M.size else 0.0,
+        "base_value_diff": float(np.max(np.abs(contrib[:, -1] - expected))) if M.size else 0.0,
+        "seconds_pred_contrib": t1 - t0,
+        "seconds_tree_explainer": t2 - t1,
+    }
+
+
+def global_importance(shap_long_frame: pd.DataFrame) -> pd.DataFrame:
+    """Per outcome and feature: mean |SHAP|, rank (1 = largest), and direction = sign of the Spearman
+    correlation between the feature's value and its SHAP value (+1: higher values push the prediction
+    up, -1: down, 0: no monotone relation or too few values)."""
+    rows = []
+    for (outcome, feature), g in shap_long_frame.groupby(["outcome", "feature"], observed=True, sort=True):
+        ok = g["feature_value"].notna().to_numpy()
+        x, s = g["feature_value"].to_numpy()[ok], g["shap_value"].to_numpy()[ok]
+        rho = float("nan")
+        if x.size >= 3 and np.ptp(x) > 0 and np.ptp(s) > 0:
+            rho = float(stats.spearmanr(x, s).statistic)
+        rows.append(
+            {
+                "outcome": outcome,
+                "feature": feature,
+                "mean_abs_shap": float(np.abs(g["shap_value"].to_numpy()).mean()),
+                "spearman_value_shap": rho,
+                "direction": int(np.sign(rho)) if np.isfinite(rho) else 0,
+            }
+        )
+    out = pd.DataFrame(rows, columns=["outcome", "feature", "mean_abs_shap", "spearman_value_shap", "direction"])
+    out["rank"] = out.groupby("outcome")["mean_abs_shap"].rank(ascending=False, method="first").astype(int)
+    out["direction_text"] = out["direction"].map(
+        {1: "higher values raise the prediction", -1: "higher values lower the prediction", 0: "no single direction"}
+    )
+    return out.sort_values(["outcome", "rank"]).reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------ area texts
+
+
+def _reference_mapping(national_reference) -> dict[str, float]:
+    if national_reference is None:
+        return {}
+    if isinstance(national_reference, pd.DataFrame):
+        value_col = "value" if "value" in national_reference.columns else national_reference.columns[-1]
+        return dict(zip(national_reference["feature"], national_reference[value_col].astype(float)))
+    if isinstance(national_reference, pd.Series):
+        return {k: float(v) for k, v in national_reference.items()}
+    return {k: float(v) for k, v in dict(national_reference).items()}
+
+
+def format_value(value: float, unit: str | None) -> str:
+    """12.0% / +3.1 percentage points / 5 / 1.2 km."""
+    if value is None or not np.isfinite(value):
+        return "not available"
+    unit = (unit or "").strip()
+    u = unit.lower()
+    if u in {"%", "percent", "percentage"}:
+        return f"{value:.1f}%"
+    if u in {"%-points", "%-point", "percentage points", "pp", "procentpunt", "procentpunten"}:
+        return f"{value:+.1f} percentage points"
+    if u in {"count", "number", "aantal", "n"}:
+        return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+    return f"{value:.1f} {unit}".strip() if unit else f"{value:.3g}"
+
+
+def format_delta(value: float) -> str:
+    """Size of a SHAP contribution on the score scale: 2 decimals, 3 when below 0.01."""
+    a = abs(float(value))
+    return f"{a:.2f}" if a >= 0.01 else f"{a:.3f}"
+
+
+def driver_sentence(label: str, value: float, unit: str | None, national: float | None, shap_value: float) -> str:
+    text = f"{label}: {format_value(value, unit)}"
+    if national is not None and np.isfinite(national):
+        text += f" (national {format_value(national, unit)})"
+    verb = "raises" if shap_value > 0 else "lowers"
+    text += f" {verb} the predicted score by {format_delta(shap_value)}"
+    return assert_neutral_text(text)
+
+
+def area_drivers(
+    shap_long_frame: pd.DataFrame,
+    catalog: pd.DataFrame,
+    national_reference: Mapping[str, float] | pd.Series | pd.DataFrame | None,
+    top_n: int = 3,
+) -> pd.DataFrame:
+    """The ``top_n`` features with the largest |SHAP| per (area, year, outcome), each with a sentence like
+    "share of adults who find it hard to make ends meet: 12.0% (national 8.1%) lowers the predicted score
+    by 0.05". Labels and units come from the feature catalog; a feature without a national reference value
+    gets no "(national ...)" part. Features whose value is missing are skipped (a missing value says
+    nothing about the area)."""
+    ref = _reference_mapping(national_reference)
+    cat = catalog.drop_duplicates("feature", keep="last").set_index("feature")
+    df = shap_long_frame.loc[shap_long_frame["feature_value"].notna() & (shap_long_frame["shap_value"] != 0)].copy()
+    df["abs_shap"] = df["shap_value"].abs()
+    keys = ["outcome", "area_code", "year"]
+    df = df.sort_values(keys + ["abs_shap", "feature"], ascending=[True, True, True, False, True], kind="mergesort")
+    top = df.groupby(keys, observed=True, sort=False, dropna=False).head(top_n).copy()
+    top["rank"] = top.groupby(keys, observed=True, sort=False, dropna=False).cumcount() + 1
+    feats = top["feature"].astype(str)
+    top["feature"] = feats
+    top["label"] = [str(cat.at[f, "label"]) if f in cat.index and pd.notna(cat.at[f, "label"]) else f for f in feats]
+    units = [str(cat.at[f, "unit"]) if f in cat.index and "unit" in cat.columns and pd.notna(cat.at[f, "unit"]) else "" for f in feats]
+    top["national_value"] = [ref.get(f, np.nan) for f in feats]
+    top["direction"] = np.where(top["shap_value"] > 0, "raises", "lowers")
+    top["sentence"] = [
+        driver_sentence(lab, val, unit, nat, sv)
+        for lab, val, unit, nat, sv in zip(top["label"], top["feature_value"], units, top["national_value"], top["shap_value"])
+    ]
+    cols = ["area_code", "year", "outcome", "rank", "feature", "label", "feature_value", "national_value",
+            "shap_value", "direction", "sentence"]
+    top["area_code"] = top["area_code"].astype(str)
+    top["outcome"] = top["outcome"].astype(str)
+    return top[cols].reset_index(drop=True)
+
+
+def area_residuals(
+    actual,
+    predicted,
+    error_band: float,
+    *,
+    ids: pd.DataFrame | None = None,
+    z: float = 1.96,
+) -> pd.DataFrame:
+    """Compare each area's actual score with its (out-of-fold) prediction.
+
+    ``error_band`` is the RMSE of the out-of-fold residuals (``ModelArtifact.oof_rmse``); an area is
+    flagged when ``|actual - predicted| > z * error_band``. Use OUT-OF-FOLD predictions: in-sample
+    predictions of the final model are pulled towards the actual values and would hide real gaps.
+    """
+    if not np.isfinite(error_band) or error_band <= 0:
+        raise ValueError(f"error_band must be a positive number, got {error_band}")
+    a = np.asarray(actual, dtype=float)
+    p = np.asarray(predicted, dtype=float)
+    if a.shape != p.shape:
+        raise ValueError("actual and predicted differ in length")
+    residual = a - p
+    band = z * float(error_band)
+    flag = np.where(
+        ~np.isfinite(residual), NO_SCORE, np.where(residual > band, HIGHER, np.where(residual < -band, LOWER, WITHIN))
+    )
+    out = pd.DataFrame(
+        {
+            "actual": a,
+            "predicted": p,
+            "residual": residual,
+            "standardised_residual": residual / float(error_band),
+            "band": band,
+            "flag": flag,
+        }
+    )
+    if ids is not None:
+        ids = ids.reset_index(drop=True)
+        if len(ids) != len(out):
+            raise ValueError("ids and actual differ in length")
+        out = pd.concat([ids, out], axis=1)
+    elif isinstance(actual, pd.Series):
+        out.index = actual.index
+    return out
+
+
+# -------------------------------------------------------------------------------------- correlations
+
+
+def correlations(frame: pd.DataFrame, features: Iterable[str], outcomes: Iterable[str]) -> pd.DataFrame:
+    """Spearman rho with p-value for every (feature, outcome) pair on pairwise-complete rows, with
+    Benjamini-Hochberg q-values over all pairs tested. Caveat: when the frame pools several years the
+    same wijk appears more than once, so rows are not independent and p-values are too small; filter
+    to one year for inference."""
+    rows = []
+    for outcome in outcomes:
+        y_all = frame[outcome].to_numpy(dtype=float)
+        for feature in features:
+            x_all = frame[feature].to_numpy(dtype=float)
+            ok = np.isfinite(x_all) & np.isfinite(y_all)
+            x, y = x_all[ok], y_all[ok]
+            rho = pval = float("nan")
+            if x.size >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
+                res = stats.spearmanr(x, y)
+                rho, pval = float(res.statistic), float(res.pvalue)
+            rows.append({"feature": feature, "outcome": outcome, "n": int(x.size), "rho": rho, "p_value": pval})
+    out = pd.DataFrame(rows, columns=["feature", "outcome", "n", "rho", "p_value"])
+    out["q_value"] = np.nan
+    tested = out["p_value"].notna().to_numpy()
+    if tested.any():
+        out.loc[tested, "q_value"] = stats.false_discovery_control(out.loc[tested, "p_value"].to_numpy(), method="bh")
+    return out

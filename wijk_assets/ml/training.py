@@ -143,7 +143,7 @@ class FeatureSelection:
 def _as_bool(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in {"true", "1", "yes", "y", "t"}
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if value is None or (np.ndim(value) == 0 and pd.isna(value)):
         return False
     return bool(value)
 

@@ -28,6 +28,49 @@ PUBLISH_KEY = dg.AssetKey(["publish", "area_explanations"])
 REGISTER_KEY = dg.AssetKey(["reports", "algorithm_register_entry"])
 MODEL_CARD_KEY = dg.AssetKey(["reports", "model_card"])
 AUDIT_KEY = dg.AssetKey(["reports", "audit_trail"])
+COVERAGE_KEY = dg.AssetKey(["reports", "coverage_report"])
+RPT_COVERAGE_KEY = dg.AssetKey(["marts", "rpt_coverage"])
+
+
+@dg.asset(
+    key=COVERAGE_KEY,
+    deps=[RPT_COVERAGE_KEY],
+    group_name="reports",
+    pool=DUCKDB_POOL,
+    code_version="coverage-1",
+    description=(
+        "Coverage per source and year as asset metadata: areas in the hierarchy, Leefbaarometer wijken "
+        "matched exactly or harmonised (per rule), and those left unmatched (listed), plus the share "
+        "of Leefbaarometer wijk-years that join to features."
+    ),
+)
+def coverage_report(duckdb: WarehouseResource) -> dg.MaterializeResult:
+    with duckdb.connect(read_only=True) as con:
+        coverage = con.execute("SELECT * FROM marts.rpt_coverage ORDER BY source, year").df()
+    overall = coverage[coverage["source"] == "all_feature_sources"]
+    per_source = coverage[coverage["source"] != "all_feature_sources"]
+    rule_columns = [c for c in coverage.columns if c.startswith("n_") and c not in ("n_areas", "n_in_hierarchy", "n_land", "n_gemeenten", "n_wijken", "n_buurten")]
+    table = per_source[["source", "year", "n_areas", "n_in_hierarchy", *[c for c in rule_columns if c in per_source]]]
+    metadata = {
+        "per_source_year": dg.MetadataValue.md(table.to_markdown(index=False)),
+        "unmatched_leefbaarometer_wijken": dg.MetadataValue.json(
+            {
+                f"{r.source} {r.year}": str(r.unmatched_lbm_wijken)
+                for r in per_source.itertuples(index=False)
+                if pd.notna(r.n_unmatched) and r.n_unmatched > 0
+            }
+        ),
+    }
+    if not overall.empty:
+        row = overall.iloc[0]
+        metadata.update({
+            "lbm_join_fraction": float(row["lbm_join_fraction"]),
+            "lbm_join_fraction_raw_quick_join": float(row["raw_quick_join_fraction"]),
+            "lbm_join_fraction_excluding_changed_codes": float(row["lbm_join_fraction_excl_changed_codes"]),
+            "lbm_wijk_years": int(row["lbm_wijk_years"]),
+            "lbm_wijk_years_joined": int(row["lbm_wijk_years_joined"]),
+        })
+    return dg.MaterializeResult(metadata=metadata)
 
 
 def reports_dir(duckdb: WarehouseResource) -> Path:
@@ -356,5 +399,5 @@ def audit_trail(context: dg.AssetExecutionContext, duckdb: WarehouseResource) ->
     )
 
 
-report_assets = [published_area_explanations, register_and_model_card, audit_trail]
+report_assets = [coverage_report, published_area_explanations, register_and_model_card, audit_trail]
 report_checks = [publish_guard]

@@ -7,6 +7,7 @@ import dagster as dg
 from wijk_assets.assets.dbt import dbt_feature_models, dbt_resource, dbt_training_models
 from wijk_assets.assets.explanations import correlations_table, explanations, model_quality_gate
 from wijk_assets.assets.models import liveability_model
+from wijk_assets.assets.monitoring import release_changes
 from wijk_assets.assets.raw import raw_assets
 from wijk_assets.assets.reports import report_assets, report_checks
 from wijk_assets.checks.feature_checks import feature_checks
@@ -37,6 +38,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             liveability_model,
             explanations,
             correlations_table,
+            release_changes,
             *report_assets,
         ],
         asset_checks=[*raw_gate_checks(), *feature_checks, model_quality_gate, *report_checks],

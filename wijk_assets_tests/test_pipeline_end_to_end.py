@@ -112,9 +112,10 @@ def test_auditor_traces_a_driver_value_to_the_raw_row_and_file_hash(pipeline):
     ).fetchone()
     assert driver is not None, "expected a health-monitor driver for Lariks (WK010601)"
     area, feature, value, year = driver
+    # The feature's value as of the driver's feature year: that source's latest release not after it.
     lineage = con.execute(
         "SELECT value, source_file, source_sha256, source_row, measure_key FROM marts.fct_area_feature_values "
-        "WHERE area_code = ? AND feature = ? AND year = ?",
+        "WHERE area_code = ? AND feature = ? AND year <= ? AND value IS NOT NULL ORDER BY year DESC LIMIT 1",
         [area, feature, year],
     ).fetchone()
     assert lineage is not None

@@ -126,7 +126,8 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
     ups = area_drivers(long[long["shap_value"] > 0], catalog, reference, top_n=3)
     downs = area_drivers(long[long["shap_value"] < 0], catalog, reference, top_n=3)
     drivers = pd.concat([ups.assign(side="up"), downs.assign(side="down")], ignore_index=True)
-    drivers["feature_year"] = feature_year
+    # Per wijk: the release its features were taken as of (each source's latest release not after it).
+    drivers = drivers.merge(rows[["area_code", "feature_year"]].astype({"feature_year": "int64"}), on="area_code", how="left")
     drivers["model_version"] = run["model_version"]
 
     oof = artifact.oof_predictions

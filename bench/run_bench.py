@@ -23,17 +23,18 @@ sys.path.insert(0, str(REPO))
 
 
 def _stage(label: str) -> str:
+    """Stage of a step, from its step key (checks first: their keys start with their asset's key)."""
     if label.startswith("raw/"):
-        return "raw"
-    if label.startswith("dbt_") or label.startswith("dbt"):
+        return "raw (incl. gate 1)"
+    if "gate" in label or "check" in label or "no_judgemental" in label or "shift_since" in label:
+        return "gates 2-3 + publish guard"
+    if label.startswith("dbt"):
         return "dbt"
-    if "gate" in label or "check" in label:
-        return "gates"
-    if "model" in label or "train" in label or "validation" in label:
+    if label.startswith("models__"):
         return "models"
-    if "shap" in label or "driver" in label or "explain" in label or "residual" in label or "correlation" in label:
+    if label.startswith("explanations"):
         return "explanations"
-    return "other"
+    return "monitoring, publish, reports"
 
 
 def _compare_explainers(settings) -> None:

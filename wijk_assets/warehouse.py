@@ -127,5 +127,21 @@ def replace_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFram
     return len(frame)
 
 
+def sql_types(frame: pd.DataFrame) -> dict[str, str]:
+    """DuckDB column types for a derived frame (bool, integer, float, else text)."""
+    out = {}
+    for column in frame.columns:
+        series = frame[column]
+        if pd.api.types.is_bool_dtype(series):
+            out[column] = "BOOLEAN"
+        elif pd.api.types.is_integer_dtype(series):
+            out[column] = "BIGINT"
+        elif pd.api.types.is_float_dtype(series):
+            out[column] = "DOUBLE"
+        else:
+            out[column] = "VARCHAR"
+    return out
+
+
 def table_schema(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
     return [(r[0], r[1]) for r in con.execute(f"DESCRIBE {table}").fetchall()]

@@ -25,7 +25,7 @@ from wijk_assets.assets.models import (
 from wijk_assets.assets.raw import DUCKDB_POOL
 from wijk_assets.resources import WarehouseResource
 from wijk_assets.sensors import downstream_automation_condition
-from wijk_assets.warehouse import replace_partition, replace_table
+from wijk_assets.warehouse import replace_partition, replace_table, sql_types
 
 SHAP_KEY = dg.AssetKey(["explanations", "shap_values"])
 IMPORTANCE_KEY = dg.AssetKey(["explanations", "global_importance"])
@@ -66,21 +66,6 @@ def national_reference(duckdb: WarehouseResource, year: int) -> pd.Series:
         return pd.Series(dtype=float)
     values = land.drop(columns=[c for c in ("area_code", "area_level", "gemeente_code", "wijk_code", "year") if c in land])
     return values.astype(float).ffill().iloc[-1].dropna()
-
-
-def _sql_types(frame: pd.DataFrame) -> dict[str, str]:
-    out = {}
-    for column in frame.columns:
-        series = frame[column]
-        if pd.api.types.is_bool_dtype(series):
-            out[column] = "BOOLEAN"
-        elif pd.api.types.is_integer_dtype(series):
-            out[column] = "BIGINT"
-        elif pd.api.types.is_float_dtype(series):
-            out[column] = "DOUBLE"
-        else:
-            out[column] = "VARCHAR"
-    return out
 
 
 @dg.multi_asset(
@@ -149,7 +134,7 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
         ):
             data = data.copy()
             data["outcome"] = outcome
-            written[table] = replace_partition(con, table, [(data, {})], _sql_types(data), {"outcome": outcome})
+            written[table] = replace_partition(con, table, [(data, {})], sql_types(data), {"outcome": outcome})
 
     focus = residuals[residuals["area_code"].str.startswith("WK" + _focus_gemeente()[2:])]
     yield dg.MaterializeResult(
@@ -309,7 +294,7 @@ def model_quality_gate(context: dg.AssetCheckExecutionContext, duckdb: Warehouse
     with duckdb.connect() as con:
         for verdict in verdicts:
             row = pd.DataFrame([verdict])
-            replace_partition(con, "ml.model_gate", [(row, {})], _sql_types(row), {"outcome": verdict["outcome"]})
+            replace_partition(con, "ml.model_gate", [(row, {})], sql_types(row), {"outcome": verdict["outcome"]})
     return dg.AssetCheckResult(
         passed=not problems,
         severity=dg.AssetCheckSeverity.ERROR,

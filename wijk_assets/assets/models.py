@@ -17,7 +17,7 @@ import pandas as pd
 from wijk_assets.assets.raw import DUCKDB_POOL
 from wijk_assets.resources import WarehouseResource
 from wijk_assets.sensors import downstream_automation_condition
-from wijk_assets.warehouse import replace_partition
+from wijk_assets.warehouse import replace_partition, sql_types
 
 OUTCOMES = ("lbm", "fys", "onv", "soc", "vrz", "won")
 OUTCOME_LABELS = {
@@ -172,7 +172,7 @@ def liveability_model(context: dg.AssetExecutionContext, duckdb: WarehouseResour
     _write_partition(duckdb, "ml.model_runs", run_row, MODEL_RUNS_COLUMNS, outcome)
     oof = artifact.oof_predictions.copy()
     oof.insert(0, "outcome", outcome)
-    _write_partition(duckdb, "ml.oof_predictions", oof, {c: _sql_type(oof[c]) for c in oof.columns}, outcome)
+    _write_partition(duckdb, "ml.oof_predictions", oof, sql_types(oof), outcome)
 
     cv, base, temporal = artifact.cv_metrics, artifact.baseline_metrics, artifact.temporal_metrics
     return dg.MaterializeResult(
@@ -204,13 +204,3 @@ def _json_default(value):
         return float(value)
     except (TypeError, ValueError):
         return str(value)
-
-
-def _sql_type(series: pd.Series) -> str:
-    if pd.api.types.is_bool_dtype(series):
-        return "BOOLEAN"
-    if pd.api.types.is_integer_dtype(series):
-        return "BIGINT"
-    if pd.api.types.is_float_dtype(series):
-        return "DOUBLE"
-    return "VARCHAR"

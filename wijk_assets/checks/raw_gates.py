@@ -36,11 +36,11 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from wijk_assets.assets.raw import DUCKDB_POOL  # shared pool: no reader holds the file while a writer needs it
 from wijk_assets.checks.ge_runner import GateResult, load_suite, suite_path, validate_frame
 from wijk_assets.resources import WarehouseResource
 from wijk_assets.warehouse import connect
 
-DUCKDB_POOL = "duckdb"  # the raw assets' pool: no reader may hold the file while a writer needs it
 
 
 def raw_table(source: str) -> str:

@@ -235,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     mat = sub.add_parser("materialize", help="materialise every asset on the configured data")
     mat.add_argument("--raw-only", action="store_true", help="only the raw source partitions")
     mat.add_argument("--source", action="append", help="limit raw loading to this source (repeatable)")
+    sub.add_parser(
+        "refresh",
+        help="load new or changed source releases, then rebuild what depends on them (the sensors' work, "
+        "without a daemon)",
+    )
     sub.add_parser("partitions", help="list the release years each source offers")
     lineage = sub.add_parser(
         "lineage",
@@ -274,6 +279,14 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.out).write_text(report, encoding="utf-8")
             print(f"wijk-assets: lineage report written to {args.out}")
         return 0
+    if args.command == "refresh":
+        from wijk_assets.refresh import refresh
+
+        report = refresh(settings)
+        changed = sorted(report.materialised())
+        print(f"wijk-assets: refresh {'done' if report.success else 'FAILED (see above)'}; "
+              f"{len(report.runs)} runs, {len(changed)} assets updated; database: {settings.duckdb_path}")
+        return 0 if report.success else 1
     if args.command == "materialize":
         report = materialize_all(settings, sources=args.source, downstream=not args.raw_only)
         for line in report.blocked:

@@ -632,19 +632,43 @@ weekly_refresh_schedules = [build_weekly_refresh_schedule(source) for source in 
 # ---------------------------------------------------------------------------------------------------
 
 
-def downstream_automation_condition() -> dg.AutomationCondition:
-    """For the dbt and ML assets: run after upstream data changed, once, when it is complete and checked.
+def downstream_automation_condition(triggered_by: Iterable[dg.AssetKey] | None = None) -> dg.AutomationCondition:
+    """For the dbt, ML and report assets: run once after upstream *data* changed, when complete and checked.
 
-    ``AutomationCondition.eager()`` requests the asset when any dependency was updated since it last
-    ran (or it became missing), but not while any dependency partition is missing or *in progress* --
-    and Dagster counts a queued run as in progress. The release sensor requests all the raw runs of a
-    tick at once, so while the last of them is queued behind the ``duckdb`` pool the marts wait, and
-    they are requested once when it finishes (``since_last_handled`` folds all the updates into that
-    one request). ``all_deps_blocking_checks_passed()`` additionally holds them back while a blocking
-    asset check (the Great Expectations suites on raw) has failed on an upstream asset.
+    This is :meth:`AutomationCondition.eager` with one change: a dependency counts as updated only
+    when its new materialisation carries a different **data version** (or it is requested in the same
+    run). Raw partitions are versioned by the sha256 of their source files, dbt and report assets by a
+    hash of their code version and their inputs' data versions, models by their content; so reloading
+    an unchanged file, or rebuilding a mart from identical inputs, retrains nothing downstream.
+
+    The rest is eager's: not while any dependency partition is missing or *in progress* (a queued
+    run counts), and not while the asset itself is in progress. The release sensor requests all the
+    raw runs of a tick at once, so while the last of them is queued behind the ``duckdb`` pool the
+    marts wait, and they are requested once when it finishes (``since_last_handled`` folds all the
+    updates into that one request). ``all_deps_blocking_checks_passed()`` additionally holds an asset
+    back while a blocking asset check (a Great Expectations gate) has failed on a dependency.
+
+    ``triggered_by`` names the dependencies whose new data triggers a run, when not all should: an
+    asset that reads both a model and the mart the model is trained on (a diamond) must wait for the
+    model, or it would run once after the mart and again after the model. The guards (missing, in
+    progress, failed blocking checks) still look at every dependency.
     """
+    AC = dg.AutomationCondition
+    new_data_upstream = AC.any_deps_match(
+        (AC.newly_updated() & AC.data_version_changed() & ~AC.executed_with_root_target()).with_label(
+            "updated_with_new_data_version"
+        )
+        | AC.will_be_requested()
+    )
+    if triggered_by is not None:
+        new_data_upstream = new_data_upstream.allow(dg.AssetSelection.assets(*triggered_by))
+    new_data_upstream = new_data_upstream.with_label("any_deps_have_new_data")
     return (
-        dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+        (AC.newly_missing() | new_data_upstream).since_last_handled()
+        & ~AC.any_deps_missing()
+        & ~AC.any_deps_in_progress()
+        & ~AC.in_progress()
+        & AC.all_deps_blocking_checks_passed()
     ).with_label("wijk_downstream")
 
 

@@ -52,3 +52,21 @@ def test_lineage_runs_from_raw_to_the_published_tables_and_reports():
         assert dg.AssetKey(key) in published
     register = graph.get_ancestor_asset_keys(dg.AssetKey(["reports", "algorithm_register_entry"]))
     assert dg.AssetKey(["publish", "area_explanations"]) in register
+
+
+def test_every_asset_downstream_of_raw_follows_its_upstream_and_is_versioned():
+    """New source data must reach every table without a person starting runs, and every asset must
+    carry a code version, so its data version is a hash of code and inputs (never a run id)."""
+    graph = _graph()
+    raw = {k for k in graph.get_all_asset_keys() if k.path[0] == "raw"}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if not node.is_materializable:
+            continue
+        assert node.code_version, f"{key.to_user_string()} has no code version"
+        if key in raw:
+            assert node.automation_condition is None  # raw partitions are the release sensor's job
+        else:
+            assert node.automation_condition is not None, f"{key.to_user_string()} does not follow upstream"
+            assert node.automation_condition.get_label() == "wijk_downstream"
+    assert {k for k in dbt_feature_models.keys} <= {k for k in graph.get_all_asset_keys() if graph.get(k).automation_condition}

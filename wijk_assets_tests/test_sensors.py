@@ -36,6 +36,7 @@ from wijk_assets.sensors import (
     release_sensor,
     weekly_refresh_schedules,
 )
+from wijk_assets.refresh import follow_automation
 from wijk_assets_tests.fake_cbs_server import FakeCbsServer
 
 SES_DIR = "cbs_ses_woa_85163NED"
@@ -414,6 +415,73 @@ def test_downstream_condition_runs_once_after_several_partitions_land():
     assert n == 1
     n, cursor = evaluate(cursor)
     assert n == 0
+
+
+def _data_version(instance, key) -> str:
+    return instance.get_latest_materialization_event(key).asset_materialization.tags["dagster/data_version"]
+
+
+def test_follow_automation_retrains_only_when_upstream_data_changes():
+    """Synthetic toy graph (raw year partitions -> mart with a blocking gate -> one model per outcome):
+    an unchanged reload triggers nothing, a new year flows through once, a failed gate stops the model."""
+    parts = dg.DynamicPartitionsDefinition(name="toy2_release_year")
+    outcomes = dg.StaticPartitionsDefinition(["a", "b"])
+    content = {"2019": "v1", "2020": "v1"}
+    gate_passes = {"value": True}
+    cond = downstream_automation_condition()
+
+    @dg.asset(key=["raw", "toy2"], partitions_def=parts, code_version="r1")
+    def raw_toy(context):
+        return dg.Output(1, data_version=dg.DataVersion(content[context.partition_key]))
+
+    @dg.asset(key=["marts", "toy2"], deps=[raw_toy], code_version="m1", automation_condition=cond)
+    def mart_toy():
+        return 2
+
+    @dg.asset_check(asset=mart_toy, blocking=True)
+    def mart_gate():
+        return dg.AssetCheckResult(passed=gate_passes["value"])
+
+    @dg.asset(key=["models", "toy2"], deps=[mart_toy], partitions_def=outcomes, code_version="x1",
+              automation_condition=cond)
+    def model_toy():
+        return 3
+
+    defs = dg.Definitions(assets=[raw_toy, mart_toy, model_toy], asset_checks=[mart_gate])
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(parts.name, ["2019", "2020"])
+    # The initial load, as `wijk-assets materialize` does it: every asset once.
+    for year in ("2019", "2020"):
+        assert dg.materialize([raw_toy], partition_key=year, instance=instance).success
+    assert dg.materialize([raw_toy, mart_toy, model_toy, mart_gate], selection=[mart_toy.key], instance=instance).success
+    for outcome in ("a", "b"):
+        assert dg.materialize([raw_toy, mart_toy, model_toy], selection=[model_toy.key], partition_key=outcome,
+                              instance=instance).success
+    first = follow_automation(defs, instance, log=lambda _: None)  # the first evaluation is the baseline
+    assert first.runs == [] and first.ticks == 1
+    mart_version = _data_version(instance, mart_toy.key)
+
+    # The same file reloaded: same raw data version -> nothing downstream runs.
+    assert dg.materialize([raw_toy], partition_key="2020", instance=instance).success
+    again = follow_automation(defs, instance, cursor=first.automation_cursor, log=lambda _: None)
+    assert again.runs == [] and again.ticks == 1
+
+    # A new year: the mart is rebuilt once (new data version), then each model once.
+    content["2021"] = "v1"
+    instance.add_dynamic_partitions(parts.name, ["2021"])
+    assert dg.materialize([raw_toy], partition_key="2021", instance=instance).success
+    new_year = follow_automation(defs, instance, cursor=again.automation_cursor, log=lambda _: None)
+    assert new_year.materialised() == {"marts/toy2": [None], "models/toy2": ["a", "b"]}
+    assert _data_version(instance, mart_toy.key) != mart_version
+
+    # A revised release that fails the mart's gate: the mart is rebuilt, the models are not.
+    content["2021"] = "v2"
+    gate_passes["value"] = False
+    assert dg.materialize([raw_toy], partition_key="2021", instance=instance).success
+    blocked = follow_automation(defs, instance, cursor=new_year.automation_cursor, log=lambda _: None)
+    assert [(r.asset_keys, r.success) for r in blocked.runs] == [(["marts/toy2"], False)]
+    assert blocked.runs[0].failed_checks and blocked.runs[0].failed_checks[0].startswith("mart_gate")
+    assert "models/toy2" not in blocked.materialised()
 
 
 # ---------------------------------------------------------------------------------------------------

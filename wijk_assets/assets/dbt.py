@@ -15,6 +15,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 
 from wijk_assets.assets.raw import DUCKDB_POOL
 from wijk_assets.resources import WarehouseResource
+from wijk_assets.sensors import downstream_automation_condition
 from wijk_assets.settings import DBT_PROJECT_DIR
 
 DBT_TARGET_PATH = Path(os.environ.get("WIJK_DBT_TARGET_PATH", "target"))
@@ -71,6 +72,10 @@ class WijkDbtTranslator(DagsterDbtTranslator):
         if dbt_resource_props["resource_type"] == "seed":
             return "dbt_seeds"
         return f"dbt_{dbt_resource_props.get('schema') or 'models'}"
+
+    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
+        """Every model and seed follows its upstream: a new raw partition rebuilds what depends on it."""
+        return downstream_automation_condition()
 
 
 translator = WijkDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))

@@ -70,10 +70,10 @@ def national_reference(duckdb: WarehouseResource, year: int) -> pd.Series:
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(SHAP_KEY, deps=[MODEL_KEY, TRAINING_KEY], description="SHAP contribution per wijk x outcome x feature (long), with base value and prediction."),
-        dg.AssetSpec(IMPORTANCE_KEY, deps=[MODEL_KEY], description="Global importance per outcome: mean |SHAP|, rank and direction of effect."),
-        dg.AssetSpec(DRIVERS_KEY, deps=[MODEL_KEY, FEATURE_TABLE_KEY], description="Per wijk, the top drivers pushing the predicted score up and down, in plain language."),
-        dg.AssetSpec(RESIDUALS_KEY, deps=[MODEL_KEY], description="Actual vs out-of-fold predicted score; flagged outside the cross-validated error band."),
+        dg.AssetSpec(SHAP_KEY, deps=[MODEL_KEY, TRAINING_KEY], automation_condition=downstream_automation_condition(), description="SHAP contribution per wijk x outcome x feature (long), with base value and prediction."),
+        dg.AssetSpec(IMPORTANCE_KEY, deps=[MODEL_KEY], automation_condition=downstream_automation_condition(), description="Global importance per outcome: mean |SHAP|, rank and direction of effect."),
+        dg.AssetSpec(DRIVERS_KEY, deps=[MODEL_KEY, FEATURE_TABLE_KEY], automation_condition=downstream_automation_condition(), description="Per wijk, the top drivers pushing the predicted score up and down, in plain language."),
+        dg.AssetSpec(RESIDUALS_KEY, deps=[MODEL_KEY], automation_condition=downstream_automation_condition(), description="Actual vs out-of-fold predicted score; flagged outside the cross-validated error band."),
     ],
     partitions_def=outcome_partitions,
     group_name="explanations",

@@ -39,7 +39,7 @@ def _previous_artifact(current_path: str) -> Path | None:
     group_name="monitoring",
     pool=DUCKDB_POOL,
     code_version="monitoring-1",
-    automation_condition=downstream_automation_condition(),
+    automation_condition=downstream_automation_condition(triggered_by=[MODEL_KEY]),  # after retraining, once
     description=(
         "Between the two latest releases: per-wijk indicator and predicted-score changes, per-feature "
         "drift, and each model's performance on the newest outcome year before retraining."

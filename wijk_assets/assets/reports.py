@@ -9,6 +9,7 @@
 - ``reports/audit_trail``: every materialisation with code version, data versions and check outcomes.
 """
 
+import hashlib
 import json
 import subprocess
 from datetime import datetime, timezone
@@ -21,6 +22,7 @@ from wijk_assets.assets.explanations import DRIVERS_KEY, RESIDUALS_KEY, CORRELAT
 from wijk_assets.assets.models import MODEL_KEY, OUTCOME_LABELS, OUTCOMES, TRAINING_KEY
 from wijk_assets.assets.raw import DUCKDB_POOL, RAW_SOURCES, raw_asset_key
 from wijk_assets.resources import WarehouseResource
+from wijk_assets.sensors import downstream_automation_condition
 from wijk_assets.settings import REPO_ROOT, load_settings
 from wijk_assets.warehouse import replace_table
 
@@ -38,6 +40,7 @@ RPT_COVERAGE_KEY = dg.AssetKey(["marts", "rpt_coverage"])
     group_name="reports",
     pool=DUCKDB_POOL,
     code_version="coverage-1",
+    automation_condition=downstream_automation_condition(),
     description=(
         "Coverage per source and year as asset metadata: areas in the hierarchy, Leefbaarometer wijken "
         "matched exactly or harmonised (per rule), and those left unmatched (listed), plus the share "
@@ -109,6 +112,7 @@ def small_area_signal(training_latest: pd.DataFrame, own_rivm_features: list[str
     group_name="publish",
     pool=DUCKDB_POOL,
     code_version="publish-1",
+    automation_condition=downstream_automation_condition(triggered_by=[DRIVERS_KEY, RESIDUALS_KEY]),
     description=(
         "Resident-facing tables (publish.area_drivers, publish.area_comparison): small areas "
         "suppressed, rank ranges with uncertainty instead of positions, neutral wording only."
@@ -331,8 +335,10 @@ def run_facts(duckdb: WarehouseResource, run_id: str) -> dict:
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(REGISTER_KEY, deps=[MODEL_KEY, PUBLISH_KEY, CORRELATIONS_KEY, *[raw_asset_key(s) for s in RAW_SOURCES]],
+                     automation_condition=downstream_automation_condition(triggered_by=[PUBLISH_KEY]),
                      description="Algoritmeregister entry (Markdown + JSON) filled from configuration and this run."),
         dg.AssetSpec(MODEL_CARD_KEY, deps=[MODEL_KEY, PUBLISH_KEY],
+                     automation_condition=downstream_automation_condition(triggered_by=[PUBLISH_KEY]),
                      description="Model card: intended and out-of-scope use, metrics with baselines, limitations."),
     ],
     group_name="reports",
@@ -381,6 +387,8 @@ def register_and_model_card(context: dg.AssetExecutionContext, duckdb: Warehouse
     deps=[REGISTER_KEY, MODEL_CARD_KEY],
     group_name="reports",
     pool=DUCKDB_POOL,
+    code_version="audit-1",
+    automation_condition=downstream_automation_condition(),
     description=(
         "audit.audit_trail: one row per materialisation (asset, partition, run id, code version, data "
         "version, input data versions, source sha256, check outcomes), from the Dagster event log."
@@ -394,8 +402,11 @@ def audit_trail(context: dg.AssetExecutionContext, duckdb: WarehouseResource) ->
     with duckdb.connect() as con:
         replace_table(con, "audit.audit_trail", rows)
     failed = int((rows["checks_passed"] == False).sum()) if "checks_passed" in rows else 0  # noqa: E712
+    # The trail is a log of the instance, not a function of its inputs: version it by its content.
+    content = hashlib.sha256(rows.to_csv(index=False).encode("utf-8")).hexdigest()
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": len(rows), "materialisations_with_failed_checks": failed}
+        metadata={"dagster/row_count": len(rows), "materialisations_with_failed_checks": failed},
+        data_version=dg.DataVersion(content),
     )
 
 

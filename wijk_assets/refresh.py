@@ -41,6 +41,7 @@ class ExecutedRun:
     success: bool
     seconds: float
     failed_checks: list[str] = field(default_factory=list)  # "<check>: <verdict>" when only gates failed
+    materialised: list[tuple[str, str | None]] = field(default_factory=list)  # (asset key, partition)
 
     @property
     def withheld(self) -> bool:
@@ -61,12 +62,12 @@ class RefreshReport:
         return all(r.success or r.withheld for r in self.runs)
 
     def materialised(self) -> dict[str, list[str | None]]:
-        """asset key -> partitions materialised by successful runs, in execution order."""
+        """asset key -> partitions the runs materialised, in execution order (a run stopped by a gate
+        counts with what it materialised before the gate)."""
         out: dict[str, list[str | None]] = defaultdict(list)
         for run in self.runs:
-            if run.success:
-                for key in run.asset_keys:
-                    out[key].append(run.partition_key)
+            for key, partition in run.materialised:
+                out[key].append(partition)
         return dict(out)
 
 
@@ -100,6 +101,10 @@ def execute(
         success=result.success,
         seconds=time.perf_counter() - start,
         failed_checks=failed,
+        materialised=[
+            (e.asset_key.to_user_string(), e.partition) for e in result.get_asset_materialization_events()
+            for e in [e.event_specific_data.materialization]
+        ],
     )
 
 

@@ -4,6 +4,11 @@ dbt, models, explanations, published tables and reports, into a temporary DuckDB
 Then: an auditor traces a number in ``area_drivers`` for an Assen wijk back to the raw row and the
 source file's sha256; a corrupted source is stopped at the gate and the tables downstream keep their
 previous content.
+
+The first load runs without the RIVM 2020 health-monitor files. They are then dropped into the data
+folder, as a data engineer would when the new release comes out, and the release sensor and the
+assets' automation conditions take it from there (no code change, no hand-started run): the tests
+check the new year reached the feature table and the models through every gate, once.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import duckdb
 import pytest
 
 from wijk_assets.cli import materialize_all
+from wijk_assets.definitions import build_definitions
+from wijk_assets.refresh import apply_sensor_result, follow_automation
 from wijk_assets.responsible.stigma import find_judgemental_labels
 from wijk_assets.settings import Settings
 
@@ -29,28 +36,144 @@ def _settings(data_dir: Path, db: Path) -> Settings:
     return Settings(data_dir=data_dir, duckdb_path=db, cbs_base_url=None, gemeente="GM0106")
 
 
+# The "new release" of this scenario: held back from the first load, dropped in afterwards.
+NEW_RELEASE = ("rivm_gezondheid_50090NED/gezondheid_buurt_2020_18plus.xlsx",
+               "rivm_gezondheid_50090NED/gezondheid_buurt_2020_65plus.xlsx")
+
+
+def _tick(sensor, instance, cursor, cbs) -> dg.SensorResult:
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"cbs": cbs}) as context:
+        return sensor(context)
+
+
+def _data_versions(instance, keys) -> dict[str, str | None]:
+    out = {}
+    for key in keys:
+        event = instance.get_latest_materialization_event(dg.AssetKey(key.split("/")))
+        out[key] = event.asset_materialization.tags.get("dagster/data_version") if event else None
+    return out
+
+
+VERSIONED = ["marts/fct_area_features", "marts/mart_wijk_training", "marts/fct_liveability_outcomes",
+             "staging/stg_leefbaarometer", "models/liveability_model", "explanations/area_drivers"]
+
+
 @pytest.fixture(scope="module")
 def pipeline(shared_data_dir, tmp_path_factory):
-    """Materialise every asset once; tests share the database (read-only) and the instance."""
+    """Materialise every asset (without RIVM 2020), then let the sensors bring in RIVM 2020.
+
+    Tests share the database (read-only) and the instance.
+    """
     root = tmp_path_factory.mktemp("e2e")
     # A data folder of links to the real files, so a test can swap one file without touching ../shared.
     data = root / "data"
+    held_back = []
     for path in shared_data_dir.rglob("*"):
         if path.is_file():
-            target = data / path.relative_to(shared_data_dir)
+            relative = path.relative_to(shared_data_dir).as_posix()
+            target = data / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.symlink_to(path)
+            if relative in NEW_RELEASE:
+                held_back.append((target, path))
+            else:
+                target.symlink_to(path)
+    assert len(held_back) == len(NEW_RELEASE)
     db = root / "wijk.duckdb"
     instance = dg.DagsterInstance.ephemeral()
     settings = _settings(data, db)
     report = materialize_all(settings, instance=instance)
     failed = [t for t in report.timings if not t.success]
     assert report.success, f"failed steps: {failed}"
-    return {"db": db, "data": data, "instance": instance, "settings": settings, "report": report}
+    with duckdb.connect(str(db), read_only=True) as con:
+        before = {
+            "feature_years": [r[0] for r in con.execute(
+                "SELECT DISTINCT year FROM marts.fct_area_features ORDER BY 1").fetchall()],
+            "model_versions": dict(con.execute("SELECT outcome, model_version FROM ml.model_runs").fetchall()),
+            "training_rows": con.execute("SELECT count(*) FROM marts.mart_wijk_training").fetchone()[0],
+        }
+    before["data_versions"] = _data_versions(instance, VERSIONED)
+
+    # From here on the daemon's work: the automation sensor's first evaluation (its baseline), the
+    # release sensor's first tick over the loaded warehouse, then the new files arrive.
+    defs = build_definitions(settings)
+    baseline = follow_automation(defs, instance)
+    sensor = defs.get_sensor_def("release_sensor")
+    cbs = defs.resources["cbs"]
+    quiet = _tick(sensor, instance, None, cbs)
+    for target, path in held_back:
+        target.symlink_to(path)
+    release = _tick(sensor, instance, quiet.cursor, cbs)
+    sensor_runs = apply_sensor_result(defs, instance, release, trigger="release_sensor")
+    followed = follow_automation(defs, instance, cursor=baseline.automation_cursor)
+    return {
+        "db": db, "data": data, "instance": instance, "settings": settings, "report": report,
+        "before": before, "baseline": baseline, "quiet": quiet, "release": release,
+        "sensor_runs": sensor_runs, "followed": followed,
+    }
 
 
 def _con(pipeline):
     return duckdb.connect(str(pipeline["db"]), read_only=True)
+
+
+def test_a_new_release_flows_from_the_sensor_through_the_gates_to_features_and_models(pipeline):
+    """No code change and no hand-started run: drop the files in, the sensors do the rest, once."""
+    before = pipeline["before"]
+    assert 2020 not in before["feature_years"]
+    assert pipeline["baseline"].runs == []  # after a full load nothing is out of date
+    assert not pipeline["quiet"].run_requests and not pipeline["quiet"].dynamic_partitions_requests
+
+    release = pipeline["release"]
+    assert [(r.partitions_def_name, list(r.partition_keys)) for r in release.dynamic_partitions_requests] == [
+        ("rivm_gezondheid_release_year", ["2020"])]
+    assert [(r.asset_selection, r.partition_key, r.tags["wijk_assets/reason"]) for r in release.run_requests] == [
+        ([dg.AssetKey(["raw", "rivm_gezondheid"])], "2020", "new_year")]
+    cursor = json.loads(release.cursor)
+    assert set(cursor["sources"]["rivm_gezondheid"]) >= set(NEW_RELEASE)
+    assert "2020" in pipeline["instance"].get_dynamic_partitions("rivm_gezondheid_release_year")
+    assert [r.success for r in pipeline["sensor_runs"]] == [True]
+
+    followed = pipeline["followed"]
+    assert followed.success, [(r.asset_keys, r.partition_key, r.failed_checks) for r in followed.runs if not r.success]
+    done = followed.materialised()
+    # Everything that depends on the health monitor, and nothing twice.
+    for key in ("staging/stg_rivm_gezondheid", "marts/fct_area_features", "marts/mart_wijk_training",
+                "explanations/correlations", "monitoring/release_changes", "publish/area_explanations",
+                "reports/algorithm_register_entry", "reports/model_card", "reports/audit_trail"):
+        assert done.get(key) == [None], key
+    assert sorted(done["models/liveability_model"]) == sorted(["lbm", "fys", "onv", "soc", "vrz", "won"])
+    assert "staging/stg_leefbaarometer" not in done  # not downstream of the new release
+    assert "marts/fct_liveability_outcomes" not in done
+    assert followed.ticks <= 8  # it settled: the last evaluation requested nothing
+
+    # The gates ran on the new data in those runs: raw (gate 1), feature table (gate 2), models (gate 3).
+    instance = pipeline["instance"]
+    run_ids = {r.run_id for r in pipeline["sensor_runs"] + followed.runs}
+    evaluated = {
+        (e.asset_key.to_user_string(), e.check_name)
+        for run_id in run_ids
+        for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+        for e in [record.dagster_event.event_specific_data]
+    }
+    assert ("raw/rivm_gezondheid", "ge_gate_rivm_gezondheid") in evaluated
+    assert ("marts/fct_area_features", "ge_gate_fct_area_features") in evaluated
+    assert ("models/liveability_model", "model_quality_gate") in evaluated
+
+    con = _con(pipeline)
+    years = [r[0] for r in con.execute("SELECT DISTINCT year FROM marts.fct_area_features ORDER BY 1").fetchall()]
+    assert 2020 in years
+    assert con.execute(
+        "SELECT count(*) FROM marts.fct_area_feature_values WHERE year = 2020 AND source_file LIKE '%2020_18plus%'"
+    ).fetchone()[0] > 0
+    after = dict(con.execute("SELECT outcome, model_version FROM ml.model_runs").fetchall())
+    assert all(after[o] != before["model_versions"][o] for o in after)  # retrained on the new features
+
+    # Data versions changed exactly where the inputs did.
+    versions = _data_versions(instance, VERSIONED)
+    for key in ("marts/fct_area_features", "marts/mart_wijk_training", "models/liveability_model"):
+        assert versions[key] != before["data_versions"][key], key
+    for key in ("marts/fct_liveability_outcomes", "staging/stg_leefbaarometer"):
+        assert versions[key] == before["data_versions"][key], key
 
 
 def test_feature_table_has_every_year_and_all_of_assen(pipeline):
@@ -129,6 +252,25 @@ def test_auditor_traces_a_driver_value_to_the_raw_row_and_file_hash(pipeline):
     assert float(raw_value.strip()) == pytest.approx(value)
     on_disk = (pipeline["data"] / source_file).resolve().read_bytes()
     assert hashlib.sha256(on_disk).hexdigest() == sha256
+
+    # The same path in Dagster's column lineage, as the UI shows it: area_drivers.feature_value <-
+    # fct_area_features.<feature> <- raw/rivm_gezondheid.<source key>.
+    drivers = _column_lineage(pipeline, ["explanations", "area_drivers"], "lbm")
+    assert dg.TableColumnDep(dg.AssetKey(["marts", "fct_area_features"]), feature) in drivers["feature_value"]
+    features = _column_lineage(pipeline, ["marts", "fct_area_features"])
+    assert dg.TableColumnDep(dg.AssetKey(["raw", "rivm_gezondheid"]), measure_key) in features[feature]
+    training = _column_lineage(pipeline, ["marts", "mart_wijk_training"])
+    assert training["lbm"] == [dg.TableColumnDep(dg.AssetKey(["marts", "fct_liveability_outcomes"]), "lbm")]
+    assert dg.TableColumnDep(dg.AssetKey(["marts", "fct_area_features"]), feature) in training[f"gm__{feature}"]
+
+
+def _column_lineage(pipeline, key, partition=None) -> dict:
+    records = pipeline["instance"].fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[partition] if partition else None),
+        limit=1,
+    ).records
+    value = records[0].asset_materialization.metadata["dagster/column_lineage"]
+    return {column: list(deps) for column, deps in getattr(value, "value", value).deps_by_column.items()}
 
 
 def test_register_entry_and_model_card_carry_the_run_figures(pipeline):

@@ -84,6 +84,77 @@ dbt_project.prepare_if_dev()
 prepare_manifest()
 
 
+LINEAGE_MARTS = {
+    dg.AssetKey(["marts", "fct_area_features"]),
+    dg.AssetKey(["marts", "fct_liveability_outcomes"]),
+    dg.AssetKey(["marts", "mart_wijk_training"]),
+}
+# dagster-dbt names each output after its asset key ("marts__fct_area_features")
+_LINEAGE_OUTPUTS = {key.to_python_identifier(): key for key in LINEAGE_MARTS}
+
+
+def column_lineage_metadata(key: dg.AssetKey, duckdb: WarehouseResource) -> dict[str, Any]:
+    """``dagster/column_lineage`` (and a column schema with each feature's label, unit and source keys)
+    for one of :data:`LINEAGE_MARTS`, read from the tables dbt just built."""
+    from wijk_assets import lineage
+    from wijk_assets.assets.models import OUTCOMES
+
+    with duckdb.connect(read_only=True) as con:
+        catalog = con.execute(
+            "SELECT feature, source, source_measure_keys, label, unit FROM marts.feature_catalog"
+        ).df()
+        columns = con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [key.path[0], key.path[1]],
+        ).fetchall()
+    rows = catalog.to_dict("records")
+    names = [c for c, _ in columns]
+    if key.path[1] == "fct_area_features":
+        table_lineage = lineage.feature_table_lineage(r for r in rows if r["feature"] in set(names))
+    elif key.path[1] == "fct_liveability_outcomes":
+        table_lineage = lineage.outcomes_lineage([o for o in OUTCOMES if o in names])
+    else:
+        table_lineage = lineage.training_lineage(names, {r["feature"] for r in rows}, OUTCOMES)
+    described = {r["feature"]: r for r in rows}
+
+    def describe(column: str) -> str | None:
+        info = described.get(lineage.base_feature(column))
+        if info is None:
+            return None
+        prefix = "" if column == info["feature"] else f"{column.split('__')[0]} of: "
+        return f"{prefix}{info['label']} [{info['unit']}] from {info['source']}: {info['source_measure_keys']}"
+
+    schema = dg.TableSchema(columns=[dg.TableColumn(c, t, description=describe(c)) for c, t in columns])
+    return {
+        "dagster/column_lineage": table_lineage,
+        "dagster/column_schema": schema,
+        **lineage.lineage_summary(table_lineage),
+    }
+
+
+def with_column_lineage(events, duckdb: WarehouseResource):
+    """Pass dbt's events through; the outputs of :data:`LINEAGE_MARTS` get their column lineage.
+
+    The lineage is read from the warehouse, which the dbt process holds open while it runs, so those
+    outputs are held back until dbt has finished. When dbt fails they are passed on as they were.
+    """
+    held = []
+    try:
+        for event in events:
+            key = _LINEAGE_OUTPUTS.get(event.output_name) if isinstance(event, dg.Output) else None
+            if key is not None:
+                held.append((key, event))
+            else:
+                yield event
+    except Exception:
+        for _, event in held:
+            yield event
+        raise
+    for key, event in held:
+        yield event.with_metadata({**event.metadata, **column_lineage_metadata(key, duckdb)})
+
+
 def _point_dbt_at(duckdb: WarehouseResource) -> None:
     """dbt's profile reads the database path from WIJK_DUCKDB_PATH; the dbt subprocess inherits it."""
     os.environ["WIJK_DUCKDB_PATH"] = str(Path(duckdb.path).resolve())
@@ -100,7 +171,7 @@ def _point_dbt_at(duckdb: WarehouseResource) -> None:
 def dbt_feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, duckdb: WarehouseResource):
     """Seeds, staging, intermediate and the marts up to the feature table, with their dbt tests."""
     _point_dbt_at(duckdb)
-    yield from dbt.cli(["build"], context=context).stream()
+    yield from with_column_lineage(dbt.cli(["build"], context=context).stream(), duckdb)
 
 
 @dbt_assets(
@@ -114,7 +185,7 @@ def dbt_feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, d
 def dbt_training_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, duckdb: WarehouseResource):
     """The training mart, built only after the feature table passed its gate."""
     _point_dbt_at(duckdb)
-    yield from dbt.cli(["build"], context=context).stream()
+    yield from with_column_lineage(dbt.cli(["build"], context=context).stream(), duckdb)
 
 
 def dbt_resource() -> DbtCliResource:

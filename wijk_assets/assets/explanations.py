@@ -24,6 +24,7 @@ from wijk_assets.assets.models import (
 )
 from wijk_assets.assets.raw import DUCKDB_POOL
 from wijk_assets.resources import WarehouseResource
+from wijk_assets.lineage import explanation_lineage
 from wijk_assets.sensors import downstream_automation_condition
 from wijk_assets.warehouse import replace_partition, replace_table, sql_types
 
@@ -137,6 +138,11 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
             written[table] = replace_partition(con, table, [(data, {})], sql_types(data), {"outcome": outcome})
 
     focus = residuals[residuals["area_code"].str.startswith("WK" + _focus_gemeente()[2:])]
+
+    def lineage(frame: pd.DataFrame) -> dict:
+        """Column lineage: which model inputs (and through them which raw source keys) feed each column."""
+        return {"dagster/column_lineage": explanation_lineage(frame.columns, artifact.features, outcome)}
+
     yield dg.MaterializeResult(
         asset_key=SHAP_KEY,
         metadata={
@@ -147,11 +153,13 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
             "additivity_max_abs_error": additivity,
             "method": "LightGBM pred_contrib (TreeSHAP)",
             "model_version": run["model_version"],
+            **lineage(stored),
         },
     )
     yield dg.MaterializeResult(
         asset_key=IMPORTANCE_KEY,
         metadata={
+            **lineage(importance),
             "dagster/row_count": written["ml.global_importance"],
             "dagster/table_name": "ml.global_importance",
             "top_10": dg.MetadataValue.md(
@@ -162,6 +170,7 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
     yield dg.MaterializeResult(
         asset_key=DRIVERS_KEY,
         metadata={
+            **lineage(drivers),
             "dagster/row_count": written["ml.area_drivers"],
             "dagster/table_name": "ml.area_drivers",
             "feature_year": feature_year,
@@ -176,6 +185,7 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
     yield dg.MaterializeResult(
         asset_key=RESIDUALS_KEY,
         metadata={
+            **lineage(residuals),
             "dagster/row_count": written["ml.area_residuals"],
             "dagster/table_name": "ml.area_residuals",
             "error_band_rmse": artifact.oof_rmse,

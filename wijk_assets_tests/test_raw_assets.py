@@ -45,7 +45,8 @@ def test_every_source_and_year_lands_with_provenance(raw_db):
             "UNION ALL SELECT 'leefbaarometer', list(DISTINCT release_year ORDER BY release_year) FROM raw.leefbaarometer "
             "UNION ALL SELECT 'cbs_kwb', list(DISTINCT release_year ORDER BY release_year) FROM raw.cbs_kwb "
             "UNION ALL SELECT 'cbs_nabijheid', list(DISTINCT release_year ORDER BY release_year) FROM raw.cbs_nabijheid "
-            "UNION ALL SELECT 'cbs_ses_woa', list(DISTINCT release_year ORDER BY release_year) FROM raw.cbs_ses_woa"
+            "UNION ALL SELECT 'cbs_ses_woa', list(DISTINCT release_year ORDER BY release_year) FROM raw.cbs_ses_woa "
+            "UNION ALL SELECT 'gemeente_survey', list(DISTINCT release_year ORDER BY release_year) FROM raw.gemeente_survey"
         ).fetchall()
     )
     assert years == {
@@ -54,6 +55,7 @@ def test_every_source_and_year_lands_with_provenance(raw_db):
         "cbs_kwb": [2023],
         "cbs_nabijheid": [2021, 2023],
         "cbs_ses_woa": [2019],
+        "gemeente_survey": [2023],  # Utrecht inwonersenquete, offline only (wijk_assets_tests/test_survey_source.py)
     }
     # 8 RIVM files, each 17,341 regions; every row carries its file, hash and row number.
     files = con.execute(

@@ -7,6 +7,7 @@ suppression markers stay verbatim; the dbt staging layer interprets them.
 
 
 import hashlib
+import json
 
 import dagster as dg
 import pandas as pd
@@ -29,17 +30,72 @@ def raw_asset_key(source: str) -> dg.AssetKey:
 
 
 def _level_counts(frame: pd.DataFrame) -> dict[str, int]:
-    codes = frame["area_code"].astype(str).str.strip().drop_duplicates()
+    has_code = frame["area_code"].notna()
+    codes = frame.loc[has_code, "area_code"].astype(str).str.strip().drop_duplicates()
     prefix = codes.str[:2].map({"NL": "land", "GM": "gemeente", "WK": "wijk", "BU": "buurt"})
-    return {k: int(v) for k, v in prefix.fillna("other").value_counts().sort_index().items()}
+    counts = {k: int(v) for k, v in prefix.fillna("other").value_counts().sort_index().items()}
+    if (~has_code).any() and "area_name" in frame:
+        # areas named only (a municipality's own survey areas): counted by name
+        counts["no_cbs_code"] = int(frame.loc[~has_code, "area_name"].nunique())
+    return counts
 
 
-def raw_data_version(sha256s: list[str]) -> str:
-    """Changes when, and only when, the input bytes or the reader change."""
+def raw_data_version(sha256s: list[str], params: list[str] | None = None) -> str:
+    """Changes when, and only when, the input bytes, the reader, or a setting the reader applied change.
+
+    ``params`` are the readers' ``version_params`` (e.g. the survey's minimum number of respondents),
+    serialised; without them the version depends on bytes and reader only, as before.
+    """
     digest = hashlib.sha256(READER_VERSION.encode())
     for sha in sorted(sha256s):
         digest.update(sha.encode())
+    for param in sorted(params or []):
+        digest.update(param.encode())
     return digest.hexdigest()[:16]
+
+
+def _version_params(extracts) -> list[str]:
+    return sorted(
+        {json.dumps(e.metadata["version_params"], sort_keys=True) for e in extracts if e.metadata.get("version_params")}
+    )
+
+
+def suppression_summary(extracts, year: int | None = None) -> dict | None:
+    """Cells a reader blanked or found suppressed, per reason, over all extracts (None when no reader
+    reports any). Readers report ``metadata["suppression"] = {"n_cells", "by_reason", ...}``, optionally
+    ``"by_year": {"2023": {"n_cells", "by_reason"}}`` for files that feed several release years; the
+    values of suppressed cells are never part of it."""
+    reported = [e for e in extracts if isinstance(e.metadata.get("suppression"), dict)]
+    if not reported:
+        return None
+    by_reason: dict[str, int] = {}
+    per_file = []
+    thresholds = set()
+    for e in reported:
+        supp = e.metadata["suppression"]
+        if year is not None and str(year) in (supp.get("by_year") or {}):
+            supp = {**supp, **supp["by_year"][str(year)]}
+        for reason, n in (supp.get("by_reason") or {}).items():
+            by_reason[reason] = by_reason.get(reason, 0) + int(n)
+        if supp.get("min_respondents") is not None:
+            thresholds.add(int(supp["min_respondents"]))
+        per_file.append(
+            {
+                "source": e.source,
+                "n_cells": int(supp.get("n_cells", 0)),
+                "by_reason": {k: int(v) for k, v in (supp.get("by_reason") or {}).items()},
+                "respondents_column": supp.get("respondents_column"),
+            }
+        )
+    summary: dict = {
+        "n_cells": sum(f["n_cells"] for f in per_file),
+        "n_suppressed": sum(by_reason.values()),
+        "by_reason": by_reason,
+        "per_file": per_file,
+    }
+    if thresholds:
+        summary["min_respondents"] = sorted(thresholds)[0] if len(thresholds) == 1 else sorted(thresholds)
+    return summary
 
 
 def build_raw_asset(source: str) -> dg.AssetsDefinition:
@@ -85,6 +141,18 @@ def build_raw_asset(source: str) -> dg.AssetsDefinition:
             for e in extracts
         ]
         context.log.info(f"{table} {year}: {rows} rows from {len(files)} file(s)")
+        suppression = suppression_summary(extracts, year)
+        extra: dict[str, object] = {}
+        if suppression is not None:
+            context.log.info(f"{table} {year}: suppressed cells per reason {suppression['by_reason']}")
+            extra["suppressed_cells"] = dg.MetadataValue.json(suppression)
+            for reason, n in sorted(suppression["by_reason"].items()):
+                extra[f"n_suppressed_{reason}"] = int(n)
+            threshold = suppression.get("min_respondents")
+            if isinstance(threshold, int):
+                extra["min_respondents"] = threshold
+            elif threshold is not None:  # files read with different thresholds in one run
+                extra["min_respondents"] = dg.MetadataValue.json(threshold)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": rows,
@@ -101,11 +169,14 @@ def build_raw_asset(source: str) -> dg.AssetsDefinition:
                 "reader_version": READER_VERSION,
                 "retrieved_at": str(retrieved_at),
                 "areas_per_level": dg.MetadataValue.json(
-                    _level_counts(pd.concat([e.frame[["area_code"]] for e in extracts]))
+                    _level_counts(pd.concat([e.frame[["area_code", "area_name"]] for e in extracts]))
                 ),
                 "measures": len({k for e in extracts for k in e.frame["measure_key"].unique()}),
+                **extra,
             },
-            data_version=dg.DataVersion(raw_data_version([f["sha256"] for f in files])),
+            data_version=dg.DataVersion(
+                raw_data_version([f["sha256"] for f in files], _version_params(extracts))
+            ),
         )
 
     return _raw_asset

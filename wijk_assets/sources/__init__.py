@@ -23,6 +23,7 @@ READERS: dict[str, str] = {
     "statline_csv_transposed": "wijk_assets.sources.statline_csv:read_statline_csv_transposed",
     "kwb_xlsx": "wijk_assets.sources.kwb_xlsx:read_kwb_xlsx",
     "leefbaarometer_csv": "wijk_assets.sources.leefbaarometer:read_leefbaarometer_csv",
+    "survey_csv": "wijk_assets.sources.survey_csv:read_survey_csv_source",
 }
 
 

@@ -28,7 +28,7 @@ def test_every_dbt_model_built_on_the_feature_table_runs_after_its_gate():
 def test_blocking_gates_guard_each_stage():
     graph = _graph()
     blocking = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys if graph.get_check_spec(c).blocking}
-    for source in ("rivm_gezondheid", "leefbaarometer", "cbs_kwb", "cbs_nabijheid", "cbs_ses_woa"):
+    for source in ("rivm_gezondheid", "leefbaarometer", "cbs_kwb", "cbs_nabijheid", "cbs_ses_woa", "gemeente_survey"):
         assert (f"raw/{source}", f"ge_gate_{source}") in blocking
     assert ("marts/fct_area_features", "ge_gate_fct_area_features") in blocking
     assert ("models/liveability_model", "model_quality_gate") in blocking
@@ -70,3 +70,14 @@ def test_every_asset_downstream_of_raw_follows_its_upstream_and_is_versioned():
             assert node.automation_condition is not None, f"{key.to_user_string()} does not follow upstream"
             assert node.automation_condition.get_label() == "wijk_downstream"
     assert {k for k in dbt_feature_models.keys} <= {k for k in graph.get_all_asset_keys() if graph.get(k).automation_condition}
+
+
+def test_register_lists_exactly_the_sources_the_models_are_built_from():
+    from wijk_assets.assets.raw import RAW_SOURCES
+    from wijk_assets.assets.reports import MODEL_SOURCES
+
+    graph = _graph()
+    model_inputs = graph.get_ancestor_asset_keys(dg.AssetKey(["models", "liveability_model"]))
+    used = {s for s in RAW_SOURCES if dg.AssetKey(["raw", s]) in model_inputs}
+    assert set(MODEL_SOURCES) == used
+    assert "gemeente_survey" in RAW_SOURCES and "gemeente_survey" not in used

@@ -32,6 +32,10 @@ MODEL_CARD_KEY = dg.AssetKey(["reports", "model_card"])
 AUDIT_KEY = dg.AssetKey(["reports", "audit_trail"])
 COVERAGE_KEY = dg.AssetKey(["reports", "coverage_report"])
 RPT_COVERAGE_KEY = dg.AssetKey(["marts", "rpt_coverage"])
+# The sources the models are built from: the register entry lists these. The municipality's own survey
+# is loaded (raw/gemeente_survey -> marts.fct_survey_indicators) but is not a model input; a test
+# checks this list against the asset graph.
+MODEL_SOURCES = tuple(s for s in RAW_SOURCES if s != "gemeente_survey")
 
 
 @dg.asset(
@@ -252,7 +256,7 @@ def run_facts(duckdb: WarehouseResource, run_id: str) -> dict:
     catalog = load_catalog()
     sources = []
     with duckdb.connect(read_only=True) as con:
-        for source in RAW_SOURCES:
+        for source in MODEL_SOURCES:
             files = con.execute(
                 f"SELECT DISTINCT source_file, source_sha256, release_year, cbs_table_id FROM raw.{source} "
                 "ORDER BY release_year, source_file"
@@ -334,7 +338,7 @@ def run_facts(duckdb: WarehouseResource, run_id: str) -> dict:
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(REGISTER_KEY, deps=[MODEL_KEY, PUBLISH_KEY, CORRELATIONS_KEY, *[raw_asset_key(s) for s in RAW_SOURCES]],
+        dg.AssetSpec(REGISTER_KEY, deps=[MODEL_KEY, PUBLISH_KEY, CORRELATIONS_KEY, *[raw_asset_key(s) for s in MODEL_SOURCES]],
                      automation_condition=downstream_automation_condition(triggered_by=[PUBLISH_KEY]),
                      description="Algoritmeregister entry (Markdown + JSON) filled from configuration and this run."),
         dg.AssetSpec(MODEL_CARD_KEY, deps=[MODEL_KEY, PUBLISH_KEY],

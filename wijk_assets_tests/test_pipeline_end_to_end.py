@@ -27,7 +27,8 @@ from wijk_assets.refresh import apply_sensor_result, follow_automation
 from wijk_assets.responsible.stigma import find_judgemental_labels
 from wijk_assets.settings import Settings
 
-pytestmark = pytest.mark.slow
+# The module fixture loads everything, then the new release: longer than the default per-test timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 ASSEN_WIJKEN = [f"WK0106{n:02d}" for n in range(9)] + ["WK010699"]  # 00-08 and 99 Buitengebied
 

@@ -632,7 +632,9 @@ weekly_refresh_schedules = [build_weekly_refresh_schedule(source) for source in 
 # ---------------------------------------------------------------------------------------------------
 
 
-def downstream_automation_condition(triggered_by: Iterable[dg.AssetKey] | None = None) -> dg.AutomationCondition:
+def downstream_automation_condition(
+    triggered_by: Iterable[dg.AssetKey] | None = None, may_be_missing: Iterable[dg.AssetKey] = ()
+) -> dg.AutomationCondition:
     """For the dbt, ML and report assets: run once after upstream *data* changed, when complete and checked.
 
     This is :meth:`AutomationCondition.eager` with one change: a dependency counts as updated only
@@ -651,7 +653,9 @@ def downstream_automation_condition(triggered_by: Iterable[dg.AssetKey] | None =
     ``triggered_by`` names the dependencies whose new data triggers a run, when not all should: an
     asset that reads both a model and the mart the model is trained on (a diamond) must wait for the
     model, or it would run once after the mart and again after the model. The guards (missing, in
-    progress, failed blocking checks) still look at every dependency.
+    progress, failed blocking checks) still look at every dependency, except that partitions of
+    ``may_be_missing`` may be missing: the published tables must follow the explanations of the
+    outcomes that passed gate 3 although a withheld outcome has none.
     """
     AC = dg.AutomationCondition
     new_data_upstream = AC.any_deps_match(
@@ -663,9 +667,13 @@ def downstream_automation_condition(triggered_by: Iterable[dg.AssetKey] | None =
     if triggered_by is not None:
         new_data_upstream = new_data_upstream.allow(dg.AssetSelection.assets(*triggered_by))
     new_data_upstream = new_data_upstream.with_label("any_deps_have_new_data")
+    deps_missing = AC.any_deps_missing()
+    may_be_missing = list(may_be_missing)
+    if may_be_missing:
+        deps_missing = deps_missing.ignore(dg.AssetSelection.assets(*may_be_missing))
     return (
         (AC.newly_missing() | new_data_upstream).since_last_handled()
-        & ~AC.any_deps_missing()
+        & ~deps_missing
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()
         & AC.all_deps_blocking_checks_passed()

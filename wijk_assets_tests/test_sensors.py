@@ -474,6 +474,22 @@ def test_follow_automation_retrains_only_when_upstream_data_changes():
     assert new_year.materialised() == {"marts/toy2": [None], "models/toy2": ["a", "b"]}
     assert _data_version(instance, mart_toy.key) != mart_version
 
+    # A table over all outcomes (declared may_be_missing, for outcomes gate 3 withheld) follows once.
+    @dg.asset(key=["publish", "toy2"], deps=[model_toy], code_version="p1",
+              automation_condition=downstream_automation_condition(may_be_missing=[model_toy.key]))
+    def publish_toy():
+        return 4
+
+    defs = dg.Definitions(assets=[raw_toy, mart_toy, model_toy, publish_toy], asset_checks=[mart_gate])
+    instance.add_dynamic_partitions(parts.name, ["2022"])
+    content["2022"] = "v1"
+    assert dg.materialize([raw_toy, publish_toy], selection=[publish_toy.key], instance=instance).success
+    cursor = follow_automation(defs, instance, cursor=new_year.automation_cursor, log=lambda _: None).automation_cursor
+    assert dg.materialize([raw_toy], partition_key="2022", instance=instance).success
+    published = follow_automation(defs, instance, cursor=cursor, log=lambda _: None)
+    assert published.materialised() == {"marts/toy2": [None], "models/toy2": ["a", "b"], "publish/toy2": [None]}
+    new_year = published
+
     # A revised release that fails the mart's gate: the mart is rebuilt, the models are not.
     content["2021"] = "v2"
     gate_passes["value"] = False

@@ -116,7 +116,9 @@ def small_area_signal(training_latest: pd.DataFrame, own_rivm_features: list[str
     group_name="publish",
     pool=DUCKDB_POOL,
     code_version="publish-1",
-    automation_condition=downstream_automation_condition(triggered_by=[DRIVERS_KEY, RESIDUALS_KEY]),
+    automation_condition=downstream_automation_condition(
+        triggered_by=[DRIVERS_KEY, RESIDUALS_KEY], may_be_missing=[DRIVERS_KEY, RESIDUALS_KEY]
+    ),
     description=(
         "Resident-facing tables (publish.area_drivers, publish.area_comparison): small areas "
         "suppressed, rank ranges with uncertainty instead of positions, neutral wording only."

@@ -17,14 +17,12 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import dagster as dg
 
+from wijk_assets.assets.models import CONTEXT_PREFIXES, FEATURE_TABLE_KEY, TRAINING_KEY
+
 RAW_PREFIX = "raw"
-FEATURE_TABLE_KEY = dg.AssetKey(["marts", "fct_area_features"])
 OUTCOMES_KEY = dg.AssetKey(["marts", "fct_liveability_outcomes"])
-TRAINING_KEY = dg.AssetKey(["marts", "mart_wijk_training"])
 LEEFBAAROMETER_KEY = dg.AssetKey([RAW_PREFIX, "leefbaarometer"])
 
-# mart_wijk_training: context columns derived from a feature of fct_area_features
-CONTEXT_PREFIXES = ("gm__", "bu_sd__", "bu_min__", "bu_max__")
 # the keys every raw table carries (area code and release year) feed these columns of the marts
 AREA_KEY_COLUMNS = {"area_code": "area_code", "year": "release_year"}
 

@@ -363,3 +363,29 @@ def test_lineage_of_every_number(con):
         "WHERE f.area_code = 'WK010600' AND f.feature = 'pct_smokers__18plus' AND f.year = 2016",
     )
     assert value == pytest.approx(float(value_raw))
+
+
+def test_content_data_version_ignores_row_order_and_sees_every_change(con, tmp_path):
+    """The marts' data versions hash their content: same rows in another order, same version; one value or
+    one column name changed, another version (on a copy of the real outcomes table)."""
+    from wijk_assets.assets.dbt import table_content_version
+    from wijk_assets.resources import WarehouseResource
+
+    outcomes = con.execute("SELECT * FROM marts.fct_liveability_outcomes").df()
+    copy = WarehouseResource(path=str(tmp_path / "copy.duckdb"))
+    key = dg.AssetKey(["marts", "fct_liveability_outcomes"])
+
+    def load(frame, sql: str = "SELECT * FROM frame") -> str:
+        with copy.connect() as w:
+            w.execute("CREATE SCHEMA IF NOT EXISTS marts")
+            w.execute(f"CREATE OR REPLACE TABLE marts.fct_liveability_outcomes AS {sql}")
+        return table_content_version(key, copy)
+
+    original = load(outcomes)
+    assert original.startswith(f"{len(outcomes)}-")
+    assert load(outcomes.sample(frac=1.0, random_state=7)) == original
+    changed = outcomes.copy()
+    changed.loc[changed["lbm"].first_valid_index(), "lbm"] += 0.001
+    assert load(changed) != original
+    assert load(outcomes, "SELECT * RENAME (lbm AS lbm_score) FROM frame") != original
+    assert load(outcomes, "SELECT * FROM frame LIMIT 100") != original

@@ -133,11 +133,31 @@ def column_lineage_metadata(key: dg.AssetKey, duckdb: WarehouseResource) -> dict
     }
 
 
-def with_column_lineage(events, duckdb: WarehouseResource):
-    """Pass dbt's events through; the outputs of :data:`LINEAGE_MARTS` get their column lineage.
+def table_content_version(key: dg.AssetKey, duckdb: WarehouseResource) -> str:
+    """A data version of the table ``<schema>.<name>`` from its content: the sha256 over the sorted md5s
+    of its rows (each row cast to text with its column names), so row order does not matter and a
+    renamed, added or retyped column does. Takes a few seconds on the feature table (54k rows)."""
+    schema, name = key.path
+    with duckdb.connect(read_only=True) as con:
+        rows, digest = con.execute(
+            f'SELECT count(*), sha256(coalesce(string_agg(h, \'\' ORDER BY h), \'\')) '
+            f'FROM (SELECT md5(CAST(t AS VARCHAR)) AS h FROM "{schema}"."{name}" AS t)'
+        ).fetchone()
+    return f"{rows}-{digest[:32]}"
 
-    The lineage is read from the warehouse, which the dbt process holds open while it runs, so those
-    outputs are held back until dbt has finished. When dbt fails they are passed on as they were.
+
+def with_column_lineage(events, duckdb: WarehouseResource):
+    """Pass dbt's events through; the outputs of :data:`LINEAGE_MARTS` get their column lineage and a
+    data version of their content.
+
+    Dagster's own data version of a dbt asset is a hash of its code version and its inputs' versions,
+    so it changes whenever anything upstream changed. These three marts are what models and reports
+    read, so they are versioned by what they hold: the outcomes table rebuilt after a new health-monitor
+    release (its Leefbaarometer rows unchanged) keeps its data version, and nothing that reads only it
+    is retrained (see ``downstream_automation_condition``).
+
+    Both are read from the warehouse, which the dbt process holds open while it runs, so those outputs
+    are held back until dbt has finished. When dbt fails they are passed on as they were.
     """
     held = []
     try:
@@ -152,7 +172,13 @@ def with_column_lineage(events, duckdb: WarehouseResource):
             yield event
         raise
     for key, event in held:
-        yield event.with_metadata({**event.metadata, **column_lineage_metadata(key, duckdb)})
+        yield dg.Output(
+            value=event.value,
+            output_name=event.output_name,
+            metadata={**event.metadata, **column_lineage_metadata(key, duckdb)},
+            data_version=dg.DataVersion(table_content_version(key, duckdb)),
+            tags=event.tags,
+        )
 
 
 def _point_dbt_at(duckdb: WarehouseResource) -> None:

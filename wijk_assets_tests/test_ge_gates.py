@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from wijk_assets.assets.raw import RAW_SOURCES
 from wijk_assets.catalog import find_source_files
 from wijk_assets.checks import feature_gate, ge_runner
 from wijk_assets.checks.raw_gates import raw_gate_check, validate_raw_table
@@ -35,7 +36,7 @@ except ImportError:  # the lead's resource not there yet: a minimal stand-in wit
         path: str
 
 
-RAW_SUITES = ["raw_rivm_gezondheid", "raw_leefbaarometer", "raw_cbs_kwb", "raw_cbs_nabijheid", "raw_cbs_ses_woa"]
+RAW_SUITES = [f"raw_{source}" for source in RAW_SOURCES]  # one suite per raw source, the survey included
 
 
 @pytest.fixture(scope="module", autouse=True)

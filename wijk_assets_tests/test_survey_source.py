@@ -36,7 +36,7 @@ from wijk_assets.resources import CbsSourceResource, WarehouseResource
 from wijk_assets.responsible.privacy import REASON_PUBLISHER, REASON_RESPONDENTS
 from wijk_assets.settings import DBT_PROJECT_DIR, REPO_ROOT
 from wijk_assets.sources import READERS, read_source_file
-from wijk_assets.sources.base import RAW_COLUMNS, RAW_DATA_COLUMNS, SourceFormatError, sha256_file
+from wijk_assets.sources.base import RAW_DATA_COLUMNS, SourceFormatError, sha256_file
 from wijk_assets.sources.survey_csv import SUBGROUP_TOO_FEW_RESPONDENTS, read_survey_table
 from wijk_assets_tests.test_dbt_models import _dbt_executable
 from wijk_assets_tests.test_ge_gates import _raw_frame
@@ -156,24 +156,10 @@ def test_reader_on_the_real_files_rows_follow_from_the_files(shared_data_dir, mo
 
 
 def test_suite_matches_the_style_of_the_other_raw_suites():
+    """The style every raw suite shares is checked in test_ge_gates (RAW_SUITES); here what is the survey's."""
     spec = ge_runner.load_suite(f"raw_{SOURCE}")
     assert spec["source"] == SOURCE and spec["table"] == f"raw.{SOURCE}" and spec["prepare"] == "raw_long"
-    assert len(spec["expectations"]) >= 15
-    types = ge_runner.expectation_types(spec)
-    for required in (
-        "expect_table_columns_to_match_set",
-        "expect_column_values_to_match_regex",
-        "expect_compound_columns_to_be_unique",
-        "expect_column_distinct_values_to_contain_set",
-        "expect_column_values_to_be_between",
-        "expect_column_unique_value_count_to_be_between",
-        "expect_table_row_count_to_be_between",
-    ):
-        assert required in types, required
-    for exp in spec["expectations"]:
-        assert len(exp["meta"]["why"]) > 40, exp
-    columns = next(e for e in spec["expectations"] if e["type"] == "expect_table_columns_to_match_set")
-    assert columns["kwargs"]["column_set"] == list(RAW_COLUMNS)
+    assert "expect_table_row_count_to_be_between" in ge_runner.expectation_types(spec)
 
 
 def test_gate_blocks_a_figure_that_should_have_been_suppressed(shared_data_dir):

@@ -19,7 +19,7 @@ import dagster as dg
 import pandas as pd
 
 from wijk_assets.assets.explanations import DRIVERS_KEY, RESIDUALS_KEY, CORRELATIONS_KEY
-from wijk_assets.assets.models import MODEL_KEY, OUTCOME_LABELS, OUTCOMES, TRAINING_KEY
+from wijk_assets.assets.models import MODEL_KEY, OUTCOME_LABELS, TRAINING_KEY
 from wijk_assets.assets.raw import DUCKDB_POOL, RAW_SOURCES, raw_asset_key
 from wijk_assets.resources import WarehouseResource
 from wijk_assets.sensors import downstream_automation_condition

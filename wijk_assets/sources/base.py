@@ -13,9 +13,13 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from wijk_assets.catalog import SourceFile
 
 # Bump when a reader's output for the same input file changes; recorded on every raw row.
 READER_VERSION = "1.0.0"
@@ -94,6 +98,17 @@ class RawExtract:
     sha256: str
     cbs_table_id: str | None = None
     metadata: dict = field(default_factory=dict)  # e.g. sheet name, period codes, DataProperties
+
+    @classmethod
+    def from_file(cls, source_file: SourceFile, frame: pd.DataFrame, metadata: dict) -> RawExtract:
+        """The extract of one catalogued file: its relative path, the sha256 of its bytes, its table id."""
+        return cls(
+            frame=frame,
+            source=source_file.relative_path,
+            sha256=sha256_file(source_file.path),
+            cbs_table_id=source_file.cbs_table_id,
+            metadata=metadata,
+        )
 
     def years(self) -> list[int]:
         return sorted(int(y) for y in self.frame["release_year"].dropna().unique())

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from wijk_assets.sources.base import RawExtract, SourceFormatError, sha256_file, wide_to_long
+from wijk_assets.sources.base import RawExtract, SourceFormatError, wide_to_long
 from wijk_assets.sources.odata_dump import read_xlsx_sheet
 from wijk_assets.sources.statline_csv import check_codes_present, check_unique_keys, remap_source_rows
 
@@ -103,10 +103,4 @@ def read_kwb_xlsx(source_file: "SourceFile") -> RawExtract:
         "records": len(table.frame),
         "blank_rows": table.blank_rows,
     }
-    return RawExtract(
-        frame=long,
-        source=source,
-        sha256=sha256_file(source_file.path),
-        cbs_table_id=source_file.cbs_table_id,
-        metadata=metadata,
-    )
+    return RawExtract.from_file(source_file, long, metadata)

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wijk_assets.sources.base import RawExtract, SourceFormatError, sha256_file, wide_to_long
+from wijk_assets.sources.base import RawExtract, SourceFormatError, wide_to_long
 from wijk_assets.sources.statline_csv import (
     check_codes_present,
     check_unique_keys,
@@ -108,10 +108,4 @@ def read_leefbaarometer_csv(source_file: "SourceFile") -> RawExtract:
         "line_ending": text.line_ending,
         "blank_rows": table.blank_rows,
     }
-    return RawExtract(
-        frame=long,
-        source=source,
-        sha256=sha256_file(source_file.path),
-        cbs_table_id=source_file.cbs_table_id,
-        metadata=metadata,
-    )
+    return RawExtract.from_file(source_file, long, metadata)

@@ -38,7 +38,6 @@ import pandas as pd
 from wijk_assets.sources.base import (
     RawExtract,
     SourceFormatError,
-    sha256_file,
     wide_to_long,
 )
 from wijk_assets.sources.odata_shape import period_year
@@ -471,13 +470,7 @@ def read_statline_csv(source_file: "SourceFile") -> RawExtract:
         "footer": table.footer,
         "blank_rows": table.blank_rows,
     }
-    return RawExtract(
-        frame=long,
-        source=source,
-        sha256=sha256_file(source_file.path),
-        cbs_table_id=source_file.cbs_table_id,
-        metadata=metadata,
-    )
+    return RawExtract.from_file(source_file, long, metadata)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -659,10 +652,4 @@ def read_statline_csv_transposed(source_file: "SourceFile") -> RawExtract:
         "line_ending": text.line_ending,
         "footer": table.footer,
     }
-    return RawExtract(
-        frame=long,
-        source=source,
-        sha256=sha256_file(source_file.path),
-        cbs_table_id=source_file.cbs_table_id,
-        metadata=metadata,
-    )
+    return RawExtract.from_file(source_file, long, metadata)

@@ -51,7 +51,7 @@ from wijk_assets.responsible.privacy import (
     REASON_RESPONDENTS,
     read_survey_csv,
 )
-from wijk_assets.sources.base import RAW_DATA_COLUMNS, RawExtract, SourceFormatError, sha256_file
+from wijk_assets.sources.base import RAW_DATA_COLUMNS, RawExtract, SourceFormatError
 from wijk_assets.sources.statline_csv import (
     check_codes_present,
     check_unique_keys,
@@ -246,13 +246,7 @@ def read_survey_csv_source(source_file: "SourceFile", *, min_respondents: int | 
     long, metadata = read_survey_table(
         source_file.path, source, min_respondents=threshold, filename_year=source_file.filename_year
     )
-    return RawExtract(
-        frame=long,
-        source=source,
-        sha256=sha256_file(source_file.path),
-        cbs_table_id=source_file.cbs_table_id,
-        metadata=metadata,
-    )
+    return RawExtract.from_file(source_file, long, metadata)
 
 
 __all__ = [

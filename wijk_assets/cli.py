@@ -66,6 +66,34 @@ class MaterializeReport:
         return all(t.success for t in self.timings)
 
 
+def materialize_keys(
+    defs,
+    instance,
+    keys: list,
+    partition_key: str | None,
+    *,
+    trigger: str,
+    tags: dict[str, str] | None = None,
+    raise_on_error: bool = False,
+):
+    """One in-process run of ``keys`` (one partition, or unpartitioned) with their asset checks.
+
+    The one place runs are launched from code: ``wijk-assets materialize`` and ``wijk-assets refresh``.
+    """
+    import dagster as dg
+
+    return dg.materialize(
+        list(defs.assets or []) + list(defs.asset_checks or []),
+        selection=dg.AssetSelection.assets(*keys),
+        partition_key=partition_key,
+        instance=instance,
+        resources=defs.resources,
+        raise_on_error=raise_on_error,
+        tags={"wijk_assets/trigger": trigger, **(tags or {})},
+        run_config=QUIET_RUN_CONFIG,
+    )
+
+
 def register_partitions(instance, cbs, sources: list[str]) -> dict[str, list[str]]:
     """Add every release year the sources offer as a dynamic partition; returns source -> years."""
     from wijk_assets.assets.raw import release_year_partitions
@@ -102,24 +130,15 @@ def materialize_all(
         ensure_dagster_home()
         instance = dg.DagsterInstance.get()
     defs = build_definitions(settings)
-    resources = defs.resources
     graph = defs.resolve_asset_graph()
-    assets = list(defs.assets or []) + list(defs.asset_checks or [])
     sources = sources or RAW_SOURCES
     report = MaterializeReport()
 
-    for source, years in register_partitions(instance, resources["cbs"], sources).items():
+    for source, years in register_partitions(instance, defs.resources["cbs"], sources).items():
         for year in years:
             start = time.perf_counter()
-            result = dg.materialize(
-                assets,
-                selection=dg.AssetSelection.assets(raw_asset_key(source)),
-                partition_key=year,
-                instance=instance,
-                resources=resources,
-                raise_on_error=raise_on_error,
-                tags={"wijk_assets/trigger": "cli"},
-                run_config=QUIET_RUN_CONFIG,
+            result = materialize_keys(
+                defs, instance, [raw_asset_key(source)], year, trigger="cli", raise_on_error=raise_on_error
             )
             seconds = time.perf_counter() - start
             report.timings.append(StepTiming(f"raw/{source}", seconds, result.success, year))
@@ -134,15 +153,8 @@ def materialize_all(
             partition_keys = partitions_def.get_partition_keys() if partitions_def else [None]
             for partition_key in partition_keys:
                 start = time.perf_counter()
-                result = dg.materialize(
-                    assets,
-                    selection=dg.AssetSelection.assets(*keys),
-                    partition_key=partition_key,
-                    instance=instance,
-                    resources=resources,
-                    raise_on_error=raise_on_error,
-                    tags={"wijk_assets/trigger": "cli"},
-                    run_config=QUIET_RUN_CONFIG,
+                result = materialize_keys(
+                    defs, instance, keys, partition_key, trigger="cli", raise_on_error=raise_on_error
                 )
                 seconds = time.perf_counter() - start
                 gate = _blocking_gate_failures(result) if not result.success else []

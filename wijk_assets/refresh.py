@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from wijk_assets.cli import QUIET_RUN_CONFIG, _blocking_gate_failures, ensure_dagster_home
+from wijk_assets.cli import _blocking_gate_failures, ensure_dagster_home, materialize_keys
 from wijk_assets.settings import Settings, load_settings
 
 MAX_AUTOMATION_TICKS = 25
@@ -82,16 +82,7 @@ def execute(
 ) -> ExecutedRun:
     """Materialise ``keys`` (one partition, or unpartitioned) with their asset checks, in-process."""
     start = time.perf_counter()
-    result = dg.materialize(
-        list(defs.assets or []) + list(defs.asset_checks or []),
-        selection=dg.AssetSelection.assets(*keys),
-        partition_key=partition_key,
-        instance=instance,
-        resources=defs.resources,
-        raise_on_error=False,
-        tags={"wijk_assets/trigger": trigger.split(" ")[0], **(tags or {})},
-        run_config=QUIET_RUN_CONFIG,
-    )
+    result = materialize_keys(defs, instance, keys, partition_key, trigger=trigger.split(" ")[0], tags=tags)
     failed = _blocking_gate_failures(result) if not result.success else []
     return ExecutedRun(
         trigger=trigger,

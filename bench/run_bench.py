@@ -40,11 +40,11 @@ def _stage(label: str) -> str:
 
 def _compare_explainers(settings) -> None:
     """pred_contrib vs shap.TreeExplainer on the same model and rows (the lbm model, latest year)."""
-    from wijk_assets.assets.explanations import latest_rows, load_model_run
-    from wijk_assets.assets.models import load_training_frame
-    from wijk_assets.ml.explain import compare_with_tree_explainer
-    from wijk_assets.ml.training import load_artifact
-    from wijk_assets.resources import WarehouseResource
+    from wijk_assets.defs.explanations.assets import latest_rows, load_model_run
+    from wijk_assets.defs.models.assets import load_training_frame
+    from wijk_assets.lib.ml.explain import compare_with_tree_explainer
+    from wijk_assets.lib.ml.training import load_artifact
+    from wijk_assets.defs.resources import WarehouseResource
 
     duckdb = WarehouseResource(path=str(settings.duckdb_path))
     artifact = load_artifact(load_model_run(duckdb, "lbm")["artifact_path"])

@@ -96,7 +96,7 @@ def materialize_keys(
 
 def register_partitions(instance, cbs, sources: list[str]) -> dict[str, list[str]]:
     """Add every release year the sources offer as a dynamic partition; returns source -> years."""
-    from wijk_assets.assets.raw import release_year_partitions
+    from wijk_assets.defs.raw.assets import release_year_partitions
 
     found: dict[str, list[str]] = {}
     for source in sources:
@@ -122,7 +122,7 @@ def materialize_all(
     """Materialise every raw partition, then all unpartitioned assets downstream."""
     import dagster as dg
 
-    from wijk_assets.assets.raw import RAW_SOURCES, raw_asset_key
+    from wijk_assets.defs.raw.assets import RAW_SOURCES, raw_asset_key
     from wijk_assets.definitions import build_definitions
 
     settings = settings or load_settings()
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         from wijk_assets.definitions import build_resources
 
         cbs = build_resources(settings)["cbs"]
-        from wijk_assets.assets.raw import RAW_SOURCES
+        from wijk_assets.defs.raw.assets import RAW_SOURCES
 
         for source in RAW_SOURCES:
             print(f"{source}: {', '.join(str(y) for y in cbs.available_years(source))}")
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         import dagster as dg
 
         from wijk_assets.definitions import build_definitions
-        from wijk_assets.responsible.audit import lineage_report_markdown
+        from wijk_assets.defs.reports.audit import lineage_report_markdown
 
         ensure_dagster_home()
         report = lineage_report_markdown(
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wijk-assets: lineage report written to {args.out}")
         return 0
     if args.command == "refresh":
-        from wijk_assets.refresh import refresh
+        from wijk_assets.runner.refresh import refresh
 
         report = refresh(settings)
         changed = sorted(report.materialised())

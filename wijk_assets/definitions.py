@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import dagster as dg
 
-from wijk_assets.assets.dbt import dbt_feature_models, dbt_resource, dbt_training_models
-from wijk_assets.assets.explanations import correlations_table, explanations, model_quality_gate
-from wijk_assets.assets.models import liveability_model
-from wijk_assets.assets.monitoring import release_changes
-from wijk_assets.assets.raw import raw_assets
-from wijk_assets.assets.reports import report_assets, report_checks
-from wijk_assets.checks.feature_checks import feature_checks
-from wijk_assets.checks.raw_gates import raw_gate_checks
-from wijk_assets.sensors import automation_sensor, release_sensor, weekly_refresh_schedules
-from wijk_assets.resources import CbsSourceResource, WarehouseResource
+from wijk_assets.defs.dbt.assets import dbt_feature_models, dbt_resource, dbt_training_models
+from wijk_assets.defs.explanations.assets import correlations_table, explanations, model_quality_gate
+from wijk_assets.defs.models.assets import liveability_model
+from wijk_assets.defs.monitoring.assets import release_changes
+from wijk_assets.defs.raw.assets import raw_assets
+from wijk_assets.defs.reports.assets import report_assets, report_checks
+from wijk_assets.defs.dbt.checks import feature_checks
+from wijk_assets.defs.raw.checks import raw_gate_checks
+from wijk_assets.defs.automation.release_sensor import automation_sensor, release_sensor, weekly_refresh_schedules
+from wijk_assets.defs.resources import CbsSourceResource, WarehouseResource
 from wijk_assets.settings import Settings, load_settings
 
 

@@ -1,4 +1,15 @@
-"""Shared fixtures. Real data is read from ../shared/data (never copied into the repo)."""
+"""Shared fixtures and the test tiers. Real data is read from ../shared/data (never copied into the repo).
+
+Tiers (markers, set here for every collected test, so ``-m unit`` is exact rather than a convention):
+
+- ``unit``: synthetic data only, no real files (whole tier in about two minutes);
+- ``integration``: reads the real shared data (it uses the ``shared_data_dir`` fixture, directly or
+  through another fixture);
+- ``e2e``: the slow end-to-end runs (``wijk_assets_tests/e2e/`` and anything marked ``slow``).
+
+A test lands in the first tier that applies: e2e, then integration, then unit. The folders
+``unit/``, ``integration/`` and ``e2e/`` group files by their main tier; the marker decides.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +22,22 @@ from wijk_assets.settings import DEFAULT_DATA_DIR
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+
+REAL_DATA_FIXTURE = "shared_data_dir"
+
+
+def tier_of(item: pytest.Item) -> str:
+    path = Path(str(item.fspath))
+    if "e2e" in path.parts or item.get_closest_marker("slow") is not None:
+        return "e2e"
+    if REAL_DATA_FIXTURE in getattr(item, "fixturenames", ()):
+        return "integration"
+    return "unit"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(getattr(pytest.mark, tier_of(item)))
 
 
 @pytest.fixture(scope="session")

@@ -2,12 +2,12 @@
 -- file x area label x indicator x category x year: the percentage parsed, NULL with a missing_reason, the
 -- row's number of respondents where the file has them, and the provenance of every figure.
 --
--- Raw layout (wijk_assets/sources/survey_csv.py): measure_key '<indicator>|<category>' for a percentage,
+-- Raw layout (wijk_assets/lib/sources/survey_csv.py): measure_key '<indicator>|<category>' for a percentage,
 -- the respondents column's own header (no '|') for the row's respondent count; value_raw verbatim;
 -- subgroup 'suppressed=too_few_respondents' marks a cell the reader blanked because the area had fewer
 -- respondents than WIJK_MIN_RESPONDENTS (its figure was never stored).
 --
--- missing_reason (the names of wijk_assets.responsible.privacy):
+-- missing_reason (the names of wijk_assets.lib.responsible.privacy):
 --   too_few_respondents      suppressed by this project (minimum number of respondents)
 --   suppressed_by_publisher  '.' in the file
 --   empty_cell               nothing in the file

@@ -1,0 +1,218 @@
+"""dbt models as Dagster assets (dagster-dbt), in two ops.
+
+The feature table's Great Expectations gate is a Python check on ``marts/fct_area_features``. A blocking
+check only stops *other* steps, so everything built on the feature table (the training mart) runs in a
+second dbt op; when the gate fails that op is skipped and the previous training mart stays as it was.
+"""
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+
+from wijk_assets.defs.raw.assets import DUCKDB_POOL
+from wijk_assets.defs.resources import WarehouseResource
+from wijk_assets.defs.automation.release_sensor import downstream_automation_condition
+from wijk_assets.settings import DBT_PROJECT_DIR
+
+DBT_TARGET_PATH = Path(os.environ.get("WIJK_DBT_TARGET_PATH", "target"))
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, target_path=DBT_TARGET_PATH)
+
+# Models built on the gated feature table; they run in the second op. A test asserts this list holds
+# every dbt model downstream of marts/fct_area_features, so a new one cannot slip past the gate.
+AFTER_FEATURE_GATE = "int_wijk_training_cells mart_wijk_training"
+
+
+def dbt_executable() -> str:
+    """The ``dbt`` beside this interpreter: an unactivated venv otherwise finds none on PATH."""
+    import sys
+
+    candidate = Path(sys.executable).with_name("dbt")
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def _manifest_is_stale(manifest: Path) -> bool:
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    sources = [
+        p
+        for pattern in ("*.yml", "models/**/*", "seeds/**/*", "macros/**/*", "tests/**/*")
+        for p in DBT_PROJECT_DIR.glob(pattern)
+        if p.is_file()
+    ]
+    return any(p.stat().st_mtime > built for p in sources)
+
+
+def prepare_manifest(force: bool = False) -> Path:
+    """Parse the dbt project when its manifest is missing or older than any project file.
+
+    ``dagster dev`` prepares the manifest itself; the CLI, the tests and CI rely on this.
+    """
+    manifest = dbt_project.manifest_path
+    if force or _manifest_is_stale(manifest):
+        dbt = DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())
+        dbt.cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait()
+    return manifest
+
+
+class WijkDbtTranslator(DagsterDbtTranslator):
+    """Asset keys ``<schema>/<model>`` (staging/stg_…, marts/fct_area_features) grouped per layer."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] in ("model", "seed", "snapshot"):
+            schema = dbt_resource_props.get("schema") or "main"
+            return dg.AssetKey([schema, dbt_resource_props["name"]])
+        return super().get_asset_key(dbt_resource_props)
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] == "seed":
+            return "dbt_seeds"
+        return f"dbt_{dbt_resource_props.get('schema') or 'models'}"
+
+    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
+        """Every model and seed follows its upstream: a new raw partition rebuilds what depends on it."""
+        return downstream_automation_condition()
+
+
+translator = WijkDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+dbt_project.prepare_if_dev()
+prepare_manifest()
+
+
+LINEAGE_MARTS = {
+    dg.AssetKey(["marts", "fct_area_features"]),
+    dg.AssetKey(["marts", "fct_liveability_outcomes"]),
+    dg.AssetKey(["marts", "mart_wijk_training"]),
+}
+# dagster-dbt names each output after its asset key ("marts__fct_area_features")
+_LINEAGE_OUTPUTS = {key.to_python_identifier(): key for key in LINEAGE_MARTS}
+
+
+def column_lineage_metadata(key: dg.AssetKey, duckdb: WarehouseResource) -> dict[str, Any]:
+    """``dagster/column_lineage`` (and a column schema with each feature's label, unit and source keys)
+    for one of :data:`LINEAGE_MARTS`, read from the tables dbt just built."""
+    from wijk_assets.defs import column_lineage as lineage
+    from wijk_assets.defs.models.assets import OUTCOMES
+
+    with duckdb.connect(read_only=True) as con:
+        catalog = con.execute(
+            "SELECT feature, source, source_measure_keys, label, unit FROM marts.feature_catalog"
+        ).df()
+        columns = con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            [key.path[0], key.path[1]],
+        ).fetchall()
+    rows = catalog.to_dict("records")
+    names = [c for c, _ in columns]
+    if key.path[1] == "fct_area_features":
+        table_lineage = lineage.feature_table_lineage(r for r in rows if r["feature"] in set(names))
+    elif key.path[1] == "fct_liveability_outcomes":
+        table_lineage = lineage.outcomes_lineage([o for o in OUTCOMES if o in names])
+    else:
+        table_lineage = lineage.training_lineage(names, {r["feature"] for r in rows}, OUTCOMES)
+    described = {r["feature"]: r for r in rows}
+
+    def describe(column: str) -> str | None:
+        info = described.get(lineage.base_feature(column))
+        if info is None:
+            return None
+        prefix = "" if column == info["feature"] else f"{column.split('__')[0]} of: "
+        return f"{prefix}{info['label']} [{info['unit']}] from {info['source']}: {info['source_measure_keys']}"
+
+    schema = dg.TableSchema(columns=[dg.TableColumn(c, t, description=describe(c)) for c, t in columns])
+    return {
+        "dagster/column_lineage": table_lineage,
+        "dagster/column_schema": schema,
+        **lineage.lineage_summary(table_lineage),
+    }
+
+
+def table_content_version(key: dg.AssetKey, duckdb: WarehouseResource) -> str:
+    """A data version of the table ``<schema>.<name>`` from its content: the sha256 over the sorted md5s
+    of its rows (each row cast to text with its column names), so row order does not matter and a
+    renamed, added or retyped column does. Takes a few seconds on the feature table (54k rows)."""
+    schema, name = key.path
+    with duckdb.connect(read_only=True) as con:
+        rows, digest = con.execute(
+            f'SELECT count(*), sha256(coalesce(string_agg(h, \'\' ORDER BY h), \'\')) '
+            f'FROM (SELECT md5(CAST(t AS VARCHAR)) AS h FROM "{schema}"."{name}" AS t)'
+        ).fetchone()
+    return f"{rows}-{digest[:32]}"
+
+
+def with_column_lineage(events, duckdb: WarehouseResource):
+    """Pass dbt's events through; the outputs of :data:`LINEAGE_MARTS` get their column lineage and a
+    data version of their content.
+
+    Dagster's own data version of a dbt asset is a hash of its code version and its inputs' versions,
+    so it changes whenever anything upstream changed. These three marts are what models and reports
+    read, so they are versioned by what they hold: the outcomes table rebuilt after a new health-monitor
+    release (its Leefbaarometer rows unchanged) keeps its data version, and nothing that reads only it
+    is retrained (see ``downstream_automation_condition``).
+
+    Both are read from the warehouse, which the dbt process holds open while it runs, so those outputs
+    are held back until dbt has finished. When dbt fails they are passed on as they were.
+    """
+    held = []
+    try:
+        for event in events:
+            key = _LINEAGE_OUTPUTS.get(event.output_name) if isinstance(event, dg.Output) else None
+            if key is not None:
+                held.append((key, event))
+            else:
+                yield event
+    except Exception:
+        for _, event in held:
+            yield event
+        raise
+    for key, event in held:
+        yield dg.Output(
+            value=event.value,
+            output_name=event.output_name,
+            metadata={**event.metadata, **column_lineage_metadata(key, duckdb)},
+            data_version=dg.DataVersion(table_content_version(key, duckdb)),
+            tags=event.tags,
+        )
+
+
+def _point_dbt_at(duckdb: WarehouseResource) -> None:
+    """dbt's profile reads the database path from WIJK_DUCKDB_PATH; the dbt subprocess inherits it."""
+    os.environ["WIJK_DUCKDB_PATH"] = str(Path(duckdb.path).resolve())
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=translator,
+    exclude=AFTER_FEATURE_GATE,
+    name="dbt_features",
+    pool=DUCKDB_POOL,
+)
+def dbt_feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, duckdb: WarehouseResource):
+    """Seeds, staging, intermediate and the marts up to the feature table, with their dbt tests."""
+    _point_dbt_at(duckdb)
+    yield from with_column_lineage(dbt.cli(["build"], context=context).stream(), duckdb)
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=translator,
+    select=AFTER_FEATURE_GATE,
+    name="dbt_training",
+    pool=DUCKDB_POOL,
+)
+def dbt_training_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, duckdb: WarehouseResource):
+    """The training mart, built only after the feature table passed its gate."""
+    _point_dbt_at(duckdb)
+    yield from with_column_lineage(dbt.cli(["build"], context=context).stream(), duckdb)
+
+
+def dbt_resource() -> DbtCliResource:
+    return DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())

@@ -1,0 +1,165 @@
+"""Gate 2: Great Expectations on ``marts.fct_area_features`` (blocking) and a year-over-year shift
+check (warning only).
+
+Sources cover different areas and years (the health monitor is national for 2012/2016/2020; KWB,
+nabijheid and SES-WOA cover a few gemeenten), so a NULL ratio over the whole table says nothing. Each
+feature is judged where its source delivered: the rows of the years it was published, in the gemeenten
+for which that source has any value that year. Within that footprint at most ``MAX_NULL_RATIO`` of the
+areas may lack the value (small-area suppression by the publisher is expected, a column that went
+empty is not).
+
+No ``from __future__ import annotations``: Dagster inspects the check's annotations at definition time.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from wijk_assets.lib.quality.feature_gate import LEVELS, feature_suite_spec, null_ratio_expectations, yoy_shift
+from wijk_assets.defs.resources import WarehouseResource
+
+FEATURE_TABLE_KEY = dg.AssetKey(["marts", "fct_area_features"])
+MAX_NULL_RATIO = 0.5
+KEYS = ["area_code", "area_level", "gemeente_code", "wijk_code", "year"]
+
+
+def load_feature_table(duckdb: WarehouseResource) -> tuple[pd.DataFrame, pd.DataFrame]:
+    with duckdb.connect(read_only=True) as con:
+        features = con.execute("SELECT * FROM marts.fct_area_features").df()
+        catalog = con.execute("SELECT feature, source, label, unit, kind FROM marts.feature_catalog").df()
+    return features, catalog
+
+
+def footprint_null_specs(features: pd.DataFrame, catalog: pd.DataFrame) -> list[tuple[str, pd.DataFrame, dict]]:
+    """(label, frame, suite spec) per source and year: NULL ratios inside that source's footprint."""
+    batches = []
+    feature_source = dict(zip(catalog["feature"], catalog["source"]))
+    by_source: dict[str, list[str]] = {}
+    for column in features.columns:
+        if column in feature_source:
+            by_source.setdefault(feature_source[column], []).append(column)
+    rows = features[features["area_level"].isin(LEVELS)]
+    for source, columns in sorted(by_source.items()):
+        for year, frame in rows.groupby("year"):
+            has_any = frame[columns].notna().any(axis=1)
+            if not has_any.any():
+                continue
+            covered = set(frame.loc[has_any, "gemeente_code"])
+            footprint = frame[frame["gemeente_code"].isin(covered)]
+            # A feature the source did not publish at all that year (e.g. not measured in 2012) is
+            # "not measured", recorded by staging, not a gap.
+            measured = [c for c in columns if footprint[c].notna().any()]
+            if not measured:
+                continue
+            spec = {
+                "name": f"fct_area_features_{source}_{year}",
+                "expectations": null_ratio_expectations(measured, MAX_NULL_RATIO, blocking=True),
+            }
+            batches.append((f"{source} {year}", footprint[KEYS + measured], spec))
+    return batches
+
+
+@dg.asset_check(
+    asset=FEATURE_TABLE_KEY,
+    name="ge_gate_fct_area_features",
+    blocking=True,
+    pool="duckdb",
+    description=(
+        "Gate 2 (blocking): keys, one row per area and year, code formats per level, coverage of the "
+        "municipality in focus, and NULL ratios per feature inside each source's footprint."
+    ),
+)
+def feature_table_gate(duckdb: WarehouseResource) -> dg.AssetCheckResult:
+    from wijk_assets.lib.quality.ge_runner import validate_frame
+    from wijk_assets.settings import load_settings
+
+    features, catalog = load_feature_table(duckdb)
+    areas = features[features["area_level"].isin(LEVELS)]
+    feature_cols = [c for c in features.columns if c not in KEYS]
+    structural = validate_frame(
+        areas[["area_code", "area_level", "year", *feature_cols]],
+        feature_suite_spec(feature_cols, max_null_ratio=1.0, blocking_nulls=False),
+    )
+    results = {"structure": structural}
+    for label, frame, spec in footprint_null_specs(features, catalog):
+        results[label] = validate_frame(frame, spec)
+
+    # The municipality in focus must be present at every level in every year of a national source.
+    gemeente = load_settings().gemeente
+    focus = areas[areas["gemeente_code"] == gemeente]
+    focus_counts = focus.groupby(["year", "area_level"]).size().unstack(fill_value=0)
+    national_years = sorted(set(areas.loc[areas["area_level"] == "gemeente"].groupby("year").size().loc[lambda s: s > 300].index))
+    missing_focus = [int(y) for y in national_years if y not in focus_counts.index or (focus_counts.loc[y] == 0).any()]
+
+    failed = {k: r for k, r in results.items() if not r.success}
+    passed = not failed and not missing_focus
+    metadata = {
+        "rows": len(features),
+        "feature_columns": len(feature_cols),
+        "batches_validated": len(results),
+        "failed_batches": dg.MetadataValue.json({k: r.to_metadata() for k, r in failed.items()}),
+        "summary": "; ".join(f"{k}: {r.summary()}" for k, r in failed.items()) or "all expectations met",
+        f"{gemeente}_areas_per_year_level": dg.MetadataValue.json(
+            {str(y): {k: int(v) for k, v in row.items()} for y, row in focus_counts.iterrows()}
+        ),
+        "focus_gemeente_missing_in_years": missing_focus,
+    }
+    return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
+
+
+@dg.asset_check(
+    asset=FEATURE_TABLE_KEY,
+    name="feature_shift_since_previous_year",
+    blocking=False,
+    pool="duckdb",
+    description=(
+        "Warning only: per feature and level, how the distribution moved between the two latest years "
+        "in which it was published (median shift in IQRs, PSI, KS, rank stability)."
+    ),
+)
+def feature_shift_check(duckdb: WarehouseResource) -> dg.AssetCheckResult:
+    features, catalog = load_feature_table(duckdb)
+    areas = features[features["area_level"].isin(LEVELS)]
+    feature_source = dict(zip(catalog["feature"], catalog["source"]))
+    reports = []
+    for source in sorted(set(feature_source.values())):
+        columns = [c for c, s in feature_source.items() if s == source and c in areas.columns]
+        years = sorted(y for y, f in areas.groupby("year") if f[columns].notna().any().any())
+        if len(years) < 2:
+            continue
+        prev, this = years[-2], years[-1]
+        # Compare like with like: only gemeenten the source covers in both years (the 2021 nabijheid
+        # file covers ten gemeenten, the 2023 one only Utrecht).
+        covered = [
+            set(areas.loc[(areas["year"] == y) & areas[columns].notna().any(axis=1), "gemeente_code"])
+            for y in (prev, this)
+        ]
+        common = covered[0] & covered[1]
+        if not common:
+            continue
+        in_common = areas["gemeente_code"].isin(common)
+        shift = yoy_shift(
+            areas[(areas["year"] == prev) & in_common], areas[(areas["year"] == this) & in_common], columns
+        )
+        shift.insert(0, "years", f"{prev}->{this}")
+        shift.insert(0, "source", source)
+        reports.append(shift)
+    table = pd.concat(reports, ignore_index=True) if reports else pd.DataFrame()
+    flagged = table[table["flagged"]] if not table.empty else table
+    return dg.AssetCheckResult(
+        passed=flagged.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "features_compared": len(table),
+            "flagged": len(flagged),
+            "flagged_features": dg.MetadataValue.md(
+                flagged[["source", "years", "area_level", "feature", "median_shift_iqr", "psi", "ks", "spearman", "reasons"]]
+                .head(50)
+                .to_markdown(index=False)
+                if not flagged.empty
+                else "none"
+            ),
+        },
+    )
+
+
+feature_checks = [feature_table_gate, feature_shift_check]

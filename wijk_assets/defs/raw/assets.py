@@ -1,0 +1,186 @@
+"""Raw assets: one DuckDB table ``raw.<source>`` per catalogued source, partitioned by release year.
+
+Each partition is replaced in one transaction, so a file that fails to parse (or a feed that fails
+half-way) leaves the previous rows of that year untouched. Cleaning is not done here: codes, padding and
+suppression markers stay verbatim; the dbt staging layer interprets them.
+"""
+
+
+import hashlib
+import json
+
+import dagster as dg
+import pandas as pd
+
+from wijk_assets.lib.sources.catalog import load_catalog
+from wijk_assets.defs.resources import CbsSourceResource, WarehouseResource, raw_parts
+from wijk_assets.lib.sources.base import READER_VERSION, RAW_COLUMNS
+from wijk_assets.lib.warehouse import replace_partition, table_schema
+
+DUCKDB_POOL = "duckdb"  # every step that opens the database file shares this pool (limit 1)
+
+
+def release_year_partitions(source: str) -> dg.DynamicPartitionsDefinition:
+    """One dynamic partition set per source: sources publish different years."""
+    return dg.DynamicPartitionsDefinition(name=f"{source}_release_year")
+
+
+def raw_asset_key(source: str) -> dg.AssetKey:
+    return dg.AssetKey(["raw", source])
+
+
+def _level_counts(frame: pd.DataFrame) -> dict[str, int]:
+    has_code = frame["area_code"].notna()
+    codes = frame.loc[has_code, "area_code"].astype(str).str.strip().drop_duplicates()
+    prefix = codes.str[:2].map({"NL": "land", "GM": "gemeente", "WK": "wijk", "BU": "buurt"})
+    counts = {k: int(v) for k, v in prefix.fillna("other").value_counts().sort_index().items()}
+    if (~has_code).any() and "area_name" in frame:
+        # areas named only (a municipality's own survey areas): counted by name
+        counts["no_cbs_code"] = int(frame.loc[~has_code, "area_name"].nunique())
+    return counts
+
+
+def raw_data_version(sha256s: list[str], params: list[str] | None = None) -> str:
+    """Changes when, and only when, the input bytes, the reader, or a setting the reader applied change.
+
+    ``params`` are the readers' ``version_params`` (e.g. the survey's minimum number of respondents),
+    serialised; without them the version depends on bytes and reader only, as before.
+    """
+    digest = hashlib.sha256(READER_VERSION.encode())
+    for sha in sorted(sha256s):
+        digest.update(sha.encode())
+    for param in sorted(params or []):
+        digest.update(param.encode())
+    return digest.hexdigest()[:16]
+
+
+def _version_params(extracts) -> list[str]:
+    return sorted(
+        {json.dumps(e.metadata["version_params"], sort_keys=True) for e in extracts if e.metadata.get("version_params")}
+    )
+
+
+def suppression_summary(extracts, year: int | None = None) -> dict | None:
+    """Cells a reader blanked or found suppressed, per reason, over all extracts (None when no reader
+    reports any). Readers report ``metadata["suppression"] = {"n_cells", "by_reason", ...}``, optionally
+    ``"by_year": {"2023": {"n_cells", "by_reason"}}`` for files that feed several release years; the
+    values of suppressed cells are never part of it."""
+    reported = [e for e in extracts if isinstance(e.metadata.get("suppression"), dict)]
+    if not reported:
+        return None
+    by_reason: dict[str, int] = {}
+    per_file = []
+    thresholds = set()
+    for e in reported:
+        supp = e.metadata["suppression"]
+        if year is not None and str(year) in (supp.get("by_year") or {}):
+            supp = {**supp, **supp["by_year"][str(year)]}
+        for reason, n in (supp.get("by_reason") or {}).items():
+            by_reason[reason] = by_reason.get(reason, 0) + int(n)
+        if supp.get("min_respondents") is not None:
+            thresholds.add(int(supp["min_respondents"]))
+        per_file.append(
+            {
+                "source": e.source,
+                "n_cells": int(supp.get("n_cells", 0)),
+                "by_reason": {k: int(v) for k, v in (supp.get("by_reason") or {}).items()},
+                "respondents_column": supp.get("respondents_column"),
+            }
+        )
+    summary: dict = {
+        "n_cells": sum(f["n_cells"] for f in per_file),
+        "n_suppressed": sum(by_reason.values()),
+        "by_reason": by_reason,
+        "per_file": per_file,
+    }
+    if thresholds:
+        summary["min_respondents"] = sorted(thresholds)[0] if len(thresholds) == 1 else sorted(thresholds)
+    return summary
+
+
+def build_raw_asset(source: str) -> dg.AssetsDefinition:
+    spec = load_catalog()[source]
+    table = f"raw.{source}"
+
+    @dg.asset(
+        key=raw_asset_key(source),
+        partitions_def=release_year_partitions(source),
+        group_name="raw",
+        code_version=READER_VERSION,
+        pool=DUCKDB_POOL,
+        kinds={"duckdb", "python"},
+        description=(
+            f"{spec.title} ({spec.publisher}; {spec.licence}). Long layout, one row per area x "
+            "measure with the cell text verbatim, plus provenance (file, sha256, row, retrieved-at)."
+        ),
+        metadata={"dagster/table_name": table, "source_levels": ", ".join(spec.levels)},
+    )
+    def _raw_asset(
+        context: dg.AssetExecutionContext, duckdb: WarehouseResource, cbs: CbsSourceResource
+    ) -> dg.MaterializeResult:
+        year = int(context.partition_key)
+        extracts = cbs.extracts(source, year)
+        if not extracts:
+            raise dg.Failure(
+                f"source {source!r} has nothing for release year {year} "
+                f"({'live CBS catalog' if cbs.mode == 'live' else f'data folder {cbs.data_dir}'}); "
+                "the partition was not changed"
+            )
+        parts = raw_parts(extracts)
+        retrieved_at = parts[0][1]["retrieved_at"]
+        with duckdb.connect() as con:
+            rows = replace_partition(con, table, parts, RAW_COLUMNS, {"release_year": year})
+            schema = table_schema(con, table)
+        files = [
+            {
+                "source": e.source,
+                "sha256": e.sha256,
+                "cbs_table_id": e.cbs_table_id or "",
+                "rows": len(e.frame),
+            }
+            for e in extracts
+        ]
+        context.log.info(f"{table} {year}: {rows} rows from {len(files)} file(s)")
+        suppression = suppression_summary(extracts, year)
+        extra: dict[str, object] = {}
+        if suppression is not None:
+            context.log.info(f"{table} {year}: suppressed cells per reason {suppression['by_reason']}")
+            extra["suppressed_cells"] = dg.MetadataValue.json(suppression)
+            for reason, n in sorted(suppression["by_reason"].items()):
+                extra[f"n_suppressed_{reason}"] = int(n)
+            threshold = suppression.get("min_respondents")
+            if isinstance(threshold, int):
+                extra["min_respondents"] = threshold
+            elif threshold is not None:  # files read with different thresholds in one run
+                extra["min_respondents"] = dg.MetadataValue.json(threshold)
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": rows,
+                "dagster/column_schema": dg.TableSchema(
+                    columns=[dg.TableColumn(name=n, type=t) for n, t in schema]
+                ),
+                "dagster/table_name": table,
+                "release_year": year,
+                "sources": dg.MetadataValue.json(files),
+                "source_sha256": ", ".join(f["sha256"] for f in files),
+                "cbs_table_ids": ", ".join(sorted({f["cbs_table_id"] for f in files if f["cbs_table_id"]}))
+                or "n/a",
+                "mode": cbs.mode,
+                "reader_version": READER_VERSION,
+                "retrieved_at": str(retrieved_at),
+                "areas_per_level": dg.MetadataValue.json(
+                    _level_counts(pd.concat([e.frame[["area_code", "area_name"]] for e in extracts]))
+                ),
+                "measures": len({k for e in extracts for k in e.frame["measure_key"].unique()}),
+                **extra,
+            },
+            data_version=dg.DataVersion(
+                raw_data_version([f["sha256"] for f in files], _version_params(extracts))
+            ),
+        )
+
+    return _raw_asset
+
+
+RAW_SOURCES = list(load_catalog())
+raw_assets = [build_raw_asset(source) for source in RAW_SOURCES]

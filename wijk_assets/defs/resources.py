@@ -1,0 +1,154 @@
+"""Dagster resources: the DuckDB warehouse file and the CBS source (live OData or an offline folder)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+
+from wijk_assets.lib import warehouse
+from wijk_assets.lib.sources.catalog import SourceFile, find_source_files, load_catalog
+from wijk_assets.lib.sources import RawExtract, read_source_file
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The one DuckDB database file every asset reads and writes."""
+
+    path: str
+
+    @contextlib.contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        with warehouse.connect(self.path, read_only=read_only) as con:
+            yield con
+
+    def read_frame(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        with self.connect(read_only=True) as con:
+            return con.execute(sql, params or []).df()
+
+
+class CbsSourceResource(dg.ConfigurableResource):
+    """Where source data comes from.
+
+    Offline mode (no ``base_url``): the catalogued files in ``data_dir``. Live mode: CBS OData tables
+    found in the CBS catalog by the title patterns in ``catalog.yaml``; sources CBS does not publish
+    (Leefbaarometer) still come from ``data_dir``.
+    """
+
+    data_dir: str | None = None
+    base_url: str | None = None
+    catalog_url: str | None = None
+    timeout_seconds: float = 30.0
+
+    @property
+    def mode(self) -> str:
+        return "live" if self.base_url else "offline"
+
+    def _data_dir(self) -> Path:
+        if not self.data_dir:
+            raise dg.Failure(
+                "no data folder configured: set WIJK_DATA_DIR to a folder of source files "
+                "(default ../shared/data beside the repository) or WIJK_CBS_BASE_URL for live CBS"
+            )
+        path = Path(self.data_dir)
+        if not path.is_dir():
+            raise dg.Failure(f"data folder {path} (WIJK_DATA_DIR) does not exist")
+        return path
+
+    def source_files(self, source: str) -> list[SourceFile]:
+        return find_source_files(source, self._data_dir())
+
+    def _client(self):
+        from wijk_assets.lib.sources.odata import CbsODataClient
+
+        return CbsODataClient(self.base_url, catalog_url=self.catalog_url, timeout=self.timeout_seconds)
+
+    def live_tables(self, source: str) -> list[dict]:
+        """CBS catalog entries for ``source`` (Identifier, Title, Period, Modified)."""
+        spec = load_catalog()[source]
+        if not self.base_url or not spec.live_title_pattern:
+            return []
+        return find_catalog_tables(self._client(), spec.live_title_pattern, spec.live_table_ids)
+
+    def available_years(self, source: str) -> list[int]:
+        """The release years this source can deliver now (the partition keys)."""
+        years: set[int] = set()
+        for table in self.live_tables(source):
+            years.update(_table_years(table))
+        if self.data_dir and Path(self.data_dir).is_dir() and not (self.mode == "live" and years):
+            for source_file in self.source_files(source):
+                if source_file.filename_year is not None:
+                    years.add(source_file.filename_year)
+                else:
+                    years.update(read_source_file(source_file).years())
+        return sorted(years)
+
+    def extracts(self, source: str, year: int) -> list[RawExtract]:
+        """Everything this source has for ``year``, each extract with its own provenance."""
+        spec = load_catalog()[source]
+        out: list[RawExtract] = []
+        live = [t for t in self.live_tables(source) if year in _table_years(t)]
+        if live:
+            from wijk_assets.lib.sources.odata import read_live_table
+
+            client = self._client()
+            for table in live:
+                out.append(
+                    read_live_table(client, table["Identifier"], year=year, filter=spec.live_filter)
+                )
+            return out
+        for source_file in self.source_files(source):
+            if source_file.filename_year is not None and source_file.filename_year != year:
+                continue
+            extract = read_source_file(source_file)
+            if source_file.filename_year is None:
+                extract.frame = extract.frame[extract.frame["release_year"] == year]
+                if extract.frame.empty:
+                    continue
+            out.append(extract)
+        return out
+
+
+def find_catalog_tables(client, title_pattern: str, table_ids: tuple[str, ...] = ()) -> list[dict]:
+    """Catalog entries whose Title matches the source's pattern, or whose Identifier is listed."""
+    import re
+
+    pattern = re.compile(title_pattern)
+    return [
+        t
+        for t in client.catalog_tables()
+        if pattern.search(str(t.get("Title", "")).strip()) or t.get("Identifier") in table_ids
+    ]
+
+
+def _table_years(table: dict) -> set[int]:
+    """Years a catalog entry covers: '2024' -> {2024}; '2012, 2016, 2020' -> all three."""
+    import re
+
+    return {int(y) for y in re.findall(r"(?<!\d)(\d{4})(?!\d)", str(table.get("Period", "")))}
+
+
+def raw_parts(
+    extracts: list[RawExtract], retrieved_at: datetime | None = None
+) -> list[tuple[pd.DataFrame, dict[str, object]]]:
+    """Each extract's rows plus its provenance constants, ready for ``warehouse.replace_partition``."""
+    from wijk_assets.lib.sources.base import READER_VERSION
+
+    retrieved_at = retrieved_at or datetime.now(timezone.utc).replace(tzinfo=None)
+    return [
+        (
+            extract.frame,
+            {
+                "cbs_table_id": extract.cbs_table_id,
+                "source_file": extract.source,
+                "source_sha256": extract.sha256,
+                "retrieved_at": retrieved_at,
+                "reader_version": READER_VERSION,
+            },
+        )
+        for extract in extracts
+    ]

@@ -1,0 +1,775 @@
+"""Train and evaluate one LightGBM model per Leefbaarometer outcome from the feature table.
+
+Pure functions, no Dagster. Input is the dbt "training frame": one row per (wijk, outcome_year) with key
+columns ``area_code``, ``gemeente_code``, ``outcome_year``, ``feature_year``, numeric feature columns and
+the outcome columns ``lbm, fys, onv, soc, vrz, won`` (NaN where absent). Nothing here depends on feature
+names; which columns are features is decided by :func:`select_features` from the feature catalog.
+
+Evaluation is grouped by gemeente (see :mod:`wijk_assets.lib.ml.validation`): LightGBM, a mean predictor and a
+regularised linear model are scored on the SAME folds. A small fixed grid of LightGBM settings is compared
+on those folds (each candidate also at a few boosting-round checkpoints, read from one fitted model, so no
+early stopping on test rows); the best by out-of-fold RMSE is refitted on all rows. Because the winner is
+picked on the folds it is scored on, its CV score is slightly optimistic; with a dozen configurations the
+effect is small, and the untuned reference ("default") can be run on the same folds for comparison.
+
+Determinism: ``deterministic=True``, ``force_row_wise=True``, a fixed thread count (``n_jobs``, default
+1, see :func:`_default_n_jobs`) and the seed passed in give an identical model string and identical
+predictions for the same input.
+
+The ridge baseline chooses its penalty by grouped inner CV, not RidgeCV's leave-one-out (which, with the
+same wijk repeated over years, picks far too little regularisation); see :class:`GroupedRidgeCV`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from wijk_assets.lib.ml.validation import (
+    Fold,
+    calibration,
+    evaluate_predictions,
+    grouped_folds,
+    temporal_split,
+)
+
+OUTCOMES: tuple[str, ...] = ("lbm", "fys", "onv", "soc", "vrz", "won")
+KEY_COLUMNS: tuple[str, ...] = ("area_code", "gemeente_code", "outcome_year", "feature_year")
+# Leefbaarometer columns: never features (they are, or are derived from, the target).
+LEAKAGE_COLUMNS: frozenset[str] = frozenset(OUTCOMES) | {"afw"}
+LEAKAGE_SOURCES: frozenset[str] = frozenset({"leefbaarometer", "lbm", "leefbaarometer_3"})
+
+
+def _default_n_jobs() -> int:
+    """Threads for LightGBM: ``WIJK_ML_N_JOBS`` (clipped to 1..2), default 1.
+
+    Why 1 by default: LightGBM's OpenMP threads spin while they wait, and on a busy 2-core machine (other
+    assets, other processes) we measured 2-thread fits at 2-8x the wall time of 1-thread fits. On a
+    dedicated 2-core runner set ``WIJK_ML_N_JOBS=2`` (about 1.5x faster). The thread count is part of the
+    recorded params, so a model is reproduced with the same setting.
+    """
+    try:
+        value = int(os.environ.get("WIJK_ML_N_JOBS", "1"))
+    except ValueError:
+        value = 1
+    return max(1, min(2, value))
+
+
+# Settings shared by every LightGBM fit (the candidates below only override model capacity / speed).
+BASE_PARAMS: dict[str, Any] = {
+    "objective": "regression",
+    "learning_rate": 0.05,
+    "max_bin": 63,
+    "bagging_freq": 1,
+    "deterministic": True,
+    "force_row_wise": True,
+    "feature_pre_filter": False,  # lets candidates change min_data_in_leaf on one constructed Dataset
+    "verbosity": -1,
+}
+
+# LightGBM's own defaults (100 rounds, 31 leaves, lr 0.1, no subsampling): the "quick default" reference.
+LIGHTGBM_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 0.1,
+    "num_leaves": 31,
+    "min_data_in_leaf": 20,
+    "feature_fraction": 1.0,
+    "bagging_fraction": 1.0,
+    "bagging_freq": 0,
+    "lambda_l2": 0.0,
+    "max_bin": 255,
+    "n_estimators": 100,
+}
+
+# The fixed tuning grid. Every candidate is also scored at 1/3 and 2/3 of its n_estimators
+# (ROUND_CHECKPOINTS), so the grid covers 4 x 3 = 12 configurations for the price of 4 x n_folds fits.
+# Low feature_fraction and bagging_fraction keep a fit on the wide (~500 column), highly redundant
+# feature table (one indicator for three age groups, at wijk and gemeente level, and its spread across
+# buurten) to a few seconds; in our runs they did not cost accuracy.
+DEFAULT_GRID: tuple[dict[str, Any], ...] = (
+    {"name": "shallow", "num_leaves": 7, "min_data_in_leaf": 100, "feature_fraction": 0.15,
+     "bagging_fraction": 0.5, "lambda_l2": 1.0, "learning_rate": 0.1, "n_estimators": 450},
+    {"name": "medium", "num_leaves": 15, "min_data_in_leaf": 50, "feature_fraction": 0.15,
+     "bagging_fraction": 0.5, "lambda_l2": 1.0, "learning_rate": 0.06, "n_estimators": 450},
+    {"name": "medium_sparse", "num_leaves": 15, "min_data_in_leaf": 80, "feature_fraction": 0.1,
+     "bagging_fraction": 0.5, "lambda_l2": 5.0, "learning_rate": 0.06, "n_estimators": 450},
+    {"name": "wide_sparse", "num_leaves": 31, "min_data_in_leaf": 40, "feature_fraction": 0.1,
+     "bagging_fraction": 0.5, "lambda_l2": 5.0, "learning_rate": 0.05, "n_estimators": 400},
+)
+ROUND_CHECKPOINTS: tuple[float, ...] = (1 / 3, 2 / 3, 1.0)
+
+# sklearn-style aliases accepted in params, mapped to LightGBM's native names.
+_ALIASES = {
+    "min_child_samples": "min_data_in_leaf",
+    "colsample_bytree": "feature_fraction",
+    "subsample": "bagging_fraction",
+    "subsample_freq": "bagging_freq",
+    "reg_lambda": "lambda_l2",
+    "reg_alpha": "lambda_l1",
+    "n_jobs": "num_threads",
+    "num_boost_round": "n_estimators",
+    "num_iterations": "n_estimators",
+    "random_state": "seed",
+}
+_DATASET_KEYS = ("max_bin", "min_data_in_bin", "use_missing", "zero_as_missing", "bin_construct_sample_cnt")
+
+
+# ----------------------------------------------------------------------------------- feature selection
+
+
+@dataclass
+class FeatureSelection:
+    kept: list[str]
+    dropped: pd.DataFrame  # columns: feature, reason
+
+    @property
+    def reasons(self) -> dict[str, str]:
+        return dict(zip(self.dropped["feature"], self.dropped["reason"]))
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"true", "1", "yes", "y", "t"}
+    if value is None or (np.ndim(value) == 0 and pd.isna(value)):
+        return False
+    return bool(value)
+
+
+def select_features(
+    frame: pd.DataFrame,
+    catalog: pd.DataFrame,
+    max_missing: float = 0.5,
+    exclude_sensitive: bool = True,
+    opt_in: Iterable[str] = (),
+    *,
+    outcome: str = "lbm",
+) -> FeatureSelection:
+    """Choose the model features for ``outcome``; report every dropped column with a reason.
+
+    Candidates are the frame's columns other than the keys and the Leefbaarometer columns. A candidate is
+    dropped when it is not numeric, not documented in the catalog, documented as coming from the
+    Leefbaarometer (target leakage), marked ``sensitive`` in the catalog and not listed in ``opt_in``
+    (when ``exclude_sensitive``), missing on more than ``max_missing`` of the rows where ``outcome`` is
+    present, or constant on those rows. Catalog entries absent from the frame are reported too.
+    """
+    if outcome not in frame.columns:
+        raise KeyError(f"outcome {outcome!r} not in frame")
+    opt_in = set(opt_in)
+    cat = catalog.drop_duplicates("feature", keep="last").set_index("feature")
+    rows = frame[outcome].notna().to_numpy()
+    n_rows = int(rows.sum())
+    kept: list[str] = []
+    dropped: list[tuple[str, str]] = []
+    for col in frame.columns:
+        if col in KEY_COLUMNS:
+            continue
+        if col in LEAKAGE_COLUMNS:
+            continue  # outcomes/afw: never candidates (not reported: they are targets, not features)
+        if col not in cat.index:
+            dropped.append((col, "not in the feature catalog"))
+            continue
+        entry = cat.loc[col]
+        source = str(entry.get("source", "") or "").strip().lower()
+        if source in LEAKAGE_SOURCES:
+            dropped.append((col, f"derived from the Leefbaarometer (source {source!r}): target leakage"))
+            continue
+        if not (pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col])):
+            dropped.append((col, f"not numeric (dtype {frame[col].dtype})"))
+            continue
+        if exclude_sensitive and _as_bool(entry.get("sensitive", False)) and col not in opt_in:
+            dropped.append((col, "sensitive: excluded unless opted in"))
+            continue
+        values = frame.loc[rows, col]
+        missing = float(values.isna().mean()) if n_rows else 1.0
+        if missing > max_missing:
+            dropped.append((col, f"missing on {missing:.0%} of the {n_rows} rows with {outcome} (max {max_missing:.0%})"))
+            continue
+        if values.nunique(dropna=True) < 2:
+            dropped.append((col, f"constant on the rows with {outcome}"))
+            continue
+        kept.append(col)
+    for feature in cat.index:
+        if feature not in frame.columns:
+            dropped.append((feature, "in the catalog but not in the frame"))
+    return FeatureSelection(kept=kept, dropped=pd.DataFrame(dropped, columns=["feature", "reason"]))
+
+
+# ------------------------------------------------------------------------------------------ params
+
+
+def _normalise(params: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        out[_ALIASES.get(key, key)] = value
+    return out
+
+
+def resolve_params(params: Mapping[str, Any], seed: int, n_jobs: int | None = None) -> tuple[dict[str, Any], int]:
+    """Native LightGBM params (BASE_PARAMS + ``params`` + seed/threads) and the number of rounds."""
+    merged = {**BASE_PARAMS, **_normalise(params)}
+    merged.pop("name", None)
+    rounds = int(merged.pop("n_estimators", 100))
+    merged["seed"] = int(seed)
+    merged["num_threads"] = int(n_jobs if n_jobs is not None else merged.get("num_threads", _default_n_jobs()))
+    merged["num_threads"] = max(1, min(2, merged["num_threads"]))
+    if merged.get("bagging_fraction", 1.0) >= 1.0:
+        merged["bagging_freq"] = 0
+    return merged, rounds
+
+
+def _candidates(params) -> tuple[list[dict[str, Any]], bool]:
+    """(candidates, use_checkpoints). None -> the default grid; a mapping -> that one setting as given."""
+    if params is None:
+        return [dict(p) for p in DEFAULT_GRID], True
+    if isinstance(params, Mapping):
+        return [dict(params)], False
+    candidates = [dict(p) for p in params]
+    if not candidates:
+        raise ValueError("empty parameter grid")
+    return candidates, True
+
+
+def _checkpoints(rounds: int, use: bool) -> list[int]:
+    if not use:
+        return [rounds]
+    return sorted({max(1, int(round(rounds * c))) for c in ROUND_CHECKPOINTS})
+
+
+# ------------------------------------------------------------------------------------ matrices, hashes
+
+
+def feature_matrix(frame: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
+    """The float64, C-ordered matrix LightGBM sees (NaN = missing)."""
+    return np.ascontiguousarray(frame.loc[:, list(features)].to_numpy(dtype=np.float64, na_value=np.nan))
+
+
+def data_version(X: np.ndarray, y: np.ndarray, features: Sequence[str]) -> str:
+    """sha256 of the training matrix bytes (features in order, then X, then y)."""
+    h = hashlib.sha256()
+    h.update("\n".join(features).encode("utf-8"))
+    h.update(np.ascontiguousarray(X, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def _model_feature_names(features: Sequence[str]) -> list[str]:
+    bad = set('"\\,:[]{}')
+    if all(f and not (set(f) & bad) and " " not in f for f in features):
+        return list(features)
+    return [f"Column_{i}" for i in range(len(features))]
+
+
+def _dataset(X: np.ndarray, y: np.ndarray, params: Mapping[str, Any], names: list[str]) -> lgb.Dataset:
+    ds_params = {k: params[k] for k in _DATASET_KEYS if k in params}
+    ds_params.update({"verbosity": -1, "feature_pre_filter": False})
+    return lgb.Dataset(X, label=y, feature_name=names, params=ds_params, free_raw_data=False)
+
+
+class _SharedBins:
+    """One binned LightGBM Dataset over all rows (per distinct binning setting) with row subsets for
+    the folds, as ``lgb.cv`` does: bin boundaries are computed once from the feature values (never the
+    labels) instead of once per fold, which saves most of the Dataset construction time."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, names: list[str]):
+        self.X, self.y, self.names = X, y, names
+        self._full: dict[tuple, lgb.Dataset] = {}
+        self._subsets: dict[tuple, lgb.Dataset] = {}
+
+    def subset(self, native: Mapping[str, Any], rows: np.ndarray, tag: Any) -> lgb.Dataset:
+        key = tuple((k, native.get(k)) for k in _DATASET_KEYS)
+        if key not in self._full:
+            self._full[key] = _dataset(self.X, self.y, native, self.names).construct()
+        if (key, tag) not in self._subsets:
+            self._subsets[(key, tag)] = self._full[key].subset(np.sort(np.asarray(rows, dtype=np.int32)))
+        return self._subsets[(key, tag)]
+
+
+def _fit(X, y, native: Mapping[str, Any], rounds: int, names: list[str], dataset: lgb.Dataset | None = None) -> lgb.Booster:
+    ds = dataset if dataset is not None else _dataset(X, y, native, names)
+    return lgb.train(dict(native), ds, num_boost_round=rounds)
+
+
+# ------------------------------------------------------------------------------------------ baselines
+
+
+class _DropDuplicateColumns(BaseEstimator, TransformerMixin):
+    """Drop exact duplicate columns (e.g. the missing indicators of indicators that are missing together)."""
+
+    def fit(self, X, y=None):
+        X = np.asarray(X)
+        seen: dict[bytes, int] = {}
+        keep = []
+        for j in range(X.shape[1]):
+            column = np.ascontiguousarray(X[:, j])
+            key = hashlib.blake2b(column.tobytes(), digest_size=16).digest()
+            if key in seen and np.array_equal(X[:, seen[key]], column):
+                continue
+            seen.setdefault(key, j)
+            keep.append(j)
+        self.keep_ = np.asarray(keep, dtype=np.int64)
+        return self
+
+    def transform(self, X):
+        return np.asarray(X)[:, self.keep_]
+
+
+class MedianImputer(BaseEstimator, TransformerMixin):
+    """Median imputation plus missing indicators; same output as
+    ``SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=False)`` (columns with no
+    observed value are dropped; one indicator per column that had a missing value in fit), but using
+    ``np.nanmedian``, which is about ten times faster on the wide feature table."""
+
+    def fit(self, X, y=None):
+        X = np.asarray(X, dtype=np.float64)
+        observed = ~np.isnan(X)
+        self.keep_ = np.flatnonzero(observed.any(axis=0))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            self.medians_ = np.nanmedian(X[:, self.keep_], axis=0) if self.keep_.size else np.zeros(0)
+        self.indicator_ = np.flatnonzero((~observed).any(axis=0))
+        return self
+
+    def transform(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        kept = X[:, self.keep_]
+        missing = np.isnan(kept)
+        filled = np.where(missing, self.medians_, kept)
+        indicators = np.isnan(X[:, self.indicator_]).astype(np.float64)
+        return np.hstack([filled, indicators])
+
+
+class GroupedRidgeCV(BaseEstimator, RegressorMixin):
+    """Ridge regression whose alpha is chosen by CROSS-VALIDATION OVER GIVEN (grouped) FOLDS.
+
+    Same model and selection rule as ``sklearn.linear_model.RidgeCV(alphas, cv=folds)`` (intercept
+    fitted, alpha maximising the mean R² over the folds, ties -> smaller alpha), computed with one
+    eigendecomposition per fold instead of one solve per alpha per fold, so a wide feature table costs
+    seconds. Why not RidgeCV's default efficient leave-one-out: the training frame repeats each wijk over
+    several years (with identical feature rows for years sharing a feature year), so leave-one-out picks
+    an alpha that is far too small and the "baseline" overfits (grouped-CV R² 0.49 vs 0.62 for lbm).
+    ``cv``: a list of (train, test) position arrays; None -> three contiguous folds (pass grouped folds).
+    """
+
+    def __init__(self, alphas=tuple(np.logspace(-1, 5, 13)), cv=None):
+        self.alphas = alphas
+        self.cv = cv
+
+    @staticmethod
+    def _centered_system(X, y):
+        x_mean = X.mean(axis=0)
+        y_mean = float(y.mean())
+        Xc = X - x_mean
+        return Xc.T @ Xc, Xc.T @ (y - y_mean), x_mean, y_mean
+
+    def fit(self, X, y):
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        alphas = np.asarray(sorted(float(a) for a in self.alphas))
+        folds = self.cv
+        if folds is None:
+            edges = np.linspace(0, len(y), 4).astype(int)
+            positions = np.arange(len(y))
+            folds = [(np.setdiff1d(positions, positions[a:b]), positions[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+        scores = np.zeros((len(folds), alphas.size))
+        for i, (train, test) in enumerate(folds):
+            G, b, x_mean, y_mean = self._centered_system(X[train], y[train])
+            evals, evecs = np.linalg.eigh(G)
+            evals = np.clip(evals, 0.0, None)
+            proj = evecs.T @ b
+            Xt = (X[test] - x_mean) @ evecs
+            yt = y[test]
+            ss_tot = float(np.sum((yt - yt.mean()) ** 2))
+            for j, alpha in enumerate(alphas):
+                pred = Xt @ (proj / (evals + alpha)) + y_mean
+                ss_res = float(np.sum((yt - pred) ** 2))
+                scores[i, j] = 1.0 - ss_res / ss_tot if ss_tot > 0 else -ss_res
+        mean_scores = scores.mean(axis=0)
+        best = int(np.argmax(mean_scores))  # first maximum = smallest alpha among ties
+        self.alpha_ = float(alphas[best])
+        self.cv_scores_ = dict(zip(alphas.tolist(), mean_scores.tolist()))
+        G, b, x_mean, y_mean = self._centered_system(X, y)
+        self.coef_ = np.linalg.solve(G + self.alpha_ * np.eye(G.shape[0]), b)
+        self.intercept_ = y_mean - float(x_mean @ self.coef_)
+        return self
+
+    def predict(self, X):
+        return np.asarray(X, dtype=np.float64) @ self.coef_ + self.intercept_
+
+
+def ridge_pipeline(cv=None) -> Pipeline:
+    """Median imputation + missing indicators + standardisation + ridge with alpha chosen on ``cv``
+    (grouped inner folds; see :class:`GroupedRidgeCV`)."""
+    return Pipeline(
+        [
+            ("impute", MedianImputer()),
+            ("dedupe", _DropDuplicateColumns()),
+            ("scale", StandardScaler()),
+            ("ridge", GroupedRidgeCV(cv=cv)),
+        ]
+    )
+
+
+def _fit_predict_ridge(X_train, y_train, X_test, groups_train, seed: int) -> np.ndarray:
+    """Fit the ridge baseline on the training rows (alpha by 3 grouped inner folds) and predict."""
+    inner = grouped_folds(pd.DataFrame({"g": np.asarray(groups_train)}), "g", n_splits=3, seed=seed)
+    # BLAS on one thread: the matrices are small, and a second OpenBLAS thread on a busy 2-core machine
+    # made the eigendecomposition ten times slower in our measurements.
+    with warnings.catch_warnings(), threadpool_limits(limits=1):
+        warnings.simplefilter("ignore", UserWarning)  # all-NaN columns in a fold are dropped by the imputer
+        warnings.simplefilter("ignore", RuntimeWarning)
+        model = ridge_pipeline(cv=inner).fit(X_train, y_train)
+        return model.predict(X_test)
+
+
+# ----------------------------------------------------------------------------------------- evaluation
+
+
+@dataclass
+class EvaluationResult:
+    outcome: str
+    features: list[str]
+    folds: list[Fold]
+    best_params: dict[str, Any]  # the winning candidate (user-level keys, with n_estimators)
+    metrics: dict[str, dict[str, float]]  # model -> r2/mae/rmse/n/calibration_slope/intercept
+    oof: pd.DataFrame  # keys, fold, actual, lightgbm, ridge, mean
+    tuning: pd.DataFrame  # candidate, n_estimators, r2, mae, rmse, selected
+    calibration_table: pd.DataFrame
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _outcome_rows(frame: pd.DataFrame, outcome: str) -> pd.DataFrame:
+    if outcome not in frame.columns:
+        raise KeyError(f"outcome {outcome!r} not in frame")
+    return frame.loc[frame[outcome].notna()].reset_index(drop=True)
+
+
+def evaluate(
+    frame: pd.DataFrame,
+    outcome: str,
+    features: Sequence[str],
+    params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    seed: int = 0,
+    *,
+    n_splits: int = 5,
+    folds: Sequence[Fold] | None = None,
+    n_jobs: int | None = None,
+    baselines: bool = True,
+) -> EvaluationResult:
+    """Grouped-CV metrics for LightGBM and the baselines on the same folds.
+
+    Only rows where ``outcome`` is present are used; ``folds`` (if given) are positions in that subset.
+    ``params``: None -> tune over :data:`DEFAULT_GRID`; a mapping -> evaluate exactly that setting;
+    a sequence of mappings -> tune over that grid.
+    """
+    features = list(features)
+    if not features:
+        raise ValueError("no features")
+    n_jobs = max(1, min(2, n_jobs if n_jobs is not None else _default_n_jobs()))
+    data = _outcome_rows(frame, outcome)
+    X = feature_matrix(data, features)
+    y = data[outcome].to_numpy(dtype=np.float64)
+    folds = list(folds) if folds is not None else grouped_folds(data, "gemeente_code", n_splits, seed)
+    groups = data["gemeente_code"].to_numpy()
+    names = _model_feature_names(features)
+    candidates, use_checkpoints = _candidates(params)
+    resolved = [resolve_params(c, seed, n_jobs) for c in candidates]
+    configs = [(ci, k) for ci, (_, rounds) in enumerate(resolved) for k in _checkpoints(rounds, use_checkpoints)]
+    oof = {cfg: np.full(len(data), np.nan) for cfg in configs}
+    fold_of = np.full(len(data), -1, dtype=np.int64)
+
+    t0 = time.perf_counter()
+    bins = _SharedBins(X, y, names)
+    for fold_no, (train, test) in enumerate(folds):
+        fold_of[test] = fold_no
+        for ci, (native, rounds) in enumerate(resolved):
+            booster = _fit(X[train], y[train], native, rounds, names, bins.subset(native, train, fold_no))
+            for k in _checkpoints(rounds, use_checkpoints):
+                oof[(ci, k)][test] = booster.predict(X[test], num_iteration=k)
+    t_lgb = time.perf_counter() - t0
+
+    tuning_rows = []
+    for ci, k in configs:
+        m = evaluate_predictions(y, oof[(ci, k)])
+        tuning_rows.append(
+            {"candidate": candidates[ci].get("name", f"candidate_{ci}"), "candidate_index": ci, "n_estimators": k,
+             "r2": m["r2"], "mae": m["mae"], "rmse": m["rmse"]}
+        )
+    tuning = pd.DataFrame(tuning_rows)
+    best_pos = int(tuning["rmse"].to_numpy().argmin())  # first minimum -> deterministic tie-break
+    tuning["selected"] = False
+    tuning.loc[best_pos, "selected"] = True
+    best_ci, best_k = configs[best_pos]
+    best_params = {**candidates[best_ci], "n_estimators": int(best_k)}
+    pred_lgb = oof[(best_ci, best_k)]
+
+    oof_frame = data[[c for c in KEY_COLUMNS if c in data.columns]].copy()
+    oof_frame["fold"] = fold_of
+    oof_frame["actual"] = y
+    oof_frame["lightgbm"] = pred_lgb
+    metrics = {"lightgbm": evaluate_predictions(y, pred_lgb)}
+    seconds = {"lightgbm_cv": t_lgb}
+
+    if baselines:
+        pred_mean = np.full(len(data), np.nan)
+        pred_ridge = np.full(len(data), np.nan)
+        t1 = time.perf_counter()
+        for train, test in folds:
+            pred_mean[test] = float(np.mean(y[train]))
+            pred_ridge[test] = _fit_predict_ridge(X[train], y[train], X[test], groups[train], seed)
+        seconds["ridge_cv"] = time.perf_counter() - t1
+        oof_frame["ridge"] = pred_ridge
+        oof_frame["mean"] = pred_mean
+        metrics["ridge"] = evaluate_predictions(y, pred_ridge)
+        metrics["mean"] = evaluate_predictions(y, pred_mean)
+
+    return EvaluationResult(
+        outcome=outcome,
+        features=features,
+        folds=folds,
+        best_params=best_params,
+        metrics=metrics,
+        oof=oof_frame,
+        tuning=tuning,
+        calibration_table=calibration(y, pred_lgb)["table"],
+        seconds=seconds,
+    )
+
+
+def temporal_evaluation(
+    frame: pd.DataFrame,
+    outcome: str,
+    features: Sequence[str],
+    params: Mapping[str, Any],
+    seed: int = 0,
+    *,
+    n_jobs: int | None = None,
+    baselines: bool = True,
+    n_splits: int = 5,
+) -> dict[str, Any]:
+    """Fit on the outcome years before the latest one and score the latest year.
+
+    Two variants: ``all_wijken`` (every wijk; the same wijk is in train via its earlier years, so this
+    mostly measures how stable a wijk's score is) and ``unseen_gemeenten`` (train on earlier years of the
+    gemeenten outside the first grouped fold, test on the latest year of that fold's gemeenten: new year
+    AND new gemeenten). LightGBM uses ``params``; baselines as in :func:`evaluate`.
+    """
+    n_jobs = max(1, min(2, n_jobs if n_jobs is not None else _default_n_jobs()))
+    data = _outcome_rows(frame, outcome)
+    if data["outcome_year"].nunique() < 2:
+        return {"available": False, "reason": f"{outcome} has fewer than two outcome years"}
+    split = temporal_split(data, "outcome_year")
+    X = feature_matrix(data, features)
+    y = data[outcome].to_numpy(dtype=np.float64)
+    groups = data["gemeente_code"].to_numpy()
+    native, rounds = resolve_params(params, seed, n_jobs)
+    names = _model_feature_names(features)
+
+    held_out = set(groups[grouped_folds(data, "gemeente_code", n_splits, seed)[0][1]])
+    in_held_out = np.isin(groups, list(held_out))
+    variants = {
+        "all_wijken": (split.train_idx, split.test_idx),
+        "unseen_gemeenten": (split.train_idx[~in_held_out[split.train_idx]], split.test_idx[in_held_out[split.test_idx]]),
+    }
+    out: dict[str, Any] = {"available": True, "train_years": list(split.train_years), "test_year": split.test_year}
+    for name, (tr, te) in variants.items():
+        if tr.size == 0 or te.size == 0:
+            continue
+        booster = _fit(X[tr], y[tr], native, rounds, names)
+        res: dict[str, Any] = {
+            "n_train": int(tr.size),
+            "n_test": int(te.size),
+            "lightgbm": evaluate_predictions(y[te], booster.predict(X[te])),
+        }
+        if baselines:
+            res["ridge"] = evaluate_predictions(y[te], _fit_predict_ridge(X[tr], y[tr], X[te], groups[tr], seed))
+            res["mean"] = evaluate_predictions(y[te], np.full(te.size, y[tr].mean()))
+        out[name] = res
+    # top-level shortcut to the all-wijken variant (the plain "train < latest, test = latest" split)
+    for key in ("n_train", "n_test", "lightgbm", "ridge", "mean"):
+        if key in out.get("all_wijken", {}):
+            out[key] = out["all_wijken"][key]
+    return out
+
+
+# --------------------------------------------------------------------------------------------- artifact
+
+
+@dataclass
+class ModelArtifact:
+    outcome: str
+    booster: lgb.Booster
+    features: list[str]
+    params: dict[str, Any]  # winning candidate, user-level keys incl. n_estimators
+    native_params: dict[str, Any]  # exactly what lgb.train received (incl. seed, num_threads)
+    seed: int
+    data_version: str
+    lightgbm_version: str
+    n_rows: int
+    cv_metrics: dict[str, float]
+    baseline_metrics: dict[str, dict[str, float]]
+    temporal_metrics: dict[str, Any]
+    oof_predictions: pd.DataFrame
+    calibration_table: pd.DataFrame
+    tuning: pd.DataFrame
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def model_string(self) -> str:
+        return self.booster.model_to_string()
+
+    @property
+    def oof_rmse(self) -> float:
+        """RMSE of the out-of-fold residuals: the CV error band used to flag areas."""
+        return float(self.cv_metrics["rmse"])
+
+    def predict(self, frame_or_X) -> np.ndarray:
+        X = feature_matrix(frame_or_X, self.features) if isinstance(frame_or_X, pd.DataFrame) else frame_or_X
+        return self.booster.predict(np.asarray(X, dtype=np.float64))
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "features": list(self.features),
+            "params": _jsonable(self.params),
+            "native_params": _jsonable(self.native_params),
+            "seed": int(self.seed),
+            "data_version": self.data_version,
+            "lightgbm_version": self.lightgbm_version,
+            "n_rows": int(self.n_rows),
+            "cv_metrics": _jsonable(self.cv_metrics),
+            "baseline_metrics": _jsonable(self.baseline_metrics),
+            "temporal_metrics": _jsonable(self.temporal_metrics),
+            "calibration_table": _jsonable(self.calibration_table.to_dict(orient="records")),
+            "tuning": _jsonable(self.tuning.to_dict(orient="records")),
+            "timings": _jsonable(self.timings),
+        }
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if np.isfinite(v) else None
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def train_outcome(
+    frame: pd.DataFrame,
+    outcome: str,
+    features: Sequence[str],
+    params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    seed: int = 0,
+    *,
+    n_splits: int = 5,
+    n_jobs: int | None = None,
+    temporal: bool = True,
+    baselines: bool = True,
+) -> ModelArtifact:
+    """Evaluate (grouped CV, tuning as in :func:`evaluate`), then refit the winner on every row with the
+    outcome present; add the temporal check (latest outcome year held out)."""
+    features = list(features)
+    n_jobs = max(1, min(2, n_jobs if n_jobs is not None else _default_n_jobs()))
+    t0 = time.perf_counter()
+    result = evaluate(frame, outcome, features, params, seed, n_splits=n_splits, n_jobs=n_jobs, baselines=baselines)
+    t1 = time.perf_counter()
+    data = _outcome_rows(frame, outcome)
+    X = feature_matrix(data, features)
+    y = data[outcome].to_numpy(dtype=np.float64)
+    native, rounds = resolve_params(result.best_params, seed, n_jobs)
+    booster = _fit(X, y, native, rounds, _model_feature_names(features))
+    t2 = time.perf_counter()
+    temporal_metrics = (
+        temporal_evaluation(frame, outcome, features, result.best_params, seed, n_jobs=n_jobs, baselines=baselines)
+        if temporal
+        else {"available": False, "reason": "not requested"}
+    )
+    t3 = time.perf_counter()
+    return ModelArtifact(
+        outcome=outcome,
+        booster=booster,
+        features=features,
+        params=dict(result.best_params),
+        native_params={**native, "n_estimators": rounds},
+        seed=int(seed),
+        data_version=data_version(X, y, features),
+        lightgbm_version=lgb.__version__,
+        n_rows=len(data),
+        cv_metrics=result.metrics["lightgbm"],
+        baseline_metrics={k: v for k, v in result.metrics.items() if k != "lightgbm"},
+        temporal_metrics=temporal_metrics,
+        oof_predictions=result.oof,
+        calibration_table=result.calibration_table,
+        tuning=result.tuning,
+        timings={
+            "cv_seconds": t1 - t0,
+            "final_fit_seconds": t2 - t1,
+            "temporal_seconds": t3 - t2,
+            "total_seconds": t3 - t0,
+            **{f"{k}_seconds": v for k, v in result.seconds.items()},
+        },
+    )
+
+
+# ------------------------------------------------------------------------------------------ save/load
+
+MODEL_FILE = "model.txt"
+METADATA_FILE = "metadata.json"
+OOF_FILE = "oof_predictions.csv"
+
+
+def save_artifact(artifact: ModelArtifact, directory: str | Path) -> Path:
+    """Write ``model.txt`` (LightGBM text model), ``metadata.json`` and ``oof_predictions.csv``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / MODEL_FILE).write_text(artifact.model_string, encoding="utf-8")
+    (directory / METADATA_FILE).write_text(
+        json.dumps(artifact.metadata(), indent=2, sort_keys=True, allow_nan=False), encoding="utf-8"
+    )
+    artifact.oof_predictions.to_csv(directory / OOF_FILE, index=False)
+    return directory
+
+
+def load_artifact(directory: str | Path) -> ModelArtifact:
+    directory = Path(directory)
+    meta = json.loads((directory / METADATA_FILE).read_text(encoding="utf-8"))
+    booster = lgb.Booster(model_str=(directory / MODEL_FILE).read_text(encoding="utf-8"))
+    oof_path = directory / OOF_FILE
+    oof = pd.read_csv(oof_path, dtype={"area_code": str, "gemeente_code": str}) if oof_path.is_file() else pd.DataFrame()
+    return ModelArtifact(
+        outcome=meta["outcome"],
+        booster=booster,
+        features=list(meta["features"]),
+        params=meta["params"],
+        native_params=meta.get("native_params", {}),
+        seed=int(meta["seed"]),
+        data_version=meta["data_version"],
+        lightgbm_version=meta["lightgbm_version"],
+        n_rows=int(meta.get("n_rows", 0)),
+        cv_metrics=meta["cv_metrics"],
+        baseline_metrics=meta.get("baseline_metrics", {}),
+        temporal_metrics=meta.get("temporal_metrics", {}),
+        oof_predictions=oof,
+        calibration_table=pd.DataFrame(meta.get("calibration_table", [])),
+        tuning=pd.DataFrame(meta.get("tuning", [])),
+        timings=meta.get("timings", {}),
+    )

@@ -1,0 +1,45 @@
+"""Source readers: one per file *format* (not per year), all returning the raw long layout.
+
+``READERS`` maps the ``format`` named in ``catalog.yaml`` to its reader. Every reader takes a
+:class:`~wijk_assets.lib.sources.catalog.SourceFile` and returns a :class:`~wijk_assets.lib.sources.base.RawExtract`, or
+raises :class:`~wijk_assets.lib.sources.base.SourceFormatError` naming file, sheet/row/column and what it
+expected.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+from wijk_assets.lib.sources.base import RawExtract, SourceFormatError
+
+if TYPE_CHECKING:
+    from wijk_assets.lib.sources.catalog import SourceFile
+
+READERS: dict[str, str] = {
+    "odata_xlsx": "wijk_assets.lib.sources.odata_dump:read_odata_xlsx",
+    "odata_csv": "wijk_assets.lib.sources.odata_dump:read_odata_csv",
+    "statline_csv": "wijk_assets.lib.sources.statline_csv:read_statline_csv",
+    "statline_csv_transposed": "wijk_assets.lib.sources.statline_csv:read_statline_csv_transposed",
+    "kwb_xlsx": "wijk_assets.lib.sources.kwb_xlsx:read_kwb_xlsx",
+    "leefbaarometer_csv": "wijk_assets.lib.sources.leefbaarometer:read_leefbaarometer_csv",
+    "survey_csv": "wijk_assets.lib.sources.survey_csv:read_survey_csv_source",
+}
+
+
+def read_source_file(source_file: "SourceFile") -> RawExtract:
+    """Read one catalogued file with the reader its format names."""
+    target = READERS.get(source_file.spec.format)
+    if target is None:
+        raise SourceFormatError(
+            source_file.path,
+            f"a format with a reader ({', '.join(sorted(READERS))})",
+            repr(source_file.spec.format),
+            hint="Fix the `format` of this source in wijk_assets/lib/sources/catalog.yaml",
+        )
+    module_name, func_name = target.split(":")
+    reader = getattr(import_module(module_name), func_name)
+    return reader(source_file)
+
+
+__all__ = ["READERS", "RawExtract", "SourceFormatError", "read_source_file"]

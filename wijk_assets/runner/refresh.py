@@ -1,0 +1,218 @@
+"""Doing in one process what the release sensor and the automation sensor do with a daemon.
+
+A Dagster daemon (``dagster dev`` or ``dagster-daemon run``) evaluates the ``release_sensor`` and the
+``wijk_automation`` sensor on its own. A municipality that runs the pipeline from a scheduled job
+(cron, a CI runner) instead of a daemon uses ``wijk-assets refresh``; tests use the same functions to
+show what the sensors would have done, step by step:
+
+1. :func:`apply_sensor_result` registers the partitions a sensor tick asked for and executes its run
+   requests (the raw partitions whose source is new or changed);
+2. :func:`follow_automation` evaluates the *declared* automation conditions of every asset (see
+   :func:`wijk_assets.defs.automation.release_sensor.downstream_automation_condition`) tick after tick and executes what they
+   request, until nothing is requested any more.
+
+Nothing here decides *what* runs: the sensor's plan and the assets' conditions do. Runs are executed
+one after the other in this process, so the DuckDB file never has two writers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from wijk_assets.cli import _blocking_gate_failures, ensure_dagster_home, materialize_keys
+from wijk_assets.settings import Settings, load_settings
+
+MAX_AUTOMATION_TICKS = 25
+MODEL_GATE = "model_quality_gate"
+
+
+@dataclass
+class ExecutedRun:
+    """One run this module launched: what it materialised, for which partition, and how it ended."""
+
+    trigger: str  # "release_sensor", "automation tick 3", …
+    asset_keys: list[str]
+    partition_key: str | None
+    run_id: str
+    success: bool
+    seconds: float
+    failed_checks: list[str] = field(default_factory=list)  # "<check>: <verdict>" when only gates failed
+    materialised: list[tuple[str, str | None]] = field(default_factory=list)  # (asset key, partition)
+
+    @property
+    def withheld(self) -> bool:
+        """Failed only because gate 3 withheld a model (not an error: its outputs are not published)."""
+        return not self.success and bool(self.failed_checks) and all(
+            c.split(":")[0] == MODEL_GATE for c in self.failed_checks
+        )
+
+
+@dataclass
+class RefreshReport:
+    runs: list[ExecutedRun] = field(default_factory=list)
+    ticks: int = 0  # automation ticks evaluated, the last of which requested nothing
+    automation_cursor: object | None = None
+
+    @property
+    def success(self) -> bool:
+        return all(r.success or r.withheld for r in self.runs)
+
+    def materialised(self) -> dict[str, list[str | None]]:
+        """asset key -> partitions the runs materialised, in execution order (a run stopped by a gate
+        counts with what it materialised before the gate)."""
+        out: dict[str, list[str | None]] = defaultdict(list)
+        for run in self.runs:
+            for key, partition in run.materialised:
+                out[key].append(partition)
+        return dict(out)
+
+
+def execute(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    keys: list[dg.AssetKey],
+    partition_key: str | None,
+    *,
+    trigger: str,
+    tags: dict[str, str] | None = None,
+) -> ExecutedRun:
+    """Materialise ``keys`` (one partition, or unpartitioned) with their asset checks, in-process."""
+    start = time.perf_counter()
+    result = materialize_keys(defs, instance, keys, partition_key, trigger=trigger.split(" ")[0], tags=tags)
+    failed = _blocking_gate_failures(result) if not result.success else []
+    return ExecutedRun(
+        trigger=trigger,
+        asset_keys=[k.to_user_string() for k in keys],
+        partition_key=partition_key,
+        run_id=result.run_id,
+        success=result.success,
+        seconds=time.perf_counter() - start,
+        failed_checks=failed,
+        materialised=[
+            (e.asset_key.to_user_string(), e.partition) for e in result.get_asset_materialization_events()
+            for e in [e.event_specific_data.materialization]
+        ],
+    )
+
+
+def apply_sensor_result(
+    defs: dg.Definitions, instance: dg.DagsterInstance, result: dg.SensorResult, *, trigger: str, log=print
+) -> list[ExecutedRun]:
+    """Register the dynamic partitions a sensor tick requested, then execute its run requests in order."""
+    for request in result.dynamic_partitions_requests or []:
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+            log(f"partition added: {request.partitions_def_name} {', '.join(request.partition_keys)}")
+    runs = []
+    for request in result.run_requests or []:
+        run = execute(
+            defs, instance, list(request.asset_selection or []), request.partition_key,
+            trigger=trigger, tags=dict(request.tags),
+        )
+        runs.append(run)
+        _log_run(log, run)
+    return runs
+
+
+def _requested(result) -> dict[dg.AssetKey, set[str | None]]:
+    keys = {r.key for r in result.results if isinstance(r.key, dg.AssetKey) and r.true_subset.size > 0}
+    return {key: set(result.get_requested_partitions(key)) for key in keys}
+
+
+def _run_groups(graph, requested: dict[dg.AssetKey, set[str | None]]) -> list[tuple[str | None, list[dg.AssetKey]]]:
+    """One run per partition key (unpartitioned assets together), upstream groups first.
+
+    Dagster's automation only requests an asset together with an upstream asset that is requested in
+    the same tick when both can run in one run, so runs of one tick never wait for each other; the
+    order only keeps logs readable.
+    """
+    order = {key: i for i, key in enumerate(graph.toposorted_asset_keys)}
+    groups: dict[str | None, list[dg.AssetKey]] = defaultdict(list)
+    for key, partitions in requested.items():
+        for partition in partitions:
+            groups[partition].append(key)
+    ordered = sorted(groups.items(), key=lambda item: (min(order[k] for k in item[1]), str(item[0])))
+    return [(partition, sorted(keys, key=order.__getitem__)) for partition, keys in ordered]
+
+
+def follow_automation(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    *,
+    cursor=None,
+    max_ticks: int = MAX_AUTOMATION_TICKS,
+    log=print,
+) -> RefreshReport:
+    """Evaluate the assets' automation conditions and execute what they request until nothing is.
+
+    Pass the ``cursor`` of an earlier call (``report.automation_cursor``): conditions such as "a
+    dependency has new data" compare with the previous evaluation, so the first evaluation ever only
+    establishes that baseline (and requests missing assets).
+    """
+    report = RefreshReport(automation_cursor=cursor)
+    graph = defs.resolve_asset_graph()
+    for tick in range(1, max_ticks + 1):
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=report.automation_cursor)
+        report.automation_cursor = result.cursor
+        report.ticks = tick
+        requested = _requested(result)
+        if not requested:
+            return report
+        for partition, keys in _run_groups(graph, requested):
+            run = execute(defs, instance, keys, partition, trigger=f"automation tick {tick}")
+            report.runs.append(run)
+            _log_run(log, run)
+    raise RuntimeError(
+        f"automation still requested runs after {max_ticks} ticks; a condition keeps re-triggering "
+        "(see the runs above)"
+    )
+
+
+def _log_run(log, run: ExecutedRun) -> None:
+    names = ", ".join(run.asset_keys[:3]) + (f" … (+{len(run.asset_keys) - 3})" if len(run.asset_keys) > 3 else "")
+    part = f" [{run.partition_key}]" if run.partition_key else ""
+    status = "ok " if run.success else ("BLOCKED" if run.withheld else "FAILED")
+    checks = f"; failed checks: {', '.join(run.failed_checks)}" if run.failed_checks else ""
+    log(f"{status} {run.trigger}: {names}{part} {run.seconds:.1f}s{checks}")
+
+
+def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | None = None, *, log=print) -> RefreshReport:
+    """``wijk-assets refresh``: load new or changed source releases, then everything that follows from them.
+
+    Stateless: what counts as "changed" is decided against the files/tables the raw partitions were
+    last materialised from (the weekly schedule's comparison), so it needs no sensor cursor.
+    """
+    from wijk_assets.defs.raw.assets import RAW_SOURCES
+    from wijk_assets.definitions import build_definitions
+    from wijk_assets.defs.automation.release_sensor import run_requests, weekly_refresh_plan
+
+    settings = settings or load_settings()
+    if instance is None:
+        ensure_dagster_home()
+        instance = dg.DagsterInstance.get()
+    defs = build_definitions(settings)
+    # Baseline evaluation first: "new data upstream" is relative to the previous evaluation.
+    report = follow_automation(defs, instance, log=log)
+    plan, listing = weekly_refresh_plan(defs.resources["cbs"], instance, RAW_SOURCES)
+    for source, error in listing.errors.items():
+        log(f"could not list {source}: {error}")
+    log(f"release check: {plan.summary()}")
+    for source, years in plan.new_partitions.items():
+        log(f"partition added: {source} {', '.join(years)}")
+    report.runs += apply_sensor_result(
+        defs, instance, dg.SensorResult(run_requests=run_requests(plan, "refresh")), trigger="refresh", log=log
+    )
+    if not report.success:
+        log("a raw load failed: its partition keeps its previous content; downstream follows the rest")
+    followed = follow_automation(defs, instance, cursor=report.automation_cursor, log=log)
+    report.runs += followed.runs
+    report.ticks += followed.ticks
+    report.automation_cursor = followed.automation_cursor
+    return report
+
+
+__all__ = ["ExecutedRun", "RefreshReport", "apply_sensor_result", "execute", "follow_automation", "refresh"]

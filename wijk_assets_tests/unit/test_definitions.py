@@ -1,0 +1,83 @@
+"""The asset graph's shape: what a reviewer must notice if it changes."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from wijk_assets.defs.dbt.assets import dbt_feature_models, dbt_training_models
+from wijk_assets.definitions import build_definitions
+
+FEATURE_TABLE = dg.AssetKey(["marts", "fct_area_features"])
+
+
+def _graph():
+    return build_definitions().resolve_asset_graph()
+
+
+def test_every_dbt_model_built_on_the_feature_table_runs_after_its_gate():
+    graph = _graph()
+    descendants = {
+        k for k in graph.get_all_asset_keys()
+        if FEATURE_TABLE in graph.get_ancestor_asset_keys(k) and k in set(dbt_feature_models.keys) | set(dbt_training_models.keys)
+    }
+    assert descendants, "the training mart must be downstream of the feature table"
+    assert descendants <= set(dbt_training_models.keys)
+    assert FEATURE_TABLE in dbt_feature_models.keys
+
+
+def test_blocking_gates_guard_each_stage():
+    graph = _graph()
+    blocking = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys if graph.get_check_spec(c).blocking}
+    for source in ("rivm_gezondheid", "leefbaarometer", "cbs_kwb", "cbs_nabijheid", "cbs_ses_woa", "gemeente_survey"):
+        assert (f"raw/{source}", f"ge_gate_{source}") in blocking
+    assert ("marts/fct_area_features", "ge_gate_fct_area_features") in blocking
+    assert ("models/liveability_model", "model_quality_gate") in blocking
+    assert ("publish/area_explanations", "no_judgemental_labels_or_sensitive_columns") in blocking
+
+
+def test_every_step_that_opens_the_database_shares_the_duckdb_pool():
+    defs = build_definitions()
+    for assets_def in defs.assets:
+        pool = getattr(assets_def.op, "pool", None)
+        assert pool == "duckdb", f"{assets_def.op.name} is not in the duckdb pool"
+    for check in defs.asset_checks:
+        assert getattr(check.op, "pool", None) == "duckdb", f"{check.op.name} is not in the duckdb pool"
+
+
+def test_lineage_runs_from_raw_to_the_published_tables_and_reports():
+    graph = _graph()
+    published = graph.get_ancestor_asset_keys(dg.AssetKey(["publish", "area_explanations"]))
+    for key in (["raw", "rivm_gezondheid"], ["raw", "leefbaarometer"], ["marts", "fct_area_features"],
+                ["models", "liveability_model"], ["explanations", "area_drivers"]):
+        assert dg.AssetKey(key) in published
+    register = graph.get_ancestor_asset_keys(dg.AssetKey(["reports", "algorithm_register_entry"]))
+    assert dg.AssetKey(["publish", "area_explanations"]) in register
+
+
+def test_every_asset_downstream_of_raw_follows_its_upstream_and_is_versioned():
+    """New source data must reach every table without a person starting runs, and every asset must
+    carry a code version, so its data version is a hash of code and inputs (never a run id)."""
+    graph = _graph()
+    raw = {k for k in graph.get_all_asset_keys() if k.path[0] == "raw"}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if not node.is_materializable:
+            continue
+        assert node.code_version, f"{key.to_user_string()} has no code version"
+        if key in raw:
+            assert node.automation_condition is None  # raw partitions are the release sensor's job
+        else:
+            assert node.automation_condition is not None, f"{key.to_user_string()} does not follow upstream"
+            assert node.automation_condition.get_label() == "wijk_downstream"
+    assert {k for k in dbt_feature_models.keys} <= {k for k in graph.get_all_asset_keys() if graph.get(k).automation_condition}
+
+
+def test_register_lists_exactly_the_sources_the_models_are_built_from():
+    from wijk_assets.defs.raw.assets import RAW_SOURCES
+    from wijk_assets.defs.reports.assets import MODEL_SOURCES
+
+    graph = _graph()
+    model_inputs = graph.get_ancestor_asset_keys(dg.AssetKey(["models", "liveability_model"]))
+    used = {s for s in RAW_SOURCES if dg.AssetKey(["raw", s]) in model_inputs}
+    assert set(MODEL_SOURCES) == used
+    assert "gemeente_survey" in RAW_SOURCES and "gemeente_survey" not in used

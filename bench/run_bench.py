@@ -67,7 +67,7 @@ def main() -> int:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import dagster as dg
 
-    from wijk_assets.cli import materialize_all
+    from wijk_assets.runner.materialize import materialize_all
     from wijk_assets.settings import load_settings
 
     workdir = Path(tempfile.mkdtemp(prefix="wijk_bench_"))

@@ -12,7 +12,9 @@ from wijk_assets.defs.raw.assets import raw_assets
 from wijk_assets.defs.reports.assets import report_assets, report_checks
 from wijk_assets.defs.dbt.checks import feature_checks
 from wijk_assets.defs.raw.checks import raw_gate_checks
-from wijk_assets.defs.automation.release_sensor import automation_sensor, release_sensor, weekly_refresh_schedules
+from wijk_assets.defs.automation.conditions import automation_sensor
+from wijk_assets.defs.automation.release_sensor import release_sensor
+from wijk_assets.defs.automation.schedules import weekly_refresh_schedules
 from wijk_assets.defs.resources import CbsSourceResource, WarehouseResource
 from wijk_assets.settings import Settings, load_settings
 

@@ -1,4 +1,4 @@
-"""Run-time settings, read from environment variables.
+"""Run-time settings: the only module that reads the environment.
 
 Every knob a municipality's data team may need to turn without touching code lives here, with the
 environment variable that sets it. Defaults make a fresh clone work beside ``../shared/data``.
@@ -38,6 +38,10 @@ class Settings:
     min_inhabitants: int = 50
     min_respondents: int = 10
     sensitive_opt_in: tuple[str, ...] = field(default_factory=tuple)
+    release_sensor_interval_seconds: int = 3600
+    ml_n_jobs: int = 1
+    dbt_target_path: Path = Path("target")  # relative paths are inside dbt_project/
+    dagster_home: Path | None = None
 
     @property
     def mode(self) -> str:
@@ -61,4 +65,21 @@ def load_settings() -> Settings:
         min_inhabitants=int(os.environ.get("WIJK_MIN_INHABITANTS", "50")),
         min_respondents=int(os.environ.get("WIJK_MIN_RESPONDENTS", "10")),
         sensitive_opt_in=opt_in,
+        release_sensor_interval_seconds=int(os.environ.get("WIJK_RELEASE_SENSOR_INTERVAL_SECONDS", "") or 3600),
+        ml_n_jobs=_positive_int("WIJK_ML_N_JOBS", 1),
+        dbt_target_path=Path(os.environ.get("WIJK_DBT_TARGET_PATH", "").strip() or "target"),
+        dagster_home=_env_path("DAGSTER_HOME", None),
     )
+
+
+def _positive_int(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r}: expected a whole number >= 1") from None
+    if value < 1:
+        raise ValueError(f"{name}={text!r}: expected a whole number >= 1")
+    return value

@@ -17,18 +17,13 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import dagster as dg
 
-from wijk_assets.defs.models.assets import CONTEXT_PREFIXES, FEATURE_TABLE_KEY, TRAINING_KEY
+from wijk_assets.defs.models.assets import CONTEXT_PREFIXES
+from wijk_assets.keys import FEATURE_TABLE_KEY, OUTCOMES_KEY, TRAINING_KEY, raw_asset_key
 
-RAW_PREFIX = "raw"
-OUTCOMES_KEY = dg.AssetKey(["marts", "fct_liveability_outcomes"])
-LEEFBAAROMETER_KEY = dg.AssetKey([RAW_PREFIX, "leefbaarometer"])
+LEEFBAAROMETER_KEY = raw_asset_key("leefbaarometer")
 
 # the keys every raw table carries (area code and release year) feed these columns of the marts
 AREA_KEY_COLUMNS = {"area_code": "area_code", "year": "release_year"}
-
-
-def raw_key(source: str) -> dg.AssetKey:
-    return dg.AssetKey([RAW_PREFIX, source])
 
 
 def split_keys(text: str | None) -> list[str]:
@@ -47,10 +42,10 @@ def feature_table_lineage(catalog: Iterable[Mapping[str, object]]) -> dg.TableCo
         source = str(row["source"])
         sources.add(source)
         deps[str(row["feature"])] = [
-            dg.TableColumnDep(raw_key(source), key) for key in split_keys(row.get("source_measure_keys"))
+            dg.TableColumnDep(raw_asset_key(source), key) for key in split_keys(row.get("source_measure_keys"))
         ]
     for column, raw_column in AREA_KEY_COLUMNS.items():
-        deps[column] = [dg.TableColumnDep(raw_key(s), raw_column) for s in sorted(sources)]
+        deps[column] = [dg.TableColumnDep(raw_asset_key(s), raw_column) for s in sorted(sources)]
     return dg.TableColumnLineage(deps_by_column=deps)
 
 

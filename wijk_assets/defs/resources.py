@@ -13,6 +13,7 @@ import pandas as pd
 
 from wijk_assets.lib import warehouse
 from wijk_assets.lib.sources.catalog import SourceFile, find_source_files, load_catalog
+from wijk_assets.lib.release.listing import catalog_entry_years
 from wijk_assets.lib.sources import RawExtract, read_source_file
 
 
@@ -78,7 +79,7 @@ class CbsSourceResource(dg.ConfigurableResource):
         """The release years this source can deliver now (the partition keys)."""
         years: set[int] = set()
         for table in self.live_tables(source):
-            years.update(_table_years(table))
+            years.update(catalog_entry_years(table))
         if self.data_dir and Path(self.data_dir).is_dir() and not (self.mode == "live" and years):
             for source_file in self.source_files(source):
                 if source_file.filename_year is not None:
@@ -91,7 +92,7 @@ class CbsSourceResource(dg.ConfigurableResource):
         """Everything this source has for ``year``, each extract with its own provenance."""
         spec = load_catalog()[source]
         out: list[RawExtract] = []
-        live = [t for t in self.live_tables(source) if year in _table_years(t)]
+        live = [t for t in self.live_tables(source) if year in catalog_entry_years(t)]
         if live:
             from wijk_assets.lib.sources.odata import read_live_table
 
@@ -123,13 +124,6 @@ def find_catalog_tables(client, title_pattern: str, table_ids: tuple[str, ...] =
         for t in client.catalog_tables()
         if pattern.search(str(t.get("Title", "")).strip()) or t.get("Identifier") in table_ids
     ]
-
-
-def _table_years(table: dict) -> set[int]:
-    """Years a catalog entry covers: '2024' -> {2024}; '2012, 2016, 2020' -> all three."""
-    import re
-
-    return {int(y) for y in re.findall(r"(?<!\d)(\d{4})(?!\d)", str(table.get("Period", "")))}
 
 
 def raw_parts(

@@ -1,0 +1,1 @@
+"""Run engine (no argument parsing): materialise assets and follow refreshes in-process."""

@@ -8,7 +8,7 @@ show what the sensors would have done, step by step:
 1. :func:`apply_sensor_result` registers the partitions a sensor tick asked for and executes its run
    requests (the raw partitions whose source is new or changed);
 2. :func:`follow_automation` evaluates the *declared* automation conditions of every asset (see
-   :func:`wijk_assets.defs.automation.release_sensor.downstream_automation_condition`) tick after tick and executes what they
+   :func:`wijk_assets.defs.automation.conditions.downstream_automation_condition`) tick after tick and executes what they
    request, until nothing is requested any more.
 
 Nothing here decides *what* runs: the sensor's plan and the assets' conditions do. Runs are executed
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from wijk_assets.cli import _blocking_gate_failures, ensure_dagster_home, materialize_keys
+from wijk_assets.runner.materialize import _blocking_gate_failures, ensure_dagster_home, materialize_keys
 from wijk_assets.settings import Settings, load_settings
 
 MAX_AUTOMATION_TICKS = 25
@@ -188,7 +188,8 @@ def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | Non
     """
     from wijk_assets.defs.raw.assets import RAW_SOURCES
     from wijk_assets.definitions import build_definitions
-    from wijk_assets.defs.automation.release_sensor import run_requests, weekly_refresh_plan
+    from wijk_assets.defs.automation.release_sensor import run_requests
+    from wijk_assets.defs.automation.schedules import weekly_refresh_plan
 
     settings = settings or load_settings()
     if instance is None:

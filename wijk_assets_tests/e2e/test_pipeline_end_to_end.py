@@ -21,7 +21,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from wijk_assets.cli import materialize_all
+from wijk_assets.runner.materialize import materialize_all
 from wijk_assets.definitions import build_definitions
 from wijk_assets.runner.refresh import apply_sensor_result, follow_automation
 from wijk_assets.lib.responsible.stigma import find_judgemental_labels

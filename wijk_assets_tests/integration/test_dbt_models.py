@@ -15,7 +15,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from wijk_assets.cli import materialize_all
+from wijk_assets.runner.materialize import materialize_all
 from wijk_assets.settings import DBT_PROJECT_DIR, REPO_ROOT, Settings
 
 pytestmark = pytest.mark.slow

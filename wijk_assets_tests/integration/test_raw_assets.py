@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from wijk_assets.defs.raw.assets import RAW_SOURCES, raw_asset_key
-from wijk_assets.cli import materialize_all
+from wijk_assets.runner.materialize import materialize_all
 from wijk_assets.definitions import build_definitions
 from wijk_assets.settings import Settings
 

@@ -25,17 +25,10 @@ import yaml
 from wijk_assets.lib import warehouse
 from wijk_assets.defs.raw.assets import build_raw_asset, raw_asset_key, raw_assets, release_year_partitions
 from wijk_assets.defs.resources import CbsSourceResource, WarehouseResource
-from wijk_assets.defs.automation.release_sensor import (
-    REASON_TAG,
-    SOURCE_TAG,
-    automation_sensor,
-    build_release_sensor,
-    downstream_automation_condition,
-    load_cursor,
-    plan_refresh,
-    release_sensor,
-    weekly_refresh_schedules,
-)
+from wijk_assets.defs.automation.conditions import automation_sensor, downstream_automation_condition
+from wijk_assets.defs.automation.release_sensor import REASON_TAG, SOURCE_TAG, build_release_sensor, release_sensor
+from wijk_assets.defs.automation.schedules import weekly_refresh_schedules
+from wijk_assets.lib.release.planner import load_cursor, plan_refresh
 from wijk_assets.runner.refresh import follow_automation
 from wijk_assets_tests.fakes.fake_cbs_server import FakeCbsServer
 
@@ -650,7 +643,7 @@ def test_cli_instance_config_limits_the_duckdb_pool_to_one(tmp_path, monkeypatch
     """What `wijk-assets` writes to $DAGSTER_HOME/dagster.yaml: one slot per pool, so runs launched
     together queue for the "duckdb" pool every raw asset is in."""
     from wijk_assets.defs.raw.assets import DUCKDB_POOL, raw_assets
-    from wijk_assets.cli import ensure_dagster_home
+    from wijk_assets.runner.materialize import ensure_dagster_home
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     home = ensure_dagster_home()
@@ -680,7 +673,7 @@ class _FakeLiveCbs:
 
 
 def test_listing_skips_entries_without_a_year_and_isolates_failures():
-    from wijk_assets.defs.automation.release_sensor import list_available
+    from wijk_assets.lib.release.listing import list_available
 
     cbs = _FakeLiveCbs(
         {

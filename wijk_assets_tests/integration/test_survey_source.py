@@ -31,7 +31,7 @@ from wijk_assets.defs.raw.assets import (
 from wijk_assets.lib.sources.catalog import find_source_files, load_catalog
 from wijk_assets.lib.quality import ge_runner
 from wijk_assets.defs.raw.checks import raw_gate_checks
-from wijk_assets.cli import QUIET_RUN_CONFIG
+from wijk_assets.runner.materialize import QUIET_RUN_CONFIG
 from wijk_assets.defs.resources import CbsSourceResource, WarehouseResource
 from wijk_assets.lib.responsible.privacy import REASON_PUBLISHER, REASON_RESPONDENTS
 from wijk_assets.settings import DBT_PROJECT_DIR, REPO_ROOT

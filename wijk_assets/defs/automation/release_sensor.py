@@ -42,41 +42,14 @@ the command line, with ``DAGSTER_HOME`` pointing at the instance (``wijk-assets`
     dagster schedule start weekly_refresh_cbs_kwb -m wijk_assets.definitions   # one per source
     dagster sensor preview release_sensor -m wijk_assets.definitions           # dry run: what it would do
 
-Cursor format (JSON, keys sorted)::
-
-    {"version": 1,
-     "seq": 3,                                        # bumped on every tick that saw a change
-     "sources": {                                     # source -> item -> year -> fingerprint
-        "cbs_kwb": {"85984NED": {"2024": "2025-03-27T02:00:00"}},          # live: Modified
-        "cbs_ses_woa": {"cbs_ses_woa_85163NED/ses_woa_..._2019_....csv":    # offline: sha256
-                        {"2019": "9f2c..."}}},
-     "files": {"cbs_ses_woa_85163NED/ses_woa_..._2019_....csv":            # hashing cache only
-               {"size": 61307, "mtime_ns": 1700000000000000000, "inode": 123, "sha256": "9f2c...",
-                "years": [2019]}}}
-
-A file whose years come from a column (Leefbaarometer: one file 2002-2022) has the same sha256 for
-every year it holds, so a new version of it re-runs all its years (a Leefbaarometer release revises
-the back series, so that is also what should happen). A live table covering several years (RIVM
-50090NED: "2012, 2016, 2020") likewise re-runs all of them when its Modified changes.
-
-Run keys are ``<source>:<year>:<what>#<seq>`` with ``<what>`` the table and its Modified
-(``cbs_kwb:2025:86123NED@2025-06-01T02:00:00#4``) or a digest of the files' sha256s. The key is a
-pure function of the previous cursor and what is available, so a tick that is evaluated again (the
-daemon crashed before storing the cursor) produces the same keys and Dagster skips the duplicates;
-``#<seq>`` keeps a file that is changed back to an earlier version from being mistaken for a repeat.
+The pure planning (cursor, what to reload) lives in :mod:`wijk_assets.lib.release`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -84,294 +57,23 @@ import dagster as dg
 
 from wijk_assets.defs.raw.assets import RAW_SOURCES, raw_asset_key, release_year_partitions
 from wijk_assets.defs.resources import CbsSourceResource
+from wijk_assets.lib.release.listing import SourceListing, list_available
+from wijk_assets.lib.release.planner import (
+    CURSOR_VERSION,
+    RefreshPlan,
+    _year_order,
+    dump_cursor,
+    load_cursor,
+    plan_refresh,
+)
+from wijk_assets.settings import load_settings
 
-CURSOR_VERSION = 1
-DEFAULT_INTERVAL_SECONDS = 3600
-INTERVAL_ENV = "WIJK_RELEASE_SENSOR_INTERVAL_SECONDS"
-WEEKLY_CRON = "0 6 * * 1"
 TIMEZONE = "Europe/Amsterdam"
 CBS_TIMEZONE = ZoneInfo(TIMEZONE)  # CBS writes Modified as local (Dutch) time without an offset
 
 TRIGGER_TAG = "wijk_assets/trigger"
 SOURCE_TAG = "wijk_assets/source"
 REASON_TAG = "wijk_assets/reason"
-
-# Why a partition is (re)loaded, strongest first.
-REASONS = ("new_year", "changed", "new_item", "removed_item")
-
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-# ---------------------------------------------------------------------------------------------------
-# The plan: pure, no Dagster
-# ---------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    """One raw partition to (re)load, and why."""
-
-    source: str
-    year: str
-    reason: str  # one of REASONS
-    items: tuple[str, ...]  # the tables/files that caused it (for removed_item: the ones that went)
-    run_key: str
-
-
-@dataclass
-class RefreshPlan:
-    """What :func:`plan_refresh` decided: partitions to add, runs to request, the next cursor."""
-
-    runs: list[PlannedRun]
-    new_partitions: dict[str, list[str]]  # source -> years to add as dynamic partitions
-    cursor: dict  # the next cursor (same object content as the previous one when nothing changed)
-    orphaned: dict[str, list[str]] = field(default_factory=dict)  # known years with no source data left
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.runs or self.new_partitions or self.orphaned)
-
-    def summary(self) -> str:
-        if not self.changed:
-            return "no new or changed releases"
-        parts = [f"{r.source}[{r.year}] {r.reason}" for r in self.runs]
-        parts += [f"{s}[{', '.join(ys)}] no source data left (partition kept)" for s, ys in self.orphaned.items()]
-        return "; ".join(parts)
-
-
-def _normalise(available: Mapping[str, Mapping[Any, Any]]) -> dict[str, dict[str, str]]:
-    """item -> year -> fingerprint with the years as partition-key strings and values as strings."""
-    return {
-        str(item): {str(year): str(fp) for year, fp in years.items()}
-        for item, years in available.items()
-    }
-
-
-def _by_year(items: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = defaultdict(dict)
-    for item, years in items.items():
-        for year, fp in years.items():
-            out[year][item] = fp
-    return out
-
-
-def _year_order(year: str) -> tuple[int, str]:
-    return (int(year), year) if year.isdigit() else (10**9, year)
-
-
-def _run_label(items: Mapping[str, str]) -> str:
-    """What a run is for, readable when it is one live table, a short digest otherwise."""
-    if len(items) == 1:
-        (item, fp), = items.items()
-        if not _SHA256.match(fp):
-            return f"{item}@{fp}"
-    digest = hashlib.sha256()
-    for item, fp in sorted(items.items()):
-        digest.update(f"{item}\0{fp}\n".encode())
-    return "sha256=" + digest.hexdigest()[:12]
-
-
-def plan_refresh(
-    previous_cursor: Mapping[str, Any] | None,
-    available: Mapping[str, Mapping[str, Mapping[Any, Any]]],
-    known_partitions: Mapping[str, Iterable[Any]],
-) -> RefreshPlan:
-    """Compare what the sources offer now with the cursor and decide what to (re)load.
-
-    ``previous_cursor``: the last cursor (``{"sources": {source: {item: {year: fingerprint}}}, "seq": n}``;
-    ``{}``/None on the first tick). ``available``: the same shape for what the sources offer now
-    (item = CBS table id or file path relative to the data folder; fingerprint = Modified or sha256).
-    Sources missing from ``available`` (their listing failed) keep their previous state and get no runs.
-    ``known_partitions``: source -> the release years that are already dynamic partitions.
-
-    Per source and year: a year that is not a partition yet -> add it and run it (``new_year``); an
-    item whose fingerprint differs from the cursor -> run that year (``changed``); an item the cursor
-    did not have for a known year -> run (``new_item``); an item that disappeared while others remain
-    for that year -> run (``removed_item``, the partition is rebuilt from what is left). A year whose
-    every item disappeared is reported in ``orphaned`` and left as it is (deleting data is a human
-    decision).
-    """
-    previous = dict(previous_cursor or {})
-    before_sources: dict[str, dict[str, dict[str, str]]] = {
-        source: _normalise(items) for source, items in (previous.get("sources") or {}).items()
-    }
-    seq = int(previous.get("seq", 0) or 0)
-    next_seq = seq + 1
-
-    runs: list[PlannedRun] = []
-    new_partitions: dict[str, list[str]] = {}
-    orphaned: dict[str, list[str]] = {}
-    next_sources = dict(before_sources)
-
-    for source in sorted(available):
-        now = _normalise(available[source])
-        before = before_sources.get(source, {})
-        known = {str(y) for y in known_partitions.get(source, ())}
-        now_by_year, before_by_year = _by_year(now), _by_year(before)
-
-        for year in sorted(now_by_year, key=_year_order):
-            items_now = now_by_year[year]
-            items_before = before_by_year.get(year, {})
-            changed = sorted(i for i, fp in items_now.items() if i in items_before and items_before[i] != fp)
-            added = sorted(i for i in items_now if i not in items_before)
-            removed = sorted(i for i in items_before if i not in items_now)
-            if year not in known:
-                new_partitions.setdefault(source, []).append(year)
-                reason, items = "new_year", tuple(sorted(items_now))
-            elif changed:
-                reason, items = "changed", tuple(changed)
-            elif added:
-                reason, items = "new_item", tuple(added)
-            elif removed:
-                reason, items = "removed_item", tuple(removed)
-            else:
-                continue
-            run_key = f"{source}:{year}:{_run_label(items_now)}#{next_seq}"
-            runs.append(PlannedRun(source, year, reason, items, run_key))
-
-        gone = sorted((y for y in before_by_year if y not in now_by_year and y in known), key=_year_order)
-        if gone:
-            orphaned[source] = gone
-        next_sources[source] = now
-
-    if next_sources == before_sources and not runs and not new_partitions:
-        cursor = previous  # nothing changed: hand the same cursor back
-        cursor.setdefault("version", CURSOR_VERSION)
-        cursor.setdefault("sources", {})
-        cursor.setdefault("seq", seq)
-    else:
-        cursor = {**previous, "version": CURSOR_VERSION, "seq": next_seq, "sources": next_sources}
-    return RefreshPlan(runs=runs, new_partitions=new_partitions, cursor=cursor, orphaned=orphaned)
-
-
-def load_cursor(text: str | None) -> dict:
-    """Parse a sensor cursor; an empty/None cursor or one of another version counts as no cursor."""
-    if not text:
-        return {}
-    try:
-        cursor = json.loads(text)
-    except ValueError:
-        return {}
-    if not isinstance(cursor, dict) or cursor.get("version") != CURSOR_VERSION:
-        return {}
-    return cursor
-
-
-def dump_cursor(cursor: Mapping[str, Any]) -> str:
-    return json.dumps(cursor, sort_keys=True, separators=(",", ":"))
-
-
-# ---------------------------------------------------------------------------------------------------
-# Listing what the sources offer now
-# ---------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AvailableItem:
-    kind: str  # "table" (live CBS catalog entry) or "file" (offline data folder)
-    years: dict[str, str]  # year -> fingerprint (Modified or sha256)
-    modified: str | None = None  # tables: the catalog's Modified
-
-
-@dataclass
-class SourceListing:
-    """What :func:`list_available` found: per source its items, plus errors and the hashing cache."""
-
-    items: dict[str, dict[str, AvailableItem]] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-    skipped: dict[str, list[str]] = field(default_factory=dict)  # items without a usable year
-    files: dict[str, dict] = field(default_factory=dict)  # relative path -> stat + sha256 + years
-
-    def available(self) -> dict[str, dict[str, dict[str, str]]]:
-        return {
-            source: {item: dict(info.years) for item, info in items.items()}
-            for source, items in self.items.items()
-        }
-
-
-def table_years(entry: Mapping[str, Any]) -> list[int]:
-    """Years a CBS catalog entry covers: '2024' -> [2024]; '2012, 2016, 2020' -> all three."""
-    from wijk_assets.defs.resources import _table_years
-
-    return sorted(_table_years(dict(entry)))
-
-
-def table_fingerprint(entry: Mapping[str, Any]) -> str:
-    for key in ("Modified", "MetaDataModified", "Updated"):
-        if entry.get(key):
-            return str(entry[key])
-    # no date at all (not seen on CBS): fall back on the entry itself
-    return "entry-sha256=" + hashlib.sha256(json.dumps(entry, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _file_item(source_file, cache: Mapping[str, dict]) -> tuple[AvailableItem, dict]:
-    """Fingerprint one data file, re-hashing only when size, mtime or inode changed."""
-    from wijk_assets.lib.sources import read_source_file
-    from wijk_assets.lib.sources.base import sha256_file
-
-    path = Path(source_file.path)
-    stat = path.stat()
-    cached = cache.get(source_file.relative_path) or {}
-    same_stat = (
-        cached.get("size") == stat.st_size
-        and cached.get("mtime_ns") == stat.st_mtime_ns
-        and cached.get("inode") == stat.st_ino
-        and cached.get("sha256")
-    )
-    sha = cached["sha256"] if same_stat else sha256_file(path)
-    if source_file.filename_year is not None:
-        years = [int(source_file.filename_year)]
-    elif cached.get("sha256") == sha and cached.get("years"):
-        years = [int(y) for y in cached["years"]]
-    else:
-        years = read_source_file(source_file).years()  # the year is in a column: read the file once
-    entry = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "inode": stat.st_ino, "sha256": sha,
-             "years": years}
-    return AvailableItem("file", {str(y): sha for y in years}), entry
-
-
-def _has_data_dir(cbs) -> bool:
-    data_dir = getattr(cbs, "data_dir", None)
-    return bool(data_dir) and Path(data_dir).is_dir()
-
-
-def list_available(cbs, sources: Iterable[str], file_cache: Mapping[str, dict] | None = None) -> SourceListing:
-    """What each source offers now, the way :class:`~wijk_assets.defs.resources.CbsSourceResource` loads it.
-
-    Live mode: the CBS catalog entries of the source (a source without live tables, such as the
-    Leefbaarometer, falls back to the data folder, exactly as ``CbsSourceResource.extracts`` does).
-    Offline: the catalogued files. A source whose listing fails is reported in ``errors`` and left out
-    of ``items`` (so its cursor state is kept and it gets no runs this tick).
-    """
-    listing = SourceListing()
-    cache = dict(file_cache or {})
-    for source in sources:
-        try:
-            items: dict[str, AvailableItem] = {}
-            if getattr(cbs, "mode", "offline") == "live":
-                for entry in cbs.live_tables(source):
-                    table_id = str(entry.get("Identifier", "")).strip()
-                    years = table_years(entry)
-                    if not table_id or not years:
-                        listing.skipped.setdefault(source, []).append(
-                            f"{table_id or '?'} (Period {entry.get('Period')!r} names no year)"
-                        )
-                        continue
-                    fingerprint = table_fingerprint(entry)
-                    items[table_id] = AvailableItem(
-                        "table", {str(y): fingerprint for y in years}, modified=fingerprint
-                    )
-            if not items and _has_data_dir(cbs):
-                files: dict[str, dict] = {}
-                for source_file in cbs.source_files(source):
-                    item, entry = _file_item(source_file, cache)
-                    items[source_file.relative_path] = item
-                    files[source_file.relative_path] = entry
-                listing.files.update(files)
-            listing.items[source] = items
-        except Exception as error:  # noqa: BLE001 - one source's failure must not hide the others
-            listing.errors[source] = f"{type(error).__name__}: {error}"
-    return listing
 
 
 def known_partitions(instance: dg.DagsterInstance, sources: Iterable[str]) -> dict[str, list[str]]:
@@ -525,8 +227,8 @@ def build_release_sensor(
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
 ) -> dg.SensorDefinition:
     """The release sensor (see the module docstring); ``minimum_interval_seconds`` defaults to
-    ``$WIJK_RELEASE_SENSOR_INTERVAL_SECONDS`` or 3600."""
-    interval = minimum_interval_seconds or int(os.environ.get(INTERVAL_ENV, "") or DEFAULT_INTERVAL_SECONDS)
+    the setting ``WIJK_RELEASE_SENSOR_INTERVAL_SECONDS`` (3600)."""
+    interval = minimum_interval_seconds or load_settings().release_sensor_interval_seconds
     watched = list(sources or RAW_SOURCES)
 
     @dg.sensor(
@@ -558,152 +260,3 @@ def build_release_sensor(
 
 
 release_sensor = build_release_sensor()
-
-
-def _unfinished_run_exists(instance: dg.DagsterInstance, source: str, year: str) -> bool:
-    from dagster._core.storage.dagster_run import FINISHED_STATUSES
-
-    statuses = [s for s in dg.DagsterRunStatus if s not in FINISHED_STATUSES]
-    return bool(
-        instance.get_run_records(
-            filters=dg.RunsFilter(statuses=statuses, tags={SOURCE_TAG: source, "dagster/partition": year}),
-            limit=1,
-        )
-    )
-
-
-def weekly_refresh_plan(cbs, instance: dg.DagsterInstance, sources: Iterable[str]) -> tuple[RefreshPlan, SourceListing]:
-    """The weekly check: compare what is available with what the raw partitions were last loaded from.
-
-    New years are added as partitions right away (a schedule cannot ask the daemon to add them), and
-    partitions that already have a queued or running run for their source are left alone.
-    """
-    sources = list(sources)
-    listing = list_available(cbs, sources)
-    partitions = known_partitions(instance, sources)
-    baseline = fingerprints_from_materializations(instance, listing, partitions)
-    plan = plan_refresh({"version": CURSOR_VERSION, "seq": 0, "sources": baseline}, listing.available(), partitions)
-    for source, years in plan.new_partitions.items():
-        instance.add_dynamic_partitions(release_year_partitions(source).name, years)
-    plan.runs = [r for r in plan.runs if not _unfinished_run_exists(instance, r.source, r.year)]
-    return plan, listing
-
-
-def raw_refresh_job(source: str) -> dg.UnresolvedAssetJobDefinition:
-    return dg.define_asset_job(
-        f"raw_refresh_{source}",
-        selection=dg.AssetSelection.assets(raw_asset_key(source)),
-        description=f"(Re)load partitions of raw/{source}; launched by weekly_refresh_{source}.",
-    )
-
-
-def build_weekly_refresh_schedule(
-    source: str,
-    cron_schedule: str = WEEKLY_CRON,
-    default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
-) -> dg.ScheduleDefinition:
-    @dg.schedule(
-        name=f"weekly_refresh_{source}",
-        cron_schedule=cron_schedule,
-        execution_timezone=TIMEZONE,
-        default_status=default_status,
-        target=raw_refresh_job(source),
-        description=(
-            f"Fallback for release_sensor: every Monday 06:00 reload the raw/{source} partitions whose "
-            "source files/tables differ from what they were last materialised from."
-        ),
-    )
-    def _weekly(context: dg.ScheduleEvaluationContext, cbs: CbsSourceResource):
-        plan, listing = weekly_refresh_plan(cbs, context.instance, [source])
-        if source in listing.errors:
-            raise dg.Failure(f"weekly refresh of {source}: could not list the source: {listing.errors[source]}")
-        context.log.info(f"weekly refresh {source}: {plan.summary()}")
-        requests = run_requests(plan, f"weekly_refresh_{source}")
-        return requests or dg.SkipReason(f"{source}: every partition matches its source ({plan.summary()})")
-
-    return _weekly
-
-
-weekly_refresh_schedules = [build_weekly_refresh_schedule(source) for source in RAW_SOURCES]
-
-
-# ---------------------------------------------------------------------------------------------------
-# Declarative automation for everything downstream of raw
-# ---------------------------------------------------------------------------------------------------
-
-
-def downstream_automation_condition(
-    triggered_by: Iterable[dg.AssetKey] | None = None, may_be_missing: Iterable[dg.AssetKey] = ()
-) -> dg.AutomationCondition:
-    """For the dbt, ML and report assets: run once after upstream *data* changed, when complete and checked.
-
-    This is :meth:`AutomationCondition.eager` with one change: a dependency counts as updated only
-    when its new materialisation carries a different **data version** (or it is requested in the same
-    run). Raw partitions are versioned by the sha256 of their source files, dbt and report assets by a
-    hash of their code version and their inputs' data versions, models by their content; so reloading
-    an unchanged file, or rebuilding a mart from identical inputs, retrains nothing downstream.
-
-    The rest is eager's: not while any dependency partition is missing or *in progress* (a queued
-    run counts), and not while the asset itself is in progress. The release sensor requests all the
-    raw runs of a tick at once, so while the last of them is queued behind the ``duckdb`` pool the
-    marts wait, and they are requested once when it finishes (``since_last_handled`` folds all the
-    updates into that one request). ``all_deps_blocking_checks_passed()`` additionally holds an asset
-    back while a blocking asset check (a Great Expectations gate) has failed on a dependency.
-
-    ``triggered_by`` names the dependencies whose new data triggers a run, when not all should: an
-    asset that reads both a model and the mart the model is trained on (a diamond) must wait for the
-    model, or it would run once after the mart and again after the model. The guards (missing, in
-    progress, failed blocking checks) still look at every dependency, except that partitions of
-    ``may_be_missing`` may be missing: the published tables must follow the explanations of the
-    outcomes that passed gate 3 although a withheld outcome has none.
-    """
-    AC = dg.AutomationCondition
-    new_data_upstream = AC.any_deps_match(
-        (AC.newly_updated() & AC.data_version_changed() & ~AC.executed_with_root_target()).with_label(
-            "updated_with_new_data_version"
-        )
-        | AC.will_be_requested()
-    )
-    if triggered_by is not None:
-        new_data_upstream = new_data_upstream.allow(dg.AssetSelection.assets(*triggered_by))
-    new_data_upstream = new_data_upstream.with_label("any_deps_have_new_data")
-    deps_missing = AC.any_deps_missing()
-    may_be_missing = list(may_be_missing)
-    if may_be_missing:
-        deps_missing = deps_missing.ignore(dg.AssetSelection.assets(*may_be_missing))
-    return (
-        (AC.newly_missing() | new_data_upstream).since_last_handled()
-        & ~deps_missing
-        & ~AC.any_deps_in_progress()
-        & ~AC.in_progress()
-        & AC.all_deps_blocking_checks_passed()
-    ).with_label("wijk_downstream")
-
-
-automation_sensor = dg.AutomationConditionSensorDefinition(
-    "wijk_automation",
-    target=dg.AssetSelection.all(),
-    default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Evaluates the automation conditions of the dbt and ML assets (downstream_automation_condition).",
-)
-
-sensors = [release_sensor, automation_sensor]
-
-__all__ = [
-    "AvailableItem",
-    "PlannedRun",
-    "RefreshPlan",
-    "SourceListing",
-    "automation_sensor",
-    "build_release_sensor",
-    "build_weekly_refresh_schedule",
-    "downstream_automation_condition",
-    "evaluate_release_check",
-    "fingerprints_from_materializations",
-    "list_available",
-    "plan_refresh",
-    "release_sensor",
-    "sensors",
-    "weekly_refresh_plan",
-    "weekly_refresh_schedules",
-]

@@ -15,10 +15,10 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 
 from wijk_assets.defs.raw.assets import DUCKDB_POOL
 from wijk_assets.defs.resources import WarehouseResource
-from wijk_assets.defs.automation.release_sensor import downstream_automation_condition
-from wijk_assets.settings import DBT_PROJECT_DIR
+from wijk_assets.defs.automation.conditions import downstream_automation_condition
+from wijk_assets.settings import DBT_PROJECT_DIR, load_settings
 
-DBT_TARGET_PATH = Path(os.environ.get("WIJK_DBT_TARGET_PATH", "target"))
+DBT_TARGET_PATH = load_settings().dbt_target_path
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, target_path=DBT_TARGET_PATH)
 
 # Models built on the gated feature table; they run in the second op. A test asserts this list holds
@@ -97,7 +97,7 @@ def column_lineage_metadata(key: dg.AssetKey, duckdb: WarehouseResource) -> dict
     """``dagster/column_lineage`` (and a column schema with each feature's label, unit and source keys)
     for one of :data:`LINEAGE_MARTS`, read from the tables dbt just built."""
     from wijk_assets.defs import column_lineage as lineage
-    from wijk_assets.defs.models.assets import OUTCOMES
+    from wijk_assets.keys import OUTCOMES
 
     with duckdb.connect(read_only=True) as con:
         catalog = con.execute(

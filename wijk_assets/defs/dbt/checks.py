@@ -16,8 +16,8 @@ import pandas as pd
 
 from wijk_assets.lib.quality.feature_gate import LEVELS, feature_suite_spec, null_ratio_expectations, yoy_shift
 from wijk_assets.defs.resources import WarehouseResource
+from wijk_assets.keys import FEATURE_TABLE_KEY
 
-FEATURE_TABLE_KEY = dg.AssetKey(["marts", "fct_area_features"])
 MAX_NULL_RATIO = 0.5
 KEYS = ["area_code", "area_level", "gemeente_code", "wijk_code", "year"]
 

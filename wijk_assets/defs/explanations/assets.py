@@ -14,25 +14,25 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from wijk_assets.defs.models.assets import (
-    FEATURE_TABLE_KEY,
-    MODEL_KEY,
-    OUTCOMES,
-    TRAINING_KEY,
-    load_training_frame,
-    outcome_partitions,
-)
+from wijk_assets.defs.models.assets import load_training_frame
 from wijk_assets.defs.raw.assets import DUCKDB_POOL
 from wijk_assets.defs.resources import WarehouseResource
+from wijk_assets.keys import (
+    CORRELATIONS_KEY,
+    DRIVERS_KEY,
+    FEATURE_TABLE_KEY,
+    IMPORTANCE_KEY,
+    MODEL_KEY,
+    OUTCOMES,
+    RESIDUALS_KEY,
+    SHAP_KEY,
+    TRAINING_KEY,
+    outcome_partitions,
+)
 from wijk_assets.defs.column_lineage import explanation_lineage
-from wijk_assets.defs.automation.release_sensor import downstream_automation_condition
+from wijk_assets.defs.automation.conditions import downstream_automation_condition
 from wijk_assets.lib.warehouse import replace_partition, replace_table, sql_types
 
-SHAP_KEY = dg.AssetKey(["explanations", "shap_values"])
-IMPORTANCE_KEY = dg.AssetKey(["explanations", "global_importance"])
-DRIVERS_KEY = dg.AssetKey(["explanations", "area_drivers"])
-RESIDUALS_KEY = dg.AssetKey(["explanations", "area_residuals"])
-CORRELATIONS_KEY = dg.AssetKey(["explanations", "correlations"])
 ADDITIVITY_TOLERANCE = 1e-6
 # Gate 3: a feature that carries at least DOMINANT_GAIN_SHARE of the model's total gain may be missing on
 # at most MAX_MISSING_DOMINANT of the training rows; otherwise the model leans on imputed structure.

@@ -16,24 +16,18 @@ import pandas as pd
 
 from wijk_assets.defs.raw.assets import DUCKDB_POOL
 from wijk_assets.defs.resources import WarehouseResource
-from wijk_assets.defs.automation.release_sensor import downstream_automation_condition
+from wijk_assets.defs.automation.conditions import downstream_automation_condition
+from wijk_assets.keys import (
+    FEATURE_CATALOG_KEY,
+    MODEL_KEY,
+    OUTCOME_LABELS,
+    OUTCOMES,
+    TRAINING_KEY,
+    outcome_partitions,
+)
 from wijk_assets.lib.warehouse import replace_partition, sql_types
 
-OUTCOMES = ("lbm", "fys", "onv", "soc", "vrz", "won")
-OUTCOME_LABELS = {
-    "lbm": "Leefbaarometer total score",
-    "fys": "Leefbaarometer dimension: physical environment",
-    "onv": "Leefbaarometer dimension: nuisance and insecurity",
-    "soc": "Leefbaarometer dimension: social cohesion",
-    "vrz": "Leefbaarometer dimension: amenities",
-    "won": "Leefbaarometer dimension: housing stock",
-}
-outcome_partitions = dg.StaticPartitionsDefinition(list(OUTCOMES))
 
-TRAINING_KEY = dg.AssetKey(["marts", "mart_wijk_training"])
-FEATURE_CATALOG_KEY = dg.AssetKey(["marts", "feature_catalog"])
-FEATURE_TABLE_KEY = dg.AssetKey(["marts", "fct_area_features"])
-MODEL_KEY = dg.AssetKey(["models", "liveability_model"])
 SEED = 20240917
 ML_CODE_VERSION = "ml-1"
 

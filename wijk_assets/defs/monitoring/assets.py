@@ -16,13 +16,13 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from wijk_assets.defs.models.assets import FEATURE_TABLE_KEY, MODEL_KEY, TRAINING_KEY, load_training_frame
+from wijk_assets.defs.models.assets import load_training_frame
 from wijk_assets.defs.raw.assets import DUCKDB_POOL
 from wijk_assets.defs.resources import WarehouseResource
-from wijk_assets.defs.automation.release_sensor import downstream_automation_condition
+from wijk_assets.keys import CHANGES_KEY, FEATURE_TABLE_KEY, MODEL_KEY, TRAINING_KEY
+from wijk_assets.defs.automation.conditions import downstream_automation_condition
 from wijk_assets.lib.warehouse import replace_table
 
-CHANGES_KEY = dg.AssetKey(["monitoring", "release_changes"])
 NATIONAL_SOURCE = "rivm_gezondheid"
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 from wijk_assets.lib.sources.catalog import load_catalog
 from wijk_assets.defs.resources import CbsSourceResource, WarehouseResource, raw_parts
 from wijk_assets.lib.sources.base import READER_VERSION, RAW_COLUMNS
+from wijk_assets.keys import raw_asset_key
 from wijk_assets.lib.warehouse import replace_partition, table_schema
 
 DUCKDB_POOL = "duckdb"  # every step that opens the database file shares this pool (limit 1)
@@ -23,10 +24,6 @@ DUCKDB_POOL = "duckdb"  # every step that opens the database file shares this po
 def release_year_partitions(source: str) -> dg.DynamicPartitionsDefinition:
     """One dynamic partition set per source: sources publish different years."""
     return dg.DynamicPartitionsDefinition(name=f"{source}_release_year")
-
-
-def raw_asset_key(source: str) -> dg.AssetKey:
-    return dg.AssetKey(["raw", source])
 
 
 def _level_counts(frame: pd.DataFrame) -> dict[str, int]:

@@ -18,20 +18,26 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from wijk_assets.defs.explanations.assets import DRIVERS_KEY, RESIDUALS_KEY, CORRELATIONS_KEY
-from wijk_assets.defs.models.assets import MODEL_KEY, OUTCOME_LABELS, TRAINING_KEY
 from wijk_assets.defs.raw.assets import DUCKDB_POOL, RAW_SOURCES, raw_asset_key
 from wijk_assets.defs.resources import WarehouseResource
-from wijk_assets.defs.automation.release_sensor import downstream_automation_condition
+from wijk_assets.keys import (
+    AUDIT_KEY,
+    CORRELATIONS_KEY,
+    COVERAGE_KEY,
+    DRIVERS_KEY,
+    MODEL_CARD_KEY,
+    MODEL_KEY,
+    OUTCOME_LABELS,
+    PUBLISH_KEY,
+    REGISTER_KEY,
+    RESIDUALS_KEY,
+    RPT_COVERAGE_KEY,
+    TRAINING_KEY,
+)
+from wijk_assets.defs.automation.conditions import downstream_automation_condition
 from wijk_assets.settings import REPO_ROOT, load_settings
 from wijk_assets.lib.warehouse import replace_table
 
-PUBLISH_KEY = dg.AssetKey(["publish", "area_explanations"])
-REGISTER_KEY = dg.AssetKey(["reports", "algorithm_register_entry"])
-MODEL_CARD_KEY = dg.AssetKey(["reports", "model_card"])
-AUDIT_KEY = dg.AssetKey(["reports", "audit_trail"])
-COVERAGE_KEY = dg.AssetKey(["reports", "coverage_report"])
-RPT_COVERAGE_KEY = dg.AssetKey(["marts", "rpt_coverage"])
 # The sources the models are built from: the register entry lists these. The municipality's own survey
 # is loaded (raw/gemeente_survey -> marts.fct_survey_indicators) but is not a model input; a test
 # checks this list against the asset graph.

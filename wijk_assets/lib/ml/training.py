@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -48,6 +47,14 @@ from wijk_assets.lib.ml.validation import (
 )
 
 OUTCOMES: tuple[str, ...] = ("lbm", "fys", "onv", "soc", "vrz", "won")
+OUTCOME_LABELS: dict[str, str] = {
+    "lbm": "Leefbaarometer total score",
+    "fys": "Leefbaarometer dimension: physical environment",
+    "onv": "Leefbaarometer dimension: nuisance and insecurity",
+    "soc": "Leefbaarometer dimension: social cohesion",
+    "vrz": "Leefbaarometer dimension: amenities",
+    "won": "Leefbaarometer dimension: housing stock",
+}
 KEY_COLUMNS: tuple[str, ...] = ("area_code", "gemeente_code", "outcome_year", "feature_year")
 # Leefbaarometer columns: never features (they are, or are derived from, the target).
 LEAKAGE_COLUMNS: frozenset[str] = frozenset(OUTCOMES) | {"afw"}
@@ -62,11 +69,9 @@ def _default_n_jobs() -> int:
     dedicated 2-core runner set ``WIJK_ML_N_JOBS=2`` (about 1.5x faster). The thread count is part of the
     recorded params, so a model is reproduced with the same setting.
     """
-    try:
-        value = int(os.environ.get("WIJK_ML_N_JOBS", "1"))
-    except ValueError:
-        value = 1
-    return max(1, min(2, value))
+    from wijk_assets.settings import load_settings
+
+    return max(1, min(2, load_settings().ml_n_jobs))
 
 
 # Settings shared by every LightGBM fit (the candidates below only override model capacity / speed).

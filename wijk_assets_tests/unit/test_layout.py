@@ -1,0 +1,154 @@
+"""The house rules of the package layout (issue 10), checked on the source text (no imports run).
+
+- no import cycle between modules of ``wijk_assets`` (imports anywhere in a module count, including
+  the deferred ones inside functions, so a cycle cannot hide behind a local import);
+- ``wijk_assets/lib/`` is pure: nothing in it imports Dagster, directly or through another module;
+- only ``wijk_assets/settings.py`` reads the environment;
+- modules stay readable: none over ~400 lines unless listed below with the reason.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "wijk_assets"
+
+# Modules allowed over the size limit, and why (keep this list short and honest).
+LARGE_MODULES = {
+    "lib/quality/ge_runner.py": "one GE adapter: suite loading, raw-row preparation, validation, summaries",
+    "lib/ml/training.py": "the model fit: tuning grid, baselines on shared folds, artifacts",
+    "lib/responsible/register.py": "register entry and model card templates: long Dutch text",
+    "lib/responsible/privacy.py": "suppression rules with their documentation",
+    "lib/responsible/stigma.py": "label guard word lists and sensitive-column rules",
+    "lib/sources/odata.py": "the OData client: paging, retries, errors",
+    "lib/sources/statline_csv.py": "the shared text-table parser for every StatLine export layout",
+    "lib/change_monitoring.py": "change monitoring: indicator, prediction, drift and performance tables",
+    "defs/reports/assets.py": "report assets (split planned with the publish stage)",
+    "defs/reports/audit.py": "audit trail and lineage report readers",
+}
+MAX_LINES = 400
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def _imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    for node in ast.walk(tree):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        for target in targets:
+            if target in modules and target != name:
+                found.add(target)
+            elif target.split(".")[0] == "dagster" or target.startswith("dagster_"):
+                found.add("<dagster>")
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _imports(path, name, modules) for name, path in modules.items()}
+
+
+def test_no_import_cycle():
+    graph = _graph()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt == "<dagster>":
+                continue
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_lib_never_imports_dagster():
+    graph = _graph()
+
+    def reaches_dagster(name: str, seen: set[str]) -> list[str] | None:
+        if name in seen:
+            return None
+        seen.add(name)
+        for nxt in sorted(graph.get(name, ())):
+            if nxt == "<dagster>":
+                return [name, "dagster"]
+            path = reaches_dagster(nxt, seen)
+            if path:
+                return [name, *path]
+        return None
+
+    offenders = []
+    for name in sorted(graph):
+        if name.startswith("wijk_assets.lib"):
+            path = reaches_dagster(name, set())
+            if path:
+                offenders.append(" -> ".join(path))
+    assert not offenders, "lib/ must stay free of Dagster:\n" + "\n".join(offenders)
+
+
+def test_only_settings_reads_the_environment():
+    readers = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "settings.py" and path.parent == PACKAGE:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            # os.environ.get(...), os.environ[...] as a value, os.getenv(...)
+            if isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv"}:
+                parent_is_store = False
+                for other in ast.walk(tree):
+                    if isinstance(other, (ast.Assign, ast.AugAssign)):
+                        targets = other.targets if isinstance(other, ast.Assign) else [other.target]
+                        for target in targets:
+                            if isinstance(target, ast.Subscript) and target.value is node:
+                                parent_is_store = True
+                    if (
+                        isinstance(other, ast.Call)
+                        and isinstance(other.func, ast.Attribute)
+                        and other.func.value is node
+                        and other.func.attr in {"setdefault", "update", "pop"}
+                    ):
+                        parent_is_store = True
+                if not parent_is_store:
+                    readers.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert not readers, f"only wijk_assets/settings.py may read the environment: {readers}"
+
+
+def test_module_sizes():
+    too_long = []
+    for path in PACKAGE.rglob("*.py"):
+        rel = str(path.relative_to(PACKAGE))
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > MAX_LINES and rel not in LARGE_MODULES:
+            too_long.append(f"{rel}: {lines} lines")
+    assert not too_long, "modules over the size limit (split them, or list them with a reason): " + ", ".join(too_long)

@@ -15,6 +15,8 @@ from wijk_assets.defs.raw.checks import raw_gate_checks
 from wijk_assets.defs.automation.conditions import automation_sensor
 from wijk_assets.defs.automation.release_sensor import release_sensor
 from wijk_assets.defs.automation.schedules import weekly_refresh_schedules
+from wijk_assets.defs.house_style import apply_house_style
+from wijk_assets.defs.jobs import STAGE_JOBS
 from wijk_assets.defs.resources import CbsSourceResource, WarehouseResource
 from wijk_assets.settings import Settings, load_settings
 
@@ -32,20 +34,22 @@ def build_resources(settings: Settings) -> dict[str, object]:
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
+    assets = [
+        *raw_assets,
+        dbt_feature_models,
+        dbt_training_models,
+        liveability_model,
+        explanations,
+        correlations_table,
+        release_changes,
+        *report_assets,
+    ]
     return dg.Definitions(
-        assets=[
-            *raw_assets,
-            dbt_feature_models,
-            dbt_training_models,
-            liveability_model,
-            explanations,
-            correlations_table,
-            release_changes,
-            *report_assets,
-        ],
+        assets=dg.map_asset_specs(apply_house_style, assets),
         asset_checks=[*raw_gate_checks(), *feature_checks, model_quality_gate, *report_checks],
         sensors=[release_sensor, automation_sensor],
         schedules=[*weekly_refresh_schedules],
+        jobs=STAGE_JOBS,
         resources=build_resources(settings),
     )
 

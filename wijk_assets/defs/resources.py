@@ -27,11 +27,6 @@ class WarehouseResource(dg.ConfigurableResource):
         with warehouse.connect(self.path, read_only=read_only) as con:
             yield con
 
-    def read_frame(self, sql: str, params: list | None = None) -> pd.DataFrame:
-        with self.connect(read_only=True) as con:
-            return con.execute(sql, params or []).df()
-
-
 class CbsSourceResource(dg.ConfigurableResource):
     """Where source data comes from.
 

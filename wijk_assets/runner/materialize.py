@@ -63,6 +63,19 @@ class MaterializeReport:
         return all(t.success for t in self.timings)
 
 
+def stage_job_for(defs, keys: list):
+    """The smallest named job that holds every one of ``keys`` (see :mod:`wijk_assets.defs.jobs`)."""
+    wanted = set(keys)
+    best = None
+    for job in defs.resolve_all_job_defs():
+        if job.name.startswith("__"):
+            continue
+        selected = set(job.asset_layer.selected_asset_keys)
+        if wanted <= selected and (best is None or len(selected) < len(best[1])):
+            best = (job, selected)
+    return best[0] if best else None
+
+
 def materialize_keys(
     defs,
     instance,
@@ -76,18 +89,30 @@ def materialize_keys(
     """One in-process run of ``keys`` (one partition, or unpartitioned) with their asset checks.
 
     The one place runs are launched from code: ``wijk-assets materialize`` and ``wijk-assets refresh``.
+    The run belongs to the stage's named job, so the UI lists it under that name.
     """
     import dagster as dg
 
-    return dg.materialize(
-        list(defs.assets or []) + list(defs.asset_checks or []),
-        selection=dg.AssetSelection.assets(*keys),
-        partition_key=partition_key,
-        instance=instance,
-        resources=defs.resources,
-        raise_on_error=raise_on_error,
-        tags={"wijk_assets/trigger": trigger, **(tags or {})},
+    run_tags = {"wijk_assets/trigger": trigger, **(tags or {})}
+    job = stage_job_for(defs, keys)
+    if job is None:  # keys that no single stage job holds: an ad hoc run of exactly these assets
+        return dg.materialize(
+            list(defs.assets or []) + list(defs.asset_checks or []),
+            selection=dg.AssetSelection.assets(*keys),
+            partition_key=partition_key,
+            instance=instance,
+            resources=defs.resources,
+            raise_on_error=raise_on_error,
+            tags=run_tags,
+            run_config=QUIET_RUN_CONFIG,
+        )
+    return job.execute_in_process(
         run_config=QUIET_RUN_CONFIG,
+        instance=instance,
+        partition_key=partition_key,
+        raise_on_error=raise_on_error,
+        asset_selection=list(keys),
+        tags=run_tags,
     )
 
 

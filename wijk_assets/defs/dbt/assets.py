@@ -14,6 +14,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from wijk_assets.defs.raw.assets import DUCKDB_POOL
+from wijk_assets.defs.dbt.test_descriptions import describe_dbt_test
 from wijk_assets.defs.resources import WarehouseResource
 from wijk_assets.defs.automation.conditions import downstream_automation_condition
 from wijk_assets.settings import DBT_PROJECT_DIR, load_settings
@@ -73,6 +74,14 @@ class WijkDbtTranslator(DagsterDbtTranslator):
             return "dbt_seeds"
         return f"dbt_{dbt_resource_props.get('schema') or 'models'}"
 
+    def get_asset_check_spec(self, asset_spec, manifest, unique_id, project):
+        """dbt tests as checks, each described in plain words (see ``test_descriptions``)."""
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None:
+            return None
+        test = manifest.get("nodes", {}).get(unique_id, {})
+        return spec._replace(description=describe_dbt_test(test))
+
     def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
         """Every model and seed follows its upstream: a new raw partition rebuilds what depends on it."""
         return downstream_automation_condition()
@@ -80,7 +89,8 @@ class WijkDbtTranslator(DagsterDbtTranslator):
 
 translator = WijkDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
-dbt_project.prepare_if_dev()
+# Not dbt_project.prepare_if_dev(): under `dagster dev` it runs the `dbt` found on PATH, which is none when
+# the venv is not activated. prepare_manifest() re-parses with the venv's dbt whenever the project changed.
 prepare_manifest()
 
 

@@ -14,7 +14,12 @@ No ``from __future__ import annotations``: Dagster inspects the check's annotati
 import dagster as dg
 import pandas as pd
 
-from wijk_assets.lib.quality.feature_gate import LEVELS, feature_suite_spec, null_ratio_expectations, yoy_shift
+from wijk_assets.lib.quality.feature_gate import (
+    LEVELS,
+    feature_suite_spec,
+    null_ratio_expectations,
+    shift_since_last_publication,
+)
 from wijk_assets.defs.resources import WarehouseResource
 from wijk_assets.keys import FEATURE_TABLE_KEY
 
@@ -120,30 +125,7 @@ def feature_shift_check(duckdb: WarehouseResource) -> dg.AssetCheckResult:
     features, catalog = load_feature_table(duckdb)
     areas = features[features["area_level"].isin(LEVELS)]
     feature_source = dict(zip(catalog["feature"], catalog["source"]))
-    reports = []
-    for source in sorted(set(feature_source.values())):
-        columns = [c for c, s in feature_source.items() if s == source and c in areas.columns]
-        years = sorted(y for y, f in areas.groupby("year") if f[columns].notna().any().any())
-        if len(years) < 2:
-            continue
-        prev, this = years[-2], years[-1]
-        # Compare like with like: only gemeenten the source covers in both years (the 2021 nabijheid
-        # file covers ten gemeenten, the 2023 one only Utrecht).
-        covered = [
-            set(areas.loc[(areas["year"] == y) & areas[columns].notna().any(axis=1), "gemeente_code"])
-            for y in (prev, this)
-        ]
-        common = covered[0] & covered[1]
-        if not common:
-            continue
-        in_common = areas["gemeente_code"].isin(common)
-        shift = yoy_shift(
-            areas[(areas["year"] == prev) & in_common], areas[(areas["year"] == this) & in_common], columns
-        )
-        shift.insert(0, "years", f"{prev}->{this}")
-        shift.insert(0, "source", source)
-        reports.append(shift)
-    table = pd.concat(reports, ignore_index=True) if reports else pd.DataFrame()
+    table, not_published = shift_since_last_publication(areas, feature_source)
     flagged = table[table["flagged"]] if not table.empty else table
     return dg.AssetCheckResult(
         passed=flagged.empty,
@@ -151,12 +133,17 @@ def feature_shift_check(duckdb: WarehouseResource) -> dg.AssetCheckResult:
         metadata={
             "features_compared": len(table),
             "flagged": len(flagged),
+            "not_published_in_latest_year": len(not_published),
             "flagged_features": dg.MetadataValue.md(
                 flagged[["source", "years", "area_level", "feature", "median_shift_iqr", "psi", "ks", "spearman", "reasons"]]
+                .round(3)
                 .head(50)
                 .to_markdown(index=False)
                 if not flagged.empty
                 else "none"
+            ),
+            "not_published_features": dg.MetadataValue.md(
+                not_published.head(50).to_markdown(index=False) if not not_published.empty else "none"
             ),
         },
     )

@@ -66,13 +66,6 @@ def coverage_by_year_level(df: pd.DataFrame, columns: list[str] | None = None) -
     return long[out_cols].reset_index(drop=True)
 
 
-def coverage_matrix(coverage: pd.DataFrame) -> pd.DataFrame:
-    """Pivot :func:`coverage_by_year_level` output to features x (year, level), for reports."""
-    return coverage.pivot_table(
-        index="feature", columns=["year", "area_level"], values="coverage", aggfunc="first"
-    )
-
-
 def null_ratio_expectations(
     columns: Iterable[str],
     max_null_ratio: float | Mapping[str, float],
@@ -355,13 +348,68 @@ def yoy_shift(
     return pd.DataFrame(rows)
 
 
+def shift_since_last_publication(
+    areas: pd.DataFrame, feature_source: dict[str, str], thresholds: ShiftThresholds | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Year-over-year shift of every feature between the two latest years in which *it* was published.
+
+    A publisher releases indicators at different moments (a first KWB release has many "." for figures
+    not yet published; RIVM measured some indicators only from 2016). Comparing a feature's latest year
+    of values with the source's latest year would call "not yet published" a collapse to 100 % NULL, so
+    each feature is compared over its own two latest published years, within the gemeenten the source
+    covers in both of those years. Features with values in an earlier year of their source but none in
+    the source's latest year are returned apart (``not_published``), not flagged.
+
+    Returns ``(shift table as yoy_shift plus source and years columns, not_published table)``.
+    """
+    reports = []
+    not_published = []
+    for source in sorted(set(feature_source.values())):
+        columns = [c for c, s in feature_source.items() if s == source and c in areas.columns]
+        if not columns:
+            continue
+        has_value = areas[columns].notna().groupby(areas["year"]).any()
+        source_years = sorted(int(y) for y in has_value.index[has_value.any(axis=1)])
+        if not source_years:
+            continue
+        pairs: dict[tuple[int, int], list[str]] = {}
+        for column in columns:
+            years = sorted(int(y) for y in has_value.index[has_value[column]])
+            if years and years[-1] < source_years[-1]:
+                not_published.append(
+                    {"source": source, "feature": column, "last_published": years[-1], "source_latest": source_years[-1]}
+                )
+            if len(years) >= 2:
+                pairs.setdefault((years[-2], years[-1]), []).append(column)
+        for (prev, this), cols in sorted(pairs.items()):
+            covered = [
+                set(areas.loc[(areas["year"] == y) & areas[cols].notna().any(axis=1), "gemeente_code"])
+                for y in (prev, this)
+            ]
+            common = covered[0] & covered[1]
+            if not common:
+                continue
+            in_common = areas["gemeente_code"].isin(common)
+            shift = yoy_shift(
+                areas[(areas["year"] == prev) & in_common],
+                areas[(areas["year"] == this) & in_common],
+                cols,
+                thresholds=thresholds,
+            )
+            shift.insert(0, "years", f"{prev}->{this}")
+            shift.insert(0, "source", source)
+            reports.append(shift)
+    table = pd.concat(reports, ignore_index=True) if reports else pd.DataFrame(columns=["source", "years", "flagged"])
+    return table, pd.DataFrame(not_published, columns=["source", "feature", "last_published", "source_latest"])
+
+
 __all__ = [
+    "shift_since_last_publication",
     "CODE_REGEX_BY_LEVEL",
     "KEY_COLUMNS",
     "LEVELS",
     "ShiftThresholds",
     "coverage_by_year_level",
-    "coverage_matrix",
     "feature_columns",
     "feature_suite_spec",
     "null_ratio_expectations",

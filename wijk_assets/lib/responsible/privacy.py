@@ -614,21 +614,6 @@ def read_survey_csv(
     return tidy
 
 
-def read_survey_folder(
-    folder: str | Path, *, min_respondents: int, pattern: str = "*.csv"
-) -> pd.DataFrame:
-    """All survey CSVs of a folder concatenated (sorted by name); empty frame when none match."""
-    frames = [
-        read_survey_csv(p, min_respondents=min_respondents)
-        for p in sorted(Path(folder).glob(pattern))
-    ]
-    if not frames:
-        return pd.DataFrame(columns=SURVEY_COLUMNS)
-    out = pd.concat(frames, ignore_index=True)
-    out.attrs["suppression"] = survey_suppression_counts(out)
-    return out
-
-
 __all__: Iterable[str] = [
     "REASON_POPULATION",
     "REASON_SIGNAL",
@@ -640,6 +625,5 @@ __all__: Iterable[str] = [
     "suppress_small_areas",
     "reject_personal_data",
     "read_survey_csv",
-    "read_survey_folder",
     "survey_suppression_counts",
 ]

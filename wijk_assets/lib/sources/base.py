@@ -122,20 +122,12 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 _SUFFIX = re.compile(r"_\d+$")
 
 
 def key_stem(key: str) -> str:
     """``AantalInwoners_5`` -> ``AantalInwoners``: the part of an OData key that is stable across years."""
     return _SUFFIX.sub("", key.strip())
-
-
-def empty_raw_frame() -> pd.DataFrame:
-    return pd.DataFrame({name: pd.Series(dtype="object") for name in RAW_DATA_COLUMNS})
 
 
 def wide_to_long(

@@ -343,11 +343,6 @@ class CbsODataClient:
     ) -> list[dict]:
         return self.fetch_dataset(table_id, filter=filter, select=select).records
 
-    def untyped_dataset(
-        self, table_id: str, filter: str | None = None, select: Iterable[str] | str | None = None
-    ) -> list[dict]:
-        return self.fetch_dataset(table_id, filter=filter, select=select, typed=False).records
-
     def fetch_dataset(
         self,
         table_id: str,
@@ -536,7 +531,6 @@ def read_live_table(
     period_key = _period_dimension(data_properties)
     dimension_keys = [str(p["Key"]) for p in data_properties if p.get("Type") == "Dimension" and p.get("Key")]
     geo_keys = [str(p["Key"]) for p in data_properties if p.get("Type") in GEO_TYPES and p.get("Key")]
-    dataset_url = client.table_url(table_id, "TypedDataSet")
 
     if period_key is not None:
         query_filter = combine_filters(period_filter(period_key, year), filter)

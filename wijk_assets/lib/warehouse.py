@@ -19,9 +19,18 @@ import pandas as pd
 LOCK_WAIT_SECONDS = 600.0
 
 
+# A file another process is creating right now reads as "not a valid DuckDB database file" for a
+# moment; that is waited out for this long before it counts as a damaged file.
+BEING_CREATED_SECONDS = 10.0
+
+
 def _is_lock_error(error: Exception) -> bool:
     text = str(error).lower()
     return "lock" in text and ("conflicting" in text or "could not set lock" in text)
+
+
+def _is_being_created(error: Exception) -> bool:
+    return "not a valid duckdb database file" in str(error).lower()
 
 
 @contextlib.contextmanager
@@ -32,14 +41,18 @@ def connect(
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + wait_seconds
+    started = time.monotonic()
+    deadline = started + wait_seconds
     delay = 0.05
     while True:
         try:
             con = duckdb.connect(str(path), read_only=read_only)
             break
         except duckdb.IOException as error:
-            if not _is_lock_error(error) or time.monotonic() > deadline:
+            transient = _is_lock_error(error) or (
+                _is_being_created(error) and time.monotonic() - started < BEING_CREATED_SECONDS
+            )
+            if not transient or time.monotonic() > deadline:
                 raise
             time.sleep(delay + random.uniform(0, delay))
             delay = min(delay * 2, 2.0)

@@ -20,7 +20,7 @@ import pytest
 
 from wijk_assets.defs.raw.assets import RAW_SOURCES
 from wijk_assets.lib.sources.catalog import find_source_files
-from wijk_assets.lib.quality import feature_gate, ge_runner
+from wijk_assets.lib.quality import feature_gate, feature_shift, ge_runner
 from wijk_assets.defs.raw.checks import raw_gate_check, validate_raw_table
 from wijk_assets.lib.sources import read_source_file
 from wijk_assets.lib.sources.base import RAW_COLUMNS, READER_VERSION
@@ -427,7 +427,7 @@ def test_null_ratio_expectations_and_feature_suite_run_in_ge():
 
 def test_yoy_shift_flags_unit_changes_and_shuffled_columns_not_stable_years():
     prev, this = _features(2022, 1), _features(2023, 2)
-    stable = feature_gate.yoy_shift(prev, this, ["pct_koopwoningen", "inkomen_per_inwoner"])
+    stable = feature_shift.yoy_shift(prev, this, ["pct_koopwoningen", "inkomen_per_inwoner"])
     assert set(stable["area_level"]) == {"gemeente", "wijk", "buurt"}
     assert not stable["flagged"].any(), stable[stable["flagged"]][["area_level", "feature", "reasons"]]
     buurt = stable[(stable["area_level"] == "buurt") & (stable["feature"] == "pct_koopwoningen")].iloc[0]
@@ -437,8 +437,8 @@ def test_yoy_shift_flags_unit_changes_and_shuffled_columns_not_stable_years():
     unit["inkomen_per_inwoner"] *= 1000  # x1,000 euro -> euro
     shuffled = this.copy()
     shuffled["pct_koopwoningen"] = shuffled["pct_koopwoningen"].sample(frac=1, random_state=3).to_numpy()
-    flagged_unit = feature_gate.yoy_shift(prev, unit, ["inkomen_per_inwoner"])
-    flagged_shuffle = feature_gate.yoy_shift(prev, shuffled, ["pct_koopwoningen"])
+    flagged_unit = feature_shift.yoy_shift(prev, unit, ["inkomen_per_inwoner"])
+    flagged_shuffle = feature_shift.yoy_shift(prev, shuffled, ["pct_koopwoningen"])
     unit_buurt = flagged_unit[flagged_unit["area_level"] == "buurt"].iloc[0]
     assert unit_buurt["flagged"] and "median moved" in unit_buurt["reasons"] and unit_buurt["ks"] == 1.0
     shuffle_buurt = flagged_shuffle[flagged_shuffle["area_level"] == "buurt"].iloc[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from wijk_assets.lib.quality.feature_gate import shift_since_last_publication
+from wijk_assets.lib.quality.feature_shift import shift_since_last_publication
 
 
 def _areas(years: dict[int, dict[str, np.ndarray]], n: int = 60) -> pd.DataFrame:

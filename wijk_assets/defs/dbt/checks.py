@@ -14,12 +14,8 @@ No ``from __future__ import annotations``: Dagster inspects the check's annotati
 import dagster as dg
 import pandas as pd
 
-from wijk_assets.lib.quality.feature_gate import (
-    LEVELS,
-    feature_suite_spec,
-    null_ratio_expectations,
-    shift_since_last_publication,
-)
+from wijk_assets.lib.quality.feature_gate import LEVELS, feature_suite_spec, null_ratio_expectations
+from wijk_assets.lib.quality.feature_shift import shift_since_last_publication
 from wijk_assets.defs.resources import WarehouseResource
 from wijk_assets.keys import FEATURE_TABLE_KEY
 

@@ -1,31 +1,72 @@
-"""Benchmark: materialise every asset on the real data into a fresh DuckDB file and print the figures.
+"""Benchmark: the pipeline against the bare-compute reference, in one run on the same machine.
 
-Usage:  .venv/bin/python bench/run_bench.py [--data-dir ../shared/data] [--keep]
+Usage:  python bench/run_bench.py [--only bare,full,reuse,incremental,nochange] [--outcomes lbm,fys]
+                                  [--data-dir ../shared/data] [--keep] [--skip-shap-check]
 
-Prints wall time per raw partition and per downstream step (dbt, gates, models, explanations), the
-stage totals, the overall total, and peak RSS of this process and of its children (dbt runs as a
-subprocess). Figures are printed, never asserted: timing belongs in a report, not in a test.
+Lines (each in wall seconds and as a ratio to the bare reference measured first in the same run):
+  bare         bench/bare_reference.py in a subprocess: read every file, build the wide wijk-year table,
+               per outcome grouped 5-fold LightGBM + ridge + final fit + pred_contrib (no Dagster/dbt/GE)
+  full   (a)   every asset materialised into a fresh DuckDB file (``runner.materialize.materialize_all``,
+               the README main command's code path), with a per-step and per-stage breakdown
+  reuse  (b)   the same with the model step reusing stored hyperparameters (reported as not available
+               while the pipeline has no such switch)
+  incremental (c)  after (a): a relabelled copy of the real KWB 2023 file appears as KWB 2024 (newer than
+               the last Leefbaarometer outcome year, 2022, so it adds no training row) in the data folder
+               (symlinks to the real files); time ``runner.refresh.refresh``
+  nochange (d) ``refresh`` again with nothing changed
+Peak RSS is the largest SUM of the RSS of this process and all its descendants (dbt subprocesses, the
+bare reference), sampled every 0.2 s (bench/rss.py), per line and overall. Figures are printed, never
+asserted: timing belongs in a report, not in a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections import defaultdict
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(BENCH))
+
+from rss import MIB, TreeRssSampler  # noqa: E402
+
+PHASES = ("bare", "full", "reuse", "incremental", "nochange")
+ALL_OUTCOMES = ("lbm", "fys", "onv", "soc", "vrz", "won")  # checked against lib.ml.training.OUTCOMES below
+# The "release that adds no training row": the real KWB 2023 file (one gemeente) relabelled as 2024.
+KWB_REAL = "cbs_kwb_xlsx_utrecht/kwb-2023_gm0344_utrecht.xlsx"
+KWB_NEW_YEAR = 2024
+# Issue 14's "done when" figures, printed beside the measurements (never asserted).
+TARGETS = {"full": "<= 150 s and <= 2.5x bare", "incremental": "<= 30 s", "nochange": "<= 15 s"}
+PEAK_TARGET = "<= 2048 MiB"
+
+
+@dataclass
+class Line:
+    name: str
+    label: str
+    seconds: float | None = None
+    peak_bytes: int | None = None
+    note: str = ""
+    ok: bool = True
+
+
+# ----------------------------------------------------------------------------------------- helpers
 
 
 def _stage(label: str) -> str:
     """Stage of a step, from its step key (checks first: their keys start with their asset's key)."""
-    if label.startswith("raw/"):
+    if label.startswith("raw/") or label.startswith("raw__"):
         return "raw (incl. gate 1)"
     if "gate" in label or "check" in label or "no_judgemental" in label or "shift_since" in label:
         return "gates 2-3 + publish guard"
@@ -38,13 +79,163 @@ def _stage(label: str) -> str:
     return "monitoring, publish, reports"
 
 
-def _compare_explainers(settings) -> None:
+def link_data_folder(source: Path, target: Path) -> None:
+    """A data folder of symlinks to the real files (as the end-to-end test builds it), so the bench can
+    add a file without touching the shared folder."""
+    for path in sorted(source.rglob("*")):
+        if path.is_file():
+            link = target / path.relative_to(source)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(path)
+
+
+def relabel_kwb(real: Path, target: Path, old_year: int, new_year: int) -> None:
+    """Copy a kwb-YYYY.xlsx with its sheet renamed to kwb-<new_year> (the reader requires the sheet name
+    to match the year in the file name); every cell stays byte for byte as in the real file."""
+    old, new = f"kwb-{old_year}".encode(), f"kwb-{new_year}".encode()
+    renamed = 0
+    with zipfile.ZipFile(real) as src, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename in ("xl/workbook.xml", "docProps/app.xml") and old in data:
+                data = data.replace(old, new)
+                renamed += 1
+            dst.writestr(info, data)
+    if renamed == 0:
+        raise SystemExit(f"{real}: no sheet named kwb-{old_year} in xl/workbook.xml; cannot relabel it")
+
+
+def limit_outcomes(outcomes: list[str]) -> None:
+    """Development scope only: build the Dagster definitions with the given outcome partitions.
+
+    Must run before any module that imports ``outcome_partitions`` from ``wijk_assets.keys``; the
+    figures are then not comparable with the issue's targets (which are for all six outcomes).
+    """
+    import dagster as dg
+
+    import wijk_assets.keys as keys
+
+    keys.outcome_partitions = dg.StaticPartitionsDefinition(list(outcomes))
+
+
+def _fmt_seconds(seconds: float | None) -> str:
+    return f"{seconds:8.1f}" if seconds is not None else f"{'-':>8}"
+
+
+# ------------------------------------------------------------------------------------------- phases
+
+
+def run_bare(data_dir: Path, outcomes: list[str], workdir: Path, sampler: TreeRssSampler) -> tuple[Line, dict | None]:
+    out = workdir / "bare.json"
+    cmd = [sys.executable, str(BENCH / "bare_reference.py"), "--data-dir", str(data_dir),
+           "--outcomes", ",".join(outcomes), "--json", str(out)]
+    print(f"\n== bare reference: {' '.join(cmd[1:])}", flush=True)
+    sampler.reset()
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=REPO)
+    seconds = time.perf_counter() - start
+    line = Line("bare", f"bare reference ({len(outcomes)} outcome{'s' if len(outcomes) > 1 else ''})",
+                seconds, sampler.peak_bytes)
+    if done.returncode != 0 or not out.exists():
+        line.ok, line.note = False, f"failed (exit code {done.returncode})"
+        return line, None
+    result = json.loads(out.read_text(encoding="utf-8"))
+    # The ratio base is the reference's own compute time (its total, without interpreter start-up and
+    # imports); the subprocess wall time is noted beside it.
+    line.seconds = result["total_seconds"]
+    line.note = f"subprocess wall {seconds:.1f} s incl. start-up"
+    return line, result
+
+
+def run_full(settings, instance, sampler: TreeRssSampler) -> tuple[Line, object]:
+    from wijk_assets.runner.materialize import materialize_all
+
+    print(f"\n== (a) full materialisation into a fresh DuckDB file: {settings.duckdb_path}", flush=True)
+    sampler.reset()
+    start = time.perf_counter()
+    report = materialize_all(settings, instance=instance, log=lambda m: print(f"  {m}", flush=True))
+    seconds = time.perf_counter() - start
+    line = Line("full", "(a) full materialisation, fresh DuckDB", seconds, sampler.peak_bytes, ok=report.success)
+    if report.blocked:
+        line.note = f"gate 3 withheld: {', '.join(b.split(':')[0] for b in report.blocked)}"
+    if not report.success:
+        line.note = "FAILED: " + ", ".join(t.label for t in report.timings if not t.success)[:200]
+    print_full_breakdown(report)
+    return line, report
+
+
+def print_full_breakdown(report) -> None:
+    stages: dict[str, float] = defaultdict(float)
+    print(f"\n{'step':<58} {'partition':>9} {'seconds':>8}  ok")
+    for t in report.timings:
+        print(f"{t.label:<58} {t.partition or '':>9} {t.seconds:8.2f}  {'yes' if t.success else 'NO'}")
+        stages[_stage(t.label)] += t.seconds
+    print("\nstage totals (sum of step wall times; the rest of the wall time is Dagster run overhead):")
+    for stage, seconds in sorted(stages.items(), key=lambda kv: -kv[1]):
+        print(f"  {stage:<28} {seconds:8.2f} s")
+
+
+def reuse_line() -> Line:
+    """(b): only when the pipeline offers training with stored hyperparameters; never faked."""
+    import inspect
+
+    from wijk_assets.runner.materialize import materialize_all
+
+    params = ", ".join(inspect.signature(materialize_all).parameters)
+    return Line(
+        "reuse", "(b) full, models reuse stored hyperparameters", None, None,
+        f"not available: the pipeline has no switch for it yet (materialize_all({params}); the model "
+        "asset always tunes over lib.ml.training.DEFAULT_GRID)", ok=True,
+    )
+
+
+def training_state(db: Path) -> dict:
+    import duckdb
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("SELECT count(*) FROM marts.mart_wijk_training").fetchone()[0]
+        versions = dict(con.execute("SELECT outcome, model_version FROM ml.model_runs").fetchall())
+        kwb_years = [r[0] for r in con.execute("SELECT DISTINCT release_year FROM raw.cbs_kwb ORDER BY 1").fetchall()]
+    return {"training_rows": rows, "model_versions": versions, "kwb_years": kwb_years}
+
+
+def run_refresh(name: str, label: str, settings, instance, sampler: TreeRssSampler) -> Line:
+    from wijk_assets.runner.materialize import _step_timings
+    from wijk_assets.runner.refresh import refresh
+
+    print(f"\n== {label}", flush=True)
+    before = training_state(settings.duckdb_path)
+    sampler.reset()
+    start = time.perf_counter()
+    report = refresh(settings, instance, log=lambda m: print(f"  {m}", flush=True))
+    seconds = time.perf_counter() - start
+    line = Line(name, label, seconds, sampler.peak_bytes, ok=report.success)
+    after = training_state(settings.duckdb_path)
+    retrained = sorted(o for o, v in after["model_versions"].items() if before["model_versions"].get(o) != v)
+    stages: dict[str, float] = defaultdict(float)
+    print(f"\n  {'run':<62} {'partition':>9} {'seconds':>8}")
+    for run in report.runs:
+        names = ", ".join(run.asset_keys[:2]) + (f" (+{len(run.asset_keys) - 2})" if len(run.asset_keys) > 2 else "")
+        print(f"  {(run.trigger + ': ' + names)[:62]:<62} {run.partition_key or '':>9} {run.seconds:8.2f}")
+        for step, (step_seconds, _) in _step_timings(instance, run.run_id).items():
+            stages[_stage(step)] += step_seconds
+    for stage, stage_seconds in sorted(stages.items(), key=lambda kv: -kv[1]):
+        print(f"  stage {stage:<28} {stage_seconds:8.2f} s")
+    line.note = (f"{len(report.runs)} runs, {report.ticks} automation ticks; training rows "
+                 f"{before['training_rows']} -> {after['training_rows']}; models retrained: "
+                 f"{', '.join(retrained) if retrained else 'none'}")
+    if not report.success:
+        line.note = "FAILED; " + line.note
+    return line
+
+
+def compare_explainers(settings) -> None:
     """pred_contrib vs shap.TreeExplainer on the same model and rows (the lbm model, latest year)."""
     from wijk_assets.defs.explanations.assets import latest_rows, load_model_run
     from wijk_assets.defs.models.assets import load_training_frame
+    from wijk_assets.defs.resources import WarehouseResource
     from wijk_assets.lib.ml.explain import compare_with_tree_explainer
     from wijk_assets.lib.ml.training import load_artifact
-    from wijk_assets.defs.resources import WarehouseResource
 
     duckdb = WarehouseResource(path=str(settings.duckdb_path))
     artifact = load_artifact(load_model_run(duckdb, "lbm")["artifact_path"])
@@ -58,55 +249,132 @@ def _compare_explainers(settings) -> None:
     )
 
 
+def print_quality(bare: dict | None, db: Path) -> None:
+    """Grouped-CV R² per outcome: bare reference beside the pipeline's models (ml.model_runs)."""
+    import duckdb
+
+    pipeline: dict[str, dict] = {}
+    if db.exists():
+        with duckdb.connect(str(db), read_only=True) as con:
+            for outcome, metrics in con.execute("SELECT outcome, metrics FROM ml.model_runs").fetchall():
+                cv = json.loads(metrics)["grouped_cv"]
+                pipeline[outcome] = {"lightgbm": cv["lightgbm"]["r2"], "ridge": cv["ridge"]["r2"]}
+    bare_by = {r["outcome"]: r for r in (bare or {}).get("outcomes", [])}
+    outcomes = [o for o in ALL_OUTCOMES if o in bare_by or o in pipeline]
+    print(f"\ngrouped-CV R² (5 folds by gemeente)  {'bare lgbm':>10} {'bare ridge':>10} {'pipe lgbm':>10} {'pipe ridge':>10}")
+
+    def f(v):
+        return f"{v:10.4f}" if v is not None else f"{'-':>10}"
+
+    for o in outcomes:
+        b, p = bare_by.get(o, {}), pipeline.get(o, {})
+        print(f"  {o:<35} {f(b.get('cv_r2_lightgbm'))} {f(b.get('cv_r2_ridge'))} {f(p.get('lightgbm'))} {f(p.get('ridge'))}")
+
+
+def print_summary(lines: list[Line], bare_seconds: float | None, overall_peak: int, scope: str) -> None:
+    print(f"\n== summary ({scope})")
+    print(f"{'line':<48} {'seconds':>8} {'x bare':>7} {'peak RSS':>9}  target / note")
+    for line in lines:
+        ratio = f"{line.seconds / bare_seconds:7.2f}" if (line.seconds is not None and bare_seconds) else f"{'-':>7}"
+        peak = f"{line.peak_bytes / MIB:6.0f} MiB" if line.peak_bytes is not None else f"{'-':>9}"
+        target = TARGETS.get(line.name, "")
+        note = "; ".join(x for x in (target and f"target {target}", line.note) if x)
+        print(f"{line.label:<48} {_fmt_seconds(line.seconds)} {ratio} {peak}  {note}")
+    print(f"peak RSS of the whole run (this process + all descendants, sampled every 0.2 s): "
+          f"{overall_peak / MIB:.0f} MiB (target for the full run {PEAK_TARGET})")
+
+
+# --------------------------------------------------------------------------------------------- main
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None, help="source folder (default ../shared/data)")
-    parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    parser.add_argument("--data-dir", default=None, help="source folder (default: the project's, ../shared/data)")
+    parser.add_argument("--only", default=",".join(PHASES),
+                        help=f"comma-separated lines to run, of {', '.join(PHASES)} (incremental and nochange "
+                             "run the full materialisation first as their set-up)")
+    parser.add_argument("--outcomes", default=",".join(ALL_OUTCOMES),
+                        help="development only: limit the models (bare and pipeline) to these outcomes")
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark folder (database, models, data links)")
+    parser.add_argument("--skip-shap-check", action="store_true", help="skip pred_contrib vs shap.TreeExplainer")
     args = parser.parse_args()
 
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import dagster as dg
+    only = [p.strip() for p in args.only.split(",") if p.strip()]
+    unknown = sorted(set(only) - set(PHASES))
+    if unknown:
+        parser.error(f"--only: unknown lines {unknown}; choose from {', '.join(PHASES)}")
+    outcomes = [o.strip() for o in args.outcomes.split(",") if o.strip()]
+    if sorted(set(outcomes) - set(ALL_OUTCOMES)):
+        parser.error(f"--outcomes: choose from {', '.join(ALL_OUTCOMES)}")
+    full_scope = set(outcomes) == set(ALL_OUTCOMES)
+    scope = "all outcomes" if full_scope else f"DEVELOPMENT SCOPE, outcomes {','.join(outcomes)}: not comparable with the targets"
 
-    from wijk_assets.runner.materialize import materialize_all
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     from wijk_assets.settings import load_settings
 
-    workdir = Path(tempfile.mkdtemp(prefix="wijk_bench_"))
-    db = workdir / "bench.duckdb"
     base = load_settings()
-    data_dir = Path(args.data_dir).resolve() if args.data_dir else base.data_dir
-    from dataclasses import replace
-
+    real_data = Path(args.data_dir).resolve() if args.data_dir else base.data_dir
+    workdir = Path(tempfile.mkdtemp(prefix="wijk_bench_"))
+    data_dir = workdir / "data"
+    link_data_folder(real_data, data_dir)
+    db = workdir / "bench.duckdb"
     settings = replace(base, data_dir=data_dir, duckdb_path=db, cbs_base_url=None)
-    print(f"benchmark: data={data_dir} db={db} python={sys.version.split()[0]} cores={os.cpu_count()}")
+    print(f"benchmark: data={real_data} (linked in {data_dir}) db={db} python={sys.version.split()[0]} "
+          f"cores={os.cpu_count()} lines={','.join(only)} ({scope})", flush=True)
 
-    start = time.perf_counter()
-    report = materialize_all(settings, instance=dg.DagsterInstance.ephemeral(), log=lambda *_: None)
-    total = time.perf_counter() - start
+    lines: list[Line] = []
+    bare_result = None
+    with TreeRssSampler() as sampler:
+        # First, before this process imports Dagster or DuckDB: the reference in its own process.
+        if "bare" in only:
+            line, bare_result = run_bare(data_dir, outcomes, workdir, sampler)
+            lines.append(line)
+        if not full_scope:
+            limit_outcomes(outcomes)
+        from wijk_assets.lib.ml.training import OUTCOMES
 
-    stages: dict[str, float] = defaultdict(float)
-    print(f"\n{'step':<58} {'partition':>9} {'seconds':>8}  ok")
-    for t in report.timings:
-        print(f"{t.label:<58} {t.partition or '':>9} {t.seconds:8.2f}  {'yes' if t.success else 'NO'}")
-        stages[_stage(t.label)] += t.seconds
-    print("\nstage totals (sum of step wall times):")
-    for stage, seconds in sorted(stages.items(), key=lambda kv: -kv[1]):
-        print(f"  {stage:<14} {seconds:8.2f} s")
-    self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    size_mb = db.stat().st_size / 1e6 if db.exists() else 0.0
-    print(f"\ntotal wall time: {total:.1f} s")
-    # A child's high-water mark starts at the parent's size when it is forked (before dbt is exec'd), so
-    # the child figure is an upper bound of dbt's own memory, not a measurement of it.
-    print(f"peak RSS: this process {self_rss:.0f} MiB, largest child (dbt, upper bound) {child_rss:.0f} MiB")
-    print(f"database size: {size_mb:.1f} MB")
-    print(f"all steps succeeded: {report.success}")
-    if report.success:
-        _compare_explainers(settings)
-    if not args.keep:
-        shutil.rmtree(workdir)  # the database and the model artefacts beside it
+        assert tuple(OUTCOMES) == ALL_OUTCOMES, f"the pipeline's outcomes changed: {OUTCOMES}"
+        import dagster as dg
+
+        instance = dg.DagsterInstance.ephemeral()
+        needs_full = any(p in only for p in ("full", "incremental", "nochange"))
+        full_ok = False
+        if needs_full:
+            line, _ = run_full(settings, instance, sampler)
+            if "full" not in only:
+                line.note = ("(set-up for the refresh lines) " + line.note).strip()
+            lines.append(line)
+            full_ok = line.ok
+        if "reuse" in only:
+            lines.append(reuse_line())
+        if "incremental" in only:
+            if full_ok:
+                kwb = data_dir / KWB_REAL
+                new = kwb.with_name(kwb.name.replace("kwb-2023", f"kwb-{KWB_NEW_YEAR}"))
+                relabel_kwb(kwb.resolve(), new, 2023, KWB_NEW_YEAR)
+                print(f"\nnew release dropped in: {new.relative_to(data_dir)} (the real 2023 file, relabelled)")
+                lines.append(run_refresh("incremental", f"(c) refresh: KWB {KWB_NEW_YEAR}, no training row",
+                                         settings, instance, sampler))
+            else:
+                lines.append(Line("incremental", "(c) refresh: new release", note="skipped: (a) failed", ok=False))
+        if "nochange" in only:
+            if full_ok:
+                lines.append(run_refresh("nochange", "(d) refresh: nothing changed", settings, instance, sampler))
+            else:
+                lines.append(Line("nochange", "(d) refresh: nothing changed", note="skipped: (a) failed", ok=False))
+        overall_peak = sampler.overall_peak_bytes
+
+    if needs_full or bare_result:
+        print_quality(bare_result, db)
+    bare_seconds = lines[0].seconds if lines and lines[0].name == "bare" and lines[0].ok else None
+    print_summary(lines, bare_seconds, overall_peak, scope)
+    if needs_full and full_ok and "lbm" in outcomes and not args.skip_shap_check:
+        compare_explainers(settings)
+    if args.keep:
+        print(f"kept: {workdir}")
     else:
-        print(f"kept: {db}")
-    return 0 if report.success else 1
+        shutil.rmtree(workdir)  # the database, the model artefacts beside it and the data links
+    return 0 if all(line.ok for line in lines) else 1
 
 
 if __name__ == "__main__":

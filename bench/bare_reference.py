@@ -213,7 +213,7 @@ def training_table(rivm: dict[int, pd.DataFrame], outcomes: pd.DataFrame) -> pd.
     blocks = {year: area_blocks(wide) for year, wide in rivm.items()}
     parts = []
     for outcome_year, rows in outcomes.groupby("outcome_year"):
-        feature_year = feature_year_of(int(outcome_year), years)
+        feature_year = feature_year_of(outcome_year, years)
         if feature_year is None:
             continue
         block = blocks[feature_year]

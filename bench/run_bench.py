@@ -66,7 +66,7 @@ class Line:
 
 def _stage(label: str) -> str:
     """Stage of a step, from its step key (checks first: their keys start with their asset's key)."""
-    if label.startswith("raw/") or label.startswith("raw__"):
+    if label.startswith(("raw/", "raw__")):
         return "raw (incl. gate 1)"
     if "gate" in label or "check" in label or "no_judgemental" in label or "shift_since" in label:
         return "gates 2-3 + publish guard"
@@ -132,7 +132,7 @@ def run_bare(data_dir: Path, outcomes: list[str], workdir: Path, sampler: TreeRs
     print(f"\n== bare reference: {' '.join(cmd[1:])}", flush=True)
     sampler.reset()
     start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=REPO)
+    done = subprocess.run(cmd, cwd=REPO, check=False)
     seconds = time.perf_counter() - start
     line = Line("bare", f"bare reference ({len(outcomes)} outcome{'s' if len(outcomes) > 1 else ''})",
                 seconds, sampler.peak_bytes)

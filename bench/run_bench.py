@@ -256,19 +256,25 @@ def print_quality(bare: dict | None, db: Path) -> None:
     pipeline: dict[str, dict] = {}
     if db.exists():
         with duckdb.connect(str(db), read_only=True) as con:
-            for outcome, metrics in con.execute("SELECT outcome, metrics FROM ml.model_runs").fetchall():
+            runs = con.execute("SELECT outcome, metrics, n_rows, n_features FROM ml.model_runs").fetchall()
+            for outcome, metrics, n_rows, n_features in runs:
                 cv = json.loads(metrics)["grouped_cv"]
-                pipeline[outcome] = {"lightgbm": cv["lightgbm"]["r2"], "ridge": cv["ridge"]["r2"]}
+                pipeline[outcome] = {"lightgbm": cv["lightgbm"]["r2"], "ridge": cv["ridge"]["r2"],
+                                     "shape": f"{n_rows} x {n_features}"}
     bare_by = {r["outcome"]: r for r in (bare or {}).get("outcomes", [])}
     outcomes = [o for o in ALL_OUTCOMES if o in bare_by or o in pipeline]
-    print(f"\ngrouped-CV R² (5 folds by gemeente)  {'bare lgbm':>10} {'bare ridge':>10} {'pipe lgbm':>10} {'pipe ridge':>10}")
+    print("\ngrouped-CV R² (5 folds by gemeente; the two sides train on different rows, see bare_reference.py)")
+    print(f"  {'outcome':<8} {'bare rows x features':>20} {'lgbm':>7} {'ridge':>7} {'pipeline rows x features':>24} "
+          f"{'lgbm':>7} {'ridge':>7}")
 
     def f(v):
-        return f"{v:10.4f}" if v is not None else f"{'-':>10}"
+        return f"{v:7.4f}" if v is not None else f"{'-':>7}"
 
     for o in outcomes:
         b, p = bare_by.get(o, {}), pipeline.get(o, {})
-        print(f"  {o:<35} {f(b.get('cv_r2_lightgbm'))} {f(b.get('cv_r2_ridge'))} {f(p.get('lightgbm'))} {f(p.get('ridge'))}")
+        bare_shape = f"{b['rows']} x {b['features']}" if b else "-"
+        print(f"  {o:<8} {bare_shape:>20} {f(b.get('cv_r2_lightgbm'))} {f(b.get('cv_r2_ridge'))} "
+              f"{p.get('shape', '-'):>24} {f(p.get('lightgbm'))} {f(p.get('ridge'))}")
 
 
 def print_summary(lines: list[Line], bare_seconds: float | None, overall_peak: int, scope: str) -> None:

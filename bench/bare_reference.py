@@ -280,7 +280,7 @@ def model_outcome(table: pd.DataFrame, outcome: str, params: dict, seed: int, st
     additivity = float(np.max(np.abs(contrib.sum(axis=1) - final.predict(X[latest]))))
     return {
         "outcome": outcome,
-        "rows": int(len(y)),
+        "rows": len(y),
         "features": len(features),
         "latest_year": int(data["outcome_year"].max()),
         "shap_rows": int(latest.sum()),

@@ -113,7 +113,7 @@ def limit_outcomes(outcomes: list[str]) -> None:
     """
     import dagster as dg
 
-    import wijk_assets.keys as keys
+    from wijk_assets import keys
 
     keys.outcome_partitions = dg.StaticPartitionsDefinition(list(outcomes))
 

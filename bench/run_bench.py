@@ -184,8 +184,9 @@ def reuse_line() -> Line:
     params = ", ".join(inspect.signature(materialize_all).parameters)
     return Line(
         "reuse", "(b) full, models reuse stored hyperparameters", None, None,
-        f"not available: the pipeline has no switch for it yet (materialize_all({params}); the model "
-        "asset always tunes over lib.ml.training.DEFAULT_GRID)", ok=True,
+        f"not available: the pipeline offers no switch this benchmark knows of to train with stored "
+        f"hyperparameters (materialize_all({params}); the model asset tunes on every run); wire it in "
+        "bench/run_bench.py reuse_line() when it exists", ok=True,
     )
 
 

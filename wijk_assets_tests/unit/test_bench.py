@@ -1,7 +1,7 @@
-"""Tests of the benchmark's own helpers (not of timings): ``pytest bench/test_bench.py`` (a few seconds).
+"""Tests of the benchmark's own helpers in ``bench/`` (not of timings; a few seconds).
 
-Not under wijk_assets_tests/ (the bench is not part of the package); synthetic frames are labelled as
-such; the KWB relabelling test reads the real file from the shared data folder.
+Synthetic frames are labelled as such; the KWB relabelling test reads the real file from the shared
+data folder (through the ``shared_data_dir`` fixture, so it runs in the integration tier).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pandas as pd
 import psutil
 import pytest
 
-BENCH = Path(__file__).resolve().parent
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent))
 
@@ -24,7 +24,6 @@ from bare_reference import area_blocks, feature_year_of, parse_numbers, training
 from rss import MIB, TreeRssSampler, tree_rss_bytes  # noqa: E402
 from run_bench import KWB_REAL, relabel_kwb  # noqa: E402
 
-from wijk_assets.settings import DEFAULT_DATA_DIR  # noqa: E402
 
 CHILD_MIB = 300
 # A child that holds CHILD_MIB MiB of touched memory until killed.
@@ -120,11 +119,11 @@ def test_training_table_uses_the_as_of_year_and_exact_wijk_codes():
     assert table["a__18plus"].tolist() == [40.0, 80.0]
 
 
-def test_relabelled_kwb_copy_reads_as_the_new_year_with_identical_cells(tmp_path):
+def test_relabelled_kwb_copy_reads_as_the_new_year_with_identical_cells(shared_data_dir, tmp_path):
     from wijk_assets.lib.sources import read_source_file
     from wijk_assets.lib.sources.catalog import find_source_files
 
-    real = DEFAULT_DATA_DIR / KWB_REAL
+    real = shared_data_dir / KWB_REAL
     if not real.is_file():
         pytest.fail(f"real KWB file not found at {real}")
     target = tmp_path / Path(KWB_REAL).parent / "kwb-2024_gm0344_utrecht.xlsx"
@@ -132,7 +131,7 @@ def test_relabelled_kwb_copy_reads_as_the_new_year_with_identical_cells(tmp_path
     relabel_kwb(real, target, 2023, 2024)
     (new,) = find_source_files("cbs_kwb", tmp_path)
     relabelled = read_source_file(new)
-    original = read_source_file(find_source_files("cbs_kwb", DEFAULT_DATA_DIR)[0])
+    original = read_source_file(find_source_files("cbs_kwb", shared_data_dir)[0])
     assert relabelled.years() == [2024] and relabelled.metadata["sheet"] == "kwb-2024"
     columns = [c for c in original.frame.columns if c != "release_year"]
     pd.testing.assert_frame_equal(relabelled.frame[columns], original.frame[columns])

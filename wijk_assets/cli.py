@@ -60,6 +60,8 @@ class MaterializeReport:
     # Outcome partitions stopped by a blocking quality gate on a *model* (not an error): their
     # explanations are not (re)published; everything else carried on.
     blocked: list[str] = field(default_factory=list)
+    # Outcomes gate 3 (models/model_gate_verdict) withheld: a successful run, not published.
+    withheld: list[str] = field(default_factory=list)
 
     @property
     def success(self) -> bool:
@@ -165,6 +167,9 @@ def materialize_all(
                 part = f" [{partition_key}]" if partition_key else ""
                 status = "ok " if result.success else ("BLOCKED" if blocked_only else "FAILED")
                 log(f"{status} {len(keys)} assets ({names}){part} {seconds:.1f}s")
+                for line in _withheld(result):
+                    report.withheld.append(line)
+                    log(f"   WITHHELD by gate 3: {line} - this outcome is not published")
                 if blocked_only:
                     report.blocked.extend(f"{partition_key}: {g}" for g in gate)
                     log(f"   gate: {'; '.join(gate)} - this partition's outputs are not published")
@@ -174,6 +179,12 @@ def materialize_all(
                 log("stopped: later assets keep their previous content")
                 break
     return report
+
+
+def _withheld(result) -> list[str]:
+    from wijk_assets.assets.gate import withheld_in_result
+
+    return withheld_in_result(result)
 
 
 def _blocking_gate_failures(result) -> list[str]:
@@ -301,9 +312,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if report.success else 1
     if args.command == "materialize":
         report = materialize_all(settings, sources=args.source, downstream=not args.raw_only)
+        for line in report.withheld:
+            print(f"wijk-assets: WITHHELD (gate 3, not published): {line}")
         for line in report.blocked:
             print(f"wijk-assets: BLOCKED by a quality gate (not published): {line}")
-        done = "all assets materialised" if not report.blocked else "materialised; see BLOCKED lines"
+        done = "all assets materialised" if not (report.blocked or report.withheld) else "materialised; see WITHHELD/BLOCKED lines"
         print(f"wijk-assets: {done if report.success else 'FAILED (see above)'}; database: {settings.duckdb_path}")
         return 0 if report.success else 1
     return 2

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from wijk_assets.assets.dbt import dbt_feature_models, dbt_resource, dbt_training_models
-from wijk_assets.assets.explanations import correlations_table, explanations, model_quality_gate
+from wijk_assets.assets.explanations import correlations_table, explanations
+from wijk_assets.assets.gate import model_gate_verdict
 from wijk_assets.assets.models import liveability_model
 from wijk_assets.assets.monitoring import release_changes
 from wijk_assets.assets.raw import raw_assets
@@ -36,12 +37,13 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             dbt_feature_models,
             dbt_training_models,
             liveability_model,
+            model_gate_verdict,
             explanations,
             correlations_table,
             release_changes,
             *report_assets,
         ],
-        asset_checks=[*raw_gate_checks(), *feature_checks, model_quality_gate, *report_checks],
+        asset_checks=[*raw_gate_checks(), *feature_checks, *report_checks],
         sensors=[release_sensor, automation_sensor],
         schedules=[*weekly_refresh_schedules],
         resources=build_resources(settings),

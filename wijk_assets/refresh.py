@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from wijk_assets.cli import _blocking_gate_failures, ensure_dagster_home, materialize_keys
+from wijk_assets.cli import _blocking_gate_failures, _withheld, ensure_dagster_home, materialize_keys
 from wijk_assets.settings import Settings, load_settings
 
 MAX_AUTOMATION_TICKS = 25
@@ -42,6 +42,7 @@ class ExecutedRun:
     seconds: float
     failed_checks: list[str] = field(default_factory=list)  # "<check>: <verdict>" when only gates failed
     materialised: list[tuple[str, str | None]] = field(default_factory=list)  # (asset key, partition)
+    withheld_outcomes: list[str] = field(default_factory=list)  # "<outcome>: <reason>" from gate 3's verdict asset
 
     @property
     def withheld(self) -> bool:
@@ -96,6 +97,7 @@ def execute(
             (e.asset_key.to_user_string(), e.partition) for e in result.get_asset_materialization_events()
             for e in [e.event_specific_data.materialization]
         ],
+        withheld_outcomes=_withheld(result),
     )
 
 
@@ -178,6 +180,8 @@ def _log_run(log, run: ExecutedRun) -> None:
     status = "ok " if run.success else ("BLOCKED" if run.withheld else "FAILED")
     checks = f"; failed checks: {', '.join(run.failed_checks)}" if run.failed_checks else ""
     log(f"{status} {run.trigger}: {names}{part} {run.seconds:.1f}s{checks}")
+    for line in run.withheld_outcomes:
+        log(f"   WITHHELD by gate 3: {line} - this outcome is not published")
 
 
 def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | None = None, *, log=print) -> RefreshReport:

@@ -69,7 +69,7 @@ def national_reference(duckdb: WarehouseResource, year: int) -> pd.Series:
     partitions_def=outcome_partitions,
     group_name="explanations",
     pool=DUCKDB_POOL,
-    code_version="explain-1",
+    code_version="explain-2",
     can_subset=False,
 )
 def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource):

@@ -35,7 +35,7 @@ FEATURE_CATALOG_KEY = dg.AssetKey(["marts", "feature_catalog"])
 FEATURE_TABLE_KEY = dg.AssetKey(["marts", "fct_area_features"])
 MODEL_KEY = dg.AssetKey(["models", "liveability_model"])
 SEED = 20240917
-ML_CODE_VERSION = "ml-1"
+ML_CODE_VERSION = "ml-2"
 
 # Identifier / bookkeeping columns of the training mart; never model inputs.
 NON_FEATURE_COLUMNS = {

@@ -343,7 +343,7 @@ def run_facts(duckdb: WarehouseResource, run_id: str) -> dict:
     ],
     group_name="reports",
     pool=DUCKDB_POOL,
-    code_version="reports-1",
+    code_version="reports-2",
 )
 def register_and_model_card(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
     from wijk_assets.responsible.register import (

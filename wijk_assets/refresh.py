@@ -27,7 +27,6 @@ from wijk_assets.cli import _blocking_gate_failures, _withheld, ensure_dagster_h
 from wijk_assets.settings import Settings, load_settings
 
 MAX_AUTOMATION_TICKS = 25
-MODEL_GATE = "model_quality_gate"
 
 
 @dataclass
@@ -44,13 +43,6 @@ class ExecutedRun:
     materialised: list[tuple[str, str | None]] = field(default_factory=list)  # (asset key, partition)
     withheld_outcomes: list[str] = field(default_factory=list)  # "<outcome>: <reason>" from gate 3's verdict asset
 
-    @property
-    def withheld(self) -> bool:
-        """Failed only because gate 3 withheld a model (not an error: its outputs are not published)."""
-        return not self.success and bool(self.failed_checks) and all(
-            c.split(":")[0] == MODEL_GATE for c in self.failed_checks
-        )
-
 
 @dataclass
 class RefreshReport:
@@ -60,7 +52,8 @@ class RefreshReport:
 
     @property
     def success(self) -> bool:
-        return all(r.success or r.withheld for r in self.runs)
+        # a withheld outcome (gate 3) is a successful run with verdict "withheld", not a failure
+        return all(r.success for r in self.runs)
 
     def materialised(self) -> dict[str, list[str | None]]:
         """asset key -> partitions the runs materialised, in execution order (a run stopped by a gate
@@ -177,7 +170,7 @@ def follow_automation(
 def _log_run(log, run: ExecutedRun) -> None:
     names = ", ".join(run.asset_keys[:3]) + (f" … (+{len(run.asset_keys) - 3})" if len(run.asset_keys) > 3 else "")
     part = f" [{run.partition_key}]" if run.partition_key else ""
-    status = "ok " if run.success else ("BLOCKED" if run.withheld else "FAILED")
+    status = "ok " if run.success else "FAILED"
     checks = f"; failed checks: {', '.join(run.failed_checks)}" if run.failed_checks else ""
     log(f"{status} {run.trigger}: {names}{part} {run.seconds:.1f}s{checks}")
     for line in run.withheld_outcomes:

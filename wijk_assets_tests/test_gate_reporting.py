@@ -190,3 +190,16 @@ def test_monitoring_scores_only_years_after_the_training_cut_off():
     assert none_left["available"] is False and none_left["n"] == 0
     assert "no outcome year after the model's training cut-off 2022" in none_left["reason"]
     assert len(seen) == 1  # the model was not asked to predict its own training years
+
+
+def test_an_outcome_gate_3_has_not_judged_is_not_reported_as_published():
+    facts = _facts()
+    facts["outcomes"].append(outcome_facts("won", "Leefbaarometer dimension: housing stock",
+                                           _metrics(0.67, 0.66, 0.6, 0.6, 0.0), 18633, None))
+    entry = build_register_entry(facts, load_register_config())
+    won = next(v for v in entry["technische_werking"]["validatie"] if v["uitkomst"] == "won")
+    assert won["kwaliteitspoort"]["oordeel"] == "niet beoordeeld"
+    assert any(line.startswith("won: kwaliteitspoort 3 heeft dit model niet beoordeeld")
+               for line in entry["technische_werking"]["achtergehouden_uitkomsten"])
+    card = build_model_card(facts)
+    assert "| won | not judged |" in card and "**Withheld outcomes**: fys, won" in card

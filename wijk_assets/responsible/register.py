@@ -365,7 +365,7 @@ OUTCOME_LABELS_NL = {
     "vrz": "Leefbaarometer-dimensie voorzieningen",
     "won": "Leefbaarometer-dimensie woningvoorraad",
 }
-VERDICT_NL = {"published": "gepubliceerd", "withheld": "achtergehouden", None: "niet beoordeeld"}
+VERDICT_NL = {"published": "gepubliceerd", "withheld": "achtergehouden", "not judged": "niet beoordeeld"}
 TEMPORAL_METRIC = "r2_temporal"
 
 

@@ -1,4 +1,4 @@
-"""Withheld outcomes and honest figures reach every report; content versions; out-of-sample monitoring.
+"""Withheld outcomes and honest figures reach every report; content versions; model reuse; out-of-sample monitoring.
 
 Everything here is SYNTHETIC (made-up metrics, hashes and frames) and fast; the real-data path is in
 ``test_determinism.py`` and the end-to-end test.
@@ -203,3 +203,45 @@ def test_an_outcome_gate_3_has_not_judged_is_not_reported_as_published():
                for line in entry["technische_werking"]["achtergehouden_uitkomsten"])
     card = build_model_card(facts)
     assert "| won | not judged |" in card and "**Withheld outcomes**: fys, won" in card
+
+
+def test_explanations_of_a_withheld_outcome_materialise_empty_without_error(tmp_path):
+    """SYNTHETIC warehouse: a model run, its gate-3 verdict 'withheld', and stale explanation rows."""
+    from wijk_assets.assets.explanations import explanations
+    from wijk_assets.resources import WarehouseResource
+
+    db = tmp_path / "w.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE SCHEMA ml")
+        con.execute("CREATE TABLE ml.model_runs AS SELECT 'fys' AS outcome, 'v1' AS model_version, '/nowhere' AS artifact_path")
+        con.execute("CREATE TABLE ml.model_gate AS SELECT 'fys' AS outcome, 'v1' AS model_version, false AS passed, "
+                    "'withheld: not shown to beat the linear baseline' AS problems")
+        for table in ("shap_values", "global_importance", "area_drivers", "area_residuals"):
+            con.execute(f"CREATE TABLE ml.{table} AS SELECT * FROM (VALUES ('fys', 1.0), ('lbm', 2.0)) t(outcome, value)")
+    result = dg.materialize([explanations], partition_key="fys", resources={"duckdb": WarehouseResource(path=str(db))},
+                            instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    events = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
+    assert len(events) == 4
+    assert all(m.metadata["verdict"].value == "withheld" for m in events)
+    assert all("not shown to beat" in m.metadata["reason"].value for m in events)
+    with duckdb.connect(str(db), read_only=True) as con:
+        for table in ("shap_values", "global_importance", "area_drivers", "area_residuals"):
+            assert con.execute(f"SELECT outcome FROM ml.{table}").fetchall() == [("lbm",)]  # fys removed, lbm kept
+
+
+def test_a_model_is_reused_only_under_the_same_training_fingerprint_with_its_file_on_disk(tmp_path):
+    from wijk_assets.ml.reuse import reusable_run, training_fingerprint
+
+    base = dict(code_version="ml-2", seed=1, grid=[{"name": "a"}], library_version="4.6.0")
+    fingerprint = training_fingerprint("data-v1", **base)
+    assert fingerprint == training_fingerprint("data-v1", **base)
+    for changed in ({"code_version": "ml-3"}, {"seed": 2}, {"grid": [{"name": "b"}]}, {"library_version": "4.7"}):
+        assert training_fingerprint("data-v1", **{**base, **changed}) != fingerprint, changed
+    assert training_fingerprint("data-v2", **base) != fingerprint
+    (tmp_path / "model.txt").write_text("tree")
+    current = {"training_fingerprint": fingerprint, "artifact_path": str(tmp_path)}
+    assert reusable_run(current, fingerprint, "model.txt")
+    assert not reusable_run(current, training_fingerprint("data-v2", **base), "model.txt")
+    assert not reusable_run({**current, "artifact_path": str(tmp_path / "gone")}, fingerprint, "model.txt")
+    assert not reusable_run(None, fingerprint, "model.txt")

@@ -245,3 +245,27 @@ def test_a_model_is_reused_only_under_the_same_training_fingerprint_with_its_fil
     assert not reusable_run(current, training_fingerprint("data-v2", **base), "model.txt")
     assert not reusable_run({**current, "artifact_path": str(tmp_path / "gone")}, fingerprint, "model.txt")
     assert not reusable_run(None, fingerprint, "model.txt")
+
+
+def test_monitoring_records_changes_for_every_source_that_released():
+    """SYNTHETIC wide feature table: a health source with 2 years, a KWB-like source with 1 year."""
+    from wijk_assets.assets.monitoring import source_changes
+
+    features = pd.DataFrame({
+        "area_code": ["WK1", "WK2", "WK1", "WK2", "WK1", "WK2"],
+        "year": [2016, 2016, 2020, 2020, 2023, 2023],
+        "smokers__18plus": [20.0, 30.0, 18.0, 31.0, np.nan, np.nan],
+        "smokers__65plus": [10.0, 12.0, 9.0, 12.0, np.nan, np.nan],
+        "inhabitants": [np.nan, np.nan, np.nan, np.nan, 1000.0, 2000.0],
+    })
+    catalog = pd.DataFrame({"feature": ["smokers__18plus", "smokers__65plus", "inhabitants"],
+                            "source": ["rivm_gezondheid", "rivm_gezondheid", "cbs_kwb"]})
+    changes, sources = source_changes(features, catalog, national_source="rivm_gezondheid")
+    summary = sources.set_index("source")
+    assert summary.loc["rivm_gezondheid", "status"] == "compared"
+    assert (summary.loc["rivm_gezondheid", "year_prev"], summary.loc["rivm_gezondheid", "year_latest"]) == (2016, 2020)
+    assert summary.loc["cbs_kwb", "status"] == "one release only: nothing to compare yet"
+    assert summary.loc["cbs_kwb", "year_latest"] == 2023
+    assert set(changes["indicator"]) == {"smokers__18plus"}  # the health monitor: its 18+ figures
+    wk1 = changes[changes["area_code"] == "WK1"].iloc[0]
+    assert wk1["abs_change"] == pytest.approx(-2.0) and wk1["source"] == "rivm_gezondheid"

@@ -232,7 +232,8 @@ def run_refresh(name: str, label: str, settings, instance, sampler: TreeRssSampl
 
 def compare_explainers(settings) -> None:
     """pred_contrib vs shap.TreeExplainer on the same model and rows (the lbm model, latest year)."""
-    from wijk_assets.defs.explanations.assets import latest_rows, load_model_run
+    from wijk_assets.defs.explanations.assets import latest_rows
+    from wijk_assets.defs.models.gate import load_model_run
     from wijk_assets.defs.models.assets import load_training_frame
     from wijk_assets.defs.resources import WarehouseResource
     from wijk_assets.lib.ml.explain import compare_with_tree_explainer

@@ -76,9 +76,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if report.success else 1
     if args.command == "materialize":
         report = materialize_all(settings, sources=args.source, downstream=not args.raw_only)
+        for line in report.withheld:
+            print(f"wijk-assets: WITHHELD (gate 3, not published): {line}")
         for line in report.blocked:
             print(f"wijk-assets: BLOCKED by a quality gate (not published): {line}")
-        done = "all assets materialised" if not report.blocked else "materialised; see BLOCKED lines"
+        done = (
+            "all assets materialised"
+            if not (report.blocked or report.withheld)
+            else "materialised; see WITHHELD/BLOCKED lines"
+        )
         print(f"wijk-assets: {done if report.success else 'FAILED (see above)'}; database: {settings.duckdb_path}")
         return 0 if report.success else 1
     return 2

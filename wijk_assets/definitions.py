@@ -5,7 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from wijk_assets.defs.dbt.assets import dbt_feature_models, dbt_resource, dbt_training_models
-from wijk_assets.defs.explanations.assets import correlations_table, explanations, model_quality_gate
+from wijk_assets.defs.explanations.assets import correlations_table, explanations
+from wijk_assets.defs.models.gate import model_gate_verdict
 from wijk_assets.defs.models.assets import liveability_model
 from wijk_assets.defs.monitoring.assets import release_changes
 from wijk_assets.defs.raw.assets import raw_assets
@@ -39,6 +40,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         dbt_feature_models,
         dbt_training_models,
         liveability_model,
+        model_gate_verdict,
         explanations,
         correlations_table,
         release_changes,
@@ -46,7 +48,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     ]
     return dg.Definitions(
         assets=dg.map_asset_specs(apply_house_style, assets),
-        asset_checks=[*raw_gate_checks(), *feature_checks, model_quality_gate, *report_checks],
+        asset_checks=[*raw_gate_checks(), *feature_checks, *report_checks],
         sensors=[release_sensor, automation_sensor],
         schedules=[*weekly_refresh_schedules],
         jobs=STAGE_JOBS,

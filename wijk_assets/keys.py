@@ -27,6 +27,7 @@ RPT_COVERAGE_KEY = dg.AssetKey(["marts", "rpt_coverage"])
 
 # models and explanations (partitioned per outcome where it says so)
 MODEL_KEY = dg.AssetKey(["models", "liveability_model"])
+GATE_KEY = dg.AssetKey(["models", "model_gate_verdict"])  # gate 3's verdict per outcome
 SHAP_KEY = dg.AssetKey(["explanations", "shap_values"])
 IMPORTANCE_KEY = dg.AssetKey(["explanations", "global_importance"])
 DRIVERS_KEY = dg.AssetKey(["explanations", "area_drivers"])
@@ -45,7 +46,7 @@ outcome_partitions = dg.StaticPartitionsDefinition(list(OUTCOMES))
 
 __all__ = [
     "AUDIT_KEY", "CHANGES_KEY", "CORRELATIONS_KEY", "COVERAGE_KEY", "DRIVERS_KEY", "FEATURE_CATALOG_KEY",
-    "FEATURE_TABLE_KEY", "IMPORTANCE_KEY", "MODEL_CARD_KEY", "MODEL_KEY", "OUTCOMES", "OUTCOMES_KEY",
+    "FEATURE_TABLE_KEY", "GATE_KEY", "IMPORTANCE_KEY", "MODEL_CARD_KEY", "MODEL_KEY", "OUTCOMES", "OUTCOMES_KEY",
     "OUTCOME_LABELS", "PUBLISH_KEY", "RAW_PREFIX", "REGISTER_KEY", "RESIDUALS_KEY", "RPT_COVERAGE_KEY",
     "SHAP_KEY", "TRAINING_KEY", "outcome_partitions", "raw_asset_key",
 ]

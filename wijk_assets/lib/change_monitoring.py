@@ -371,8 +371,15 @@ def performance_on_new_year(
     *,
     feature_columns: Sequence[str] | None = None,
     reference: Mapping[str, float] | None = None,
+    training_cutoff: int | None = None,
+    year_col: str = "outcome_year",
 ) -> dict[str, Any]:
     """How the existing (not yet retrained) model does on the new year's rows.
+
+    ``training_cutoff``: the latest outcome year the model was trained on. When given, only rows of
+    later years (``year_col``) are scored: a model scored on a year it was trained on measures its
+    fit, not its performance on a new year. When no such row exists the result says so
+    (``available`` False, ``reason``, ``n`` 0) instead of returning an in-sample figure.
 
     ``model_predict_fn`` gets the feature frame (``new_frame[feature_columns]``, or ``new_frame``
     without the outcome column) and returns one prediction per row. ``outcome``: the column name in
@@ -383,6 +390,22 @@ def performance_on_new_year(
     when it was trained, e.g. ``{"r2": 0.71, "mae": 2.3}``) also ``r2_drop`` (reference - new) and
     ``mae_increase`` (new - reference).
     """
+    if training_cutoff is not None:
+        if year_col not in new_frame.columns:
+            raise ValueError(f"training_cutoff needs the year column {year_col!r} in the frame")
+        years = pd.to_numeric(new_frame[year_col], errors="coerce")
+        later = (years > int(training_cutoff)).to_numpy()
+        if not later.any():
+            present = sorted(int(y) for y in years.dropna().unique())
+            return {
+                "available": False,
+                "reason": f"no outcome year after the model's training cut-off {int(training_cutoff)} "
+                          f"(years in the frame: {present}): no out-of-sample year to score",
+                "n": 0, "training_cutoff": int(training_cutoff),
+            }
+        if not isinstance(outcome, str):
+            outcome = pd.Series(np.asarray(outcome), index=new_frame.index)[later]
+        new_frame = new_frame.loc[later]
     if isinstance(outcome, str):
         if outcome not in new_frame.columns:
             raise ValueError(f"outcome column {outcome!r} is not in the frame")
@@ -402,6 +425,7 @@ def performance_on_new_year(
     has_prediction = ~np.isnan(predictions)
     y_obs, predictions = y_obs[has_prediction], predictions[has_prediction]
     result: dict[str, Any] = {
+        **({"available": True, "training_cutoff": int(training_cutoff)} if training_cutoff is not None else {}),
         "n": int(len(y_obs)),
         "n_no_outcome": int((~has_outcome).sum()),
         "n_no_prediction": int((~has_prediction).sum()),

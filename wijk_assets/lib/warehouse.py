@@ -80,6 +80,24 @@ def ensure_table(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, 
         )
 
 
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = table.split(".", 1)
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
+    ).fetchone()[0])
+
+
+def add_missing_columns(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str]) -> None:
+    """Add the columns a newer version writes to an existing bookkeeping table (NULL in old rows), so an
+    ``ml.*`` table of an earlier run does not have to be dropped by hand."""
+    if not table_exists(con, table):
+        return
+    existing = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+    for name, sql_type in columns.items():
+        if name not in existing:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {quote_ident(name)} {sql_type}")
+
+
 def replace_partition(
     con: duckdb.DuckDBPyConnection,
     table: str,

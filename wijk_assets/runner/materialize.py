@@ -57,6 +57,8 @@ class MaterializeReport:
     # Outcome partitions stopped by a blocking quality gate on a *model* (not an error): their
     # explanations are not (re)published; everything else carried on.
     blocked: list[str] = field(default_factory=list)
+    # Outcomes gate 3 (models/model_gate_verdict) withheld: a successful run, not published.
+    withheld: list[str] = field(default_factory=list)
 
     @property
     def success(self) -> bool:
@@ -187,6 +189,9 @@ def materialize_all(
                 part = f" [{partition_key}]" if partition_key else ""
                 status = "ok " if result.success else ("BLOCKED" if blocked_only else "FAILED")
                 log(f"{status} {len(keys)} assets ({names}){part} {seconds:.1f}s")
+                for line in _withheld(result):
+                    report.withheld.append(line)
+                    log(f"   WITHHELD by gate 3: {line} - this outcome is not published")
                 if blocked_only:
                     report.blocked.extend(f"{partition_key}: {g}" for g in gate)
                     log(f"   gate: {'; '.join(gate)} - this partition's outputs are not published")
@@ -196,6 +201,12 @@ def materialize_all(
                 log("stopped: later assets keep their previous content")
                 break
     return report
+
+
+def _withheld(result) -> list[str]:
+    from wijk_assets.defs.models.gate import withheld_in_result
+
+    return withheld_in_result(result)
 
 
 def _blocking_gate_failures(result) -> list[str]:

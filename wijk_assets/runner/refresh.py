@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from wijk_assets.runner.materialize import _blocking_gate_failures, ensure_dagster_home, materialize_keys
+from wijk_assets.runner.materialize import _blocking_gate_failures, _withheld, ensure_dagster_home, materialize_keys
 from wijk_assets.settings import Settings, load_settings
 
 MAX_AUTOMATION_TICKS = 25
-MODEL_GATE = "model_quality_gate"
 
 
 @dataclass
@@ -42,13 +41,7 @@ class ExecutedRun:
     seconds: float
     failed_checks: list[str] = field(default_factory=list)  # "<check>: <verdict>" when only gates failed
     materialised: list[tuple[str, str | None]] = field(default_factory=list)  # (asset key, partition)
-
-    @property
-    def withheld(self) -> bool:
-        """Failed only because gate 3 withheld a model (not an error: its outputs are not published)."""
-        return not self.success and bool(self.failed_checks) and all(
-            c.split(":")[0] == MODEL_GATE for c in self.failed_checks
-        )
+    withheld_outcomes: list[str] = field(default_factory=list)  # "<outcome>: <reason>" from gate 3's verdict asset
 
 
 @dataclass
@@ -59,7 +52,8 @@ class RefreshReport:
 
     @property
     def success(self) -> bool:
-        return all(r.success or r.withheld for r in self.runs)
+        # a withheld outcome (gate 3) is a successful run with verdict "withheld", not a failure
+        return all(r.success for r in self.runs)
 
     def materialised(self) -> dict[str, list[str | None]]:
         """asset key -> partitions the runs materialised, in execution order (a run stopped by a gate
@@ -96,6 +90,7 @@ def execute(
             (e.asset_key.to_user_string(), e.partition) for e in result.get_asset_materialization_events()
             for e in [e.event_specific_data.materialization]
         ],
+        withheld_outcomes=_withheld(result),
     )
 
 
@@ -175,9 +170,11 @@ def follow_automation(
 def _log_run(log, run: ExecutedRun) -> None:
     names = ", ".join(run.asset_keys[:3]) + (f" … (+{len(run.asset_keys) - 3})" if len(run.asset_keys) > 3 else "")
     part = f" [{run.partition_key}]" if run.partition_key else ""
-    status = "ok " if run.success else ("BLOCKED" if run.withheld else "FAILED")
+    status = "ok " if run.success else "FAILED"
     checks = f"; failed checks: {', '.join(run.failed_checks)}" if run.failed_checks else ""
     log(f"{status} {run.trigger}: {names}{part} {run.seconds:.1f}s{checks}")
+    for line in run.withheld_outcomes:
+        log(f"   WITHHELD by gate 3: {line} - this outcome is not published")
 
 
 def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | None = None, *, log=print) -> RefreshReport:

@@ -31,7 +31,15 @@ def test_blocking_gates_guard_each_stage():
     for source in ("rivm_gezondheid", "leefbaarometer", "cbs_kwb", "cbs_nabijheid", "cbs_ses_woa", "gemeente_survey"):
         assert (f"raw/{source}", f"ge_gate_{source}") in blocking
     assert ("marts/fct_area_features", "ge_gate_fct_area_features") in blocking
-    assert ("models/liveability_model", "model_quality_gate") in blocking
+    # gate 3 is an asset (a verdict per outcome) that every consumer of a model depends on directly
+    gate = dg.AssetKey(["models", "model_gate_verdict"])
+    assert graph.get(gate).partitions_def.get_partition_keys() == ["lbm", "fys", "onv", "soc", "vrz", "won"]
+    assert dg.AssetKey(["models", "liveability_model"]) in graph.get(gate).parent_keys
+    for consumer in (["explanations", "shap_values"], ["explanations", "area_drivers"],
+                     ["explanations", "area_residuals"], ["explanations", "global_importance"],
+                     ["publish", "area_explanations"], ["reports", "algorithm_register_entry"],
+                     ["reports", "model_card"]):
+        assert gate in graph.get(dg.AssetKey(consumer)).parent_keys, consumer
     assert ("publish/area_explanations", "no_judgemental_labels_or_sensitive_columns") in blocking
 
 

@@ -36,8 +36,9 @@ aggregated as (
         b.measure_id,
         count(*) as n_cells,
         count(b.value) as n_values,
-        sum(b.value) as sum_value,
-        avg(b.value) as avg_value,
+        -- summed over a sorted list: the same value whatever order the rows arrive in (determinism)
+        list_sum(list_sort(list(b.value))) as sum_value,
+        list_avg(list_sort(list(b.value))) as avg_value,
         mode(b.missing_reason) as common_missing_reason,
         count(distinct b.area_code) as n_buurten
     from buurt_cells as b

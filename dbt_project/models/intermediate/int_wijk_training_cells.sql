@@ -55,7 +55,10 @@ own_values as (
 ),
 
 gemeente_values as (
-    select cc.combo_id, 'gm__' || v.feature as column_name, avg(v.value) as value
+    -- ordered mean: avg() over a parallel hash aggregate adds partial sums in varying order, which made
+    -- two builds of the same data differ by ~1e-14 (and retrained every model); a sorted list is summed
+    -- in one fixed order
+    select cc.combo_id, 'gm__' || v.feature as column_name, list_avg(list_sort(list(v.value))) as value
     from combo_choices as cc
     join feature_values as v
       on cc.block = 'gemeente' and v.source = cc.source and v.year = cc.source_year and v.area_code = cc.target_area_code
@@ -64,7 +67,8 @@ gemeente_values as (
 
 -- spread over the buurten of each own-block target: a wijk target's buurten (BU gggg ww ..), or all
 -- buurten of a former gemeente that is the target (rules former_gemeente_*). Statistics are computed per
--- wijk for all buurten at once, then joined to the (few thousand) targets.
+-- wijk for all buurten at once, then joined to the (few thousand) targets. The standard deviation is
+-- taken over a sorted list, so it does not depend on the order rows reach the aggregate (determinism).
 buurt_values as (
     select source, year, area_code, 'WK' || substr(area_code, 3, 6) as wijk_code,
            'GM' || substr(area_code, 3, 4) as gemeente_code, feature, value
@@ -74,14 +78,14 @@ buurt_values as (
 
 wijk_stats as (
     select source, year, wijk_code as parent_code, feature,
-           stddev_samp(value) as sd, min(value) as min_, max(value) as max_
+           list_stddev_samp(list_sort(list(value))) as sd, min(value) as min_, max(value) as max_
     from buurt_values
     group by all
 ),
 
 gemeente_stats as (
     select source, year, gemeente_code as parent_code, feature,
-           stddev_samp(value) as sd, min(value) as min_, max(value) as max_
+           list_stddev_samp(list_sort(list(value))) as sd, min(value) as min_, max(value) as max_
     from buurt_values
     where gemeente_code in (select target_area_code from own_targets where target_area_level = 'gemeente')
     group by all

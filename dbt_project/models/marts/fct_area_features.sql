@@ -39,3 +39,5 @@ left join (
     using first(value)
     group by area_code, year
 ) as w using (area_code, year)
+-- explicit row order: two builds of the same data give the same table, row for row
+order by a.area_code, a.year

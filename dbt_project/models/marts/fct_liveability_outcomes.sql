@@ -13,8 +13,10 @@ select
     max(value) filter (where feature = 'soc') as soc,
     max(value) filter (where feature = 'vrz') as vrz,
     max(value) filter (where feature = 'won') as won,
-    any_value(source_file) as source_file,
-    any_value(source_sha256) as source_sha256,
+    -- min / arg_min rather than any_value: the same row whatever order the scan delivers (determinism)
+    min(source_file) as source_file,
+    arg_min(source_sha256, source_file) as source_sha256,
     min(source_row) as source_row
 from {{ ref('stg_leefbaarometer') }}
 group by all
+order by wijk_code, year

@@ -87,3 +87,5 @@ from outcomes as o
 left join meta as m on m.lbm_wijk_code = o.wijk_code and m.outcome_year = o.year
 left join combos as k on k.lbm_wijk_code = o.wijk_code and k.outcome_year = o.year
 left join wide as w on w.combo_id = k.combo_id
+-- explicit row order (the models also sort what they read): same data, same table row for row
+order by o.wijk_code, o.year

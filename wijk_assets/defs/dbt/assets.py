@@ -144,16 +144,14 @@ def column_lineage_metadata(key: dg.AssetKey, duckdb: WarehouseResource) -> dict
 
 
 def table_content_version(key: dg.AssetKey, duckdb: WarehouseResource) -> str:
-    """A data version of the table ``<schema>.<name>`` from its content: the sha256 over the sorted md5s
-    of its rows (each row cast to text with its column names), so row order does not matter and a
-    renamed, added or retyped column does. Takes a few seconds on the feature table (54k rows)."""
+    """A data version of the table ``<schema>.<name>`` from its content (see
+    :mod:`wijk_assets.lib.content_version`): row order and float noise below 12 significant digits do not
+    count, a renamed, added or retyped column does. Takes a few seconds on the feature table."""
+    from wijk_assets.lib.content_version import content_version
+
     schema, name = key.path
     with duckdb.connect(read_only=True) as con:
-        rows, digest = con.execute(
-            f'SELECT count(*), sha256(coalesce(string_agg(h, \'\' ORDER BY h), \'\')) '
-            f'FROM (SELECT md5(CAST(t AS VARCHAR)) AS h FROM "{schema}"."{name}" AS t)'
-        ).fetchone()
-    return f"{rows}-{digest[:32]}"
+        return content_version(con, schema, name)
 
 
 def with_column_lineage(events, duckdb: WarehouseResource):

@@ -1,4 +1,4 @@
-"""Explanation tables per outcome (SHAP), plus the model's quality gate (gate 3).
+"""Explanation tables per outcome (SHAP), for the outcomes whose model passed gate 3.
 
 The "t-shape": breadth (``global_importance`` over all drivers) and depth per wijk
 (``shap_values``, ``area_drivers``, ``area_residuals``). Explanations are computed for each wijk's
@@ -6,9 +6,12 @@ latest outcome year, the picture a wijkanalyse starts from. SHAP values come fro
 ``pred_contrib`` (exact TreeSHAP; a test shows it equals ``shap.TreeExplainer`` and the benchmark shows
 it is faster). Contributions that are exactly 0 (features the trees never split on) are not stored:
 base value + the stored contributions still add up to the prediction.
+
+Gate 3 (``models/model_gate_verdict``, :mod:`wijk_assets.defs.models.gate`) is an upstream asset: for an
+outcome it withheld, the explanation partitions materialise empty (their earlier rows removed) with the
+verdict and its reason in the metadata, a normal state rather than a failed run.
 """
 
-import json
 
 import dagster as dg
 import numpy as np
@@ -18,6 +21,7 @@ from wijk_assets.defs.models.assets import load_training_frame
 from wijk_assets.defs.raw.assets import DUCKDB_POOL
 from wijk_assets.defs.resources import WarehouseResource
 from wijk_assets.keys import (
+    GATE_KEY,
     CORRELATIONS_KEY,
     DRIVERS_KEY,
     FEATURE_TABLE_KEY,
@@ -29,24 +33,10 @@ from wijk_assets.keys import (
     TRAINING_KEY,
     outcome_partitions,
 )
+from wijk_assets.defs.models.gate import load_model_run, load_verdict
 from wijk_assets.defs.column_lineage import explanation_lineage
 from wijk_assets.defs.automation.conditions import downstream_automation_condition
 from wijk_assets.lib.warehouse import replace_partition, replace_table, sql_types
-
-ADDITIVITY_TOLERANCE = 1e-6
-# Gate 3: a feature that carries at least DOMINANT_GAIN_SHARE of the model's total gain may be missing on
-# at most MAX_MISSING_DOMINANT of the training rows; otherwise the model leans on imputed structure.
-DOMINANT_GAIN_SHARE = 0.10
-MAX_MISSING_DOMINANT = 0.30
-
-
-def load_model_run(duckdb: WarehouseResource, outcome: str) -> dict:
-    with duckdb.connect(read_only=True) as con:
-        row = con.execute("SELECT * FROM ml.model_runs WHERE outcome = ?", [outcome]).df()
-    if row.empty:
-        raise dg.Failure(f"no trained model for outcome {outcome!r}: materialise models/liveability_model first")
-    return row.iloc[0].to_dict()
-
 
 def latest_rows(frame: pd.DataFrame, outcome: str) -> pd.DataFrame:
     """Each wijk's most recent outcome year with a value for ``outcome``."""
@@ -71,15 +61,15 @@ def national_reference(duckdb: WarehouseResource, year: int) -> pd.Series:
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(SHAP_KEY, deps=[MODEL_KEY, TRAINING_KEY], automation_condition=downstream_automation_condition(), description="SHAP contribution per wijk x outcome x feature (long), with base value and prediction."),
-        dg.AssetSpec(IMPORTANCE_KEY, deps=[MODEL_KEY], automation_condition=downstream_automation_condition(), description="Global importance per outcome: mean |SHAP|, rank and direction of effect."),
-        dg.AssetSpec(DRIVERS_KEY, deps=[MODEL_KEY, FEATURE_TABLE_KEY], automation_condition=downstream_automation_condition(), description="Per wijk, the top drivers pushing the predicted score up and down, in plain language."),
-        dg.AssetSpec(RESIDUALS_KEY, deps=[MODEL_KEY], automation_condition=downstream_automation_condition(), description="Actual vs out-of-fold predicted score; flagged outside the cross-validated error band."),
+        dg.AssetSpec(SHAP_KEY, deps=[MODEL_KEY, TRAINING_KEY, GATE_KEY], automation_condition=downstream_automation_condition(), description="SHAP contribution per wijk x outcome x feature (long), with base value and prediction."),
+        dg.AssetSpec(IMPORTANCE_KEY, deps=[MODEL_KEY, GATE_KEY], automation_condition=downstream_automation_condition(), description="Global importance per outcome: mean |SHAP|, rank and direction of effect."),
+        dg.AssetSpec(DRIVERS_KEY, deps=[MODEL_KEY, FEATURE_TABLE_KEY, GATE_KEY], automation_condition=downstream_automation_condition(), description="Per wijk, the top drivers pushing the predicted score up and down, in plain language."),
+        dg.AssetSpec(RESIDUALS_KEY, deps=[MODEL_KEY, GATE_KEY], automation_condition=downstream_automation_condition(), description="Actual vs out-of-fold predicted score; flagged outside the cross-validated error band."),
     ],
     partitions_def=outcome_partitions,
     group_name="explanations",
     pool=DUCKDB_POOL,
-    code_version="explain-1",
+    code_version="explain-2",
     can_subset=False,
 )
 def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
@@ -88,6 +78,15 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
 
     outcome = context.partition_key
     run = load_model_run(duckdb, outcome)
+    verdict = load_verdict(duckdb, outcome, run["model_version"])
+    if verdict is None:
+        raise dg.Failure(
+            f"gate 3 has not judged the current {outcome} model ({run['model_version']}): materialise "
+            f"models/model_gate_verdict [{outcome}] first"
+        )
+    if not verdict["passed"]:
+        yield from _withheld(duckdb, outcome, run["model_version"], verdict["problems"])
+        return
     artifact = load_artifact(run["artifact_path"])
     frame, catalog = load_training_frame(duckdb)
     rows = latest_rows(frame, outcome)
@@ -197,6 +196,36 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
     )
 
 
+EXPLANATION_TABLES = {
+    SHAP_KEY: "ml.shap_values",
+    IMPORTANCE_KEY: "ml.global_importance",
+    DRIVERS_KEY: "ml.area_drivers",
+    RESIDUALS_KEY: "ml.area_residuals",
+}
+
+
+def _withheld(duckdb: WarehouseResource, outcome: str, model_version: str, reason: str):
+    """Gate 3 withheld the outcome: no explanations of it exist (earlier rows are removed), and each
+    partition says so in its metadata. Not an error."""
+    from wijk_assets.lib.warehouse import table_exists
+
+    with duckdb.connect() as con:
+        for table in EXPLANATION_TABLES.values():
+            if table_exists(con, table):
+                con.execute(f"DELETE FROM {table} WHERE outcome = ?", [outcome])
+    for key, table in EXPLANATION_TABLES.items():
+        yield dg.MaterializeResult(
+            asset_key=key,
+            metadata={
+                "verdict": "withheld",
+                "reason": reason,
+                "model_version": model_version,
+                "dagster/row_count": 0,
+                "dagster/table_name": table,
+            },
+        )
+
+
 def _focus_gemeente() -> str:
     from wijk_assets.settings import load_settings
 
@@ -239,74 +268,4 @@ def correlations_table(duckdb: WarehouseResource) -> dg.MaterializeResult:
                 .dropna(subset=["rho"]).head(10)[["feature", "label", "rho", "q_value"]].to_markdown(index=False)
             ),
         }
-    )
-
-
-@dg.asset_check(
-    asset=MODEL_KEY,
-    name="model_quality_gate",
-    blocking=True,
-    pool=DUCKDB_POOL,
-    description=(
-        "Gate 3 (blocking): grouped-CV R² above the ridge baseline, no feature carrying "
-        f"≥{DOMINANT_GAIN_SHARE:.0%} of the gain that is missing on more than {MAX_MISSING_DOMINANT:.0%} of "
-        "training rows, and SHAP additivity on a sample of training rows."
-    ),
-)
-def model_quality_gate(context: dg.AssetCheckExecutionContext, duckdb: WarehouseResource) -> dg.AssetCheckResult:
-    from wijk_assets.lib.ml.explain import contributions
-    from wijk_assets.lib.ml.training import load_artifact
-
-    outcomes = [context.partition_key] if context.has_partition_key else list(OUTCOMES)
-    frame, _ = load_training_frame(duckdb)
-    problems, details, verdicts = [], {}, []
-    for outcome in outcomes:
-        before = len(problems)
-        run = load_model_run(duckdb, outcome)
-        artifact = load_artifact(run["artifact_path"])
-        metrics = json.loads(run["metrics"])["grouped_cv"]
-        r2, ridge = metrics["lightgbm"]["r2"], metrics["ridge"]["r2"]
-        if not r2 > ridge:
-            problems.append(f"{outcome}: CV R² {r2:.3f} does not beat the ridge baseline {ridge:.3f}")
-        rows = frame[frame[outcome].notna()]
-        gain = pd.Series(artifact.booster.feature_importance("gain"), index=artifact.features)
-        gain_share = (gain / gain.sum()).sort_values(ascending=False)
-        top = gain_share.head(5).index
-        missing = rows[list(top)].isna().mean()
-        for feature in gain_share[gain_share >= DOMINANT_GAIN_SHARE].index:
-            share = float(rows[feature].isna().mean())
-            if share > MAX_MISSING_DOMINANT:
-                problems.append(
-                    f"{outcome}: {feature} carries {gain_share[feature]:.0%} of the gain but is missing on "
-                    f"{share:.0%} of training rows"
-                )
-        sample = rows.sample(n=min(500, len(rows)), random_state=0)
-        shap_values, base, prediction = contributions(artifact.booster, sample[artifact.features])
-        additivity = float(np.max(np.abs(shap_values.sum(axis=1) + base - prediction)))
-        if additivity > ADDITIVITY_TOLERANCE:
-            problems.append(f"{outcome}: SHAP additivity error {additivity:.2e}")
-        verdicts.append({
-            "outcome": outcome,
-            "model_version": run["model_version"],
-            "passed": len(problems) == before,
-            "problems": "; ".join(problems[before:]),
-            "cv_r2": r2,
-            "ridge_r2": ridge,
-            "checked_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
-        })
-        details[outcome] = {
-            "cv_r2": r2, "ridge_r2": ridge,
-            "top5_gain_share": {k: float(gain_share[k]) for k in top},
-            "top5_missing_share": {k: float(v) for k, v in missing.items()},
-            "additivity_max_abs_error": additivity,
-        }
-    # The verdict is also stored, so publishing and the register entry use only models that passed.
-    with duckdb.connect() as con:
-        for verdict in verdicts:
-            row = pd.DataFrame([verdict])
-            replace_partition(con, "ml.model_gate", [(row, {})], sql_types(row), {"outcome": verdict["outcome"]})
-    return dg.AssetCheckResult(
-        passed=not problems,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"problems": "; ".join(problems) or "none", "details": dg.MetadataValue.json(details)},
     )

@@ -25,11 +25,11 @@ from wijk_assets.keys import (
     TRAINING_KEY,
     outcome_partitions,
 )
-from wijk_assets.lib.warehouse import replace_partition, sql_types
+from wijk_assets.lib.warehouse import add_missing_columns, ensure_table, replace_partition, sql_types, table_exists
 
 
 SEED = 20240917
-ML_CODE_VERSION = "ml-1"
+ML_CODE_VERSION = "ml-2"
 
 # Identifier / bookkeeping columns of the training mart; never model inputs.
 NON_FEATURE_COLUMNS = {
@@ -50,6 +50,25 @@ MODEL_RUNS_COLUMNS = {
     "seed": "BIGINT",
     "metrics": "VARCHAR",
     "created_at": "TIMESTAMP",
+    # retrain only on new training data (wijk_assets.lib.ml.reuse): the fingerprint the model was trained
+    # under, whether this materialisation trained it or reused it, and when it was last confirmed
+    "training_fingerprint": "VARCHAR",
+    "action": "VARCHAR",
+    "run_id": "VARCHAR",
+    "checked_at": "TIMESTAMP",
+}
+# One row per materialisation of a model partition (never replaced): the record a test or an auditor
+# reads to see whether a release retrained a model ("trained") or found its training data unchanged
+# ("reused").
+MODEL_RUN_LOG_COLUMNS = {
+    "outcome": "VARCHAR",
+    "model_version": "VARCHAR",
+    "data_version": "VARCHAR",
+    "training_fingerprint": "VARCHAR",
+    "action": "VARCHAR",
+    "run_id": "VARCHAR",
+    "seconds": "DOUBLE",
+    "logged_at": "TIMESTAMP",
 }
 
 
@@ -62,8 +81,11 @@ def load_training_frame(duckdb: WarehouseResource) -> tuple[pd.DataFrame, pd.Dat
     """The wijk training mart and a catalog covering every model input column (context columns
     ``gm__x`` / ``bu_sd__x`` … inherit the label of ``x`` with a prefix in words)."""
     with duckdb.connect(read_only=True) as con:
-        frame = con.execute("SELECT * FROM marts.mart_wijk_training WHERE feature_year IS NOT NULL").df()
-        base = con.execute("SELECT * FROM marts.feature_catalog").df()
+        # sorted by the mart's keys: the models see the same rows in the same order on every build
+        frame = con.execute(
+            "SELECT * FROM marts.mart_wijk_training WHERE feature_year IS NOT NULL ORDER BY area_code, outcome_year"
+        ).df()
+        base = con.execute("SELECT * FROM marts.feature_catalog ORDER BY feature").df()
     return frame, model_feature_catalog(frame, base)
 
 
@@ -105,7 +127,31 @@ def model_feature_catalog(frame: pd.DataFrame, base: pd.DataFrame) -> pd.DataFra
 
 def _write_partition(duckdb: WarehouseResource, table: str, frame: pd.DataFrame, columns: dict, outcome: str):
     with duckdb.connect() as con:
+        add_missing_columns(con, table, columns)
         return replace_partition(con, table, [(frame, {})], columns, {"outcome": outcome})
+
+
+def _current_run(duckdb: WarehouseResource, outcome: str) -> dict | None:
+    """The outcome's row in ``ml.model_runs`` (None before the first model)."""
+    with duckdb.connect(read_only=True) as con:
+        if not table_exists(con, "ml.model_runs"):
+            return None
+        row = con.execute("SELECT * FROM ml.model_runs WHERE outcome = ?", [outcome]).df()
+    if row.empty:
+        return None
+    record = row.iloc[0].to_dict()
+    return {k: (None if not isinstance(v, (list, dict)) and pd.isna(v) else v) for k, v in record.items()}
+
+
+def _log_run(duckdb: WarehouseResource, entry: dict) -> None:
+    with duckdb.connect() as con:
+        ensure_table(con, "ml.model_run_log", MODEL_RUN_LOG_COLUMNS)
+        frame = pd.DataFrame([entry])[list(MODEL_RUN_LOG_COLUMNS)]
+        con.register("__log", frame)
+        try:
+            con.execute("INSERT INTO ml.model_run_log SELECT * FROM __log")
+        finally:
+            con.unregister("__log")
 
 
 @dg.asset(
@@ -124,12 +170,26 @@ def _write_partition(duckdb: WarehouseResource, table: str, frame: pd.DataFrame,
     ),
 )
 def liveability_model(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
-    from wijk_assets.lib.ml.training import save_artifact, select_features, train_outcome
+    import lightgbm
+
+    from wijk_assets.lib.ml.gate import compare_oof
+    from wijk_assets.lib.ml.reuse import REUSED, TRAINED, reusable_run, training_fingerprint
+    from wijk_assets.lib.ml.training import (
+        DEFAULT_GRID,
+        MODEL_FILE,
+        data_version,
+        feature_matrix,
+        save_artifact,
+        select_features,
+        train_outcome,
+    )
     from wijk_assets.settings import load_settings
 
+    started = datetime.now(timezone.utc).replace(tzinfo=None)
     outcome = context.partition_key
     frame, catalog = load_training_frame(duckdb)
-    frame = frame[frame[outcome].notna()].reset_index(drop=True)
+    frame = frame[frame[outcome].notna()].sort_values(["area_code", "outcome_year"], kind="mergesort")
+    frame = frame.reset_index(drop=True)
     if frame.empty:
         raise dg.Failure(f"no training rows with outcome {outcome!r} in marts.mart_wijk_training")
     settings = load_settings()
@@ -138,56 +198,92 @@ def liveability_model(context: dg.AssetExecutionContext, duckdb: WarehouseResour
         outcome=outcome,
     )
     features = selection.kept
-    artifact = train_outcome(frame, outcome, features, seed=SEED)
-    model_version = hashlib.sha256(artifact.model_string.encode()).hexdigest()[:16]
-    target_dir = models_root(duckdb) / outcome / model_version
-    save_artifact(artifact, target_dir)
+    training_version = data_version(
+        feature_matrix(frame, features), frame[outcome].to_numpy(dtype="float64"), features
+    )
+    fingerprint = training_fingerprint(
+        training_version, code_version=ML_CODE_VERSION, seed=SEED, grid=list(DEFAULT_GRID),
+        library_version=lightgbm.__version__,
+    )
+    current = _current_run(duckdb, outcome)
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    if reusable_run(current, fingerprint, MODEL_FILE):
+        # Same training rows, same code: the stored model is the model this data gives. Nothing trains.
+        action = REUSED
+        model_version, target_dir = current["model_version"], Path(current["artifact_path"])
+        metrics = json.loads(current["metrics"])
+        run_row = pd.DataFrame([{**current, "action": REUSED, "run_id": context.run_id, "checked_at": now}])
+        _write_partition(duckdb, "ml.model_runs", run_row, MODEL_RUNS_COLUMNS, outcome)
+        n_rows, n_features, params = int(current["n_rows"]), int(current["n_features"]), json.loads(current["params"])
+    else:
+        action = TRAINED
+        artifact = train_outcome(frame, outcome, features, seed=SEED)
+        model_version = hashlib.sha256(artifact.model_string.encode()).hexdigest()[:16]
+        target_dir = models_root(duckdb) / outcome / model_version
+        save_artifact(artifact, target_dir)
+        oof = artifact.oof_predictions.copy()
+        metrics = {
+            "grouped_cv": {"lightgbm": artifact.cv_metrics, **artifact.baseline_metrics},
+            "temporal": artifact.temporal_metrics,
+            "tuning": artifact.tuning.to_dict(orient="records"),
+            "timings": artifact.timings,
+            # gate 3's evidence: the paired margin over ridge on the same out-of-fold rows
+            "margin_over_ridge": compare_oof(oof).to_dict(),
+        }
+        n_rows, n_features, params = artifact.n_rows, len(features), artifact.params
+        run_row = pd.DataFrame([{
+            "outcome": outcome,
+            "model_version": model_version,
+            "data_version": artifact.data_version,
+            "artifact_path": str(target_dir),
+            "n_rows": artifact.n_rows,
+            "n_features": len(features),
+            "features": json.dumps(features),
+            "dropped_features": json.dumps(selection.reasons),
+            "params": json.dumps(artifact.params, default=str),
+            "seed": SEED,
+            "metrics": json.dumps(metrics, default=_json_default),
+            "created_at": now,
+            "training_fingerprint": fingerprint,
+            "action": TRAINED,
+            "run_id": context.run_id,
+            "checked_at": now,
+        }])
+        _write_partition(duckdb, "ml.model_runs", run_row, MODEL_RUNS_COLUMNS, outcome)
+        oof.insert(0, "outcome", outcome)
+        _write_partition(duckdb, "ml.oof_predictions", oof, sql_types(oof), outcome)
+    _log_run(duckdb, {
+        "outcome": outcome, "model_version": model_version, "data_version": training_version,
+        "training_fingerprint": fingerprint, "action": action, "run_id": context.run_id,
+        "seconds": (datetime.now(timezone.utc).replace(tzinfo=None) - started).total_seconds(), "logged_at": now,
+    })
 
-    metrics = {
-        "grouped_cv": {"lightgbm": artifact.cv_metrics, **artifact.baseline_metrics},
-        "temporal": artifact.temporal_metrics,
-        "tuning": artifact.tuning.to_dict(orient="records"),
-        "timings": artifact.timings,
-    }
-    run_row = pd.DataFrame([{
-        "outcome": outcome,
-        "model_version": model_version,
-        "data_version": artifact.data_version,
-        "artifact_path": str(target_dir),
-        "n_rows": artifact.n_rows,
-        "n_features": len(features),
-        "features": json.dumps(features),
-        "dropped_features": json.dumps(selection.reasons),
-        "params": json.dumps(artifact.params, default=str),
-        "seed": SEED,
-        "metrics": json.dumps(metrics, default=_json_default),
-        "created_at": datetime.now(timezone.utc).replace(tzinfo=None),
-    }])
-    _write_partition(duckdb, "ml.model_runs", run_row, MODEL_RUNS_COLUMNS, outcome)
-    oof = artifact.oof_predictions.copy()
-    oof.insert(0, "outcome", outcome)
-    _write_partition(duckdb, "ml.oof_predictions", oof, sql_types(oof), outcome)
-
-    cv, base, temporal = artifact.cv_metrics, artifact.baseline_metrics, artifact.temporal_metrics
+    cv, temporal = metrics["grouped_cv"], metrics.get("temporal") or {}
+    margin = metrics.get("margin_over_ridge") or {}
     return dg.MaterializeResult(
         metadata={
             "outcome": OUTCOME_LABELS[outcome],
-            "rows": artifact.n_rows,
-            "features_used": len(features),
+            "action": action,
+            "retrained": action == TRAINED,
+            "rows": n_rows,
+            "features_used": n_features,
             "features_dropped": len(selection.dropped),
-            "cv_r2": cv["r2"],
-            "cv_mae": cv["mae"],
-            "cv_r2_ridge_baseline": base["ridge"]["r2"],
-            "cv_r2_mean_baseline": base["mean"]["r2"],
+            "cv_r2": cv["lightgbm"]["r2"],
+            "cv_mae": cv["lightgbm"]["mae"],
+            "cv_r2_ridge_baseline": cv["ridge"]["r2"],
+            "cv_r2_mean_baseline": cv["mean"]["r2"],
+            "margin_over_ridge": margin.get("margin_r2", float("nan")),
+            "margin_interval": f"{margin.get('margin_lower', float('nan')):+.4f} to {margin.get('margin_upper', float('nan')):+.4f}",
             "temporal_r2": (temporal.get("lightgbm") or {}).get("r2", float("nan")),
             "temporal_test_year": str(temporal.get("test_year", "")),
-            "calibration_slope": cv.get("calibration_slope", float("nan")),
+            "calibration_slope": cv["lightgbm"].get("calibration_slope", float("nan")),
             "validation": dg.MetadataValue.json(json.loads(json.dumps(metrics, default=_json_default))),
             "artifact": dg.MetadataValue.path(str(target_dir)),
             "model_version": model_version,
-            "training_data_version": artifact.data_version,
+            "training_data_version": training_version,
+            "training_fingerprint": fingerprint,
             "seed": SEED,
-            "params": dg.MetadataValue.json(json.loads(json.dumps(artifact.params, default=str))),
+            "params": dg.MetadataValue.json(json.loads(json.dumps(params, default=str))),
         },
         data_version=dg.DataVersion(model_version),
     )

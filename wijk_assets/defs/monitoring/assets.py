@@ -1,13 +1,15 @@
 """Change monitoring between releases: what moved, per area and per feature, and how the model holds up.
 
 Tables in schema ``monitoring``:
-- ``indicator_changes``: per wijk and health indicator, the value in the two latest national release
-  years and the change;
+- ``indicator_changes``: per wijk and indicator of EVERY source, the value in that source's two latest
+  release years and the change (``source_releases`` lists each source's years, or why it had nothing
+  to compare);
 - ``prediction_changes``: per wijk, the predicted Leefbaarometer score from the previous release's
   features and from the latest release's features (same model), and the change;
 - ``feature_drift``: per feature, the distribution shift between the two releases (PSI, SMD, KS);
-- ``new_year_performance``: per outcome, how a model that had not seen the latest outcome year does on
-  it: the previous model version when one exists, else the temporal hold-out (trained on earlier years).
+- ``new_year_performance``: per outcome, how the previous model version does on outcome years after its
+  own training cut-off (or ``available`` false with the reason when there is none: never an in-sample
+  score), else the temporal hold-out in unseen gemeenten (trained on earlier years).
 """
 
 import json
@@ -26,6 +28,35 @@ from wijk_assets.lib.warehouse import replace_table
 NATIONAL_SOURCE = "rivm_gezondheid"
 
 
+def source_changes(features: pd.DataFrame, catalog: pd.DataFrame, *, national_source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-wijk indicator changes for every source (its features between its own two latest release
+    years) and one summary row per source (years compared, or why nothing could be compared)."""
+    from wijk_assets.lib.change_monitoring import indicator_changes
+
+    tables, summary = [], []
+    for source, group in catalog.groupby("source", sort=True):
+        columns = [f for f in group["feature"] if f in features.columns]
+        if source == national_source:
+            columns = [f for f in columns if f.endswith("__18plus")] or columns
+        if not columns:
+            continue
+        years = sorted(int(y) for y, g in features.groupby("year") if g[columns].notna().any().any())
+        row = {"source": source, "release_years": ", ".join(map(str, years)), "n_indicators": len(columns)}
+        if len(years) < 2:
+            summary.append({**row, "year_prev": None, "year_latest": years[-1] if years else None,
+                            "n_wijken": 0, "status": "one release only: nothing to compare yet"})
+            continue
+        prev, latest = years[-2], years[-1]
+        table = indicator_changes(features, (prev, latest), columns, year_col="year")
+        tables.append(table.assign(source=source, year_prev=prev, year_latest=latest))
+        summary.append({**row, "year_prev": prev, "year_latest": latest,
+                        "n_wijken": int(table["area_code"].nunique()), "status": "compared"})
+    changes = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
+        columns=["area_code", "indicator", "value_prev", "value_latest", "abs_change", "rel_change", "status",
+                 "source", "year_prev", "year_latest"])
+    return changes, pd.DataFrame(summary)
+
+
 def _previous_artifact(current_path: str) -> Path | None:
     """The newest other model version of the same outcome on disk, if any (trained on older data)."""
     current = Path(current_path)
@@ -38,7 +69,7 @@ def _previous_artifact(current_path: str) -> Path | None:
     deps=[FEATURE_TABLE_KEY, TRAINING_KEY, MODEL_KEY],
     group_name="monitoring",
     pool=DUCKDB_POOL,
-    code_version="monitoring-1",
+    code_version="monitoring-2",
     automation_condition=downstream_automation_condition(triggered_by=[MODEL_KEY]),  # after retraining, once
     description=(
         "Between the two latest releases: per-wijk indicator and predicted-score changes, per-feature "
@@ -47,7 +78,7 @@ def _previous_artifact(current_path: str) -> Path | None:
 )
 def release_changes(duckdb: WarehouseResource) -> dg.MaterializeResult:
     from wijk_assets.lib.ml.training import load_artifact
-    from wijk_assets.lib.change_monitoring import feature_drift, indicator_changes, performance_on_new_year, prediction_changes
+    from wijk_assets.lib.change_monitoring import feature_drift, performance_on_new_year, prediction_changes
 
     with duckdb.connect(read_only=True) as con:
         features = con.execute("SELECT * FROM marts.fct_area_features WHERE area_level = 'wijk'").df()
@@ -58,11 +89,13 @@ def release_changes(duckdb: WarehouseResource) -> dg.MaterializeResult:
     if len(years) < 2:
         raise dg.Failure(f"need two release years of {NATIONAL_SOURCE} to compare, found {years}")
     prev, latest = years[-2], years[-1]
-    key_indicators = [f for f in national if f.endswith("__18plus")]
-    changes = indicator_changes(features, (prev, latest), key_indicators, year_col="year")
     drift = feature_drift(
         features[features["year"] == prev], features[features["year"] == latest], national
     )
+    # Per-wijk changes for every source that released, not only the health monitor: each source's
+    # features between its own two latest release years (health monitor: the 18+ figures). A source
+    # with a single release is listed with the reason there is nothing to compare yet.
+    changes, sources = source_changes(features, catalog, national_source=NATIONAL_SOURCE)
 
     frame, _ = load_training_frame(duckdb)
     lbm = runs.set_index("outcome").loc["lbm"]
@@ -74,26 +107,31 @@ def release_changes(duckdb: WarehouseResource) -> dg.MaterializeResult:
     predictions = prediction_changes(by_year[prev], by_year[latest])
 
     performance = []
-    latest_outcome_year = int(frame["outcome_year"].max())
     for run in runs.itertuples(index=False):
         previous = _previous_artifact(run.artifact_path)
         if previous is not None:
             old = load_artifact(previous)
-            new_rows = frame[(frame["outcome_year"] == latest_outcome_year) & frame[run.outcome].notna()]
-            result = performance_on_new_year(old.predict, new_rows, run.outcome)
+            # the previous model is scored only on outcome years after its own training cut-off
+            cutoff = int(old.oof_predictions["outcome_year"].max()) if len(old.oof_predictions) else None
+            rows = frame[frame[run.outcome].notna()]
+            result = performance_on_new_year(old.predict, rows, run.outcome, training_cutoff=cutoff)
             performance.append({"outcome": run.outcome, "method": f"previous model {previous.name}", **result})
         else:
             temporal = json.loads(run.metrics).get("temporal") or {}
-            metrics = temporal.get("lightgbm") or {}
+            unseen = temporal.get("unseen_gemeenten") or {}
+            metrics = unseen.get("lightgbm") or {}
             performance.append({
                 "outcome": run.outcome,
-                "method": f"temporal hold-out: trained before {temporal.get('test_year')}, tested on it",
-                "n": metrics.get("n"), "r2": metrics.get("r2"), "mae": metrics.get("mae"), "rmse": metrics.get("rmse"),
+                "method": f"temporal hold-out: trained on years before {temporal.get('test_year')}, tested on "
+                          "it in gemeenten not trained on (no earlier model version to score)",
+                "available": bool(metrics), "n": metrics.get("n"), "r2": metrics.get("r2"),
+                "mae": metrics.get("mae"), "rmse": metrics.get("rmse"),
             })
     performance = pd.DataFrame(performance)
 
     with duckdb.connect() as con:
-        replace_table(con, "monitoring.indicator_changes", changes.assign(year_prev=prev, year_latest=latest))
+        replace_table(con, "monitoring.indicator_changes", changes)
+        replace_table(con, "monitoring.source_releases", sources)
         replace_table(con, "monitoring.prediction_changes", predictions.assign(feature_year_prev=prev, feature_year_latest=latest))
         replace_table(con, "monitoring.feature_drift", drift.assign(year_prev=prev, year_latest=latest))
         replace_table(con, "monitoring.new_year_performance", performance)
@@ -102,7 +140,8 @@ def release_changes(duckdb: WarehouseResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         metadata={
             "years_compared": f"{prev} -> {latest}",
-            "wijken_compared": int(changes["area_code"].nunique()),
+            "wijken_compared": int(changes["area_code"].nunique()) if len(changes) else 0,
+            "sources_compared": dg.MetadataValue.md(sources.to_markdown(index=False)),
             "features_drifted": len(flagged),
             "drift_top": dg.MetadataValue.md(
                 drift.head(10)[["column", "psi", "smd", "ks_statistic", "flag", "reasons"]].to_markdown(index=False)

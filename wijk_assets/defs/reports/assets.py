@@ -21,6 +21,7 @@ import pandas as pd
 from wijk_assets.defs.raw.assets import DUCKDB_POOL, RAW_SOURCES, raw_asset_key
 from wijk_assets.defs.resources import WarehouseResource
 from wijk_assets.keys import (
+    GATE_KEY,
     AUDIT_KEY,
     CORRELATIONS_KEY,
     COVERAGE_KEY,
@@ -118,7 +119,7 @@ def small_area_signal(training_latest: pd.DataFrame, own_rivm_features: list[str
 
 @dg.asset(
     key=PUBLISH_KEY,
-    deps=[DRIVERS_KEY, RESIDUALS_KEY, TRAINING_KEY],
+    deps=[DRIVERS_KEY, RESIDUALS_KEY, TRAINING_KEY, GATE_KEY],
     group_name="publish",
     pool=DUCKDB_POOL,
     code_version="publish-1",
@@ -258,7 +259,6 @@ def publish_guard(duckdb: WarehouseResource) -> dg.AssetCheckResult:
 def run_facts(duckdb: WarehouseResource, run_id: str) -> dict:
     """Everything the register entry and model card state about this run, read from the warehouse."""
     from wijk_assets.lib.sources.catalog import load_catalog
-    from wijk_assets.lib.ml.training import load_artifact
 
     settings = load_settings()
     catalog = load_catalog()
@@ -281,36 +281,30 @@ def run_facts(duckdb: WarehouseResource, run_id: str) -> dict:
                 "level": ", ".join(spec.levels),
             })
         runs = con.execute(
-            "SELECT r.*, g.passed AS gate_passed, g.problems AS gate_problems FROM ml.model_runs r "
+            "SELECT r.*, g.verdict AS gate_verdict, g.problems AS gate_problems, g.margin_r2 AS gate_margin, "
+            "g.margin_lower AS gate_lower, g.margin_upper AS gate_upper, g.interval_level AS gate_level, "
+            "g.method AS gate_method, g.rule AS gate_rule FROM ml.model_runs r "
             "LEFT JOIN ml.model_gate g ON g.outcome = r.outcome AND g.model_version = r.model_version "
             "ORDER BY r.outcome"
         ).df()
         suppression = con.execute("SELECT * FROM publish.suppression_log WHERE \"table\" = 'publish.area_comparison'").df()
+    from wijk_assets.lib.responsible.register import outcome_facts
+
     outcomes, features, params = [], set(), {}
     import lightgbm
 
-    for run in runs.itertuples(index=False):
-        metrics = json.loads(run.metrics)
-        cv = metrics["grouped_cv"]
-        artifact = load_artifact(run.artifact_path)
-        features.update(json.loads(run.features))
-        params[run.outcome] = json.loads(run.params)
-        temporal = metrics.get("temporal") or {}
-        outcomes.append({
-            "outcome": run.outcome,
-            "description": OUTCOME_LABELS.get(run.outcome, run.outcome)
-            + ("" if run.gate_passed == True else f" - NOT PUBLISHED, quality gate 3: {run.gate_problems or 'not checked'}"),  # noqa: E712
-            "validation": "5-fold cross-validation grouped by gemeente (no gemeente in both train and test)"
-            + (f"; temporal check: trained before {temporal.get('test_year')}, tested on it, R² "
-               f"{(temporal.get('lightgbm') or {}).get('r2', float('nan')):.3f}" if temporal.get("available") else ""),
-            "n_areas": int(run.n_rows),
-            "metrics": {k: float(cv["lightgbm"][k]) for k in ("r2", "mae", "rmse") if k in cv["lightgbm"]},
-            "baselines": {
-                name: {k: float(cv[name][k]) for k in ("r2", "mae") if k in cv[name]}
-                for name in ("ridge", "mean") if name in cv
-            },
-        })
-        del artifact
+    for run in runs.to_dict("records"):
+        features.update(json.loads(run["features"]))
+        params[run["outcome"]] = json.loads(run["params"])
+        gate = None if pd.isna(run.get("gate_verdict")) else {
+            "verdict": run["gate_verdict"], "reason": run["gate_problems"] or "",
+            "margin": run["gate_margin"], "lower": run["gate_lower"], "upper": run["gate_upper"],
+            "level": run["gate_level"], "method": run["gate_method"], "rule": run["gate_rule"],
+        }
+        outcomes.append(outcome_facts(
+            run["outcome"], OUTCOME_LABELS.get(run["outcome"], run["outcome"]), json.loads(run["metrics"]),
+            int(run["n_rows"]), gate,
+        ))
     row = suppression.iloc[0].to_dict() if not suppression.empty else {}
     from wijk_assets.lib.responsible.stigma import opted_in_sensitive_columns
 
@@ -346,16 +340,16 @@ def run_facts(duckdb: WarehouseResource, run_id: str) -> dict:
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(REGISTER_KEY, deps=[MODEL_KEY, PUBLISH_KEY, CORRELATIONS_KEY, *[raw_asset_key(s) for s in MODEL_SOURCES]],
+        dg.AssetSpec(REGISTER_KEY, deps=[MODEL_KEY, GATE_KEY, PUBLISH_KEY, CORRELATIONS_KEY, *[raw_asset_key(s) for s in MODEL_SOURCES]],
                      automation_condition=downstream_automation_condition(triggered_by=[PUBLISH_KEY]),
                      description="Algoritmeregister entry (Markdown + JSON) filled from configuration and this run."),
-        dg.AssetSpec(MODEL_CARD_KEY, deps=[MODEL_KEY, PUBLISH_KEY],
+        dg.AssetSpec(MODEL_CARD_KEY, deps=[MODEL_KEY, GATE_KEY, PUBLISH_KEY],
                      automation_condition=downstream_automation_condition(triggered_by=[PUBLISH_KEY]),
                      description="Model card: intended and out-of-scope use, metrics with baselines, limitations."),
     ],
     group_name="reports",
     pool=DUCKDB_POOL,
-    code_version="reports-1",
+    code_version="reports-2",
 )
 def register_and_model_card(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
     from wijk_assets.lib.responsible.register import (

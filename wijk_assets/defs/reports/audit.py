@@ -292,6 +292,32 @@ def _short(version: str | None, n: int = 12) -> str:
     return version if len(version) <= n else version[:n] + "…"
 
 
+def _gate_verdict_lines(instance: DagsterInstance, graph) -> list[str]:
+    """The latest gate-3 verdict per outcome (``models/model_gate_verdict``): published or WITHHELD with
+    the reason, so the summary never reads "passed" for an outcome that was not published."""
+    from wijk_assets.defs.models.gate import GATE_KEY
+
+    if not graph.has(GATE_KEY):
+        return []
+    node = graph.get(GATE_KEY)
+    partitions = node.partitions_def.get_partition_keys() if node.partitions_def else [None]
+    lines = ["", "## Gate 3 verdicts (models/model_gate_verdict)", "",
+             "| outcome | verdict | reason | model version |", "|---|---|---|---|"]
+    for partition in partitions:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=GATE_KEY, asset_partitions=[partition] if partition else None), limit=1
+        ).records
+        if not records:
+            lines.append(f"| {partition} | not judged yet | - | - |")
+            continue
+        metadata = records[0].asset_materialization.metadata
+        value = lambda k: getattr(metadata.get(k), "value", None)  # noqa: E731
+        verdict = value("verdict")
+        shown = "WITHHELD (not published)" if verdict == "withheld" else str(verdict)
+        lines.append(f"| {partition} | {shown} | {_md(value('reason') or '-')} | `{_md(value('model_version'))}` |")
+    return lines
+
+
 def lineage_report_markdown(
     defs: dg.Definitions,
     instance: DagsterInstance,
@@ -363,6 +389,7 @@ def lineage_report_markdown(
             + " |"
         )
 
+    lines += _gate_verdict_lines(instance, graph)
     lines += ["", "## Dependencies", ""]
     edges = [
         (p.to_user_string(), k.to_user_string()) for k in keys for p in sorted(graph.get(k).parent_keys)

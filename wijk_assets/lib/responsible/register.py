@@ -357,6 +357,86 @@ def _fmt_number(value: Any) -> str:
     return str(value)
 
 
+OUTCOME_LABELS_NL = {
+    "lbm": "Leefbaarometer: totaalscore",
+    "fys": "Leefbaarometer-dimensie fysieke omgeving",
+    "onv": "Leefbaarometer-dimensie overlast en onveiligheid",
+    "soc": "Leefbaarometer-dimensie sociale samenhang",
+    "vrz": "Leefbaarometer-dimensie voorzieningen",
+    "won": "Leefbaarometer-dimensie woningvoorraad",
+}
+VERDICT_NL = {"published": "gepubliceerd", "withheld": "achtergehouden", "not judged": "niet beoordeeld"}
+TEMPORAL_METRIC = "r2_temporal"
+
+
+def _pick(metrics: Mapping[str, Any] | None) -> dict[str, float]:
+    return {k: float(metrics[k]) for k in ("r2", "mae", "rmse") if metrics and metrics.get(k) is not None}
+
+
+def outcome_facts(outcome: str, label: str, metrics: Mapping[str, Any], n_rows: int,
+                  gate: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An :class:`OutcomeFact` from a model run's stored metrics and its gate-3 verdict.
+
+    Every row carries its OWN figures: grouped-CV R²/MAE/RMSE of LightGBM and of each baseline, and
+    ``r2_temporal`` = R² of the model (or that baseline) trained on the earlier outcome years of the
+    gemeenten outside one grouped fold and tested on the latest year in that fold's gemeenten (new year
+    and unseen gemeenten: the honest temporal figure; the all-wijken variant repeats each wijk's own
+    earlier features and is not shown). ``gate``: the row of ``ml.model_gate`` (verdict, reason,
+    margin over ridge with its interval), None when gate 3 has not judged this model.
+    """
+    cv = metrics["grouped_cv"]
+    temporal = metrics.get("temporal") or {}
+    unseen = temporal.get("unseen_gemeenten") or {}
+
+    def figures(name: str) -> dict[str, float]:
+        out = _pick(cv.get(name))
+        if (unseen.get(name) or {}).get("r2") is not None:
+            out[TEMPORAL_METRIC] = float(unseen[name]["r2"])
+        return out
+
+    validation = "5-fold cross-validation grouped by gemeente (no gemeente in both train and test)"
+    validation_nl = "5-voudige kruisvalidatie, gegroepeerd per gemeente (geen gemeente in zowel training als test)"
+    if unseen:
+        test_year = temporal.get("test_year")
+        validation += (f"; {TEMPORAL_METRIC}: trained on years before {test_year}, tested on {test_year} in "
+                       f"gemeenten not trained on (n={unseen.get('n_test')})")
+        validation_nl += (f"; {TEMPORAL_METRIC}: getraind op jaren voor {test_year}, getest op {test_year} in "
+                          f"gemeenten die niet in de training zaten (n={unseen.get('n_test')})")
+    verdict = (gate or {}).get("verdict")
+    fact: dict[str, Any] = {
+        "outcome": outcome,
+        "description": label,
+        "description_nl": OUTCOME_LABELS_NL.get(outcome, label),
+        "validation": validation,
+        "validation_nl": validation_nl,
+        "n_areas": int(n_rows),
+        "metrics": figures("lightgbm"),
+        "baselines": {name: figures(name) for name in ("ridge", "mean") if name in cv},
+        "verdict": verdict or "not judged",
+    }
+    if gate:
+        fact["gate"] = {k: gate.get(k) for k in ("verdict", "reason", "margin", "lower", "upper", "level", "method", "rule")}
+    return fact
+
+
+def _gate_reason_nl(o: Mapping[str, Any]) -> str:
+    """Dutch explanation of an outcome's gate-3 verdict (the stored reason is English)."""
+    gate = o.get("gate") or {}
+    if not gate:
+        return "kwaliteitspoort 3 heeft dit model niet beoordeeld; het wordt niet gepubliceerd"
+    level = gate.get("level") or 0.9
+    margin = (f"marge {gate['margin']:+.4f} R² boven het lineaire basismodel (ridge), {level:.0%}-interval "
+              f"{gate['lower']:+.4f} tot {gate['upper']:+.4f}") if gate.get("margin") is not None else ""
+    if gate.get("verdict") == "published":
+        return f"aangetoond beter dan het lineaire basismodel: {margin}"
+    parts = []
+    if gate.get("lower") is None or not gate["lower"] > 0:
+        parts.append(f"niet aangetoond dat het model beter voorspelt dan het lineaire basismodel: {margin}")
+    if "additivity" in (gate.get("reason") or "") or "gain" in (gate.get("reason") or ""):
+        parts.append("een andere voorwaarde van de kwaliteitspoort is niet gehaald (zie de modelkaart)")
+    return "; ".join(parts) or "achtergehouden door kwaliteitspoort 3 (zie de modelkaart)"
+
+
 def build_register_entry(facts: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> dict:
     """An Algoritmeregister entry (dict with the register's Dutch field names).
 
@@ -386,14 +466,25 @@ def build_register_entry(facts: Mapping[str, Any], config: Mapping[str, Any] | N
     validation = [
         {
             "uitkomst": o["outcome"],
-            "omschrijving": o.get("description"),
-            "validatiemethode": o["validation"],
+            "omschrijving": o.get("description_nl") or o.get("description"),
+            "validatiemethode": o.get("validation_nl") or o["validation"],
             "aantal_gebieden": int(o["n_areas"]),
             "model": dict(o["metrics"]),
             "basismodellen": {k: dict(v) for k, v in o["baselines"].items()},
+            **(
+                {"kwaliteitspoort": {
+                    "oordeel": VERDICT_NL.get(o["verdict"], o["verdict"]),
+                    "toelichting": _gate_reason_nl(o),
+                    **({"marge_r2_boven_ridge": o["gate"]["margin"],
+                        "interval": [o["gate"]["lower"], o["gate"]["upper"]],
+                        "betrouwbaarheid": o["gate"]["level"]} if o.get("gate") else {}),
+                }}
+                if "verdict" in o else {}
+            ),
         }
         for o in facts["outcomes"]
     ]
+    withheld = [o["outcome"] for o in facts["outcomes"] if "verdict" in o and o["verdict"] != "published"]
     model = facts["model"]
     entry: dict[str, Any] = {
         "naam": c("naam"),
@@ -446,6 +537,13 @@ def build_register_entry(facts: Mapping[str, Any], config: Mapping[str, Any] | N
             "aantal_kenmerken": len(facts["features"]),
             "gevoelige_indicatoren_opt_in": list(facts["sensitive_opt_in"]),
             "validatie": validation,
+            **(
+                {"achtergehouden_uitkomsten": [
+                    f"{o['uitkomst']}: {o['kwaliteitspoort']['toelichting']}" for o in validation
+                    if o.get("kwaliteitspoort") and o["uitkomst"] in withheld
+                ] or ["geen"]}
+                if any("verdict" in o for o in facts["outcomes"]) else {}
+            ),
         },
         "leverancier": c("leverancier"),
         "publicatiecategorie": c("publicatiecategorie"),
@@ -538,11 +636,12 @@ def _metrics_table(outcomes: list[Mapping[str, Any]], *, model_key: str, baselin
                 names.append(m)
     order = ["r2", "rmse", "mae", "spearman"]
     names.sort(key=lambda m: (order.index(m) if m in order else len(order), m))
-    head = ["uitkomst", "model / basismodel", *names, "validatie", "n"] if lang == "nl" else [
-        "outcome", "model / baseline", *names, "validation", "n"]
+    shown = [("r2 temporeel" if lang == "nl" else "r2 temporal") if m == TEMPORAL_METRIC else m for m in names]
+    head = ["uitkomst", "model / basismodel", *shown, "validatie", "n"] if lang == "nl" else [
+        "outcome", "model / baseline", *shown, "validation", "n"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for o in outcomes:
-        rows = [("model", o[model_key])] + [
+        rows = [("model: LightGBM", o[model_key])] + [
             (f"basismodel: {k}" if lang == "nl" else f"baseline: {k}", v)
             for k, v in o[baselines_key].items()
         ]
@@ -587,6 +686,15 @@ def render_register_markdown(entry: Mapping[str, Any]) -> str:
             lines.extend(_metrics_table(tw["validatie"], model_key="model", baselines_key="basismodellen",
                                         outcome_key="uitkomst", validation_key="validatiemethode",
                                         n_key="aantal_gebieden", lang="nl"))
+            gated = [o for o in tw["validatie"] if o.get("kwaliteitspoort")]
+            if gated:
+                lines += ["", "Kwaliteitspoort 3 per uitkomst (alleen gepubliceerde uitkomsten krijgen uitleg "
+                          "en verschijnen in de gepubliceerde tabellen):", "",
+                          "| uitkomst | oordeel | toelichting |", "|---|---|---|"]
+                for o in gated:
+                    gate = o["kwaliteitspoort"]
+                    lines.append(f"| {_md_escape(o['uitkomst'])} | {gate['oordeel']} | {_md_escape(gate['toelichting'])} |")
+                lines += ["", "**Achtergehouden uitkomsten**: " + "; ".join(tw.get("achtergehouden_uitkomsten") or ["geen"])]
         elif key == "gegevens":
             g = value
             lines.append(str(g["toelichting"]))
@@ -704,6 +812,36 @@ def build_model_card(facts: Mapping[str, Any], config: Mapping[str, Any] | None 
     lines.extend(_metrics_table(outcomes, model_key="metrics", baselines_key="baselines",
                                 outcome_key="outcome", validation_key="validation",
                                 n_key="n_areas", lang="en"))
+    gated = [o for o in outcomes if "verdict" in o]
+    if gated:
+        lines += [
+            "",
+            f"`{TEMPORAL_METRIC}`: each model (and each baseline, with its own figure) trained on the outcome "
+            "years before the latest one in the gemeenten outside one grouped fold, tested on the latest year "
+            "in that fold's gemeenten - a new year and unseen gemeenten.",
+            "",
+            "## Gate 3: margin over the linear baseline",
+            "",
+            "| outcome | verdict | margin R² over ridge | interval | reason |",
+            "|---|---|---|---|---|",
+        ]
+        for o in gated:
+            gate = o.get("gate") or {}
+            interval = (f"{gate['lower']:+.4f} to {gate['upper']:+.4f} ({(gate.get('level') or 0.9):.0%})"
+                        if gate.get("lower") is not None else "-")
+            margin = f"{gate['margin']:+.4f}" if gate.get("margin") is not None else "-"
+            lines.append(f"| {_md_escape(o['outcome'])} | {o['verdict']} | {margin} | {interval} | "
+                         f"{_md_escape(gate.get('reason') or ('-' if o['verdict'] == 'published' else 'not judged'))} |")
+        rule = next((o["gate"].get("rule") for o in gated if o.get("gate", {}).get("rule")), None)
+        method = next((o["gate"].get("method") for o in gated if o.get("gate", {}).get("method")), None)
+        withheld = [o["outcome"] for o in gated if o["verdict"] != "published"]
+        lines += [
+            "",
+            f"Method: {method or 'paired out-of-fold comparison'}. Rule: {rule or 'see the gate asset'}.",
+            "",
+            "**Withheld outcomes**: " + (", ".join(withheld) + " - no explanations, not in any published table."
+                                         if withheld else "none."),
+        ]
     lines += [
         "",
         "A model that does not clearly beat its baselines for an outcome should not be used to "
@@ -765,4 +903,6 @@ __all__ = [
     "register_json",
     "render_register_markdown",
     "build_model_card",
+    "outcome_facts",
+    "OUTCOME_LABELS_NL",
 ]

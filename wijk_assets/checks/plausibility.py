@@ -345,7 +345,7 @@ def thousands_separator_rule(con, part: Partition, spec: dict) -> list[dict]:
 
 def _parent_code_sql(child_level: str, parent_level: str) -> str:
     digits = PARENT_DIGITS[parent_level]
-    return f"'{LEVEL_PREFIX[parent_level]}' || substr({_CODE_SQL}, 3, {digits})"
+    return f"'{LEVEL_PREFIX[parent_level]}' || substr(code, 3, {digits})"
 
 
 def sum_of_parts_rule(con, part: Partition, rule: dict) -> list[dict]:

@@ -41,9 +41,10 @@ def ensure_dagster_home() -> Path:
     return home
 
 
-# Dagster's console logger prints every engine event at DEBUG; the CLI prints its own progress lines and
-# Dagster's warnings and errors. The full event log is in the instance (and the UI) either way.
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Dagster's console logger prints every engine event at DEBUG, and failures with their stack traces; the
+# CLI prints its own progress lines, the error of a failed run in one line and a STUCK block per refused
+# raw partition instead. The full event log is in the instance (and the UI) either way.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 @dataclass
@@ -144,9 +145,12 @@ def materialize_all(
             report.timings.append(StepTiming(f"raw/{source}", seconds, result.success, year))
             log(f"{'ok ' if result.success else 'FAILED'} raw/{source} [{year}] {seconds:.1f}s")
 
-    if downstream and not report.success:
-        log("raw stage failed: downstream assets were not run, their tables keep their previous content")
-    elif downstream:
+    raw_steps = len(report.timings)
+    if not report.success:
+        # Failure isolation: a refused partition keeps its previous rows (validate-then-swap), so the
+        # rest of the pipeline runs on what is live; the command still ends non-zero.
+        log("raw stage: some partitions were refused and keep their previous content (see STUCK below)")
+    if downstream:
         raw_keys = {raw_asset_key(s) for s in RAW_SOURCES}
         rest = [k for k in graph.toposorted_asset_keys if k not in raw_keys and graph.get(k).is_materializable]
         for partitions_def, keys in plan_waves(graph, rest):
@@ -170,7 +174,7 @@ def materialize_all(
                     log(f"   gate: {'; '.join(gate)} - this partition's outputs are not published")
                 elif not result.success:
                     report.timings.append(StepTiming(f"run {result.run_id}", seconds, False, partition_key))
-            if not report.success:
+            if not all(t.success for t in report.timings[raw_steps:]):
                 log("stopped: later assets keep their previous content")
                 break
     return report
@@ -241,6 +245,28 @@ def _step_timings(instance, run_id: str) -> dict[str, tuple[float, bool]]:
     return out
 
 
+def print_status(settings: Settings, *, stale: bool, instance=None) -> int:
+    """Print one block per stuck raw partition (and, with ``stale``, the stale/missing assets).
+
+    Returns the number of stuck partitions (``wijk-assets status`` exits 1 when there are any)."""
+    import dagster as dg
+
+    from wijk_assets.definitions import build_definitions
+    from wijk_assets.release_status import stale_assets, status_lines, stuck_partitions
+
+    if instance is None:
+        ensure_dagster_home()
+        instance = dg.DagsterInstance.get()
+    defs = build_definitions(settings)
+    stuck = stuck_partitions(instance, defs.resources["cbs"], settings.duckdb_path)
+    lines = status_lines(stuck, stale_assets(defs, instance) if stale else [])
+    if not stale:
+        lines = lines[:-1] if stuck else []
+    for line in lines:
+        print(line)
+    return len(stuck)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wijk-assets", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -253,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
         "without a daemon)",
     )
     sub.add_parser("partitions", help="list the release years each source offers")
+    sub.add_parser(
+        "status",
+        help="show stuck raw partitions (a refused or unreadable file: file, reason, what to do) and stale assets",
+    )
     lineage = sub.add_parser(
         "lineage",
         help="write the auditor's lineage report (asset graph, code/data versions, check history) as Markdown",
@@ -291,21 +321,26 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.out).write_text(report, encoding="utf-8")
             print(f"wijk-assets: lineage report written to {args.out}")
         return 0
+    if args.command == "status":
+        return 1 if print_status(settings, stale=True) else 0
     if args.command == "refresh":
         from wijk_assets.refresh import refresh
 
         report = refresh(settings)
         changed = sorted(report.materialised())
-        print(f"wijk-assets: refresh {'done' if report.success else 'FAILED (see above)'}; "
+        stuck = print_status(settings, stale=False)
+        print(f"wijk-assets: refresh {'done' if report.success and not stuck else 'FAILED (see above)'}; "
               f"{len(report.runs)} runs, {len(changed)} assets updated; database: {settings.duckdb_path}")
-        return 0 if report.success else 1
+        return 0 if report.success and not stuck else 1
     if args.command == "materialize":
         report = materialize_all(settings, sources=args.source, downstream=not args.raw_only)
         for line in report.blocked:
             print(f"wijk-assets: BLOCKED by a quality gate (not published): {line}")
+        stuck = print_status(settings, stale=False)
         done = "all assets materialised" if not report.blocked else "materialised; see BLOCKED lines"
-        print(f"wijk-assets: {done if report.success else 'FAILED (see above)'}; database: {settings.duckdb_path}")
-        return 0 if report.success else 1
+        ok = report.success and not stuck
+        print(f"wijk-assets: {done if ok else 'FAILED (see above)'}; database: {settings.duckdb_path}")
+        return 0 if ok else 1
     return 2
 
 

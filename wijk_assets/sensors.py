@@ -671,12 +671,26 @@ def downstream_automation_condition(
     may_be_missing = list(may_be_missing)
     if may_be_missing:
         deps_missing = deps_missing.ignore(dg.AssetSelection.assets(*may_be_missing))
+    # Failure isolation (issue 11): a raw partition whose load failed (an unreadable file, or one gate 1
+    # refused) is *stuck*, not *pending*: waiting for it froze every downstream asset, for all sources.
+    # It keeps its previous content (or none), ``wijk-assets status`` lists it, and everything else
+    # flows; a raw partition that is missing and never failed (not loaded yet) still holds them back.
+    raw_keys = dg.AssetSelection.assets(*[raw_asset_key(s) for s in RAW_SOURCES])
+    deps_missing = deps_missing.ignore(raw_keys) | AC.any_deps_match(
+        AC.missing() & ~AC.will_be_requested() & ~AC.execution_failed()
+    ).allow(raw_keys).with_label("any_raw_deps_missing_not_failed")
+    # Likewise for the raw gate: a failed load leaves its check *planned but never evaluated*, which
+    # ``check_passed`` reads as "not passed" and froze everything downstream. Raw partitions are
+    # validated before they go live, so for raw dependencies only an actual gate failure holds back.
+    checks_ok = AC.all_deps_blocking_checks_passed().ignore(raw_keys) & AC.all_deps_match(
+        AC.all_checks_match(~AC.check_failed(), blocking_only=True)
+    ).allow(raw_keys).with_label("no_raw_dep_gate_failed")
     return (
         (AC.newly_missing() | new_data_upstream).since_last_handled()
         & ~deps_missing
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()
-        & AC.all_deps_blocking_checks_passed()
+        & checks_ok
     ).with_label("wijk_downstream")
 
 

@@ -216,10 +216,16 @@ def stale_assets(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[Ass
 def status_lines(stuck: list[StuckPartition], stale: list[AssetState]) -> list[str]:
     lines = [p.block() for p in stuck] or ["no stuck raw partitions"]
     if stale:
-        lines.append(f"{len(stale)} asset(s) stale or missing:")
-        for state in stale:
+        missing = [s for s in stale if s.status == "missing"]
+        other = [s for s in stale if s.status != "missing"]
+        lines.append(f"{len(other)} asset(s) stale, {len(missing)} never materialised:")
+        for state in other:
             part = f" [{state.partition}]" if state.partition else ""
             lines.append(f"   {state.status:7} {state.key}{part}{' - ' + state.cause if state.cause else ''}")
+        if missing:
+            names = [m.key + (f" [{m.partition}]" if m.partition else "") for m in missing]
+            shown = ", ".join(names[:8]) + (f" … (+{len(names) - 8})" if len(names) > 8 else "")
+            lines.append(f"   missing {shown}")
     else:
         lines.append("every downstream asset is up to date with its inputs")
     return lines

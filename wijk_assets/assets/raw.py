@@ -248,6 +248,8 @@ def build_raw_asset(source: str) -> dg.AssetsDefinition:
                 ),
                 "measures": len({k for e in extracts for k in e.frame["measure_key"].unique()}),
                 "gate_1_before_swap": dg.MetadataValue.text(gate.summary()[:2000]),
+                # read by the ge_gate_<source> check of the same run (raw_gates._validated_before_swap)
+                "gate_1_result": dg.MetadataValue.json(gate.to_metadata()),
                 **extra,
             },
             data_version=dg.DataVersion(

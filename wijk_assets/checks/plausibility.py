@@ -19,7 +19,8 @@ Configuration: the suite's optional ``"plausibility"`` block, every key optional
       "per_file": {                       # every file of the partition, on its own
         "required": true,                 # the suite's required measure stems/concepts, per file
         "min_areas": 1, "max_areas": null,
-        "sibling_min_ratio": 0.8,         # areas >= 0.8 x the largest file of the same catalog glob
+        "sibling_min_ratio": null,        # e.g. 0.8: areas >= 0.8 x the largest file of the same glob
+        "sibling_same_measures": false,   # files of the same glob deliver the same measure keys
         "previous_ratio": [0.8, 1.25]     # areas vs the same file role in the previous partition
       },
       "thousands_separator": {"measures": "^a_"},   # regex on measure_key; default: every measure
@@ -57,7 +58,11 @@ DEFAULT_PER_FILE = {
     "required": True,
     "min_areas": 1,
     "max_areas": None,
-    "sibling_min_ratio": 0.8,
+    # Sibling rules compare files of the same catalog glob in one release year. Only for sources whose
+    # glob matches several files of ONE table (RIVM: an xlsx per age group); a municipality's survey
+    # folder holds different tables under one glob, so they are off unless the suite switches them on.
+    "sibling_min_ratio": None,
+    "sibling_same_measures": False,
     "previous_ratio": [0.8, 1.25],
 }
 
@@ -242,6 +247,7 @@ def per_file_rules(con, part: Partition, spec: dict, file_globs: list[tuple[str,
                     observed={"areas": row["n_areas"], "largest_sibling": largest},
                 )
             )
+        if siblings and config.get("sibling_same_measures"):
             sibling_keys = set().union(*(set(f["keys"]) for f in siblings))
             missing = sorted(k for k in sibling_keys - set(keys) if k is not None)
             results.append(

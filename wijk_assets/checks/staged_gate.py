@@ -72,10 +72,11 @@ def validate_staged(
     return _combine(name, [ge_result, plausible])
 
 
-def one_line_reason(result: GateResult, limit: int = 300) -> str:
-    """The first failed expectations with column and file, in one line (for the CLI and quarantine)."""
+def one_line_reason(result: GateResult, limit: int = 300, first: int = 1) -> str:
+    """The first failed expectation(s) with column, file and an example, in one line (CLI, quarantine);
+    the full list is in the failure's metadata and ``quarantine.rejections.failed_expectations``."""
     bits = []
-    for failure in result.failures[:3]:
+    for failure in result.failures[:first]:
         where = failure.get("batch") or ""
         file_match = re.search(r"file=([^,]+)", where)
         sample = failure.get("sample_rows") or []
@@ -89,7 +90,7 @@ def one_line_reason(result: GateResult, limit: int = 300) -> str:
             detail = f" e.g. {str(failure['sample'][0])[:80]}"
         bits.append(f"{failure['expectation']}({failure.get('column') or ''}){' in ' + file if file else ''}{detail}")
     more = len(result.failed_expectations()) - len(bits)
-    text = "; ".join(bits) + (f"; +{more} more" if more > 0 else "")
+    text = "; ".join(bits) + (f" (+{more} more failed expectation{'s' if more > 1 else ''})" if more > 0 else "")
     return text[:limit]
 
 

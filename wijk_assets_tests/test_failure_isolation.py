@@ -159,3 +159,37 @@ def test_refused_revision_of_a_loaded_year_is_stuck_with_its_quarantine(world, s
     shutil.copyfile(shared_data_dir / LBM, data / LBM)
     assert materialize_keys(defs, instance, [LBM_KEY], "2022", trigger="test").success
     assert stuck_partitions(instance, defs.resources["cbs"], world["db"]) == []
+
+
+def test_cli_materialize_prints_a_stuck_block_not_a_stack_trace(shared_data_dir, tmp_path, monkeypatch, capfd):
+    """`wijk-assets materialize --raw-only` with a refused new KWB year (thousands separators, generated
+    from the real 2023 file): the good year loads, the command ends 1 with one STUCK block."""
+    from wijk_assets_tests.test_plausibility import damage_xlsx
+
+    data = tmp_path / "data"
+    (data / KWB.parent).mkdir(parents=True)
+    shutil.copyfile(shared_data_dir / KWB, data / KWB)
+
+    def separators(sheet, rows):
+        col = rows[0].index("a_inw")
+        for row in rows[1:]:
+            if isinstance(row[col], float):
+                row[col] = f"{int(row[col]):,}".replace(",", ".")
+        return "kwb-2024", rows
+
+    damage_xlsx(shared_data_dir / KWB, data / BAD_KWB, separators)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("WIJK_DATA_DIR", str(data))
+    monkeypatch.setenv("WIJK_DUCKDB_PATH", str(tmp_path / "wijk.duckdb"))
+    monkeypatch.delenv("WIJK_CBS_BASE_URL", raising=False)
+
+    assert main(["materialize", "--raw-only", "--source", "cbs_kwb"]) == 1
+    out = capfd.readouterr()
+    assert "ok  raw/cbs_kwb [2023]" in out.out and "FAILED raw/cbs_kwb [2024]" in out.out
+    assert [line for line in out.out.splitlines() if line.startswith("STUCK ")] == [
+        "STUCK raw/cbs_kwb [2024] - the partition has no rows (never loaded); other sources carry on"
+    ]
+    assert f"file:   {BAD_KWB.as_posix()}" in out.out
+    assert "values_have_no_thousands_separator(value_raw)" in out.out and "'367.947'" in out.out
+    assert "quarantine.cbs_kwb WHERE run_id" in out.out
+    assert "Traceback" not in out.out + out.err

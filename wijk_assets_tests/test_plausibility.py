@@ -217,3 +217,29 @@ def test_file_role_matches_files_of_one_kind_across_years():
     assert file_role("rivm_gezondheid_50090NED/gezondheid_buurt_2016_65plus.xlsx", 2016, globs)[1] == (
         file_role("rivm_gezondheid_50090NED/gezondheid_buurt_2020_65plus.xlsx", 2020, globs)[1]
     )
+
+
+SES = Path("cbs_ses_woa_85163NED") / "ses_woa_scores_wijk_buurt_2019_gm0363_amsterdam.csv"
+
+
+def test_sum_of_parts_is_generic_ses_woa_households(shared_data_dir, tmp_path):
+    """The same rule, configured in another suite (raw_cbs_ses_woa.json, households rounded to 100):
+    one wijk's household count ten times too large (real Amsterdam file, damaged copy) is refused."""
+    loaded = Loaded(shared_data_dir, tmp_path, "cbs_ses_woa", "2019", [SES])
+    target = loaded.data / SES
+    text = target.read_bytes().decode("utf-8-sig")
+    line = next(row for row in text.splitlines() if '"WK036300  "' in row)
+    fields = line.split(";")
+    fields[3] = '"   29000"'  # 2900 households in Burgwallen-Oude Zijde
+    target.write_bytes(("\ufeff" + text.replace(line, ";".join(fields))).encode("utf-8"))
+    before = loaded.live()
+    failed, description, moved = loaded.refused(loaded.run())
+    assert [f for f in failed if f.startswith("sum_of_parts_matches_whole")], failed
+    assert SES.name in description
+    assert loaded.live() == before and moved > 0
+    with duckdb.connect(str(loaded.db), read_only=True) as con:
+        kept = con.execute(
+            "SELECT trim(value_raw) FROM quarantine.cbs_ses_woa WHERE trim(area_code) = 'WK036300' "
+            "AND measure_key = 'Particuliere huishoudens (Aantal)'"
+        ).fetchall()
+    assert kept == [("29000",)]

@@ -90,12 +90,12 @@ def previous_live_year(con: duckdb.DuckDBPyConnection, live: str, year: int) -> 
     schema, name = live.split(".", 1)
     exists = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     if not exists:
         return None
     row = con.execute(
         f"SELECT max(release_year) FROM {live} WHERE release_year <= ?", [int(year)]
-    ).fetchone()
+    ).fetchall()[0]
     return int(row[0]) if row and row[0] is not None else None
 
 
@@ -485,7 +485,7 @@ def validate_plausibility(
     if config.get("year_over_year"):
         results += year_over_year_rule(con, part, config["year_over_year"])
     results.sort(key=lambda r: (r["success"], not r["blocking"]))
-    rows = con.execute(f"SELECT count(*) FROM {part.staged}").fetchone()[0]
+    rows = con.execute(f"SELECT count(*) FROM {part.staged}").fetchall()[0][0]
     return GateResult(
         suite=f"{spec['name']}:plausibility",
         success=all(r["success"] for r in results if r["blocking"]),

@@ -9,7 +9,6 @@ All workbooks are generated here from the REAL KWB Utrecht / RIVM files.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 
 import dagster as dg

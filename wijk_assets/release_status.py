@@ -178,8 +178,14 @@ def stale_assets(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[Ass
     """Materialisable non-raw assets (per partition) that are stale or missing, per Dagster's lineage."""
     # Dagster's own stale-status machinery (what the UI shows); internal API, see dagster 1.13's
     # dagster/_utils/test/data_versions.py for the same construction.
-    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
-    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+    from dagster._core.asset_graph_view.asset_graph_view import (
+        AssetGraphView,
+        TemporalContext,
+    )
+    from dagster._core.definitions.data_version import (
+        CachingStaleStatusResolver,
+        StaleStatus,
+    )
     from dagster._time import get_current_datetime
 
     graph = defs.resolve_asset_graph()

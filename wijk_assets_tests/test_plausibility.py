@@ -19,7 +19,11 @@ from openpyxl import Workbook
 from python_calamine import CalamineWorkbook
 
 from wijk_assets.assets.raw import raw_asset_key, release_year_partitions
-from wijk_assets.checks.plausibility import Partition, file_role, thousands_separator_rule
+from wijk_assets.checks.plausibility import (
+    Partition,
+    file_role,
+    thousands_separator_rule,
+)
 from wijk_assets.cli import materialize_keys
 from wijk_assets.definitions import build_definitions
 from wijk_assets.settings import Settings
@@ -137,7 +141,7 @@ def test_column_shifted_one_row_down_is_refused(kwb, shared_data_dir):
 
     before = kwb.live()
     damage_xlsx(shared_data_dir / KWB, kwb.data / KWB, change)
-    failed, description, moved = kwb.refused(kwb.run())
+    failed, _, moved = kwb.refused(kwb.run())
     assert any(f.startswith("sum_of_parts_matches_whole(value_raw[") for f in failed), failed
     assert kwb.live() == before and moved > 0
     kwb.restore(KWB)

@@ -24,8 +24,17 @@ import duckdb
 import pandas as pd
 
 from wijk_assets.catalog import load_catalog
-from wijk_assets.checks.ge_runner import GateResult, load_suite, suite_path, validate_frame
-from wijk_assets.checks.plausibility import Partition, previous_live_year, validate_plausibility
+from wijk_assets.checks.ge_runner import (
+    GateResult,
+    load_suite,
+    suite_path,
+    validate_frame,
+)
+from wijk_assets.checks.plausibility import (
+    Partition,
+    previous_live_year,
+    validate_plausibility,
+)
 
 
 def _combine(suite: str, parts: list[GateResult]) -> GateResult:

@@ -650,6 +650,11 @@ def downstream_automation_condition(
     updates into that one request). ``all_deps_blocking_checks_passed()`` additionally holds an asset
     back while a blocking asset check (a Great Expectations gate) has failed on a dependency.
 
+    Failure isolation: a raw partition whose latest load *failed* (unreadable file, or refused by gate 1
+    before the swap) is stuck, not pending. It counts neither as missing nor as an unpassed gate (its
+    check was planned but never ran), so one bad file never freezes the other sources' updates;
+    ``wijk-assets status`` reports it (:mod:`wijk_assets.release_status`).
+
     ``triggered_by`` names the dependencies whose new data triggers a run, when not all should: an
     asset that reads both a model and the mart the model is trained on (a diamond) must wait for the
     model, or it would run once after the mart and again after the model. The guards (missing, in

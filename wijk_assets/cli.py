@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from wijk_assets.runner.materialize import ensure_dagster_home, materialize_all
+from wijk_assets.runner.status import print_status
 from wijk_assets.settings import load_settings
 
 
@@ -28,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         "without a daemon)",
     )
     sub.add_parser("partitions", help="list the release years each source offers")
+    sub.add_parser(
+        "status",
+        help="show stuck raw partitions (a refused or unreadable file: file, reason, what to do) and stale assets",
+    )
     lineage = sub.add_parser(
         "lineage",
         help="write the auditor's lineage report (asset graph, code/data versions, check history) as Markdown",
@@ -66,27 +71,33 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.out).write_text(report, encoding="utf-8")
             print(f"wijk-assets: lineage report written to {args.out}")
         return 0
+    if args.command == "status":
+        return 1 if print_status(settings, stale=True) else 0
     if args.command == "refresh":
         from wijk_assets.runner.refresh import refresh
 
         report = refresh(settings)
         changed = sorted(report.materialised())
-        print(f"wijk-assets: refresh {'done' if report.success else 'FAILED (see above)'}; "
+        stuck = print_status(settings, stale=False)
+        ok = report.success and not stuck
+        print(f"wijk-assets: refresh {'done' if ok else 'FAILED (see above)'}; "
               f"{len(report.runs)} runs, {len(changed)} assets updated; database: {settings.duckdb_path}")
-        return 0 if report.success else 1
+        return 0 if ok else 1
     if args.command == "materialize":
         report = materialize_all(settings, sources=args.source, downstream=not args.raw_only)
         for line in report.withheld:
             print(f"wijk-assets: WITHHELD (gate 3, not published): {line}")
         for line in report.blocked:
             print(f"wijk-assets: BLOCKED by a quality gate (not published): {line}")
+        stuck = print_status(settings, stale=False)
         done = (
             "all assets materialised"
             if not (report.blocked or report.withheld)
             else "materialised; see WITHHELD/BLOCKED lines"
         )
-        print(f"wijk-assets: {done if report.success else 'FAILED (see above)'}; database: {settings.duckdb_path}")
-        return 0 if report.success else 1
+        ok = report.success and not stuck
+        print(f"wijk-assets: {done if ok else 'FAILED (see above)'}; database: {settings.duckdb_path}")
+        return 0 if ok else 1
     return 2
 
 

@@ -17,6 +17,10 @@ from wijk_assets.lib.release.listing import catalog_entry_years
 from wijk_assets.lib.sources import RawExtract, read_source_file
 
 
+# Every step that opens the database file shares this Dagster pool (limit 1: DuckDB has one writer).
+DUCKDB_POOL = "duckdb"
+
+
 class WarehouseResource(dg.ConfigurableResource):
     """The one DuckDB database file every asset reads and writes."""
 

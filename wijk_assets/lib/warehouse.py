@@ -140,6 +140,124 @@ def replace_partition(
     return written
 
 
+STAGING_SCHEMA = "raw_staging"  # a partition waits here while gate 1 validates it
+QUARANTINE_SCHEMA = "quarantine"  # rejected partitions, tagged with run id, file and reason
+
+
+def staging_table(table: str) -> str:
+    """``raw.cbs_kwb`` -> ``raw_staging.cbs_kwb``: where a partition is written before it may go live."""
+    return f"{STAGING_SCHEMA}.{table.split('.', 1)[1]}"
+
+
+def quarantine_table(table: str) -> str:
+    return f"{QUARANTINE_SCHEMA}.{table.split('.', 1)[1]}"
+
+
+REJECTIONS_TABLE = f"{QUARANTINE_SCHEMA}.rejections"
+REJECTION_COLUMNS: dict[str, str] = {
+    "run_id": "VARCHAR",
+    "source": "VARCHAR",  # the raw source (catalog name)
+    "release_year": "INTEGER",
+    "rejected_at": "TIMESTAMP",
+    "stage": "VARCHAR",  # "read" (the file could not be parsed) or "gate_1" (validated and refused)
+    "files": "VARCHAR",  # JSON list of {"source", "sha256"}
+    "reason": "VARCHAR",  # one line
+    "failed_expectations": "VARCHAR",  # JSON list of "expect_x(column)" labels
+    "rows": "BIGINT",  # rows kept in quarantine.<source> (0 when the file could not be read)
+}
+
+
+def stage_partition(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    parts: list[tuple[pd.DataFrame, dict[str, object]]],
+    columns: dict[str, str],
+    partition: dict[str, object],
+) -> tuple[str, int]:
+    """Write one partition to its staging table (``raw_staging.<name>``, emptied first), not to ``table``.
+
+    The staging table holds exactly the candidate rows, typed like the live table, so gate 1 validates
+    what *would* go live. Returns (staging table, rows written).
+    """
+    staged = staging_table(table)
+    con.execute(f"DROP TABLE IF EXISTS {staged}")
+    ensure_table(con, staged, columns)
+    return staged, replace_partition(con, staged, parts, columns, partition)
+
+
+def swap_in_partition(
+    con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str], partition: dict[str, object]
+) -> int:
+    """Replace the live partition by the staged one and drop the staging table, in one transaction."""
+    staged = staging_table(table)
+    ensure_table(con, table, columns)
+    where = " AND ".join(f"{quote_ident(k)} = ?" for k in partition)
+    names = ", ".join(quote_ident(c) for c in columns)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"DELETE FROM {table} WHERE {where}", list(partition.values()))
+        con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staged}")
+        written = con.execute(f"SELECT count(*) FROM {staged}").fetchone()[0]
+        con.execute(f"DROP TABLE {staged}")
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return int(written)
+
+
+def quarantine_partition(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: dict[str, str],
+    rejection: dict[str, object],
+    *,
+    move_staged: bool = True,
+) -> int:
+    """Move the staged rows of a refused partition to ``quarantine.<name>`` and record the rejection.
+
+    ``rejection`` holds the REJECTION_COLUMNS except ``rows``. Quarantined rows keep every raw column
+    plus ``run_id``, ``rejected_at`` and ``reason``; earlier rejections stay (each run is its own
+    set of rows), so an engineer can compare attempts. The live table is not touched. When nothing
+    was staged (the file could not be read) only the rejection is recorded. Returns the rows moved.
+    """
+    staged = staging_table(table)
+    target = quarantine_table(table)
+    ensure_table(con, REJECTIONS_TABLE, REJECTION_COLUMNS)
+    exists = move_staged and bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [STAGING_SCHEMA, staged.split(".", 1)[1]],
+        ).fetchone()[0]
+    )
+    con.execute("BEGIN TRANSACTION")
+    try:
+        moved = 0
+        if exists:
+            ensure_table(
+                con, target, {**columns, "run_id": "VARCHAR", "rejected_at": "TIMESTAMP", "reason": "VARCHAR"}
+            )
+            names = ", ".join(quote_ident(c) for c in columns)
+            con.execute(
+                f"INSERT INTO {target} ({names}, run_id, rejected_at, reason) "
+                f"SELECT {names}, ?, CAST(? AS TIMESTAMP), ? FROM {staged}",
+                [rejection["run_id"], rejection["rejected_at"], rejection["reason"]],
+            )
+            moved = int(con.execute(f"SELECT count(*) FROM {staged}").fetchone()[0])
+            con.execute(f"DROP TABLE {staged}")
+        record = {**rejection, "rows": moved}
+        cols = list(REJECTION_COLUMNS)
+        con.execute(
+            f"INSERT INTO {REJECTIONS_TABLE} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+            [record.get(c) for c in cols],
+        )
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return moved
+
+
 def replace_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:
     """Swap a whole table for ``frame`` in one transaction (for unpartitioned derived tables)."""
     schema, _ = table.split(".", 1)

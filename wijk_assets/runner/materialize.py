@@ -38,9 +38,10 @@ def ensure_dagster_home() -> Path:
     return home
 
 
-# Dagster's console logger prints every engine event at DEBUG; the CLI prints its own progress lines and
-# Dagster's warnings and errors. The full event log is in the instance (and the UI) either way.
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Dagster's console logger prints every engine event at DEBUG, and failures with their stack traces; the
+# CLI prints its own progress lines, the error of a failed run in one line and a STUCK block per refused
+# raw partition instead. The full event log is in the instance (and the UI) either way.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 @dataclass
@@ -168,9 +169,12 @@ def materialize_all(
             report.timings.append(StepTiming(f"raw/{source}", seconds, result.success, year))
             log(f"{'ok ' if result.success else 'FAILED'} raw/{source} [{year}] {seconds:.1f}s")
 
-    if downstream and not report.success:
-        log("raw stage failed: downstream assets were not run, their tables keep their previous content")
-    elif downstream:
+    raw_steps = len(report.timings)
+    if not report.success:
+        # Failure isolation: a refused partition keeps its previous rows (validate-then-swap), so the
+        # rest of the pipeline runs on what is live; the command still ends non-zero.
+        log("raw stage: some partitions were refused and keep their previous content (see STUCK below)")
+    if downstream:
         raw_keys = {raw_asset_key(s) for s in RAW_SOURCES}
         rest = [k for k in graph.toposorted_asset_keys if k not in raw_keys and graph.get(k).is_materializable]
         for partitions_def, keys in plan_waves(graph, rest):
@@ -197,7 +201,7 @@ def materialize_all(
                     log(f"   gate: {'; '.join(gate)} - this partition's outputs are not published")
                 elif not result.success:
                     report.timings.append(StepTiming(f"run {result.run_id}", seconds, False, partition_key))
-            if not report.success:
+            if not all(t.success for t in report.timings[raw_steps:]):
                 log("stopped: later assets keep their previous content")
                 break
     return report

@@ -40,6 +40,7 @@ class ExecutedRun:
     success: bool
     seconds: float
     failed_checks: list[str] = field(default_factory=list)  # "<check>: <verdict>" when only gates failed
+    error: str = ""  # the first failed step's error, in one line (no stack trace)
     materialised: list[tuple[str, str | None]] = field(default_factory=list)  # (asset key, partition)
     withheld_outcomes: list[str] = field(default_factory=list)  # "<outcome>: <reason>" from gate 3's verdict asset
 
@@ -78,6 +79,11 @@ def execute(
     start = time.perf_counter()
     result = materialize_keys(defs, instance, keys, partition_key, trigger=trigger.split(" ")[0], tags=tags)
     failed = _blocking_gate_failures(result) if not result.success else []
+    error = ""
+    if not result.success and not failed:
+        from wijk_assets.runner.status import _run_error
+
+        error = _run_error(instance, result.run_id)
     return ExecutedRun(
         trigger=trigger,
         asset_keys=[k.to_user_string() for k in keys],
@@ -86,6 +92,7 @@ def execute(
         success=result.success,
         seconds=time.perf_counter() - start,
         failed_checks=failed,
+        error=error,
         materialised=[
             (e.asset_key.to_user_string(), e.partition) for e in result.get_asset_materialization_events()
             for e in [e.event_specific_data.materialization]
@@ -175,6 +182,8 @@ def _log_run(log, run: ExecutedRun) -> None:
     log(f"{status} {run.trigger}: {names}{part} {run.seconds:.1f}s{checks}")
     for line in run.withheld_outcomes:
         log(f"   WITHHELD by gate 3: {line} - this outcome is not published")
+    if run.error:
+        log(f"   error: {run.error}")
 
 
 def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | None = None, *, log=print) -> RefreshReport:
@@ -185,6 +194,7 @@ def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | Non
     """
     from wijk_assets.defs.raw.assets import RAW_SOURCES
     from wijk_assets.definitions import build_definitions
+    from wijk_assets.runner.status import forget_unloaded_orphans
     from wijk_assets.defs.automation.release_sensor import run_requests
     from wijk_assets.defs.automation.schedules import weekly_refresh_plan
 
@@ -195,6 +205,8 @@ def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | Non
     defs = build_definitions(settings)
     # Baseline evaluation first: "new data upstream" is relative to the previous evaluation.
     report = follow_automation(defs, instance, log=log)
+    # A partition that never loaded and whose files were removed is dropped (neither missing nor stuck).
+    forget_unloaded_orphans(instance, defs.resources["cbs"], RAW_SOURCES, log=log)
     plan, listing = weekly_refresh_plan(defs.resources["cbs"], instance, RAW_SOURCES)
     for source, error in listing.errors.items():
         log(f"could not list {source}: {error}")
@@ -205,7 +217,8 @@ def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | Non
         defs, instance, dg.SensorResult(run_requests=run_requests(plan, "refresh")), trigger="refresh", log=log
     )
     if not report.success:
-        log("a raw load failed: its partition keeps its previous content; downstream follows the rest")
+        log("a raw load failed: its partition keeps its previous content (validated before the swap); "
+            "the changes of every other source follow below")
     followed = follow_automation(defs, instance, cursor=report.automation_cursor, log=log)
     report.runs += followed.runs
     report.ticks += followed.ticks

@@ -642,7 +642,8 @@ def test_parallel_replace_partition_waits_for_the_lock(tmp_path):
 def test_cli_instance_config_limits_the_duckdb_pool_to_one(tmp_path, monkeypatch):
     """What `wijk-assets` writes to $DAGSTER_HOME/dagster.yaml: one slot per pool, so runs launched
     together queue for the "duckdb" pool every raw asset is in."""
-    from wijk_assets.defs.raw.assets import DUCKDB_POOL, raw_assets
+    from wijk_assets.defs.raw.assets import raw_assets
+    from wijk_assets.defs.resources import DUCKDB_POOL
     from wijk_assets.runner.materialize import ensure_dagster_home
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))

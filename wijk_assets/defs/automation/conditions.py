@@ -10,6 +10,8 @@ from collections.abc import Iterable
 
 import dagster as dg
 
+from wijk_assets.keys import RAW_PREFIX
+
 
 
 
@@ -30,6 +32,11 @@ def downstream_automation_condition(
     marts wait, and they are requested once when it finishes (``since_last_handled`` folds all the
     updates into that one request). ``all_deps_blocking_checks_passed()`` additionally holds an asset
     back while a blocking asset check (a Great Expectations gate) has failed on a dependency.
+
+    Failure isolation: a raw partition whose latest load *failed* (unreadable file, or refused by gate 1
+    before the swap) is stuck, not pending. It counts neither as missing nor as an unpassed gate (its
+    check was planned but never ran), so one bad file never freezes the other sources' updates;
+    ``wijk-assets status`` reports it (:mod:`wijk_assets.runner.status`).
 
     ``triggered_by`` names the dependencies whose new data triggers a run, when not all should: an
     asset that reads both a model and the mart the model is trained on (a diamond) must wait for the
@@ -52,12 +59,26 @@ def downstream_automation_condition(
     may_be_missing = list(may_be_missing)
     if may_be_missing:
         deps_missing = deps_missing.ignore(dg.AssetSelection.assets(*may_be_missing))
+    # Failure isolation (issue 11): a raw partition whose load failed (an unreadable file, or one gate 1
+    # refused) is *stuck*, not *pending*: waiting for it froze every downstream asset, for all sources.
+    # It keeps its previous content (or none), ``wijk-assets status`` lists it, and everything else
+    # flows; a raw partition that is missing and never failed (not loaded yet) still holds them back.
+    raw_keys = dg.AssetSelection.key_prefixes([RAW_PREFIX])
+    deps_missing = deps_missing.ignore(raw_keys) | AC.any_deps_match(
+        AC.missing() & ~AC.will_be_requested() & ~AC.execution_failed()
+    ).allow(raw_keys).with_label("any_raw_deps_missing_not_failed")
+    # Likewise for the raw gate: a failed load leaves its check *planned but never evaluated*, which
+    # ``check_passed`` reads as "not passed" and froze everything downstream. Raw partitions are
+    # validated before they go live, so for raw dependencies only an actual gate failure holds back.
+    checks_ok = AC.all_deps_blocking_checks_passed().ignore(raw_keys) & AC.all_deps_match(
+        AC.all_checks_match(~AC.check_failed(), blocking_only=True)
+    ).allow(raw_keys).with_label("no_raw_dep_gate_failed")
     return (
         (AC.newly_missing() | new_data_upstream).since_last_handled()
         & ~deps_missing
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()
-        & AC.all_deps_blocking_checks_passed()
+        & checks_ok
     ).with_label("wijk_downstream")
 
 

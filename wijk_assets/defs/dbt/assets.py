@@ -13,9 +13,8 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
-from wijk_assets.defs.raw.assets import DUCKDB_POOL
 from wijk_assets.defs.dbt.test_descriptions import describe_dbt_test
-from wijk_assets.defs.resources import WarehouseResource
+from wijk_assets.defs.resources import DUCKDB_POOL, WarehouseResource
 from wijk_assets.defs.automation.conditions import downstream_automation_condition
 from wijk_assets.settings import DBT_PROJECT_DIR, load_settings
 

@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 
 from wijk_assets.defs.models.assets import load_training_frame
-from wijk_assets.defs.raw.assets import DUCKDB_POOL
-from wijk_assets.defs.resources import WarehouseResource
+from wijk_assets.defs.resources import DUCKDB_POOL, WarehouseResource
 from wijk_assets.keys import (
     GATE_KEY,
     CORRELATIONS_KEY,

@@ -14,8 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from wijk_assets.defs.raw.assets import DUCKDB_POOL
-from wijk_assets.defs.resources import WarehouseResource
+from wijk_assets.defs.resources import DUCKDB_POOL, WarehouseResource
 from wijk_assets.defs.automation.conditions import downstream_automation_condition
 from wijk_assets.keys import (
     FEATURE_CATALOG_KEY,

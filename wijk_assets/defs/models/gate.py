@@ -26,8 +26,7 @@ import pandas as pd
 
 from wijk_assets.defs.automation.conditions import downstream_automation_condition
 from wijk_assets.defs.models.assets import load_training_frame
-from wijk_assets.defs.raw.assets import DUCKDB_POOL
-from wijk_assets.defs.resources import WarehouseResource
+from wijk_assets.defs.resources import DUCKDB_POOL, WarehouseResource
 from wijk_assets.keys import GATE_KEY, MODEL_KEY, TRAINING_KEY, outcome_partitions
 from wijk_assets.lib.warehouse import add_missing_columns, replace_partition
 

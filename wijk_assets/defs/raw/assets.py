@@ -1,8 +1,12 @@
 """Raw assets: one DuckDB table ``raw.<source>`` per catalogued source, partitioned by release year.
 
-Each partition is replaced in one transaction, so a file that fails to parse (or a feed that fails
-half-way) leaves the previous rows of that year untouched. Cleaning is not done here: codes, padding and
-suppression markers stay verbatim; the dbt staging layer interprets them.
+Validate, then swap: a partition is written to ``raw_staging.<source>`` first, gate 1 (the source's
+Great Expectations suite plus its plausibility rules, :mod:`wijk_assets.lib.quality.staged_gate`) runs on
+those rows, and only a passing partition replaces the live one, in one transaction. A file that fails to
+parse, or a partition gate 1 refuses, makes the asset *fail*: the live rows, the data version and the
+last materialisation stay the previous ones, refused rows are kept in ``quarantine.<source>`` and every
+refusal is listed in ``quarantine.rejections`` (run id, file, one-line reason). Cleaning is not done
+here: codes, padding and suppression markers stay verbatim; the dbt staging layer interprets them.
 """
 
 
@@ -13,12 +17,18 @@ import dagster as dg
 import pandas as pd
 
 from wijk_assets.lib.sources.catalog import load_catalog
-from wijk_assets.defs.resources import CbsSourceResource, WarehouseResource, raw_parts
-from wijk_assets.lib.sources.base import READER_VERSION, RAW_COLUMNS
+from wijk_assets.lib.quality.staged_gate import one_line_reason, rejection_record, validate_staged
+from wijk_assets.defs.resources import DUCKDB_POOL, CbsSourceResource, WarehouseResource, raw_parts
 from wijk_assets.keys import raw_asset_key
-from wijk_assets.lib.warehouse import replace_partition, table_schema
+from wijk_assets.lib.sources.base import READER_VERSION, RAW_COLUMNS, sha256_file
+from wijk_assets.lib.warehouse import (
+    quarantine_partition,
+    quarantine_table,
+    stage_partition,
+    swap_in_partition,
+    table_schema,
+)
 
-DUCKDB_POOL = "duckdb"  # every step that opens the database file shares this pool (limit 1)
 
 
 def release_year_partitions(source: str) -> dg.DynamicPartitionsDefinition:
@@ -95,6 +105,61 @@ def suppression_summary(extracts, year: int | None = None) -> dict | None:
     return summary
 
 
+def _extract_files(extracts) -> list[dict]:
+    return [{"source": e.source, "sha256": e.sha256} for e in extracts]
+
+
+def _reject_gated(context, con, source: str, table: str, year: int, extracts, gate) -> None:
+    """Gate 1 refused the staged partition: quarantine its rows, record why, fail the asset."""
+    from wijk_assets.defs.raw.checks import gate_metadata
+
+    reason = one_line_reason(gate)
+    record = rejection_record(
+        context.run.run_id, source, year, "gate_1", _extract_files(extracts), reason, gate.failed_expectations()
+    )
+    moved = quarantine_partition(con, table, RAW_COLUMNS, record)
+    files = ", ".join(e.source for e in extracts)
+    context.log.error(f"{table} {year}: gate 1 refused {files}: {gate.summary()[:2000]}")
+    raise dg.Failure(
+        description=(
+            f"{table} release year {year} refused by gate 1 before it went live ({files}): {reason}. "
+            f"The previous rows stay live; the {moved} refused rows are in {quarantine_table(table)} "
+            f"(run_id = '{context.run.run_id}')."
+        ),
+        metadata={
+            **gate_metadata(gate),
+            "release_year": year,
+            "files": dg.MetadataValue.json(_extract_files(extracts)),
+            "quarantine_table": quarantine_table(table),
+            "quarantined_rows": moved,
+            "run_id": context.run.run_id,
+            "reason": reason,
+        },
+        allow_retries=False,
+    )
+
+
+def _reject_unreadable(context, duckdb, cbs, source: str, table: str, year: int, error: Exception) -> None:
+    """A reader refused a file: record the rejection (nothing was staged) so ``status`` can show it."""
+    files = []
+    if cbs.mode != "live":
+        try:
+            files = [
+                {"source": f.relative_path, "sha256": sha256_file(f.path)}
+                for f in cbs.source_files(source)
+                if f.filename_year in (None, year)
+            ]
+        except Exception:  # noqa: BLE001 - listing is best effort; the reader's error is what matters
+            files = []
+    reason = " ".join(str(error).split())[:300]
+    record = rejection_record(context.run.run_id, source, year, "read", files, reason, [])
+    try:
+        with duckdb.connect() as con:
+            quarantine_partition(con, table, RAW_COLUMNS, record, move_staged=False)
+    except Exception as write_error:  # noqa: BLE001 - never hide the reader's error behind this one
+        context.log.warning(f"could not record the rejection of {table} {year}: {write_error}")
+
+
 def build_raw_asset(source: str) -> dg.AssetsDefinition:
     spec = load_catalog()[source]
     table = f"raw.{source}"
@@ -116,7 +181,11 @@ def build_raw_asset(source: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, duckdb: WarehouseResource, cbs: CbsSourceResource
     ) -> dg.MaterializeResult:
         year = int(context.partition_key)
-        extracts = cbs.extracts(source, year)
+        try:
+            extracts = cbs.extracts(source, year)
+        except Exception as error:  # the reader refused a file: record why, keep the live partition
+            _reject_unreadable(context, duckdb, cbs, source, table, year, error)
+            raise
         if not extracts:
             raise dg.Failure(
                 f"source {source!r} has nothing for release year {year} "
@@ -125,8 +194,13 @@ def build_raw_asset(source: str) -> dg.AssetsDefinition:
             )
         parts = raw_parts(extracts)
         retrieved_at = parts[0][1]["retrieved_at"]
+        partition = {"release_year": year}
         with duckdb.connect() as con:
-            rows = replace_partition(con, table, parts, RAW_COLUMNS, {"release_year": year})
+            staged, _ = stage_partition(con, table, parts, RAW_COLUMNS, partition)
+            gate = validate_staged(con, source, year, staged, table)
+            if not gate.success:
+                _reject_gated(context, con, source, table, year, extracts, gate)
+            rows = swap_in_partition(con, table, RAW_COLUMNS, partition)
             schema = table_schema(con, table)
         files = [
             {
@@ -169,6 +243,9 @@ def build_raw_asset(source: str) -> dg.AssetsDefinition:
                     _level_counts(pd.concat([e.frame[["area_code", "area_name"]] for e in extracts]))
                 ),
                 "measures": len({k for e in extracts for k in e.frame["measure_key"].unique()}),
+                "gate_1_before_swap": dg.MetadataValue.text(gate.summary()[:2000]),
+                # read by the ge_gate_<source> check of the same run (raw_gates._validated_before_swap)
+                "gate_1_result": dg.MetadataValue.json(gate.to_metadata()),
                 **extra,
             },
             data_version=dg.DataVersion(

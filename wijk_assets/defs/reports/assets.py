@@ -18,8 +18,8 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from wijk_assets.defs.raw.assets import DUCKDB_POOL, RAW_SOURCES, raw_asset_key
-from wijk_assets.defs.resources import WarehouseResource
+from wijk_assets.defs.raw.assets import RAW_SOURCES, raw_asset_key
+from wijk_assets.defs.resources import DUCKDB_POOL, WarehouseResource
 from wijk_assets.keys import (
     GATE_KEY,
     AUDIT_KEY,

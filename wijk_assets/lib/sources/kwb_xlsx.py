@@ -1,6 +1,6 @@
 """Reader for CBS "Kerncijfers wijken en buurten" in the kwb-YYYY.xlsx download layout.
 
-One sheet ``kwb-YYYY``, one header row of short names, one row per region. The region columns are
+One data sheet (normally ``kwb-YYYY``; any name when its header row is a KWB header), one header row of short names, one row per region. The region columns are
 ``gwb_code_10`` (area code, e.g. ``GM0344``/``WK034401``/``BU03440111``), ``regio`` (area name),
 ``gm_naam`` (municipality) and ``recs`` (region type); every other column — including ``gwb_code_8``,
 the numeric part of the code as TEXT with its leading zeros (``'0344'``), and ``gwb_code``/``ind_wbi`` —
@@ -17,7 +17,7 @@ import re
 from typing import TYPE_CHECKING
 
 from wijk_assets.lib.sources.base import RawExtract, SourceFormatError, wide_to_long
-from wijk_assets.lib.sources.odata_dump import read_xlsx_sheet
+from wijk_assets.lib.sources.odata_dump import choose_sheet_by_header, read_xlsx_sheet
 from wijk_assets.lib.sources.statline_csv import check_codes_present, check_unique_keys, remap_source_rows
 
 if TYPE_CHECKING:
@@ -30,25 +30,42 @@ REGION_TYPE = "recs"
 _KWB_SHEET = re.compile(r"^kwb-(\d{4})$", re.IGNORECASE)
 
 
+def _is_kwb_header(header: list[str]) -> bool:
+    """A KWB data sheet: the area-code key column beside at least one other known region column."""
+    cells = {h.strip() for h in header}
+    return AREA_CODE in cells and bool(cells & {AREA_NAME, GEMEENTE_NAME, REGION_TYPE, "gwb_code_8"})
+
+
 def _choose_kwb_sheet(source: str, year: int | None):
-    def choose(names: list[str]) -> str:
+    """Strict about content, tolerant about packaging: a sheet named ``kwb-<year>`` is taken as is;
+    otherwise the one sheet whose header row is a KWB header (``gwb_code_10`` beside ``regio``/
+    ``gm_naam``/``recs``), whatever it is called (municipalities name it after the gemeente). A sheet
+    named for *another* year still fails: the file name and the sheet contradict each other."""
+
+    def choose(names: list[str], header_of) -> str:
         stripped = {n.strip(): n for n in names}
         if year is not None:
             wanted = f"kwb-{year}"
             if wanted in stripped:
                 return stripped[wanted]
             other = [n for n in names if _KWB_SHEET.match(n.strip())]
-            raise SourceFormatError(
-                source,
-                f"a sheet {wanted!r} (the year in the file name)",
-                f"sheets {names}",
-                sheet=other[0] if other else None,
-                hint="Rename the file to the year its sheet holds" if other else None,
-            )
-        kwb = [n for n in names if _KWB_SHEET.match(n.strip())]
-        if len(kwb) != 1:
-            raise SourceFormatError(source, "exactly one sheet named 'kwb-YYYY'", f"sheets {names}")
-        return kwb[0]
+            if other:
+                raise SourceFormatError(
+                    source,
+                    f"a sheet {wanted!r} (the year in the file name)",
+                    f"sheets {names}",
+                    sheet=other[0],
+                    hint="Rename the file to the year its sheet holds",
+                )
+        else:
+            kwb = [n for n in names if _KWB_SHEET.match(n.strip())]
+            if len(kwb) == 1:
+                return kwb[0]
+        return choose_sheet_by_header(
+            source, names, header_of, _is_kwb_header,
+            f"a KWB header row ({AREA_CODE!r} beside {AREA_NAME!r}/{GEMEENTE_NAME!r}/{REGION_TYPE!r})"
+            + (f" or a sheet named 'kwb-{year}'" if year is not None else ""),
+        )
 
     return choose
 
@@ -60,7 +77,12 @@ def read_kwb_xlsx(source_file: "SourceFile") -> RawExtract:
     )
     year = source_file.filename_year
     if year is None:
-        year = int(_KWB_SHEET.match(sheet.strip()).group(1))
+        named = _KWB_SHEET.match(sheet.strip())
+        if named is None:
+            raise SourceFormatError(
+                source, "a release year in the file name or a sheet named 'kwb-YYYY'", f"sheet {sheet!r}", sheet=sheet
+            )
+        year = int(named.group(1))
     header = table.header
     if AREA_CODE not in header:
         raise SourceFormatError(

@@ -78,14 +78,52 @@ def _unreadable(source: str, error: Exception, sheet: str | None = None) -> Sour
     )
 
 
+def _takes_header(choose_sheet: Callable) -> bool:
+    import inspect
+
+    try:
+        return len(inspect.signature(choose_sheet).parameters) >= 2
+    except (TypeError, ValueError):
+        return False
+
+
+def choose_sheet_by_header(
+    source: str,
+    names: list[str],
+    header_of: Callable[[str], list[str]],
+    matches: Callable[[list[str]], bool],
+    looked_for: str,
+) -> str:
+    """The one sheet whose header row ``matches``: publishers name sheets freely (after the gemeente,
+    'Blad1', 'data'), so the content decides. Fails when no sheet or several sheets match, naming every
+    sheet with the start of its header and what was looked for."""
+    headers = {name: header_of(name) for name in names}
+    hits = [name for name, header in headers.items() if matches(header)]
+    if len(hits) == 1:
+        return hits[0]
+    found = "; ".join(
+        f"{name!r}: {', '.join(h for h in header[:6] if h) or 'empty'}{' …' if len(header) > 6 else ''}"
+        for name, header in headers.items()
+    )
+    raise SourceFormatError(
+        source,
+        f"exactly one sheet with {looked_for}",
+        f"{'several' if hits else 'no'} such sheets ({', '.join(map(repr, hits))}) among: {found}"
+        if hits
+        else f"none among: {found}",
+        hint="Keep one data sheet in the workbook, or fix its header row" if hits else None,
+    )
+
+
 def read_xlsx_sheet(
     path: Path,
     source: str,
-    choose_sheet: Callable[[list[str]], str],
+    choose_sheet: Callable[..., str],
 ) -> tuple[str, list[str], TextTable, list[str]]:
     """Read one sheet as text. Returns (sheet name, all sheet names, table, columns that had numeric cells).
 
-    ``choose_sheet`` gets the workbook's sheet names and returns the one to read (or raises
+    ``choose_sheet`` gets the workbook's sheet names (and, when it takes a second argument, a function
+    returning a sheet's header row, to pick by content) and returns the one to read (or raises
     :class:`SourceFormatError`). Row numbers are the sheet's own (row 1 = the first row of the sheet,
     even when it is empty).
     """
@@ -96,7 +134,18 @@ def read_xlsx_sheet(
         sheet_names = list(workbook.sheet_names)
     except Exception as error:  # calamine raises ZipError/XmlError/CalamineError and OSError
         raise _unreadable(source, error) from error
-    sheet = choose_sheet(sheet_names)
+
+    def header_of(name: str) -> list[str]:
+        """The first non-empty row of a sheet as text (read lazily: only that row is parsed)."""
+        try:
+            for row in workbook.get_sheet_by_name(name).iter_rows():
+                if any(v not in ("", None) for v in row):
+                    return [cell_text(v) or "" for v in row]
+        except Exception as error:
+            raise _unreadable(source, error, name) from error
+        return []
+
+    sheet = choose_sheet(sheet_names, header_of) if _takes_header(choose_sheet) else choose_sheet(sheet_names)
     try:
         cells = workbook.get_sheet_by_name(sheet).to_python(skip_empty_area=False)
     except Exception as error:
@@ -208,12 +257,27 @@ def odata_table_to_long(
 # ---------------------------------------------------------------------------------------------------
 
 
-def _choose_odata_sheet(source: str) -> Callable[[list[str]], str]:
-    def choose(names: list[str]) -> str:
+ODATA_REGION_KEYS = ("WijkenEnBuurten", "RegioS", "Regio's", "Regios")
+
+
+def _is_odata_header(header: list[str]) -> bool:
+    cells = {h.strip() for h in header}
+    return "Perioden" in cells and any(key in cells for key in ODATA_REGION_KEYS)
+
+
+def _choose_odata_sheet(source: str) -> Callable[..., str]:
+    def choose(names: list[str], header_of: Callable[[str], list[str]]) -> str:
         if not names:
             raise SourceFormatError(source, "at least one sheet", "none")
         dataset = [n for n in names if "DataSet" in n]
-        return dataset[0] if dataset else names[0]
+        if dataset:
+            return dataset[0]
+        if len(names) == 1:  # the only sheet: the table reader names what is wrong with it
+            return names[0]
+        return choose_sheet_by_header(
+            source, names, header_of, _is_odata_header,
+            f"a header row holding 'Perioden' and a region key ({', '.join(ODATA_REGION_KEYS)})",
+        )
 
     return choose
 

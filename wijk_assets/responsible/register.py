@@ -691,8 +691,9 @@ def render_register_markdown(entry: Mapping[str, Any]) -> str:
                 ]) + " |")
             if g.get("alleen_beschrijvend"):
                 lines.append("")
-                lines.append("Alleen ter beschrijving van de huidige situatie (namen, inwonertal, grenzen; "
-                             "voeden het model niet, omdat hun jaar na het laatste uitkomstjaar ligt of ze geen kenmerk leveren):")
+                lines.append("Geladen, maar geen invoer van het model (jaren zonder bijpassend uitkomstjaar - "
+                             "een cijfer verklaart nooit een eerder uitkomstjaar - of alleen gebruikt voor namen, "
+                             "inwonertal en grenzen, die de huidige situatie beschrijven):")
                 lines.append("")
                 for s in g["alleen_beschrijvend"]:
                     lines.append(f"- {_md_escape(s['titel'])} ({_md_escape(s['bron'])}; "
@@ -792,8 +793,9 @@ def build_model_card(facts: Mapping[str, Any], config: Mapping[str, Any] | None 
             files,
         ]) + " |")
     if facts.get("context_sources"):
-        lines += ["", "Loaded but not a model input (they only describe the present: names, inhabitants, "
-                  "boundaries of years after the last outcome year):", ""]
+        lines += ["", "Loaded but not a model input (years without a matching outcome year - a figure never "
+                  "explains an earlier outcome year - or used only for names, inhabitants and boundaries, which "
+                  "describe the present):", ""]
         for s in facts["context_sources"]:
             lines.append(f"- {s['title']} ({s['name']}; {', '.join(s['cbs_table_ids']) or 'no CBS table'}; "
                          f"{', '.join(str(y) for y in sorted(s['years']))})")

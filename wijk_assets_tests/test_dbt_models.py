@@ -129,7 +129,7 @@ def test_feature_table_has_every_year_in_the_data(con):
         ).fetchall()
     }
     wide_years = {r[0] for r in con.execute("SELECT DISTINCT year FROM marts.fct_area_features").fetchall()}
-    assert wide_years == raw_years == {2012, 2016, 2019, 2020, 2021, 2023}
+    assert wide_years == raw_years == {2012, 2016, 2019, 2020, 2021, 2023, 2024}  # 2024: national KWB JSON
     lbm_years = {r[0] for r in con.execute("SELECT DISTINCT year FROM marts.fct_liveability_outcomes").fetchall()}
     assert lbm_years == {2002, 2008, 2012, 2014, 2016, 2018, 2020, 2022}
 

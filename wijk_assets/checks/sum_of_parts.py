@@ -39,7 +39,7 @@ def add_sum_of_parts_columns(
     child_level: str = "wijk",
 ) -> pd.DataFrame:
     """``frame`` with the four ``parts_*`` columns (see the module docstring)."""
-    out = frame.copy() if not all(c in frame for c in SUM_OF_PARTS_COLUMNS) else frame
+    out = frame.copy()
     for name in SUM_OF_PARTS_COLUMNS:
         out[name] = np.nan
     groups = [c for c in GROUP_COLUMNS if c in out.columns]

@@ -10,9 +10,10 @@ a re-divided gemeente's older wijken are approximated by the 2024 map.
 Pure pandas, no Dagster. :func:`compare_with_spatial_lags` measures whether the lags improve grouped-CV
 R² (same folds, same tuning grid) for an outcome, beside the ridge baseline. Measured on the shared data
 (2026-12, 386 model features of lbm, 77 own features lagged, 17,779 of 18,633 wijk-years with
-neighbours): LightGBM R² 0.5957 without, 0.5937 with the lags; ridge 0.5713 without, 0.5071 with. The
-lags do not help, so the models are NOT given them (issue 15: keep them only if they improve the
-grouped-CV R²); the neighbours table stays for the wijkbeeld and for re-measuring.
+neighbours): LightGBM R² 0.5957 without, 0.5937 with the lags; ridge 0.5713 without, 0.5071 with. onv
+(281 features, 54 lagged): LightGBM 0.8056 / 0.8083, ridge 0.7970 / 0.7971. A 0.003 gain on one outcome
+and a loss on the other is no improvement, so the models are NOT given the lags (issue 15: keep them
+only if they improve the grouped-CV R²); the neighbours table stays for the wijkbeeld and re-measuring.
 """
 
 from __future__ import annotations

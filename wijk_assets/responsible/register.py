@@ -369,7 +369,7 @@ TO_FILL = "nog in te vullen door de gemeente (concept)"
 
 
 def load_register_config(path: str | Path | None = None) -> dict[str, Any]:
-    """The municipality's static register text (default: the draft for gemeente Assen)."""
+    """The municipality's static register text (default: the draft, `{gemeente_naam}` etc. filled per run)."""
     p = Path(path) if path is not None else DEFAULT_CONFIG_PATH
     data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):

@@ -38,11 +38,12 @@
     regexp_replace(replace(trim({{ expr }}), '|', '/'), '\s+', ' ', 'g')
 {%- endmacro %}
 
-{# OData keys carry a positional suffix that changes between releases (AantalInwoners_5). Only keys in the
-   OData style (CamelCase, no other underscore) have one; kwb short names such as a_00_14 are verbatim. #}
+{# OData keys carry a positional suffix that changes between releases (AantalInwoners_5). The rule (which
+   keys are OData keys, what their stem is) lives in dbt_project.yml var odata_key_pattern, the one home
+   Python's key_stem reads too; kwb short names such as a_00_14 are verbatim. #}
 {% macro measure_key_stem(expr) -%}
-    case when regexp_full_match(trim({{ expr }}), '[A-Z][A-Za-z0-9]*_[0-9]+')
-         then regexp_replace(trim({{ expr }}), '_[0-9]+$', '') else trim({{ expr }}) end
+    case when regexp_full_match(trim({{ expr }}), '{{ var("odata_key_pattern") }}')
+         then regexp_extract(trim({{ expr }}), '{{ var("odata_key_pattern") }}', 1) else trim({{ expr }}) end
 {%- endmacro %}
 
 {# Cell text -> number. Strips padding, accepts a comma decimal ('1,0') and exponents ('9.1e-4');

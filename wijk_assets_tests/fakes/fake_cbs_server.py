@@ -10,9 +10,17 @@ There is no internet in CI, so the live CBS path is tested against this server. 
 What is real and what is constructed
 ------------------------------------
 * 85984NED (KWB 2024): TableInfos, DataProperties and CategoryGroups are the real CBS answers
-  (shared/data/cbs_odata_fixtures, stored as bare lists and wrapped here). No records of this table are
-  in the shared data, so its TypedDataSet answers 404 unless a test installs records with
-  :meth:`FakeCbsServer.set_records`.
+  (shared/data/cbs_odata_fixtures, stored as bare lists and wrapped here). Its TypedDataSet holds the
+  REAL 2024 values of shared/data/cbs_kwb_85984NED_2024_wijk (all 342 gemeenten and 3,393 wijken, the 8
+  topics that file keeps: AantalInwoners_5, Mannen_6, Vrouwen_7, Bevolkingsdichtheid_34,
+  Woningvoorraad_35, OppervlakteTotaal/Land/Water_122-124, nulls kept), shaped like CBS's records: ``ID``
+  numbered from 0, ``WijkenEnBuurten`` right-padded to 10 characters (``'WK010600  '``), and the region
+  attributes CBS adds to every record CONSTRUCTED from the code and the real wijk boundaries file
+  (shared/data/cbs_wijkgrenzen_2024): ``Gemeentenaam_1`` (official name, padded to 40),
+  ``SoortRegio_2`` (``'Gemeente  '``/``'Wijk      '``) and ``Codering_3``. The other 117 topics of
+  the real table are not in the shared data, so the records hold only these columns (as if the client
+  had asked for them with ``$select``). Without the JSON file the TypedDataSet answers 404 unless a
+  test installs records with :meth:`FakeCbsServer.set_records`.
 * 50090NED (RIVM Gezondheid per wijk en buurt): the RECORDS are real — every row of the eight xlsx
   UntypedDataSet dumps in shared/data/rivm_gezondheid_50090NED, converted the way CBS's TypedDataSet
   differs from the UntypedDataSet: indicator text such as ``'    78.4'`` becomes the JSON number
@@ -69,6 +77,8 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 RIVM_DIR = "rivm_gezondheid_50090NED"
 NABIJHEID_CSV = "cbs_nabijheid/85231ENG_proximity_facilities_2021_10_municipalities_typeddataset.csv"
 FIXTURE_DIR = "cbs_odata_fixtures"
+KWB_2024_JSON = "cbs_kwb_85984NED_2024_wijk/kwb_2024_gemeente_wijk_8vars.json"
+WIJKGRENZEN_2024 = "cbs_wijkgrenzen_2024/wijken_2024_wgs84_simplified.geojson"
 
 _RIVM_FILE = re.compile(r"^gezondheid_buurt_(\d{4})_(18plus|65plus|18-64)\.xlsx$")
 # Leeftijd category per file-name age group (codes as in the files; titles as on StatLine).
@@ -411,6 +421,32 @@ def _nabijheid_table(data_dir: Path) -> FakeTable | None:
     return FakeTable("85231ENG", table_infos, data_properties, [], [partition], {"DistrictsAndNeighbourhoods": areas})
 
 
+@functools.lru_cache(maxsize=None)
+def load_kwb_2024_json(json_path: str, geojson_path: str | None) -> LoadedRecords:
+    """The real 85984NED values (one object per trimmed code) -> TypedDataSet records (see the docstring)."""
+    values = _read_json(Path(json_path))
+    gemeente_names: dict[str, str] = {}
+    if geojson_path:
+        for feature in _read_json(Path(geojson_path))["features"]:
+            props = feature["properties"]
+            gemeente_names.setdefault(props["gemeentecode"], props["gemeentenaam"])
+    region_type = {"GM": "Gemeente", "WK": "Wijk", "BU": "Buurt"}
+    records = []
+    for i, (code, topics) in enumerate(values.items()):
+        gemeente = "GM" + code[2:6]
+        record = {
+            "ID": i,
+            "WijkenEnBuurten": code.ljust(10),
+            "Gemeentenaam_1": gemeente_names.get(gemeente, "").ljust(40) if gemeente_names else None,
+            "SoortRegio_2": region_type[code[:2]].ljust(10),
+            "Codering_3": code.ljust(10),
+        }
+        record.update(topics)
+        records.append(record)
+    columns = list(dict.fromkeys(k for r in records for k in r))
+    return _loaded(columns, records)
+
+
 def _kwb_table(data_dir: Path) -> FakeTable | None:
     folder = data_dir / FIXTURE_DIR
     infos_path = folder / "85984NED_TableInfos.json"
@@ -420,15 +456,23 @@ def _kwb_table(data_dir: Path) -> FakeTable | None:
     props = _read_json(folder / "85984NED_DataProperties.json")
     groups_path = folder / "85984NED_CategoryGroups.json"
     groups = _read_json(groups_path) if groups_path.is_file() else []
+    values_path = data_dir / KWB_2024_JSON
+    geojson_path = data_dir / WIJKGRENZEN_2024
+    partitions = []
+    if values_path.is_file():
+        loader = functools.partial(
+            load_kwb_2024_json, str(values_path), str(geojson_path) if geojson_path.is_file() else None
+        )
+        partitions.append(Partition({}, loader))
     return FakeTable(
         "85984NED",
         lambda: dict(infos[0]),
         lambda: props,
         groups,
-        [],
+        partitions,
         {},
         no_data_reason="the shared data holds only the metadata of 85984NED (TableInfos, DataProperties, "
-        "CategoryGroups), no records; install some with FakeCbsServer.set_records",
+        f"CategoryGroups) and no {KWB_2024_JSON}; install records with FakeCbsServer.set_records",
     )
 
 

@@ -52,7 +52,7 @@ def test_every_source_and_year_lands_with_provenance(raw_db):
     assert years == {
         "rivm_gezondheid": [2012, 2016, 2020],
         "leefbaarometer": [2002, 2008, 2012, 2014, 2016, 2018, 2020, 2022],
-        "cbs_kwb": [2023],
+        "cbs_kwb": [2023, 2024],  # kwb-2023 xlsx (Utrecht), 85984NED JSON (national 2024)
         "cbs_nabijheid": [2021, 2023],
         "cbs_ses_woa": [2019],
         "gemeente_survey": [2023],  # Utrecht inwonersenquete, offline only (wijk_assets_tests/integration/test_survey_source.py)

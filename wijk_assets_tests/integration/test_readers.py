@@ -89,6 +89,8 @@ def _csv_line(path: Path, line: int, sep: str = ";") -> list[str]:
 ALL_FILES = [("rivm_gezondheid", n) for n in RIVM_FILES] + [
     ("leefbaarometer", "lbm3_scores_wijken_2002-2022.csv"),
     ("cbs_kwb", "kwb-2023_gm0344_utrecht.xlsx"),
+    ("cbs_kwb", "kwb_2024_gemeente_wijk_8vars.json"),
+    ("cbs_wijkgrenzen", "wijken_2024_wgs84_simplified.geojson"),
     ("cbs_nabijheid", "nabijheid_voorzieningen_buurt_2023_gm0344_utrecht.csv"),
     ("cbs_nabijheid", "85231ENG_proximity_facilities_2021_10_municipalities_typeddataset.csv"),
     ("cbs_nabijheid", "nabijheid_afstand_wijk_buurt_2021_aa_en_hunze_sample_transposed.csv"),
@@ -99,7 +101,7 @@ ALL_FILES = [("rivm_gezondheid", n) for n in RIVM_FILES] + [
 def test_every_catalogued_file_has_a_reader(shared_data_dir):
     found = [
         (sf.spec.source, Path(sf.relative_path).name)
-        for source in ("rivm_gezondheid", "leefbaarometer", "cbs_kwb", "cbs_nabijheid", "cbs_ses_woa")
+        for source in ("rivm_gezondheid", "leefbaarometer", "cbs_kwb", "cbs_wijkgrenzen", "cbs_nabijheid", "cbs_ses_woa")
         for sf in find_source_files(source, shared_data_dir)
     ]
     assert sorted(found) == sorted(ALL_FILES)
@@ -118,7 +120,10 @@ def test_raw_layout_invariants(shared_data_dir, source, name):
     assert len(frame) > 0
     assert frame["release_year"].dtype == "int64"
     assert frame["source_row"].dtype == "int64"
-    assert frame["source_row"].min() >= 2  # row 1 is a header (or title) line
+    if source_file.spec.format in ("kwb_odata_json", "area_geojson"):
+        assert frame["source_row"].min() == 1  # JSON: the 1-based record (feature) number
+    else:
+        assert frame["source_row"].min() >= 2  # row 1 is a header (or title) line
     assert frame["area_code"].notna().all() and (frame["area_code"].str.strip() != "").all()
     assert frame["measure_key"].notna().all()
     # Empty cells are NULL, never ''; everything else is a string.

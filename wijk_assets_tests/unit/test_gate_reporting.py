@@ -57,12 +57,18 @@ def _facts() -> dict:
         "code_version": "0.1.0+gabc1234",
         "generated_at": "2026-01-15T10:00:00+00:00",
         "gemeente": "GM0106",
+        "gemeente_name": "Assen",
         "area_level": "wijk",
         "classification_year": 2022,
         "sources": [{
-            "name": "leefbaarometer", "title": "Leefbaarometer 3.0", "publisher": "Ministerie van BZK",
+            "name": "leefbaarometer", "role": "uitkomst", "title": "Leefbaarometer 3.0", "publisher": "Ministerie van BZK",
             "licence": "open data", "cbs_table_ids": [], "years": [2022],
             "files": [{"path": "leefbaarometer/x.csv", "sha256": "a" * 64}],
+        }, {
+            "name": "rivm_gezondheid", "title": "Gezondheid per wijk en buurt",
+            "publisher": "RIVM, GGD GHOR Nederland, CBS", "licence": "CC BY 4.0 (Bron: CBS)",
+            "cbs_table_ids": ["50090NED"], "years": [2020],
+            "files": [{"path": "rivm_gezondheid_50090NED/x.xlsx", "sha256": "b" * 64}],
         }],
         "model": {"type": "LightGBM", "version": "lbm=aaa, fys=bbb"},
         "outcomes": [

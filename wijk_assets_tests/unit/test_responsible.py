@@ -374,11 +374,13 @@ def _facts() -> dict:
         "code_version": "0.1.0+gabc1234",
         "generated_at": "2026-01-15T10:00:00+00:00",
         "gemeente": "GM0106",
+        "gemeente_name": "Assen",
         "area_level": "wijk",
         "classification_year": 2022,
         "sources": [
             {
                 "name": "leefbaarometer",
+                "role": "uitkomst",
                 "title": "Leefbaarometer 3.0 scores per wijk",
                 "publisher": "Ministerie van BZK",
                 "licence": "open data (BZK)",
@@ -446,8 +448,9 @@ def test_register_refuses_missing_facts():
 
 def test_register_renders_supplied_figures():
     config = load_register_config()
-    assert config["concept"] is True and config["organisatie"] == "Gemeente Assen"
+    assert config["concept"] is True and config["organisatie"] == "Gemeente {gemeente_naam}"
     entry = build_register_entry(_facts(), config)
+    assert entry["organisatie"] == "Gemeente Assen"
     for field in (
         "naam", "korte_omschrijving", "organisatie", "thema", "status", "doel_en_impact", "afwegingen",
         "menselijke_tussenkomst", "risicobeheer", "wettelijke_basis", "gegevens", "technische_werking",

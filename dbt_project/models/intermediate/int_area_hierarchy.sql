@@ -1,11 +1,28 @@
 -- Every area code seen in any source and layout, closed under its parents: buurt (BU gggg ww bb) ->
 -- wijk (WK gggg ww) -> gemeente (GM gggg) -> land (NL00). Parents that no source lists themselves are
 -- added (area_name NULL, derived_from_children = true) so every code has its wijk and gemeente row.
--- Names: the most recent layout that names the code (wijk/buurt names come from kwb, nabijheid, SES-WOA
--- and Leefbaarometer; 50090NED and 85231ENG carry codes only). Gemeente names: the gemeente row's own
--- name, else any row's gemeente name, else the gemeente_changes seed (new/dissolved gemeenten).
+-- Names: the OFFICIAL name of the latest boundary year that has the code (int_wijk_geometry: the CBS/
+-- Kadaster wijk- en buurtkaart, wijknaam and gemeentenaam; official_name_year says which), else the most
+-- recent layout that names the code (wijk/buurt names come from kwb, nabijheid, SES-WOA and
+-- Leefbaarometer; 50090NED and 85231ENG carry codes only). Gemeente names: the official map's, else the
+-- gemeente row's own name, else any row's gemeente name, else the gemeente_changes seed (new/dissolved
+-- gemeenten).
 with named as (
     select * from {{ ref('int_area_names') }}
+),
+
+official_wijken as (
+    select area_code, arg_max(area_name, year) as area_name, max(year) as name_year
+    from {{ ref('int_wijk_geometry') }}
+    where area_name is not null
+    group by area_code
+),
+
+official_gemeenten as (
+    select gemeente_code, arg_max(gemeente_name, year) as gemeente_name, max(year) as name_year
+    from {{ ref('int_wijk_geometry') }}
+    where gemeente_name is not null
+    group by gemeente_code
 ),
 
 observed as (
@@ -86,11 +103,14 @@ select
     a.area_code,
     a.area_level,
     case when a.area_level = 'land' then coalesce(a.area_name, 'Nederland')
-         when a.area_level = 'gemeente' then coalesce(g.gemeente_name, s.gemeente_name, a.area_name)
+         when a.area_level = 'gemeente' then coalesce(og.gemeente_name, g.gemeente_name, s.gemeente_name, a.area_name)
+         when a.area_level = 'wijk' then coalesce(ow.area_name, a.area_name)
          else a.area_name end as area_name,
+    case when a.area_level = 'gemeente' then og.name_year
+         when a.area_level = 'wijk' then ow.name_year end as official_name_year,
     {{ wijk_code_of('a.area_code') }} as wijk_code,
     {{ gemeente_code_of('a.area_code') }} as gemeente_code,
-    coalesce(g.gemeente_name, s.gemeente_name) as gemeente_name,
+    coalesce(og.gemeente_name, g.gemeente_name, s.gemeente_name) as gemeente_name,
     a.first_year,
     a.last_year,
     a.layout_years,
@@ -106,6 +126,8 @@ select
     ) as layout_note
 from all_codes as a
 left join gemeente_names as g on g.gemeente_code = {{ gemeente_code_of('a.area_code') }}
+left join official_gemeenten as og on og.gemeente_code = {{ gemeente_code_of('a.area_code') }}
+left join official_wijken as ow on ow.area_code = a.area_code
 left join seed_names as s on s.gemeente_code = {{ gemeente_code_of('a.area_code') }}
 left join changes as gc on gc.code = a.area_code
 left join changes as gc2 on gc2.code = {{ gemeente_code_of('a.area_code') }}

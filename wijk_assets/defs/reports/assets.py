@@ -39,10 +39,15 @@ from wijk_assets.defs.automation.conditions import downstream_automation_conditi
 from wijk_assets.settings import REPO_ROOT, load_settings
 from wijk_assets.lib.warehouse import replace_table
 
-# The sources the models are built from: the register entry lists these. The municipality's own survey
-# is loaded (raw/gemeente_survey -> marts.fct_survey_indicators) but is not a model input; a test
-# checks this list against the asset graph.
+# The raw sources upstream of the models in the asset graph (a test checks this list against the graph;
+# the boundaries are upstream through display names of the area-code crosswalk). The municipality's own
+# survey is loaded (raw/gemeente_survey -> marts.fct_survey_indicators) but is not upstream. The register
+# entry does NOT list these: it lists, from the run itself, the sources whose figures the trained models
+# really use (wijk_assets.lib.responsible.model_sources), and the rest as loaded but not a model input.
 MODEL_SOURCES = tuple(s for s in RAW_SOURCES if s != "gemeente_survey")
+# Official names of areas in published tables: exactly dim_area's (the label check skips them, a
+# gemeente may be called "Best"; publish_guard checks they are the official names instead).
+NAME_COLUMNS = ("area_name", "gemeente_name")
 
 
 @dg.asset(
@@ -150,10 +155,17 @@ def published_area_explanations(duckdb: WarehouseResource) -> dg.MaterializeResu
         training = con.execute(
             "SELECT * FROM marts.mart_wijk_training WHERE outcome_year = ?", [latest_year]
         ).df()
-        population = con.execute(
-            "SELECT area_code, inhabitants FROM marts.fct_area_features WHERE inhabitants IS NOT NULL "
+        # Real inhabitants (KWB, latest year per area: the 2024 national release covers every wijk); the
+        # stand-in (small_area_signal) only decides where no population is known.
+        population_rows = con.execute(
+            "SELECT area_code, value AS inhabitants, year, source, cbs_table_id FROM marts.fct_area_feature_values "
+            "WHERE feature = 'inhabitants' AND value IS NOT NULL "
             "QUALIFY row_number() OVER (PARTITION BY area_code ORDER BY year DESC) = 1"
-        ).df().set_index("area_code")["inhabitants"] if _has_column(con, "marts.fct_area_features", "inhabitants") else None
+        ).df()
+        population = population_rows.set_index("area_code")["inhabitants"] if not population_rows.empty else None
+        names = con.execute(
+            "SELECT area_code, area_name, gemeente_name FROM marts.dim_area"
+        ).df()
 
     rivm = [f for f in catalog.loc[catalog["source"] == "rivm_gezondheid", "feature"] if f in training.columns]
     signal = small_area_signal(training, rivm)
@@ -177,6 +189,9 @@ def published_area_explanations(duckdb: WarehouseResource) -> dg.MaterializeResu
          "national_value", "shap_value", "sentence", "feature_year", "model_version"]
     ]
 
+    population_source = _population_source(population_rows, comparison["area_code"])
+    comparison = _with_names(comparison, names)
+    drivers = _with_names(drivers, names)
     comparison, comparison_report = suppress_small_areas(
         comparison, population=population, threshold=settings.min_inhabitants,
         value_columns=["actual", "predicted", "residual", "flag", "rank_min", "rank_max", "rank_range"],
@@ -194,14 +209,17 @@ def published_area_explanations(duckdb: WarehouseResource) -> dg.MaterializeResu
             "publish.suppression_log",
             pd.DataFrame(
                 [
-                    {"table": "publish.area_comparison", **_flat(comparison_report.to_metadata())},
-                    {"table": "publish.area_drivers", **_flat(drivers_report.to_metadata())},
+                    {"table": "publish.area_comparison", **_flat(comparison_report.to_metadata()),
+                     "population_source": population_source},
+                    {"table": "publish.area_drivers", **_flat(drivers_report.to_metadata()),
+                     "population_source": population_source},
                 ]
             ),
         )
     return dg.MaterializeResult(
         metadata={
             "min_inhabitants": settings.min_inhabitants,
+            "population_source": population_source,
             "suppression_comparison": dg.MetadataValue.json(comparison_report.to_metadata()),
             "suppression_drivers": dg.MetadataValue.json(drivers_report.to_metadata()),
             "rows_drivers": len(drivers),
@@ -211,6 +229,30 @@ def published_area_explanations(duckdb: WarehouseResource) -> dg.MaterializeResu
                 {r.outcome: r.problems for r in gate.itertuples(index=False) if not r.passed}
             ),
         }
+    )
+
+
+def _with_names(frame: pd.DataFrame, names: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the official area and gemeente names (dim_area) right after area_code."""
+    out = frame.drop(columns=[c for c in NAME_COLUMNS if c in frame.columns]).merge(
+        names, on="area_code", how="left"
+    )
+    first = [c for c in frame.columns if c not in NAME_COLUMNS]
+    at = first.index("area_code") + 1
+    return out[first[:at] + list(NAME_COLUMNS) + first[at:]]
+
+
+def _population_source(population_rows: pd.DataFrame, published_codes: pd.Series) -> str:
+    """'cbs_kwb 2024 (85984NED): 3,300 areas' for the areas a published table holds."""
+    rows = population_rows[population_rows["area_code"].isin(set(published_codes))]
+    if rows.empty:
+        return "none: no inhabitants known for the published areas"
+    parts = (
+        rows.assign(table=rows["cbs_table_id"].fillna(""))
+        .groupby(["source", "year", "table"]).size().sort_index(ascending=[True, False, True])
+    )
+    return "; ".join(
+        f"{source} {year}{f' ({table})' if table else ''}: {n} areas" for (source, year, table), n in parts.items()
     )
 
 
@@ -242,7 +284,24 @@ def publish_guard(duckdb: WarehouseResource) -> dg.AssetCheckResult:
             for name in ("publish.area_drivers", "publish.area_comparison")
         }
         catalog = con.execute("SELECT feature AS column, sensitive FROM marts.feature_catalog").df()
-    violations = check_no_judgemental_labels(tables) + check_no_sensitive_columns(
+        official = con.execute("SELECT area_code, area_name, gemeente_name FROM marts.dim_area").df()
+    from wijk_assets.lib.responsible.stigma import Violation
+
+    # Names are checked against dim_area instead of the label list (a gemeente is called "Best").
+    name_violations = []
+    for name, frame in tables.items():
+        present = [c for c in NAME_COLUMNS if c in frame.columns]
+        if not present:
+            continue
+        merged = frame[["area_code", *present]].merge(official, on="area_code", how="left", suffixes=("", "_official"))
+        for column in present:
+            differs = merged[column].notna() & (merged[column] != merged[f"{column}_official"])
+            for row in merged.index[differs][:20]:
+                name_violations.append(
+                    Violation(name, column, int(row), "not_an_official_name", f"{merged.at[row, column]!r}")
+                )
+    unnamed = {name: frame.drop(columns=[c for c in NAME_COLUMNS if c in frame.columns]) for name, frame in tables.items()}
+    violations = name_violations + check_no_judgemental_labels(unnamed) + check_no_sensitive_columns(
         tables, catalog, settings.sensitive_opt_in
     )
     return dg.AssetCheckResult(
@@ -259,27 +318,11 @@ def publish_guard(duckdb: WarehouseResource) -> dg.AssetCheckResult:
 def run_facts(duckdb: WarehouseResource, run_id: str) -> dict:
     """Everything the register entry and model card state about this run, read from the warehouse."""
     from wijk_assets.lib.sources.catalog import load_catalog
+    from wijk_assets.lib.responsible.model_sources import context_source_years, model_source_years
 
     settings = load_settings()
     catalog = load_catalog()
-    sources = []
     with duckdb.connect(read_only=True) as con:
-        for source in MODEL_SOURCES:
-            files = con.execute(
-                f"SELECT DISTINCT source_file, source_sha256, release_year, cbs_table_id FROM raw.{source} "
-                "ORDER BY release_year, source_file"
-            ).df()
-            spec = catalog[source]
-            sources.append({
-                "name": source,
-                "title": spec.title,
-                "publisher": spec.publisher,
-                "licence": spec.licence,
-                "cbs_table_ids": sorted({t for t in files["cbs_table_id"].dropna() if t}),
-                "years": sorted(int(y) for y in files["release_year"].unique()),
-                "files": [{"path": p, "sha256": s} for p, s in files[["source_file", "source_sha256"]].drop_duplicates().itertuples(index=False)],
-                "level": ", ".join(spec.levels),
-            })
         runs = con.execute(
             "SELECT r.*, g.verdict AS gate_verdict, g.problems AS gate_problems, g.margin_r2 AS gate_margin, "
             "g.margin_lower AS gate_lower, g.margin_upper AS gate_upper, g.interval_level AS gate_level, "
@@ -288,6 +331,55 @@ def run_facts(duckdb: WarehouseResource, run_id: str) -> dict:
             "ORDER BY r.outcome"
         ).df()
         suppression = con.execute("SELECT * FROM publish.suppression_log WHERE \"table\" = 'publish.area_comparison'").df()
+        gemeente_name = con.execute(
+            "SELECT area_name FROM marts.dim_area WHERE area_code = ?", [settings.gemeente]
+        ).fetchone()
+        feature_catalog = con.execute("SELECT feature, source FROM marts.feature_catalog").df()
+        # the rows the models were trained on: Leefbaarometer wijk-years with own features
+        trained = "SELECT area_code, outcome_year FROM marts.mart_wijk_training WHERE feature_year IS NOT NULL"
+        feature_years = con.execute(
+            "SELECT DISTINCT f.source, f.source_year FROM intermediate.int_lbm_feature_years f "
+            f"WHERE EXISTS (SELECT 1 FROM ({trained}) t WHERE t.area_code = f.lbm_wijk_code "
+            "AND t.outcome_year = f.outcome_year)"
+        ).df()
+        outcome_years = [int(r[0]) for r in con.execute(f"SELECT DISTINCT outcome_year FROM ({trained})").fetchall()]
+        files_by_source = {
+            source: con.execute(
+                f"SELECT DISTINCT source_file, source_sha256, release_year, cbs_table_id FROM raw.{source} "
+                "ORDER BY release_year, source_file"
+            ).df()
+            for source in RAW_SOURCES
+            if source != "gemeente_survey"  # the municipality's own survey: published on its own, never a model input
+        }
+    model_features = sorted({f for run in runs.itertuples(index=False) for f in json.loads(run.features)})
+    boundary_years = files_by_source.get("cbs_wijkgrenzen", pd.DataFrame({"release_year": []}))["release_year"]
+    feeding = model_source_years(
+        model_features, feature_catalog, feature_years, "leefbaarometer", outcome_years,
+        structural_years={"cbs_wijkgrenzen": boundary_years.unique()} if any(
+            f.startswith("nb_mean__") for f in model_features) else None,
+    )
+    loaded = {source: files["release_year"].unique() for source, files in files_by_source.items()}
+    describing = context_source_years(loaded, feeding)
+
+    def source_fact(name: str, years, **extra) -> dict:
+        spec = catalog[name]
+        files = files_by_source[name]
+        files = files[files["release_year"].isin([int(y) for y in years])]
+        return {
+            "name": name,
+            "title": spec.title,
+            "publisher": spec.publisher,
+            "licence": spec.licence,
+            "cbs_table_ids": sorted({t for t in files["cbs_table_id"].dropna() if t}),
+            "years": sorted(int(y) for y in years),
+            "files": [{"path": p, "sha256": s} for p, s in files[["source_file", "source_sha256"]].drop_duplicates().itertuples(index=False)],
+            "level": ", ".join(spec.levels),
+            **extra,
+        }
+
+    sources = [source_fact(s["name"], s["years"], role=s["role"], **({"features": s["features"]} if s["features"] else {}))
+               for s in feeding]
+    context_sources = [source_fact(name, years) for name, years in describing.items()]
     from wijk_assets.lib.responsible.register import outcome_facts
 
     outcomes, features, params = [], set(), {}
@@ -313,9 +405,11 @@ def run_facts(duckdb: WarehouseResource, run_id: str) -> dict:
         "code_version": code_version(),
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "gemeente": settings.gemeente,
+        **({"gemeente_name": gemeente_name[0]} if gemeente_name and gemeente_name[0] else {}),
         "area_level": "wijk",
         "classification_year": 2022,
         "sources": sources,
+        "context_sources": context_sources,
         "model": {
             "type": "LightGBM gradient-boosted regression trees, one model per outcome",
             "version": ", ".join(f"{r.outcome}={r.model_version}" for r in runs.itertuples(index=False)),
@@ -334,6 +428,7 @@ def run_facts(duckdb: WarehouseResource, run_id: str) -> dict:
             "n_suppressed_population": int(row.get("n_suppressed_population", 0)),
             "n_suppressed_signal": int(row.get("n_suppressed_signal", 0)),
             "n_population_unknown": int(row.get("n_population_unknown", 0)),
+            **({"population_source": row["population_source"]} if row.get("population_source") else {}),
         },
     }
 
@@ -355,13 +450,15 @@ def register_and_model_card(context: dg.AssetExecutionContext, duckdb: Warehouse
     from wijk_assets.lib.responsible.register import (
         build_model_card,
         build_register_entry,
+        load_register_config,
         register_json,
         render_register_markdown,
     )
 
     facts = run_facts(duckdb, context.run_id)
-    entry = build_register_entry(facts)
-    card = build_model_card(facts)
+    config = load_register_config()
+    entry = build_register_entry(facts, config)
+    card = build_model_card(facts, config)
     out = reports_dir(duckdb)
     (out / "algorithm_register_entry.md").write_text(render_register_markdown(entry), encoding="utf-8")
     (out / "algorithm_register_entry.json").write_text(register_json(entry), encoding="utf-8")

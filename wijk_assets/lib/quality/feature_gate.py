@@ -20,7 +20,8 @@ import pandas as pd
 
 KEY_COLUMNS = ("area_code", "area_level", "year")
 LEVELS = ("gemeente", "wijk", "buurt")
-CODE_REGEX_BY_LEVEL = {"gemeente": r"^GM\d{4}$", "wijk": r"^WK\d{6}$", "buurt": r"^BU\d{8}$"}
+# Since 2024 Amsterdam's wijk and buurt codes end in letters (WK0363AA, BU0363AA01).
+CODE_REGEX_BY_LEVEL = {"gemeente": r"^GM\d{4}$", "wijk": r"^WK\d{4}[0-9A-Z]{2}$", "buurt": r"^BU\d{4}[0-9A-Z]{4}$"}
 
 
 def feature_columns(df: pd.DataFrame, exclude: Iterable[str] = KEY_COLUMNS) -> list[str]:

@@ -66,6 +66,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from wijk_assets.lib.sources.base import key_stem
+
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 
 MAX_SAMPLES = 10  # failing values / failing rows reported per expectation
@@ -294,14 +296,35 @@ def _region_type_level(types: pd.Series) -> pd.DataFrame:
     return pd.DataFrame({"region_type_level": _none_if_na(level)})
 
 
-def _measure_parts(groups: dict | None, concepts: dict | None):
+# A suite may say ``"measure_concepts": "concept_map"`` / ``"measure_groups": "concept_map"``: the
+# concept (and the raw value group) then come from dbt's concept-map seed for the suite's ``source``, so
+# required measures are named by concept whatever key a file or feed uses (a_inw, AantalInwoners_5).
+CONCEPT_MAP = "concept_map"
+
+
+def _from_concept_map(clean: pd.Series, source: str | None, what: str) -> pd.Series:
+    if not source:
+        raise ValueError(f'a suite with "measure_{what}s": "{CONCEPT_MAP}" needs a "source"')
+    from wijk_assets.lib.sources.concepts import ConceptResolver
+
+    resolver = ConceptResolver(source)
+    rows = clean.map(resolver.row)
+    values = rows.map(lambda r: None if r is None else (r.concept if what == "concept" else r.raw_group))
+    return values.astype(object)
+
+
+def measure_parts(groups: dict | str | None, concepts: dict | str | None, source: str | None = None):
     def parts(keys: pd.Series) -> pd.DataFrame:
         clean = keys.astype(str).str.strip()
         return pd.DataFrame(
             {
-                "measure_stem": clean.str.replace(r"_\d+$", "", regex=True),
-                "measure_group": _classify(clean, groups),
-                "measure_concept": _classify(clean, concepts),
+                "measure_stem": clean.map(key_stem),  # the one OData-key rule (dbt_project.yml)
+                "measure_group": _from_concept_map(clean, source, "group")
+                if groups == CONCEPT_MAP
+                else _classify(clean, groups),
+                "measure_concept": _from_concept_map(clean, source, "concept")
+                if concepts == CONCEPT_MAP
+                else _classify(clean, concepts),
             }
         )
 
@@ -349,8 +372,10 @@ def _classify(text: pd.Series, patterns: dict[str, str] | None) -> pd.Series:
 def prepare_raw_for_validation(
     df: pd.DataFrame,
     *,
-    measure_groups: dict[str, str] | None = None,
-    measure_concepts: dict[str, str] | None = None,
+    measure_groups: dict[str, str] | str | None = None,
+    measure_concepts: dict[str, str] | str | None = None,
+    concept_source: str | None = None,
+    sum_of_parts: dict | None = None,
 ) -> pd.DataFrame:
     """Add derived columns GE can check on raw long rows; the raw columns are left untouched.
 
@@ -364,6 +389,12 @@ def prepare_raw_for_validation(
     - ``measure_group`` / ``measure_concept``: first regex in ``measure_groups`` /
       ``measure_concepts`` that ``measure_key`` matches (searched, case-sensitive unless the pattern
       says ``(?i)``), else None
+    - with ``measure_groups``/``measure_concepts`` = ``"concept_map"``: the concept-map row of the key
+      for ``concept_source`` (see :mod:`wijk_assets.lib.sources.concepts`) gives ``measure_concept`` and, as
+      ``measure_group``, the raw value kind (``count`` for numerators of shares, ``code`` for ignored
+      identifier columns, else the concept's kind)
+    - with ``sum_of_parts``: the columns of :mod:`wijk_assets.lib.quality.sum_of_parts` (wijk figures that
+      must add up to their gemeente's)
     - ``value_clean``: ``value_raw`` stripped, comma decimal turned into a dot
     - ``value_num``: float; NaN for markers ('.', 'x', '?', '-', 'NA', '', NULL) and unparseable text
     - ``value_status``: ``number`` | ``suppressed`` (a CBS marker) | ``missing`` (NULL/''/'NA') |
@@ -377,7 +408,7 @@ def prepare_raw_for_validation(
         _per_distinct(out["region_type"] if "region_type" in out else empty, _region_type_level),
         _per_distinct(
             out["measure_key"] if "measure_key" in out else empty,
-            _measure_parts(measure_groups, measure_concepts),
+            measure_parts(measure_groups, measure_concepts, concept_source),
         ),
         _per_distinct(out["value_raw"] if "value_raw" in out else empty, _value_parts),
     ]
@@ -392,23 +423,34 @@ def prepare_raw_for_validation(
     out["is_missing"] = out["is_missing"].astype(bool) | (out["value_status"] == "missing").to_numpy(bool)
     out["is_suppressed"] = out["is_suppressed"].astype(bool)
     out["value_num"] = out["value_num"].astype("float64")
-    out.attrs[_PREPARED_FLAG] = _prepare_signature(measure_groups, measure_concepts)
+    if sum_of_parts:
+        from wijk_assets.lib.quality.sum_of_parts import add_sum_of_parts_columns
+
+        out = add_sum_of_parts_columns(out, **sum_of_parts)
+    out.attrs[_PREPARED_FLAG] = _prepare_signature(measure_groups, measure_concepts, concept_source, sum_of_parts)
     return out
 
 
-def _prepare_signature(groups: dict | None, concepts: dict | None) -> str:
-    return json.dumps([groups or {}, concepts or {}], sort_keys=True)
+def _prepare_signature(groups, concepts, source=None, sum_of_parts=None) -> str:
+    parts: list = [groups or {}, concepts or {}]
+    if CONCEPT_MAP in (groups, concepts) or sum_of_parts:  # older suites keep their signature
+        parts += [source, sum_of_parts]
+    return json.dumps(parts, sort_keys=True)
 
 
 def prepare_for_suite(df: pd.DataFrame, suite_spec: dict | str) -> pd.DataFrame:
     """Apply the preparation a suite asks for (``"prepare": "raw_long"``), else return ``df``."""
     spec = _resolve_spec(suite_spec)
     groups, concepts = spec.get("measure_groups"), spec.get("measure_concepts")
-    if spec.get("prepare") == "raw_long" and df.attrs.get(_PREPARED_FLAG) != _prepare_signature(groups, concepts):
+    source, parts = spec.get("source"), spec.get("sum_of_parts")
+    signature = _prepare_signature(groups, concepts, source, parts)
+    if spec.get("prepare") == "raw_long" and df.attrs.get(_PREPARED_FLAG) != signature:
         return prepare_raw_for_validation(
             df,
             measure_groups=groups,
             measure_concepts=concepts,
+            concept_source=source,
+            sum_of_parts=parts,
         )
     return df
 

@@ -47,6 +47,7 @@ import time
 from dataclasses import dataclass
 
 import duckdb
+import pandas as pd
 
 from wijk_assets.lib.quality.ge_runner import MAX_SAMPLES, GateResult, _jsonable
 
@@ -178,15 +179,15 @@ def required_measures(spec: dict) -> dict[str, list[str]]:
 
 
 def _derive(keys: list[str], column: str, spec: dict) -> set[str]:
-    if column == "measure_stem":
-        return {re.sub(r"_\d+$", "", k.strip()) for k in keys}
-    found = set()
-    for key in keys:
-        for label, pattern in (spec.get("measure_concepts") or {}).items():
-            if re.search(pattern, key.strip()):
-                found.add(label)
-                break
-    return found
+    """The suite's derived measure column (stem, concept, group) for these keys: the same derivation
+    gate 1's GE suite uses (:func:`wijk_assets.lib.quality.ge_runner.measure_parts`), so the key-stem and
+    concept rules have one home."""
+    from wijk_assets.lib.quality.ge_runner import measure_parts
+
+    derived = measure_parts(spec.get("measure_groups"), spec.get("measure_concepts"), spec.get("source"))(
+        pd.Series(list(keys), dtype=object)
+    )[column]
+    return {str(v) for v in derived.dropna()}
 
 
 def per_file_rules(con, part: Partition, spec: dict, file_globs: list[tuple[str, str | None]]) -> list[dict]:

@@ -1,9 +1,13 @@
 """Algoritmeregister entry and model card, built from the facts of an actual run.
 
 Static text (purpose, legal basis, contact, ...) comes from ``config`` - the municipality's YAML, see
-``register_config.yaml`` (a reviewed-by-nobody DRAFT for gemeente Assen). Everything that a run can
-know for certain comes from ``facts`` (schema: :class:`RegisterFacts`). A missing or placeholder fact
-is an error (:class:`MissingFactError`); we never print "TBD" where a figure from the run belongs.
+``register_config.yaml`` (a reviewed-by-nobody DRAFT). Everything that a run can know for certain comes
+from ``facts`` (schema: :class:`RegisterFacts`). A missing or placeholder fact is an error
+(:class:`MissingFactError`); we never print "TBD" where a figure from the run belongs.
+
+The config text names no gemeente: ``{gemeente_naam}``, ``{gemeente_code}``, ``{kenmerkbronnen}`` and
+``{uitkomstbron}`` are filled from the facts (:func:`template_values`), so the entry for GM0344 says
+"Gemeente Utrecht" and the sources the model really uses, and nothing about another gemeente.
 
 Pure functions, no Dagster.
 """
@@ -39,6 +43,8 @@ class DataSourceFact(TypedDict, total=False):
     years: Required[list[int]]  # release years actually used, non-empty
     files: Required[list[SourceFileFact]]  # every file/feed read, non-empty
     level: NotRequired[str]  # e.g. "wijk" / "buurt"
+    role: NotRequired[str]  # "uitkomst" (the model's target) or "kenmerken" (features; the default)
+    features: NotRequired[list[str]]  # the model features that come from this source
 
 
 class ModelFact(TypedDict, total=False):
@@ -68,6 +74,7 @@ class SuppressionFact(TypedDict, total=False):
     n_population_unknown: Required[int]
     n_suppressed_respondents: NotRequired[int]  # survey cells, survey_suppression_counts()
     n_suppressed_by_publisher: NotRequired[int]
+    population_source: NotRequired[str]  # where the inhabitants come from, e.g. "CBS KWB 2024 (85984NED)"
 
 
 class RegisterFacts(TypedDict, total=False):
@@ -75,9 +82,11 @@ class RegisterFacts(TypedDict, total=False):
     code_version: Required[str]  # git commit or package version of wijk_assets
     generated_at: Required[str]  # ISO 8601 timestamp (UTC) of the run
     gemeente: Required[str]  # e.g. "GM0106"
+    gemeente_name: NotRequired[str]  # official name, e.g. "Assen" (required when the config names it)
     area_level: Required[str]  # e.g. "wijk"
     classification_year: NotRequired[int]  # CBS wijk/buurt indeling the figures are harmonised to
-    sources: Required[list[DataSourceFact]]
+    sources: Required[list[DataSourceFact]]  # exactly the sources that feed the model
+    context_sources: NotRequired[list[DataSourceFact]]  # loaded, but only describe the present
     model: Required[ModelFact]
     outcomes: Required[list[OutcomeFact]]
     features: Required[list[str]]  # features actually used, non-empty
@@ -273,8 +282,73 @@ def validate_facts(facts: Mapping[str, Any]) -> None:
                 if supp.get(key) is not None:
                     _check_number(supp[key], f"facts.suppression.{key}", problems, integer=True)
 
+    if facts.get("gemeente_name") is not None:
+        _check_text(facts["gemeente_name"], "facts.gemeente_name", problems)
+    for i, src in enumerate(facts.get("sources") or []):
+        role = src.get("role") if isinstance(src, Mapping) else None
+        if role is not None and role not in ROLES:
+            problems.append(f"facts.sources[{i}].role must be one of {ROLES}, got {role!r}")
+    context = facts.get("context_sources")
+    if context is not None and not isinstance(context, list):
+        problems.append("facts.context_sources must be a list")
+
     if problems:
         raise MissingFactError(problems)
+
+
+ROLES = ("uitkomst", "kenmerken")
+
+
+def _join_nl(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " en " + items[-1]
+
+
+def _describe_sources(sources: list[Mapping[str, Any]]) -> str | None:
+    parts = []
+    for s in sources:
+        years = sorted(int(y) for y in s["years"])
+        span = str(years[0]) if len(years) == 1 else f"{years[0]}-{years[-1]}"
+        tables = ", ".join(s.get("cbs_table_ids") or [])
+        parts.append(f"{s['title']} ({s['publisher']}{'; ' + tables if tables else ''}; {span})")
+    return _join_nl(parts) if parts else None
+
+
+def template_values(facts: Mapping[str, Any]) -> dict[str, str | None]:
+    """What the config's placeholders stand for in this run (None: the run does not know it)."""
+    sources = list(facts.get("sources") or [])
+    return {
+        "gemeente_naam": facts.get("gemeente_name"),
+        "gemeente_code": facts.get("gemeente"),
+        "kenmerkbronnen": _describe_sources([s for s in sources if s.get("role", "kenmerken") == "kenmerken"]),
+        "uitkomstbron": _describe_sources([s for s in sources if s.get("role") == "uitkomst"]),
+    }
+
+
+_TEMPLATE_FIELD = re.compile(r"\{([a-z_]+)\}")
+
+
+def fill_template(value: Any, values: Mapping[str, str | None], where: str) -> Any:
+    """Replace ``{name}`` placeholders in config text (recursively in lists/dicts) with ``values``.
+
+    An unknown placeholder is a config error; a known one the run cannot fill is a missing fact."""
+    if isinstance(value, str):
+        def replace(match: re.Match) -> str:
+            name = match.group(1)
+            if name not in values:
+                raise RegisterConfigError(
+                    f"register config field {where!r} uses unknown placeholder {{{name}}}; "
+                    f"known: {', '.join('{' + k + '}' for k in values)}"
+                )
+            if values[name] is None:
+                raise MissingFactError([f"facts needed for {{{name}}} in config field {where!r} are missing"])
+            return str(values[name])
+
+        return _TEMPLATE_FIELD.sub(replace, value)
+    if isinstance(value, list):
+        return [fill_template(v, values, where) for v in value]
+    if isinstance(value, dict):
+        return {k: fill_template(v, values, f"{where}.{k}") for k, v in value.items()}
+    return value
 
 
 # --------------------------------------------------------------------------------------------------
@@ -295,7 +369,7 @@ TO_FILL = "nog in te vullen door de gemeente (concept)"
 
 
 def load_register_config(path: str | Path | None = None) -> dict[str, Any]:
-    """The municipality's static register text (default: the draft for gemeente Assen)."""
+    """The municipality's static register text (default: the draft, `{gemeente_naam}` etc. filled per run)."""
     p = Path(path) if path is not None else DEFAULT_CONFIG_PATH
     data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
@@ -447,22 +521,27 @@ def build_register_entry(facts: Mapping[str, Any], config: Mapping[str, Any] | N
     if config is None:
         config = load_register_config()
     concept = _validate_config(config)
-    c = lambda key: _config_value(config, key, concept)  # noqa: E731
+    values = template_values(facts)
+    c = lambda key: fill_template(_config_value(config, key, concept), values, key)  # noqa: E731
 
     supp = facts["suppression"]
-    sources = [
-        {
+
+    def source_entry(s: Mapping[str, Any]) -> dict:
+        return {
             "bron": s["name"],
+            "rol": s.get("role", "kenmerken"),
             "titel": s["title"],
             "uitgever": s["publisher"],
             "licentie": s["licence"],
             "cbs_tabellen": list(s["cbs_table_ids"]),
             "jaren": sorted(int(y) for y in s["years"]),
             "niveau": s.get("level"),
+            **({"kenmerken": list(s["features"])} if s.get("features") else {}),
             "bestanden": [{"pad": f["path"], "sha256": f["sha256"].lower()} for f in s["files"]],
         }
-        for s in facts["sources"]
-    ]
+
+    sources = [source_entry(s) for s in facts["sources"]]
+    context_sources = [source_entry(s) for s in facts.get("context_sources") or []]
     validation = [
         {
             "uitkomst": o["outcome"],
@@ -504,7 +583,9 @@ def build_register_entry(facts: Mapping[str, Any], config: Mapping[str, Any] | N
                 "gebieden_totaal": int(supp["n_areas"]),
                 "gebieden_onderdrukt_te_weinig_inwoners": int(supp["n_suppressed_population"]),
                 "gebieden_onderdrukt_signaal_bron": int(supp["n_suppressed_signal"]),
+                "gebieden_inwonertal_bekend": int(supp["n_areas"]) - int(supp["n_population_unknown"]),
                 "gebieden_inwonertal_onbekend": int(supp["n_population_unknown"]),
+                **({"bron_inwonertal": supp["population_source"]} if supp.get("population_source") else {}),
                 **(
                     {"enquetecellen_onderdrukt_te_weinig_respondenten": int(supp["n_suppressed_respondents"])}
                     if supp.get("n_suppressed_respondents") is not None else {}
@@ -522,9 +603,11 @@ def build_register_entry(facts: Mapping[str, Any], config: Mapping[str, Any] | N
         "gegevens": {
             "toelichting": c("gegevens_toelichting"),
             "gemeente": facts["gemeente"],
+            **({"gemeente_naam": facts["gemeente_name"]} if facts.get("gemeente_name") else {}),
             "gebiedsniveau": facts["area_level"],
             "gebiedsindeling_jaar": facts.get("classification_year"),
             "bronnen": sources,
+            "alleen_beschrijvend": context_sources,
         },
         "technische_werking": {
             "toelichting": c("technische_werking_toelichting"),
@@ -699,22 +782,35 @@ def render_register_markdown(entry: Mapping[str, Any]) -> str:
             g = value
             lines.append(str(g["toelichting"]))
             lines.append("")
-            lines.append(f"- **Gemeente**: {g['gemeente']}; **gebiedsniveau**: {g['gebiedsniveau']}"
+            gemeente = f"{g['gemeente_naam']} ({g['gemeente']})" if g.get("gemeente_naam") else g["gemeente"]
+            lines.append(f"- **Gemeente**: {gemeente}; **gebiedsniveau**: {g['gebiedsniveau']}"
                          + (f"; **gebiedsindeling**: {g['gebiedsindeling_jaar']}"
                             if g.get("gebiedsindeling_jaar") else ""))
             lines.append("")
-            lines.append("| bron | titel | uitgever | CBS-tabel | jaren | licentie |")
-            lines.append("|---|---|---|---|---|---|")
+            lines.append("Bronnen die het model voeden (als kenmerk of als uitkomst):")
+            lines.append("")
+            lines.append("| bron | rol | titel | uitgever | CBS-tabel | jaren | licentie |")
+            lines.append("|---|---|---|---|---|---|---|")
             for s in g["bronnen"]:
                 lines.append("| " + " | ".join([
-                    _md_escape(s["bron"]), _md_escape(s["titel"]), _md_escape(s["uitgever"]),
+                    _md_escape(s["bron"]), _md_escape(s["rol"]), _md_escape(s["titel"]), _md_escape(s["uitgever"]),
                     ", ".join(s["cbs_tabellen"]) or "(geen CBS-tabel)",
                     ", ".join(str(y) for y in s["jaren"]), _md_escape(s["licentie"]),
                 ]) + " |")
+            if g.get("alleen_beschrijvend"):
+                lines.append("")
+                lines.append("Geladen, maar geen invoer van het model (jaren zonder bijpassend uitkomstjaar - "
+                             "een cijfer verklaart nooit een eerder uitkomstjaar - of alleen gebruikt voor namen, "
+                             "inwonertal en grenzen, die de huidige situatie beschrijven):")
+                lines.append("")
+                for s in g["alleen_beschrijvend"]:
+                    lines.append(f"- {_md_escape(s['titel'])} ({_md_escape(s['bron'])}; "
+                                 f"{', '.join(s['cbs_tabellen']) or 'geen CBS-tabel'}; "
+                                 f"{', '.join(str(y) for y in s['jaren'])})")
             lines.append("")
             lines.append("Bestanden (sha256):")
             lines.append("")
-            for s in g["bronnen"]:
+            for s in [*g["bronnen"], *g.get("alleen_beschrijvend", [])]:
                 for f in s["bestanden"]:
                     lines.append(f"- `{f['pad']}` - `{f['sha256']}`")
         elif isinstance(value, (Mapping, list)):
@@ -740,6 +836,8 @@ def build_model_card(facts: Mapping[str, Any], config: Mapping[str, Any] | None 
     validate_facts(facts)
     concept = bool(config.get("concept")) if config else False
     organisation = (config or {}).get("organisatie")
+    if organisation:
+        organisation = fill_template(organisation, template_values(facts), "organisatie")
     org_line = f"{organisation} ({facts['gemeente']})" if organisation else facts["gemeente"]
     model = facts["model"]
     supp = facts["suppression"]
@@ -789,16 +887,26 @@ def build_model_card(facts: Mapping[str, Any], config: Mapping[str, Any] | None 
         "",
         "## Data",
         "",
-        "| source | publisher | CBS table(s) | years | files (sha256, first 12) |",
-        "|---|---|---|---|---|",
+        "The sources that feed the model (features or outcome), with the years the training used:",
+        "",
+        "| source | role | publisher | CBS table(s) | years | files (sha256, first 12) |",
+        "|---|---|---|---|---|---|",
     ]
     for s in facts["sources"]:
         files = "<br>".join(f"`{f['path']}` {f['sha256'][:12]}" for f in s["files"])
+        role = {"uitkomst": "outcome", "kenmerken": "features"}[s.get("role", "kenmerken")]
         lines.append("| " + " | ".join([
-            _md_escape(f"{s['title']} ({s['name']})"), _md_escape(s["publisher"]),
+            _md_escape(f"{s['title']} ({s['name']})"), role, _md_escape(s["publisher"]),
             ", ".join(s["cbs_table_ids"]) or "none", ", ".join(str(y) for y in sorted(s["years"])),
             files,
         ]) + " |")
+    if facts.get("context_sources"):
+        lines += ["", "Loaded but not a model input (years without a matching outcome year - a figure never "
+                  "explains an earlier outcome year - or used only for names, inhabitants and boundaries, which "
+                  "describe the present):", ""]
+        for s in facts["context_sources"]:
+            lines.append(f"- {s['title']} ({s['name']}; {', '.join(s['cbs_table_ids']) or 'no CBS table'}; "
+                         f"{', '.join(str(y) for y in sorted(s['years']))})")
     lines += [
         "",
         f"**Features used ({len(facts['features'])})**: " + ", ".join(facts["features"]),
@@ -849,10 +957,12 @@ def build_model_card(facts: Mapping[str, Any], config: Mapping[str, Any] | None 
         "",
         "## Privacy",
         "",
-        f"- Areas with fewer than {supp['min_inhabitants']} inhabitants are suppressed: "
-        f"{supp['n_suppressed_population']} of {supp['n_areas']} areas; "
-        f"{supp['n_suppressed_signal']} more suppressed because the publisher itself suppressed them "
-        f"while the population was unknown ({supp['n_population_unknown']} areas with unknown population).",
+        f"- Areas with fewer than {supp['min_inhabitants']} inhabitants are suppressed. Rule 1, real "
+        f"inhabitants ({supp['n_areas'] - supp['n_population_unknown']} of {supp['n_areas']} areas"
+        + (f", from {supp['population_source']}" if supp.get("population_source") else "")
+        + f"): {supp['n_suppressed_population']} areas suppressed. Rule 2, the stand-in where no "
+        f"population is known ({supp['n_population_unknown']} areas): the publisher itself suppressed all "
+        f"health figures of the area, {supp['n_suppressed_signal']} areas suppressed.",
         f"- Survey cells with fewer than {supp['min_respondents']} respondents are suppressed"
         + (f": {supp['n_suppressed_respondents']} cells." if supp.get("n_suppressed_respondents") is not None else "."),
         "- No personal or respondent-level data is read; inputs that look personal are rejected.",

@@ -24,6 +24,8 @@ READERS: dict[str, str] = {
     "kwb_xlsx": "wijk_assets.lib.sources.kwb_xlsx:read_kwb_xlsx",
     "leefbaarometer_csv": "wijk_assets.lib.sources.leefbaarometer:read_leefbaarometer_csv",
     "survey_csv": "wijk_assets.lib.sources.survey_csv:read_survey_csv_source",
+    "kwb_odata_json": "wijk_assets.lib.sources.kwb_odata_json:read_kwb_odata_json",
+    "area_geojson": "wijk_assets.lib.sources.area_geojson:read_area_geojson",
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -122,12 +123,28 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-_SUFFIX = re.compile(r"_\d+$")
+@lru_cache(maxsize=1)
+def odata_key_pattern() -> re.Pattern[str]:
+    """THE rule for OData keys, read from its one home: ``vars.odata_key_pattern`` in dbt_project.yml.
+
+    dbt's ``measure_key_stem`` macro applies the same pattern, so the concept map is matched by the same
+    stems in SQL (staging) and Python (gate 1, the live reader's DataProperties).
+    """
+    import yaml
+
+    from wijk_assets.settings import DBT_PROJECT_DIR
+
+    config = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text(encoding="utf-8"))
+    return re.compile(config["vars"]["odata_key_pattern"])
 
 
 def key_stem(key: str) -> str:
-    """``AantalInwoners_5`` -> ``AantalInwoners``: the part of an OData key that is stable across years."""
-    return _SUFFIX.sub("", key.strip())
+    """``AantalInwoners_5`` -> ``AantalInwoners``, ``k_0Tot15Jaar_8`` -> ``k_0Tot15Jaar``: the part of an
+    OData key that is stable across years. Keys that are not OData keys (kwb short names such as
+    ``a_00_14``, ``gwb_code_8``) are returned stripped but otherwise unchanged."""
+    key = key.strip()
+    match = odata_key_pattern().fullmatch(key)
+    return match.group(1) if match else key
 
 
 def wide_to_long(

@@ -29,6 +29,7 @@ class FileSpec:
     year_column: str | None
     cbs_table_id: str | None
     cbs_table_id_regex: str | None
+    cbs_table_id_from: str = "filename"  # what cbs_table_id_regex searches: the file name or its relative path
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ def _file_spec(source: str, entry: dict) -> FileSpec:
         year_column=year.get("column"),
         cbs_table_id=table if isinstance(table, str) else None,
         cbs_table_id_regex=table.get("regex") if isinstance(table, dict) else None,
+        cbs_table_id_from=table.get("from", "filename") if isinstance(table, dict) else "filename",
     )
 
 
@@ -120,12 +122,15 @@ def find_source_files(source: str, data_dir: Path) -> list[SourceFile]:
                         f"file {path}: matches {file_spec.glob!r} of source {source!r} but its name "
                         f"has no year matching {file_spec.year_regex!r}; rename it like the others"
                     )
-            table_id = file_spec.cbs_table_id or _match_group(file_spec.cbs_table_id_regex, path.name)
+            relative = path.relative_to(data_dir).as_posix()
+            table_id = file_spec.cbs_table_id or _match_group(
+                file_spec.cbs_table_id_regex, relative if file_spec.cbs_table_id_from == "path" else path.name
+            )
             found.append(
                 SourceFile(
                     spec=file_spec,
                     path=path,
-                    relative_path=path.relative_to(data_dir).as_posix(),
+                    relative_path=relative,
                     filename_year=year,
                     cbs_table_id=table_id,
                 )

@@ -35,7 +35,7 @@ FEATURE_CATALOG_KEY = dg.AssetKey(["marts", "feature_catalog"])
 FEATURE_TABLE_KEY = dg.AssetKey(["marts", "fct_area_features"])
 MODEL_KEY = dg.AssetKey(["models", "liveability_model"])
 SEED = 20240917
-ML_CODE_VERSION = "ml-1"
+ML_CODE_VERSION = "ml-2"
 
 # Identifier / bookkeeping columns of the training mart; never model inputs.
 NON_FEATURE_COLUMNS = {
@@ -130,7 +130,15 @@ def _write_partition(duckdb: WarehouseResource, table: str, frame: pd.DataFrame,
     ),
 )
 def liveability_model(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
-    from wijk_assets.ml.training import save_artifact, select_features, train_outcome
+    from wijk_assets.ml.training import (
+        feature_matrix,
+        fit_fold_models,
+        fold_predictions,
+        save_artifact,
+        save_fold_models,
+        select_features,
+        train_outcome,
+    )
     from wijk_assets.settings import load_settings
 
     outcome = context.partition_key
@@ -148,6 +156,19 @@ def liveability_model(context: dg.AssetExecutionContext, duckdb: WarehouseResour
     model_version = hashlib.sha256(artifact.model_string.encode()).hexdigest()[:16]
     target_dir = models_root(duckdb) / outcome / model_version
     save_artifact(artifact, target_dir)
+    # The fold models: the published (out-of-fold) prediction of a wijk and its SHAP drivers come from
+    # the model of its own fold; refitted here exactly as in the cross-validation.
+    fold_of = artifact.oof_predictions["fold"].to_numpy()
+    fold_models = fit_fold_models(frame, outcome, features, artifact.params, fold_of, seed=SEED)
+    refit = fold_predictions(fold_models, feature_matrix(frame, features), fold_of)
+    fold_refit_diff = float(abs(refit - artifact.oof_predictions["lightgbm"].to_numpy()).max())
+    if fold_refit_diff > 1e-9:
+        raise dg.Failure(
+            f"{outcome}: the refitted fold models do not reproduce the cross-validation's out-of-fold "
+            f"predictions (max difference {fold_refit_diff:.3g}); the published drivers would explain "
+            "another prediction than the published one"
+        )
+    save_fold_models(fold_models, target_dir)
 
     metrics = {
         "grouped_cv": {"lightgbm": artifact.cv_metrics, **artifact.baseline_metrics},
@@ -188,6 +209,8 @@ def liveability_model(context: dg.AssetExecutionContext, duckdb: WarehouseResour
             "temporal_r2": (temporal.get("lightgbm") or {}).get("r2", float("nan")),
             "temporal_test_year": str(temporal.get("test_year", "")),
             "calibration_slope": cv.get("calibration_slope", float("nan")),
+            "fold_models": len(fold_models),
+            "fold_models_max_abs_diff_vs_oof": fold_refit_diff,
             "validation": dg.MetadataValue.json(json.loads(json.dumps(metrics, default=_json_default))),
             "artifact": dg.MetadataValue.path(str(target_dir)),
             "model_version": model_version,

@@ -70,13 +70,16 @@ def size_class(n_buurten: pd.Series | Sequence[float], threshold: float = 3) -> 
 
 
 def calibration_groups(quality: pd.Series, size: pd.Series, min_rows: int = MIN_GROUP_ROWS) -> pd.Series:
-    """Group label ``<quality>/<size>``; a combination with fewer than ``min_rows`` rows is merged into
-    its quality class (``<quality>/all``), so every group has enough residuals to calibrate on."""
-    quality = pd.Series(quality).astype(object).where(pd.Series(quality).notna(), "rough")
-    label = quality.astype(str) + "/" + pd.Series(size, index=quality.index).astype(str)
+    """Group label ``<quality>/<size>``. When any size class of a quality has fewer than ``min_rows``
+    rows, that whole quality is one group (``<quality>/all``), so every group has enough residuals to
+    calibrate on and a label always means what it says. A missing quality counts as 'rough'."""
+    quality = pd.Series(quality)
+    quality = quality.astype(object).where(quality.notna(), "rough").astype(str)
+    size = pd.Series(size, index=quality.index).astype(str)
+    label = quality + "/" + size
     counts = label.value_counts()
-    small = label.map(counts).fillna(0) < min_rows
-    return label.where(~small, quality.astype(str) + "/all")
+    too_small = {q for q in quality.unique() if (counts[label[quality == q].unique()] < min_rows).any()}
+    return label.where(~quality.isin(too_small), quality + "/all")
 
 
 def conformal_quantile(abs_residuals: np.ndarray, coverage: float) -> float:

@@ -169,12 +169,18 @@ def liveability_model(context: dg.AssetExecutionContext, duckdb: WarehouseResour
             "another prediction than the published one"
         )
     save_fold_models(fold_models, target_dir)
+    # Issue 12's reference fit (LightGBM defaults, own health features, exact matches only), recorded
+    # beside the model so the model card can set the two side by side.
+    from wijk_assets.ml.reference import reference_fit
+
+    reference = reference_fit(frame, outcome, features, catalog, artifact.oof_predictions, seed=SEED)
 
     metrics = {
         "grouped_cv": {"lightgbm": artifact.cv_metrics, **artifact.baseline_metrics},
         "temporal": artifact.temporal_metrics,
         "tuning": artifact.tuning.to_dict(orient="records"),
         "timings": artifact.timings,
+        "reference_fit": reference,
     }
     run_row = pd.DataFrame([{
         "outcome": outcome,
@@ -210,6 +216,8 @@ def liveability_model(context: dg.AssetExecutionContext, duckdb: WarehouseResour
             "temporal_test_year": str(temporal.get("test_year", "")),
             "calibration_slope": cv.get("calibration_slope", float("nan")),
             "fold_models": len(fold_models),
+            "reference_fit_cv_r2": reference["reference_lightgbm"]["r2"],
+            "pipeline_cv_r2_on_reference_rows": reference["pipeline_model_on_same_rows"]["r2"],
             "fold_models_max_abs_diff_vs_oof": fold_refit_diff,
             "validation": dg.MetadataValue.json(json.loads(json.dumps(metrics, default=_json_default))),
             "artifact": dg.MetadataValue.path(str(target_dir)),

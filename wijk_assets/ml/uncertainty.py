@@ -40,7 +40,7 @@ RULE_QUALITY: dict[str, str] = {
     "former_gemeente_in_name": "rough",
 }
 QUALITY_ORDER: tuple[str, ...] = ("exact", "name", "rough")
-NOMINAL_COVERAGE = 0.93
+NOMINAL_COVERAGE = 0.95
 MIN_GROUP_ROWS = 150
 
 
@@ -145,7 +145,7 @@ def simulated_rank_ranges(
     *,
     n_draws: int = 400,
     quantiles: tuple[float, float] = (0.05, 0.95),
-    max_share: float = 0.5,
+    max_share: float = 0.25,
     seed: int = 0,
     descending: bool = True,
 ) -> pd.DataFrame:

@@ -673,7 +673,7 @@ def build_model_card(facts: Mapping[str, Any], config: Mapping[str, Any] | None 
         "- Ranking or labelling neighbourhoods: no league tables, no judgement labels for places and no "
         "policy labels (which only a council assigns). Where an order is shown it is the 5-95 % range "
         "of the wijk's rank when every wijk's score is drawn from its own calibrated interval, and only "
-        "where that range is informative (at most half of all ranks); elsewhere the wijk is 'not "
+        "where that range is informative (at most a quarter of all ranks); elsewhere the wijk is 'not "
         "distinguishable'.",
         "- Decisions about individuals or households, or targeting of people; the model only sees "
         "aggregated area figures and says nothing about any resident.",

@@ -111,18 +111,21 @@ def test_redrawn_gemeenten_reuse_no_code_without_evidence(con):
 
 def test_synthetic_redrawn_gemeente_is_not_matched_by_code(built, tmp_path):
     """SYNTHETIC redraw of Amsterdam (GM0363), made from the real rows: the Leefbaarometer gets one
-    extra wijk code and WK036300 another name. SES-WOA 2019 names Amsterdam's wijken: the renamed wijk
+    extra wijk code (one no source uses) and WK036300 another name. SES-WOA 2019 names Amsterdam's wijken: the renamed wijk
     must be unmatched, the others keep their code by name; the health files carry no names, so there
     every Amsterdam code is unproven."""
     db = tmp_path / "redrawn.duckdb"
     shutil.copy(built["db"], db)
     with duckdb.connect(str(db)) as c:
+        used = {r[0] for r in c.execute(
+            "SELECT DISTINCT area_code FROM intermediate.int_area_names WHERE gemeente_code = 'GM0363'").fetchall()}
+        new_code = next(f"WK0363{n:02d}" for n in range(100) if f"WK0363{n:02d}" not in used)
         original = c.execute(
             "SELECT any_value(area_name) FROM raw.leefbaarometer WHERE trim(area_code) = 'WK036300'").fetchone()[0]
         c.execute("UPDATE raw.leefbaarometer SET area_name = 'Nieuwe Zuidas Synthetisch' WHERE trim(area_code) = 'WK036300'")
         c.execute(
-            "INSERT INTO raw.leefbaarometer SELECT * REPLACE ('WK036398' AS area_code, 'Synthetische Wijk' AS area_name) "
-            "FROM raw.leefbaarometer WHERE trim(area_code) = 'WK036301'"
+            "INSERT INTO raw.leefbaarometer SELECT * REPLACE (? AS area_code, 'Synthetische Wijk' AS area_name) "
+            "FROM raw.leefbaarometer WHERE trim(area_code) = 'WK036301'", [new_code]
         )
     env = {**os.environ, "WIJK_DUCKDB_PATH": str(db), "DBT_LOG_PATH": str(tmp_path / "logs"),
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
@@ -143,7 +146,8 @@ def test_synthetic_redrawn_gemeente_is_not_matched_by_code(built, tmp_path):
     assert original and original != "Nieuwe Zuidas Synthetisch"
     assert tuple(harm.loc[("cbs_ses_woa", "WK036300"), ["match_rule", "unmatched_reason"]]) == (
         "unmatched", "code_reused_area_unproven")
-    same_name = harm.loc["cbs_ses_woa"].drop(index=["WK036300", "WK036398"])
+    assert harm.loc[("cbs_ses_woa", new_code), "match_rule"] == "unmatched"
+    same_name = harm.loc["cbs_ses_woa"].drop(index=["WK036300", new_code])
     assert (same_name["match_rule"] == "exact_code_and_name").mean() > 0.9
     assert (same_name.loc[same_name["match_rule"] == "exact_code_and_name", "target_area_code"]
             == same_name.index[same_name["match_rule"] == "exact_code_and_name"]).all()

@@ -256,7 +256,7 @@ def test_no_sentence_reads_the_wrong_way_round(con):
     # the comparison value in the text is the stored one, named as what SHAP compares with
     assert with_value["sentence"].str.contains("average of the wijken the model learned from").all()
     without = drivers[drivers["comparison_value"].isna()]
-    assert not without["sentence"].str.contains(r"\(", regex=True).any()
+    assert not without["sentence"].str.contains("average of the wijken", regex=False).any()
     # Assen: every wijk has drivers, none contradicts its comparison value
     assen = drivers[drivers["area_code"].str.startswith("WK0106")]
     assert assen["area_code"].nunique() >= 9

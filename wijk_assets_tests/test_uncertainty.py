@@ -75,7 +75,7 @@ def test_group_calibrated_intervals_cover_every_group_where_a_global_band_does_n
     assert glob.loc["rough/all", "coverage"] < 0.80 and glob.loc["exact/large", "coverage"] > 0.97
 
 
-def test_cross_conformal_never_calibrates_a_row_on_its_own_fold():
+def test_conformal_never_calibrates_a_row_on_its_own_cluster():
     # SYNTHETIC: fold 0 has huge residuals, the other folds tiny ones; fold 0's interval must come from the
     # other folds only (so it is narrow and fold 0 is NOT covered: the check is honest, not circular).
     actual = np.r_[np.full(50, 10.0), np.zeros(200)]

@@ -78,7 +78,7 @@ def national_reference(duckdb: WarehouseResource, year: int) -> pd.Series:
         dg.AssetSpec(SHAP_KEY, deps=[MODEL_KEY, TRAINING_KEY], automation_condition=downstream_automation_condition(), description="SHAP contribution per wijk x outcome x feature (long) from the model of the wijk's own fold, with base value and the published (out-of-fold) prediction."),
         dg.AssetSpec(IMPORTANCE_KEY, deps=[MODEL_KEY], automation_condition=downstream_automation_condition(), description="Global importance per outcome: mean |SHAP|, rank and direction of effect."),
         dg.AssetSpec(DRIVERS_KEY, deps=[MODEL_KEY, FEATURE_TABLE_KEY], automation_condition=downstream_automation_condition(), description="Per wijk, the top drivers pushing the predicted score up and down, in plain language."),
-        dg.AssetSpec(RESIDUALS_KEY, deps=[MODEL_KEY], automation_condition=downstream_automation_condition(), description="Actual vs out-of-fold predicted score with a prediction interval calibrated per match quality and wijk size (cross-conformal); flagged only outside its interval; simulated rank ranges."),
+        dg.AssetSpec(RESIDUALS_KEY, deps=[MODEL_KEY], automation_condition=downstream_automation_condition(), description="Actual vs out-of-fold predicted score with a prediction interval calibrated per match quality and wijk size (conformal, leave-one-gemeente-out); flagged only outside its interval; simulated rank ranges."),
     ],
     partitions_def=outcome_partitions,
     group_name="explanations",
@@ -121,7 +121,7 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
     predicted = fold_predictions(fold_models, feature_matrix(data, artifact.features), fold_of)
     quality = match_quality(data["match_rules"])
     groups = calibration_groups(quality, size_class(data["n_buurten"]))
-    intervals = conformal_intervals(data[outcome], predicted, groups, fold_of, coverage=NOMINAL_COVERAGE)
+    intervals = conformal_intervals(data[outcome], predicted, groups, data["gemeente_code"], coverage=NOMINAL_COVERAGE)
 
     year = int(data["outcome_year"].max())
     latest = (data["outcome_year"] == year).to_numpy()

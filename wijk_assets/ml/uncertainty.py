@@ -5,10 +5,10 @@ Pure functions, no Dagster.
 - :func:`match_quality` turns the training mart's ``match_rules`` (per source, the harmonisation rule
   that linked a Leefbaarometer wijk to its features) into one quality class per row: the worst rule wins.
 - :func:`conformal_intervals`: split-conformal prediction intervals calibrated *per group* (match
-  quality x wijk size) on out-of-fold residuals. Cross-conformal: a row's interval half-width is the
-  finite-sample conformal quantile of |residual| over the rows of its group that lie in OTHER folds
-  (other gemeenten), so the interval of a wijk is never calibrated on its own residual and the empirical
-  coverage computed on the same out-of-fold rows is an honest estimate.
+  quality x wijk size) on out-of-fold residuals. Leave-one-gemeente-out: a row's interval half-width
+  is the finite-sample conformal quantile of |residual| over the rows of its group in OTHER gemeenten,
+  so the interval of a wijk is never calibrated on its own residual (nor on the correlated residuals of
+  its gemeente) and the empirical coverage computed on the same out-of-fold rows is an honest estimate.
 - :func:`coverage_by_group`: the empirical coverage (and width) per group, the check that the intervals
   hold what they promise in every group, not only on average.
 - :func:`simulated_rank_ranges`: the order of the quantity being ranked (a wijk's score as its interval
@@ -97,28 +97,30 @@ def conformal_intervals(
     actual: Sequence[float],
     predicted: Sequence[float],
     groups: Sequence[str],
-    folds: Sequence[int],
+    clusters: Sequence,
     *,
     coverage: float = NOMINAL_COVERAGE,
 ) -> pd.DataFrame:
     """Per row: ``half_width``, ``lower``, ``upper`` of a ``coverage`` prediction interval around
-    ``predicted``, calibrated on the |out-of-fold residuals| of the same group in the other folds.
+    ``predicted``, calibrated on the |out-of-fold residuals| of the same group outside the row's
+    cluster (pass the gemeente: a wijk's interval never uses a residual of its own gemeente, where
+    residuals are correlated, nor its own; CV folds work too, with less calibration data).
 
     ``actual`` may be NaN for rows without a score (they get an interval but calibrate nothing).
     """
     a = np.asarray(actual, dtype=float)
     p = np.asarray(predicted, dtype=float)
     g = np.asarray(pd.Series(groups).astype(str))
-    f = np.asarray(folds)
-    if not (len(a) == len(p) == len(g) == len(f)):
-        raise ValueError("actual, predicted, groups and folds differ in length")
+    c = np.asarray(pd.Series(clusters).astype(str))
+    if not (len(a) == len(p) == len(g) == len(c)):
+        raise ValueError("actual, predicted, groups and clusters differ in length")
     abs_res = np.abs(a - p)
     half = np.full(len(a), np.nan)
     for group in np.unique(g):
         in_group = g == group
-        for fold in np.unique(f[in_group]):
-            target = in_group & (f == fold)
-            calib = in_group & (f != fold) & np.isfinite(abs_res)
+        for cluster in np.unique(c[in_group]):
+            target = in_group & (c == cluster)
+            calib = in_group & (c != cluster) & np.isfinite(abs_res)
             half[target] = conformal_quantile(abs_res[calib], coverage)
     return pd.DataFrame({"half_width": half, "lower": p - half, "upper": p + half})
 

@@ -734,7 +734,7 @@ def build_model_card(facts: Mapping[str, Any], config: Mapping[str, Any] | None 
         "reused across a re-division of its gemeente only where the names show it is the same area; "
         "otherwise the wijk is unmatched (counted in rpt_coverage) and not modelled.",
         "- Uncertainty: each published prediction is the wijk's out-of-fold prediction with a prediction "
-        "interval calibrated per match quality and wijk size on out-of-fold residuals (cross-conformal); "
+        "interval calibrated per match quality and wijk size on out-of-fold residuals of other gemeenten (conformal); "
         "'higher/lower than its indicators predict' is said only outside that interval. The drivers are "
         "the SHAP values of the model of the wijk's own fold, so they add up to the published "
         "prediction; their comparison value is the average over the wijken the model learned from.",

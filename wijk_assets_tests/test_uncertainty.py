@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wijk_assets.ml.explain import HIGHER, LOWER, WITHIN, area_drivers, area_residuals, comparison_agrees
+from wijk_assets.ml.explain import (
+    HIGHER,
+    LOWER,
+    WITHIN,
+    area_drivers,
+    area_residuals,
+    comparison_agrees,
+)
 from wijk_assets.ml.training import (
     evaluate,
     feature_matrix,

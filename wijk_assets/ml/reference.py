@@ -10,7 +10,8 @@ Pure functions, no Dagster.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -53,8 +54,8 @@ def reference_fit(
     return {
         "description": "LightGBM defaults on the wijk's own health-monitor features, exact matches only, "
                        "5-fold CV grouped by gemeente",
-        "n_rows": int(len(subset)),
-        "n_rows_all_matches": int(len(rows)),
+        "n_rows": len(subset),
+        "n_rows_all_matches": len(rows),
         "n_features": len(own),
         "reference_lightgbm": result.metrics["lightgbm"],
         "reference_ridge": result.metrics.get("ridge", {}),

@@ -21,7 +21,7 @@ Pure functions, no Dagster.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -87,7 +87,7 @@ def conformal_quantile(abs_residuals: np.ndarray, coverage: float) -> float:
     small for that coverage)."""
     r = np.sort(np.asarray(abs_residuals, dtype=float)[np.isfinite(abs_residuals)])
     n = r.size
-    k = int(math.ceil((n + 1) * coverage))
+    k = math.ceil((n + 1) * coverage)
     if n == 0 or k > n:
         return float("inf")
     return float(r[k - 1])

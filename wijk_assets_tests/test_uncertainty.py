@@ -56,6 +56,21 @@ def test_calibration_groups_merge_small_combinations():
     assert set(groups[:300]) == {"exact/large", "exact/small"}
     assert set(groups[300:]) == {"rough/all"}  # rough/small has 40 rows < 100: merged with rough/large
     assert size_class(pd.Series([1, 2, 3, np.nan, 10])).tolist() == ["small", "small", "large", "small", "large"]
+    # a quality too small even as a whole is calibrated with everything else
+    tiny = calibration_groups(pd.Series(["exact"] * 300 + ["name"] * 5 + ["rough"] * 60),
+                              pd.Series(["large"] * 365), min_rows=100, min_quality_rows=40)
+    assert set(tiny[300:305]) == {"pooled/all"} and set(tiny[:300]) == {"exact/large"}
+    assert set(tiny[305:]) == {"rough/all"}
+
+
+def test_a_group_too_small_for_its_coverage_falls_back_to_all_rows():
+    rng = np.random.default_rng(2)  # SYNTHETIC: 'few' has 6 rows, too few for a 95 % conformal quantile
+    groups = np.array(["many"] * 400 + ["few"] * 6)
+    actual = rng.normal(0, 1, 406)
+    clusters = np.arange(406) % 10
+    iv = conformal_intervals(actual, np.zeros(406), groups, clusters, coverage=0.95)
+    assert np.isfinite(iv["half_width"]).all()
+    assert iv["half_width"][400:].between(1.2, 2.6).all()
 
 
 def test_conformal_quantile_is_the_finite_sample_rank():

@@ -42,6 +42,9 @@ RULE_QUALITY: dict[str, str] = {
 QUALITY_ORDER: tuple[str, ...] = ("exact", "name", "rough")
 NOMINAL_COVERAGE = 0.95
 MIN_GROUP_ROWS = 150
+# Below this a quality class has too few residuals for a 95 % conformal quantile once its own gemeente
+# is left out (at least 19 are needed).
+MIN_QUALITY_ROWS = 40
 
 
 def match_quality(match_rules: pd.Series | Sequence[str | None]) -> pd.Series:
@@ -69,17 +72,24 @@ def size_class(n_buurten: pd.Series | Sequence[float], threshold: float = 3) -> 
     return pd.Series(np.where(n.notna() & (n >= threshold), "large", "small"), index=n.index, dtype=object)
 
 
-def calibration_groups(quality: pd.Series, size: pd.Series, min_rows: int = MIN_GROUP_ROWS) -> pd.Series:
+def calibration_groups(
+    quality: pd.Series, size: pd.Series, min_rows: int = MIN_GROUP_ROWS, min_quality_rows: int = MIN_QUALITY_ROWS
+) -> pd.Series:
     """Group label ``<quality>/<size>``. When any size class of a quality has fewer than ``min_rows``
-    rows, that whole quality is one group (``<quality>/all``), so every group has enough residuals to
-    calibrate on and a label always means what it says. A missing quality counts as 'rough'."""
+    rows, that whole quality is one group (``<quality>/all``); a quality with fewer than
+    ``min_quality_rows`` rows in all is calibrated together with all other rows (``pooled/all``), so every group has enough
+    residuals to calibrate on and a label always means what it says. A missing quality counts as
+    'rough'."""
     quality = pd.Series(quality)
     quality = quality.astype(object).where(quality.notna(), "rough").astype(str)
     size = pd.Series(size, index=quality.index).astype(str)
     label = quality + "/" + size
     counts = label.value_counts()
     too_small = {q for q in quality.unique() if (counts[label[quality == q].unique()] < min_rows).any()}
-    return label.where(~quality.isin(too_small), quality + "/all")
+    label = label.where(~quality.isin(too_small), quality + "/all")
+    # a quality class that is too small even as a whole is calibrated with the other qualities
+    tiny = label.map(label.value_counts()) < min_quality_rows
+    return label.where(~tiny, "pooled/all")
 
 
 def conformal_quantile(abs_residuals: np.ndarray, coverage: float) -> float:
@@ -122,6 +132,11 @@ def conformal_intervals(
             target = in_group & (c == cluster)
             calib = in_group & (c != cluster) & np.isfinite(abs_res)
             half[target] = conformal_quantile(abs_res[calib], coverage)
+    # Too few calibration rows in the group for this coverage (a tiny group, e.g. a first load with few
+    # years): calibrate on every row outside the cluster instead of publishing an infinite interval.
+    for cluster in np.unique(c[~np.isfinite(half)]):
+        target = ~np.isfinite(half) & (c == cluster)
+        half[target] = conformal_quantile(abs_res[(c != cluster) & np.isfinite(abs_res)], coverage)
     return pd.DataFrame({"half_width": half, "lower": p - half, "upper": p + half})
 
 

@@ -95,6 +95,12 @@ def explanation_lineage(
         "feature_value": [dg.TableColumnDep(FEATURE_TABLE_KEY, f) for f in own],
         "actual": [dg.TableColumnDep(TRAINING_KEY, outcome)],
         "residual": [dg.TableColumnDep(TRAINING_KEY, outcome), *inputs],
+        # intervals: the prediction plus a half-width calibrated on out-of-fold residuals of the outcome
+        "lower": [dg.TableColumnDep(TRAINING_KEY, outcome), *inputs],
+        "upper": [dg.TableColumnDep(TRAINING_KEY, outcome), *inputs],
+        "match_quality": [dg.TableColumnDep(TRAINING_KEY, "match_rules")],
+        # the average of each model input over the training rows
+        "comparison_value": inputs,
         "area_code": [dg.TableColumnDep(TRAINING_KEY, "area_code")],
     }
     columns = set(table_columns)

@@ -5,15 +5,25 @@
 -- that gives exactly one target:
 --   1 exact                         same wijk code, and the gemeente's wijk codes are the same set in
 --                                   both layouts
---   1 exact_code_changed_gemeente   same wijk code, but the gemeente has codes on one side only (the
---                                   gemeente was re-divided; the same code may cover a different area,
---                                   e.g. Almere WK003401 = all of Almere Haven in 2020, its centre in 2022)
+--   1 exact_code_and_name           same wijk code in a gemeente that has codes on one side only (it was
+--                                   re-divided), and the source names the wijk as the Leefbaarometer does
+--                                   (name_key): the name shows it is the same area.
+--     (no rule)                     same code in a re-divided gemeente WITHOUT such evidence: the code
+--                                   is NOT reused. A re-divided gemeente reuses codes for other areas
+--                                   (Almere WK003402 = a 22-buurt district of Almere Haven in 2020, the
+--                                   small neighbourhood "De Werven" in 2022; GM1961 went from 11 to 39
+--                                   wijken, GM1911 from 8 to 19), and the 50090NED health files carry
+--                                   no names and the Leefbaarometer no buurten, so there is nothing to
+--                                   show the area is the same. Such a wijk goes on to the rules below and
+--                                   usually ends as unmatched with unmatched_reason
+--                                   'code_reused_area_unproven' (counted in rpt_coverage).
 --   2 name_within_gemeente          code differs; a source wijk in the same gemeente whose code the
 --                                   Leefbaarometer lacks has the same name (case/accents/punctuation and
 --                                   a 'Wijk 01' prefix ignored)
 --   3 contained_in_sole_unmatched_wijk  code differs and the gemeente has exactly ONE source wijk the
 --                                   Leefbaarometer lacks: a wijk split off later must lie inside it (given
---                                   that the exactly matched wijken kept their area); features of the
+--                                   that the matched wijken kept their area, so only where NO source wijk
+--                                   of the gemeente had its code reused without evidence); features of the
 --                                   larger old wijk, e.g. WK059000 Papendrecht (one wijk in 2020) for its
 --                                   eight 2022 wijken
 --   4 former_gemeente_name          the wijk's gemeente absorbed a gemeente (seed gemeente_changes) whose
@@ -95,18 +105,37 @@ src_only_counts as (
     select source, year, gemeente_code, count(*) as n_src_only from src_only group by all
 ),
 
-r1_exact as (
+-- every Leefbaarometer wijk whose code the source-year has, with the evidence that it is the same area
+same_code as (
     select
-        s.source, s.year, s.lbm_wijk_code, w.area_code as target_area_code, 'wijk' as target_area_level,
-        case when coalesce(lo.n_lbm_only, 0) = 0 and coalesce(so.n_src_only, 0) = 0
-             then 'exact' else 'exact_code_changed_gemeente' end as match_rule,
-        1 as rule_order
+        s.source, s.year, s.lbm_wijk_code, s.lbm_gemeente_code, w.area_code as target_area_code,
+        coalesce(lo.n_lbm_only, 0) = 0 and coalesce(so.n_src_only, 0) = 0 as gemeente_unchanged,
+        w.area_name is not null and {{ name_key('w.area_name') }} = {{ name_key('s.lbm_wijk_name') }} as same_name
     from scope as s
     join src_wijken as w on w.source = s.source and w.year = s.year and w.area_code = s.lbm_wijk_code
     left join lbm_only_counts as lo
       on lo.source = s.source and lo.year = s.year and lo.gemeente_code = s.lbm_gemeente_code
     left join src_only_counts as so
       on so.source = s.source and so.year = s.year and so.gemeente_code = s.lbm_gemeente_code
+),
+
+r1_exact as (
+    select
+        source, year, lbm_wijk_code, target_area_code, 'wijk' as target_area_level,
+        case when gemeente_unchanged then 'exact' else 'exact_code_and_name' end as match_rule,
+        1 as rule_order
+    from same_code
+    where gemeente_unchanged or same_name
+),
+
+-- codes reused in a re-divided gemeente without evidence that the area is the same
+code_unproven as (
+    select source, year, lbm_wijk_code, lbm_gemeente_code from same_code
+    where not gemeente_unchanged and not same_name
+),
+
+unproven_counts as (
+    select source, year, lbm_gemeente_code as gemeente_code, count(*) as n_unproven from code_unproven group by all
 ),
 
 rest1 as (
@@ -146,6 +175,9 @@ r3_sole as (
     from rest2 as r
     join src_only_unclaimed as u
       on u.source = r.source and u.year = r.year and u.gemeente_code = r.lbm_gemeente_code
+    where not exists (
+        select 1 from unproven_counts as c
+        where c.source = r.source and c.year = r.year and c.gemeente_code = r.lbm_gemeente_code)
     qualify count(*) over (partition by r.source, r.year, r.lbm_wijk_code) = 1
 ),
 
@@ -196,10 +228,17 @@ resolved as (
         s.source, s.year, s.lbm_wijk_code, s.lbm_wijk_name, s.lbm_gemeente_code,
         m.target_area_code, m.target_area_level,
         coalesce(m.match_rule, 'unmatched') as match_rule,
-        coalesce(m.rule_order, 9) as rule_order
+        coalesce(m.rule_order, 9) as rule_order,
+        case
+            when m.match_rule is not null then null
+            when u.lbm_wijk_code is not null then 'code_reused_area_unproven'
+            else 'no_rule_applies'
+        end as unmatched_reason
     from scope as s
     left join matched as m
       on m.source = s.source and m.year = s.year and m.lbm_wijk_code = s.lbm_wijk_code
+    left join code_unproven as u
+      on u.source = s.source and u.year = s.year and u.lbm_wijk_code = s.lbm_wijk_code
 )
 
 select
@@ -214,7 +253,8 @@ select
     t.area_name as target_area_name,
     {{ gemeente_code_of('r.target_area_code') }} as target_gemeente_code,
     r.match_rule,
-    r.rule_order
+    r.rule_order,
+    r.unmatched_reason
 from resolved as r
 left join {{ ref('source_layouts') }} as l
   on l.source = r.source and r.year between l.year_from and l.year_to

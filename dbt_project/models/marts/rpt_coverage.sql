@@ -52,13 +52,14 @@ rules as (
         source_year as year,
         count(*) as n_lbm_wijken_in_scope,
         count(*) filter (where match_rule = 'exact') as n_exact,
-        count(*) filter (where match_rule = 'exact_code_changed_gemeente') as n_exact_code_changed_gemeente,
+        count(*) filter (where match_rule = 'exact_code_and_name') as n_exact_code_and_name,
         count(*) filter (where rule_order between 2 and 5) as n_harmonised,
         count(*) filter (where match_rule = 'name_within_gemeente') as n_name_within_gemeente,
         count(*) filter (where match_rule = 'contained_in_sole_unmatched_wijk') as n_contained_in_sole_unmatched_wijk,
         count(*) filter (where match_rule = 'former_gemeente_name') as n_former_gemeente_name,
         count(*) filter (where match_rule = 'former_gemeente_in_name') as n_former_gemeente_in_name,
         count(*) filter (where match_rule = 'unmatched') as n_unmatched,
+        count(*) filter (where unmatched_reason = 'code_reused_area_unproven') as n_unmatched_code_reused_area_unproven,
         string_agg(lbm_wijk_code || ' ' || coalesce(lbm_wijk_name, ''), '; ' order by lbm_wijk_code)
             filter (where match_rule = 'unmatched') as unmatched_lbm_wijken
     from harm
@@ -106,9 +107,9 @@ per_source as (
         a.year,
         a.layout_year,
         a.n_areas, a.n_land, a.n_gemeenten, a.n_wijken, a.n_buurten, a.n_in_hierarchy,
-        r.n_lbm_wijken_in_scope, r.n_exact, r.n_exact_code_changed_gemeente, r.n_harmonised,
+        r.n_lbm_wijken_in_scope, r.n_exact, r.n_exact_code_and_name, r.n_harmonised,
         r.n_name_within_gemeente, r.n_contained_in_sole_unmatched_wijk, r.n_former_gemeente_name,
-        r.n_former_gemeente_in_name, r.n_unmatched, r.unmatched_lbm_wijken,
+        r.n_former_gemeente_in_name, r.n_unmatched, r.n_unmatched_code_reused_area_unproven, r.unmatched_lbm_wijken,
         s.n_source_wijken_not_in_leefbaarometer, s.source_wijken_not_in_leefbaarometer,
         n.lbm_wijk_years,
         j.lbm_wijk_years_joined,
@@ -150,7 +151,7 @@ overall as (
         (select sum(n_in_hierarchy) from areas where source <> 'leefbaarometer')::bigint as n_in_hierarchy,
         (select count(distinct lbm_wijk_code) from harm) as n_lbm_wijken_in_scope,
         (select count(distinct lbm_wijk_code) from harm where match_rule = 'exact') as n_exact,
-        cast(null as bigint) as n_exact_code_changed_gemeente,
+        cast(null as bigint) as n_exact_code_and_name,
         cast(null as bigint) as n_harmonised, cast(null as bigint) as n_name_within_gemeente,
         cast(null as bigint) as n_contained_in_sole_unmatched_wijk, cast(null as bigint) as n_former_gemeente_name,
         cast(null as bigint) as n_former_gemeente_in_name,
@@ -180,7 +181,7 @@ overall as (
         round((select count(*) from raw_lbm where code in (select code from raw_codes))
             / (select count(*) from raw_lbm), 4) as raw_quick_join_fraction,
         round((select count(*) from lbm_years where lbm_wijk_code in
-            (select lbm_wijk_code from harm where match_rule not in ('unmatched', 'exact_code_changed_gemeente')))
+            (select lbm_wijk_code from harm where match_rule not in ('unmatched', 'exact_code_and_name')))
             / n.lbm_wijk_years, 4) as lbm_join_fraction_excl_changed_codes
     from n_lbm as n
 )

@@ -37,6 +37,13 @@ from wijk_assets.defs.column_lineage import explanation_lineage
 from wijk_assets.defs.automation.conditions import downstream_automation_condition
 from wijk_assets.lib.warehouse import replace_partition, replace_table, sql_types
 
+ADDITIVITY_TOLERANCE = 1e-6
+# Drivers compare a wijk's value with the average over the wijk-years the model was trained on: that
+# average is what the model's expectation (the SHAP base value) stands for.
+COMPARISON_LABEL = "average of the wijken the model learned from"
+RANK_SEED = 20240917
+
+
 def latest_rows(frame: pd.DataFrame, outcome: str) -> pd.DataFrame:
     """Each wijk's most recent outcome year with a value for ``outcome``."""
     rows = frame[frame[outcome].notna()]
@@ -60,10 +67,10 @@ def national_reference(duckdb: WarehouseResource, year: int) -> pd.Series:
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(SHAP_KEY, deps=[MODEL_KEY, TRAINING_KEY, GATE_KEY], automation_condition=downstream_automation_condition(), description="SHAP contribution per wijk x outcome x feature (long), with base value and prediction."),
+        dg.AssetSpec(SHAP_KEY, deps=[MODEL_KEY, TRAINING_KEY, GATE_KEY], automation_condition=downstream_automation_condition(), description="SHAP contribution per wijk x outcome x feature (long) from the model of the wijk's own fold, with base value and the published (out-of-fold) prediction."),
         dg.AssetSpec(IMPORTANCE_KEY, deps=[MODEL_KEY, GATE_KEY], automation_condition=downstream_automation_condition(), description="Global importance per outcome: mean |SHAP|, rank and direction of effect."),
         dg.AssetSpec(DRIVERS_KEY, deps=[MODEL_KEY, FEATURE_TABLE_KEY, GATE_KEY], automation_condition=downstream_automation_condition(), description="Per wijk, the top drivers pushing the predicted score up and down, in plain language."),
-        dg.AssetSpec(RESIDUALS_KEY, deps=[MODEL_KEY, GATE_KEY], automation_condition=downstream_automation_condition(), description="Actual vs out-of-fold predicted score; flagged outside the cross-validated error band."),
+        dg.AssetSpec(RESIDUALS_KEY, deps=[MODEL_KEY, GATE_KEY], automation_condition=downstream_automation_condition(), description="Actual vs out-of-fold predicted score with a prediction interval calibrated per match quality and wijk size (conformal, leave-one-gemeente-out); flagged only outside its interval; simulated rank ranges."),
     ],
     partitions_def=outcome_partitions,
     group_name="explanations",
@@ -73,7 +80,16 @@ def national_reference(duckdb: WarehouseResource, year: int) -> pd.Series:
 )
 def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
     from wijk_assets.lib.ml.explain import area_drivers, area_residuals, global_importance, shap_long
-    from wijk_assets.lib.ml.training import load_artifact
+    from wijk_assets.lib.ml.training import feature_matrix, fold_predictions, load_artifact, load_fold_models
+    from wijk_assets.lib.ml.uncertainty import (
+        NOMINAL_COVERAGE,
+        calibration_groups,
+        conformal_intervals,
+        coverage_by_group,
+        match_quality,
+        simulated_rank_ranges,
+        size_class,
+    )
 
     outcome = context.partition_key
     run = load_model_run(duckdb, outcome)
@@ -87,14 +103,44 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
         yield from _withheld(duckdb, outcome, run["model_version"], verdict["problems"])
         return
     artifact = load_artifact(run["artifact_path"])
+    fold_models = load_fold_models(run["artifact_path"])
     frame, catalog = load_training_frame(duckdb)
-    rows = latest_rows(frame, outcome)
-    year = int(rows["outcome_year"].iloc[0])
 
-    long = shap_long(artifact.booster, rows[artifact.features], rows[["area_code", "outcome_year"]], outcome)
+    # Every row the model was cross-validated on, in the order of its out-of-fold table.
+    data = frame[frame[outcome].notna()].reset_index(drop=True)
+    oof = artifact.oof_predictions
+    if len(oof) != len(data) or not (
+        (oof["area_code"].astype(str).to_numpy() == data["area_code"].astype(str).to_numpy()).all()
+        and (oof["outcome_year"].to_numpy() == data["outcome_year"].to_numpy()).all()
+    ):
+        raise dg.Failure(
+            f"{outcome}: marts.mart_wijk_training no longer matches the model's out-of-fold table "
+            f"({len(data)} vs {len(oof)} rows): re-materialise models/liveability_model[{outcome}]"
+        )
+    fold_of = oof["fold"].to_numpy()
+    # The published prediction: each wijk's out-of-fold prediction, from the model of its own fold.
+    predicted = fold_predictions(fold_models, feature_matrix(data, artifact.features), fold_of)
+    quality = match_quality(data["match_rules"])
+    groups = calibration_groups(quality, size_class(data["n_buurten"]))
+    intervals = conformal_intervals(data[outcome], predicted, groups, data["gemeente_code"], coverage=NOMINAL_COVERAGE)
+
+    year = int(data["outcome_year"].max())
+    latest = (data["outcome_year"] == year).to_numpy()
+    rows = data[latest].reset_index(drop=True)
+    rows_fold = fold_of[latest]
+
+    parts = []
+    for fold_no, booster in enumerate(fold_models):
+        in_fold = rows_fold == fold_no
+        if in_fold.any():
+            part = rows[in_fold]
+            parts.append(shap_long(booster, part[artifact.features], part[["area_code", "outcome_year"]], outcome))
+    long = pd.concat(parts, ignore_index=True)
     base_pred = long.groupby("area_code", observed=True)[["base_value", "prediction"]].first()
     sums = long.groupby("area_code", observed=True)["shap_value"].sum()
     additivity = float(np.max(np.abs(sums + base_pred["base_value"] - base_pred["prediction"])))
+    published_pred = pd.Series(predicted[latest], index=rows["area_code"].astype(str).to_numpy())
+    prediction_diff = float(np.max(np.abs(base_pred["prediction"] - published_pred.reindex(base_pred.index.astype(str)).to_numpy())))
     stored = long[long["shap_value"] != 0].copy()
     for column in ("area_code", "outcome", "feature"):
         stored[column] = stored[column].astype(str)
@@ -105,23 +151,53 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
     importance["model_version"] = run["model_version"]
 
     feature_year = int(rows["feature_year"].max())
+    # The value SHAP compares with is the model's expectation over its training wijken, not a national
+    # figure: the comparison value is the average over the wijk-years the model was trained on, shown only
+    # where it agrees with the verb (see area_drivers).
+    reference = data[artifact.features].mean(numeric_only=True)
+    directions = dict(zip(importance["feature"], importance["direction"]))
     # Top 3 up and top 3 down per wijk: a resident sees both sides, not only what lowers the score.
-    reference = national_reference(duckdb, feature_year)
-    ups = area_drivers(long[long["shap_value"] > 0], catalog, reference, top_n=3)
-    downs = area_drivers(long[long["shap_value"] < 0], catalog, reference, top_n=3)
+    ups = area_drivers(long[long["shap_value"] > 0], catalog, reference, top_n=3,
+                       directions=directions, reference_label=COMPARISON_LABEL)
+    downs = area_drivers(long[long["shap_value"] < 0], catalog, reference, top_n=3,
+                         directions=directions, reference_label=COMPARISON_LABEL)
     drivers = pd.concat([ups.assign(side="up"), downs.assign(side="down")], ignore_index=True)
+    drivers = drivers.rename(columns={"national_value": "comparison_value"})
+    drivers["comparison_label"] = COMPARISON_LABEL
     # Per wijk: the release its features were taken as of (each source's latest release not after it).
     drivers = drivers.merge(rows[["area_code", "feature_year"]].astype({"feature_year": "int64"}), on="area_code", how="left")
     drivers["model_version"] = run["model_version"]
 
-    oof = artifact.oof_predictions
-    oof_latest = oof[oof["outcome_year"] == year].reset_index(drop=True)
     residuals = area_residuals(
-        oof_latest["actual"], oof_latest["lightgbm"], artifact.oof_rmse,
-        ids=oof_latest[["area_code", "gemeente_code", "outcome_year"]],
+        rows[outcome].to_numpy(), predicted[latest], half_width=intervals["half_width"].to_numpy()[latest],
+        ids=rows[["area_code", "gemeente_code", "outcome_year"]],
     )
+    residuals["match_rules"] = rows["match_rules"].to_numpy()
+    residuals["match_quality"] = quality.to_numpy()[latest]
+    residuals["calibration_group"] = groups.to_numpy()[latest]
+    residuals["nominal_coverage"] = NOMINAL_COVERAGE
+    # The order of the wijken' scores under their own intervals (simulated from their groups' residuals).
+    pool = pd.DataFrame({"group": groups.to_numpy(), "residual": data[outcome].to_numpy() - predicted}).dropna()
+    ranks = simulated_rank_ranges(residuals["predicted"], residuals["calibration_group"], pool, seed=RANK_SEED)
+    residuals = pd.concat([residuals, ranks[["rank_low", "rank_high", "n_ranked", "rank_share", "informative"]]
+                           .rename(columns={"informative": "rank_informative"})], axis=1)
     residuals.insert(0, "outcome", outcome)
     residuals["model_version"] = run["model_version"]
+
+    # The interval check: empirical coverage per calibration group and per match quality, over every
+    # out-of-fold row and over the published (latest) year.
+    coverage = []
+    for scope, mask in (("all_years", np.ones(len(data), dtype=bool)), ("latest_year", latest)):
+        for kind, labels in (("calibration_group", groups), ("match_quality", quality.fillna("unknown"))):
+            table = coverage_by_group(data[outcome].to_numpy()[mask], intervals["lower"].to_numpy()[mask],
+                                      intervals["upper"].to_numpy()[mask], labels.to_numpy()[mask])
+            coverage.append(table.assign(scope=scope, grouping=kind))
+    coverage = pd.concat(coverage, ignore_index=True)
+    coverage["nominal_coverage"] = NOMINAL_COVERAGE
+    coverage["model_version"] = run["model_version"]
+    # Out-of-fold error per match rule (a row counts for every rule among its sources) and per quality.
+    rule_errors = match_rule_errors(data[outcome].to_numpy() - predicted, data["match_rules"], quality)
+    rule_errors["model_version"] = run["model_version"]
 
     written = {}
     with duckdb.connect() as con:
@@ -130,6 +206,8 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
             ("ml.global_importance", importance),
             ("ml.area_drivers", drivers),
             ("ml.area_residuals", residuals),
+            ("ml.interval_coverage", coverage),
+            ("ml.match_rule_errors", rule_errors),
         ):
             data = data.copy()
             data["outcome"] = outcome
@@ -149,7 +227,8 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
             "areas_explained": int(rows.shape[0]),
             "outcome_year": year,
             "additivity_max_abs_error": additivity,
-            "method": "LightGBM pred_contrib (TreeSHAP)",
+            "max_abs_diff_prediction_vs_published": prediction_diff,
+            "method": "LightGBM pred_contrib (TreeSHAP) of each wijk's fold model (explains its out-of-fold prediction)",
             "model_version": run["model_version"],
             **lineage(stored),
         },
@@ -187,9 +266,13 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
             "dagster/row_count": written["ml.area_residuals"],
             "dagster/table_name": "ml.area_residuals",
             "error_band_rmse": artifact.oof_rmse,
+            "nominal_coverage": NOMINAL_COVERAGE,
             "flag_counts": dg.MetadataValue.json(residuals["flag"].value_counts().to_dict()),
+            "rank_ranges_informative": int(residuals["rank_informative"].sum()),
+            "interval_coverage": dg.MetadataValue.md(coverage.drop(columns=["model_version"]).to_markdown(index=False)),
+            "oof_error_per_match_rule": dg.MetadataValue.md(rule_errors.drop(columns=["model_version"]).to_markdown(index=False)),
             "focus_gemeente": dg.MetadataValue.md(
-                focus[["area_code", "actual", "predicted", "residual", "flag"]].to_markdown(index=False)
+                focus[["area_code", "actual", "predicted", "lower", "upper", "match_quality", "flag"]].to_markdown(index=False)
             ),
         },
     )
@@ -223,6 +306,23 @@ def _withheld(duckdb: WarehouseResource, outcome: str, model_version: str, reaso
                 "dagster/table_name": table,
             },
         )
+
+
+def match_rule_errors(residual, match_rules: pd.Series, quality: pd.Series) -> pd.DataFrame:
+    """Rows and out-of-fold error per match rule (a row counts once for every rule among its sources)
+    and per match quality class."""
+    frame = pd.DataFrame({"residual": np.asarray(residual, dtype=float),
+                          "match_rules": match_rules.to_numpy(), "match_quality": quality.to_numpy()})
+    frame = frame[np.isfinite(frame["residual"])]
+    per_rule = frame.assign(rule=frame["match_rules"].fillna("").str.split(",")).explode("rule")
+    per_rule["rule"] = per_rule["rule"].str.split(":").str[-1].str.strip()
+    out = []
+    for kind, column, table in (("match_rule", "rule", per_rule), ("match_quality", "match_quality", frame)):
+        for value, g in table.groupby(column, dropna=False):
+            r = g["residual"].to_numpy()
+            out.append({"grouping": kind, "value": str(value), "n_rows": int(r.size),
+                        "rmse": float(np.sqrt(np.mean(r ** 2))), "mae": float(np.mean(np.abs(r)))})
+    return pd.DataFrame(out)
 
 
 def _focus_gemeente() -> str:

@@ -28,7 +28,7 @@ from wijk_assets.lib.warehouse import add_missing_columns, ensure_table, replace
 
 
 SEED = 20240917
-ML_CODE_VERSION = "ml-2"
+ML_CODE_VERSION = "ml-3"  # ml-3: fold models saved beside the final model (drivers of the published prediction)
 
 # Identifier / bookkeeping columns of the training mart; never model inputs.
 NON_FEATURE_COLUMNS = {
@@ -178,7 +178,10 @@ def liveability_model(context: dg.AssetExecutionContext, duckdb: WarehouseResour
         MODEL_FILE,
         data_version,
         feature_matrix,
+        fit_fold_models,
+        fold_predictions,
         save_artifact,
+        save_fold_models,
         select_features,
         train_outcome,
     )
@@ -220,6 +223,24 @@ def liveability_model(context: dg.AssetExecutionContext, duckdb: WarehouseResour
         model_version = hashlib.sha256(artifact.model_string.encode()).hexdigest()[:16]
         target_dir = models_root(duckdb) / outcome / model_version
         save_artifact(artifact, target_dir)
+        # The fold models: the published (out-of-fold) prediction of a wijk and its SHAP drivers come from
+        # the model of its own fold; refitted here exactly as in the cross-validation.
+        fold_of = artifact.oof_predictions["fold"].to_numpy()
+        fold_models = fit_fold_models(frame, outcome, features, artifact.params, fold_of, seed=SEED)
+        refit = fold_predictions(fold_models, feature_matrix(frame, features), fold_of)
+        fold_refit_diff = float(abs(refit - artifact.oof_predictions["lightgbm"].to_numpy()).max())
+        if fold_refit_diff > 1e-9:
+            raise dg.Failure(
+                f"{outcome}: the refitted fold models do not reproduce the cross-validation's out-of-fold "
+                f"predictions (max difference {fold_refit_diff:.3g}); the published drivers would explain "
+                "another prediction than the published one"
+            )
+        save_fold_models(fold_models, target_dir)
+        # Issue 12's reference fit (LightGBM defaults, own health features, exact matches only), recorded
+        # beside the model so the model card can set the two side by side.
+        from wijk_assets.lib.ml.reference import reference_fit
+
+        reference = reference_fit(frame, outcome, features, catalog, artifact.oof_predictions, seed=SEED)
         oof = artifact.oof_predictions.copy()
         metrics = {
             "grouped_cv": {"lightgbm": artifact.cv_metrics, **artifact.baseline_metrics},
@@ -228,6 +249,9 @@ def liveability_model(context: dg.AssetExecutionContext, duckdb: WarehouseResour
             "timings": artifact.timings,
             # gate 3's evidence: the paired margin over ridge on the same out-of-fold rows
             "margin_over_ridge": compare_oof(oof).to_dict(),
+            "reference_fit": reference,
+            "fold_models": len(fold_models),
+            "fold_models_max_abs_diff_vs_oof": fold_refit_diff,
         }
         n_rows, n_features, params = artifact.n_rows, len(features), artifact.params
         run_row = pd.DataFrame([{
@@ -276,6 +300,12 @@ def liveability_model(context: dg.AssetExecutionContext, duckdb: WarehouseResour
             "temporal_r2": (temporal.get("lightgbm") or {}).get("r2", float("nan")),
             "temporal_test_year": str(temporal.get("test_year", "")),
             "calibration_slope": cv["lightgbm"].get("calibration_slope", float("nan")),
+            "fold_models": int(metrics.get("fold_models", 0)),
+            "fold_models_max_abs_diff_vs_oof": float(metrics.get("fold_models_max_abs_diff_vs_oof", float("nan"))),
+            "reference_fit_cv_r2": float((metrics.get("reference_fit") or {}).get("reference_lightgbm", {}).get("r2", float("nan"))),
+            "pipeline_cv_r2_on_reference_rows": float(
+                (metrics.get("reference_fit") or {}).get("pipeline_model_on_same_rows", {}).get("r2", float("nan"))
+            ),
             "validation": dg.MetadataValue.json(json.loads(json.dumps(metrics, default=_json_default))),
             "artifact": dg.MetadataValue.path(str(target_dir)),
             "model_version": model_version,

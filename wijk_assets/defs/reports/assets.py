@@ -127,18 +127,19 @@ def small_area_signal(training_latest: pd.DataFrame, own_rivm_features: list[str
     deps=[DRIVERS_KEY, RESIDUALS_KEY, TRAINING_KEY, GATE_KEY],
     group_name="publish",
     pool=DUCKDB_POOL,
-    code_version="publish-1",
+    code_version="publish-2",
     automation_condition=downstream_automation_condition(
         triggered_by=[DRIVERS_KEY, RESIDUALS_KEY], may_be_missing=[DRIVERS_KEY, RESIDUALS_KEY]
     ),
     description=(
         "Resident-facing tables (publish.area_drivers, publish.area_comparison): small areas "
-        "suppressed, rank ranges with uncertainty instead of positions, neutral wording only."
+        "suppressed, calibrated prediction intervals, rank ranges only where informative (else 'not "
+        "distinguishable'), drivers that add up to the published prediction, neutral wording only."
     ),
 )
 def published_area_explanations(duckdb: WarehouseResource) -> dg.MaterializeResult:
     from wijk_assets.lib.responsible.privacy import suppress_small_areas
-    from wijk_assets.lib.responsible.stigma import rank_with_uncertainty
+    from wijk_assets.lib.responsible.stigma import simulated_rank_text
 
     settings = load_settings()
     with duckdb.connect(read_only=True) as con:
@@ -170,36 +171,38 @@ def published_area_explanations(duckdb: WarehouseResource) -> dg.MaterializeResu
     rivm = [f for f in catalog.loc[catalog["source"] == "rivm_gezondheid", "feature"] if f in training.columns]
     signal = small_area_signal(training, rivm)
 
-    # Rank ranges from the cross-validated error band: a wijk's plausible position, never a single rank.
-    comparison = []
-    for outcome, group in residuals.groupby("outcome"):
-        group = group.reset_index(drop=True)
-        band = group["band"]
-        ranks = rank_with_uncertainty(group["predicted"], group["predicted"] - band, group["predicted"] + band)
-        group = pd.concat([group, ranks[["rank_min", "rank_max", "n_ranked", "rank_range"]]], axis=1)
-        group["outcome_label"] = OUTCOME_LABELS.get(outcome, outcome)
-        comparison.append(group)
-    comparison = pd.concat(comparison, ignore_index=True)
+    # Rank ranges from the simulated order of each wijk's score under its own calibrated interval
+    # (explanations/area_residuals); only where informative, otherwise "not distinguishable".
+    comparison = residuals.copy()
+    texts = simulated_rank_text(comparison["rank_low"], comparison["rank_high"], comparison["n_ranked"],
+                                comparison["rank_informative"])
+    comparison = pd.concat([comparison, texts], axis=1)
+    comparison["outcome_label"] = comparison["outcome"].map(lambda o: OUTCOME_LABELS.get(o, o))
     comparison = comparison[
         ["outcome", "outcome_label", "area_code", "gemeente_code", "outcome_year", "actual", "predicted",
-         "residual", "band", "flag", "rank_min", "rank_max", "n_ranked", "rank_range", "model_version"]
+         "lower", "upper", "nominal_coverage", "match_quality", "residual", "band", "flag",
+         "rank_min", "rank_max", "n_ranked", "rank_range", "rank_note", "model_version"]
     ]
     drivers = drivers[
         ["outcome", "area_code", "year", "side", "rank", "feature", "label", "feature_value",
-         "national_value", "shap_value", "sentence", "feature_year", "model_version"]
+         "comparison_value", "comparison_label", "comparison_shown", "shap_value", "sentence", "feature_year",
+         "model_version"]
     ]
+    # A comparison value that the sentence does not show is not published either.
+    drivers = drivers.assign(comparison_value=drivers["comparison_value"].where(drivers["comparison_shown"]))
 
     population_source = _population_source(population_rows, comparison["area_code"])
     comparison = _with_names(comparison, names)
     drivers = _with_names(drivers, names)
     comparison, comparison_report = suppress_small_areas(
         comparison, population=population, threshold=settings.min_inhabitants,
-        value_columns=["actual", "predicted", "residual", "flag", "rank_min", "rank_max", "rank_range"],
+        value_columns=["actual", "predicted", "lower", "upper", "residual", "flag", "rank_min", "rank_max",
+                       "rank_range", "rank_note"],
         small_area_signal=signal,
     )
     drivers, drivers_report = suppress_small_areas(
         drivers, population=population, threshold=settings.min_inhabitants,
-        value_columns=["feature_value", "national_value", "shap_value", "sentence"], small_area_signal=signal,
+        value_columns=["feature_value", "comparison_value", "shap_value", "sentence"], small_area_signal=signal,
     )
     with duckdb.connect() as con:
         replace_table(con, "publish.area_drivers", drivers)

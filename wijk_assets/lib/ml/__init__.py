@@ -6,6 +6,10 @@
   tuning grid, ridge and mean baselines on the same folds, artifacts (model text + JSON metadata).
 - :mod:`wijk_assets.lib.ml.explain`: SHAP contributions (LightGBM ``pred_contrib``), global importance,
   plain-language area drivers, residual flags, Spearman correlations with BH q-values.
+- :mod:`wijk_assets.lib.ml.uncertainty`: match quality, prediction intervals calibrated per group
+  (conformal, leave-one-gemeente-out), coverage per group, simulated rank ranges.
+- :mod:`wijk_assets.lib.ml.reference`: the issue-12 reference fit (LightGBM defaults, own health features,
+  exact matches only) beside the pipeline model.
 """
 
 from wijk_assets.lib.ml.explain import (

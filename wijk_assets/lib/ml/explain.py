@@ -245,13 +245,28 @@ def format_delta(value: float) -> str:
     return f"{a:.2f}" if a >= 0.01 else f"{a:.3f}"
 
 
-def driver_sentence(label: str, value: float, unit: str | None, national: float | None, shap_value: float) -> str:
+def driver_sentence(
+    label: str, value: float, unit: str | None, national: float | None, shap_value: float,
+    reference_label: str = "national",
+) -> str:
+    """"<label>: <value> (<reference_label> <reference>) raises/lowers the predicted score by <d>"; the
+    reference part is left out when ``national`` is missing."""
     text = f"{label}: {format_value(value, unit)}"
     if national is not None and np.isfinite(national):
-        text += f" (national {format_value(national, unit)})"
+        text += f" ({reference_label} {format_value(national, unit)})"
     verb = "raises" if shap_value > 0 else "lowers"
     text += f" {verb} the predicted score by {format_delta(shap_value)}"
     return assert_neutral_text(text)
+
+
+def comparison_agrees(value: float, comparison: float, direction: int, shap_value: float) -> bool:
+    """True when showing ``comparison`` beside the verb cannot read the wrong way round: the feature has
+    one direction of effect (+1: higher values raise the prediction, -1: lower it) and the value lies on
+    the side of the comparison value that this direction and the sign of ``shap_value`` imply."""
+    if not (np.isfinite(value) and comparison is not None and np.isfinite(comparison)) or direction == 0:
+        return False
+    side = np.sign(value - comparison)
+    return bool(side != 0 and side * direction == np.sign(shap_value))
 
 
 def area_drivers(
@@ -259,12 +274,21 @@ def area_drivers(
     catalog: pd.DataFrame,
     national_reference: Mapping[str, float] | pd.Series | pd.DataFrame | None,
     top_n: int = 3,
+    *,
+    directions: Mapping[str, int] | None = None,
+    reference_label: str = "national",
 ) -> pd.DataFrame:
     """The ``top_n`` features with the largest |SHAP| per (area, year, outcome), each with a sentence like
     "share of adults who find it hard to make ends meet: 12.0% (national 8.1%) lowers the predicted score
     by 0.05". Labels and units come from the feature catalog; a feature without a national reference value
     gets no "(national ...)" part. Features whose value is missing are skipped (a missing value says
-    nothing about the area)."""
+    nothing about the area).
+
+    With ``directions`` (feature -> +1/-1/0, e.g. :func:`global_importance`'s ``direction``) the
+    reference value is a *comparison* value (pass the values SHAP compares with, e.g. the average over
+    the model's training wijken, with a matching ``reference_label``) and it is shown only where
+    :func:`comparison_agrees`: never "lowers" beside a value on the favourable side of its comparison
+    value. ``comparison_shown`` records per row whether the sentence carries it."""
     ref = _reference_mapping(national_reference)
     cat = catalog.drop_duplicates("feature", keep="last").set_index("feature")
     df = shap_long_frame.loc[shap_long_frame["feature_value"].notna() & (shap_long_frame["shap_value"] != 0)].copy()
@@ -279,12 +303,21 @@ def area_drivers(
     units = [str(cat.at[f, "unit"]) if f in cat.index and "unit" in cat.columns and pd.notna(cat.at[f, "unit"]) else "" for f in feats]
     top["national_value"] = [ref.get(f, np.nan) for f in feats]
     top["direction"] = np.where(top["shap_value"] > 0, "raises", "lowers")
+    if directions is None:
+        shown = top["national_value"].notna().to_numpy()
+    else:
+        shown = np.array([
+            comparison_agrees(val, ref_value, int(directions.get(f, 0)), sv)
+            for f, val, ref_value, sv in zip(feats, top["feature_value"], top["national_value"], top["shap_value"])
+        ], dtype=bool)
+    top["comparison_shown"] = shown
     top["sentence"] = [
-        driver_sentence(lab, val, unit, nat, sv)
-        for lab, val, unit, nat, sv in zip(top["label"], top["feature_value"], units, top["national_value"], top["shap_value"])
+        driver_sentence(lab, val, unit, nat if show else None, sv, reference_label)
+        for lab, val, unit, nat, sv, show in zip(
+            top["label"], top["feature_value"], units, top["national_value"], top["shap_value"], shown)
     ]
     cols = ["area_code", "year", "outcome", "rank", "feature", "label", "feature_value", "national_value",
-            "shap_value", "direction", "sentence"]
+            "comparison_shown", "shap_value", "direction", "sentence"]
     top["area_code"] = top["area_code"].astype(str)
     top["outcome"] = top["outcome"].astype(str)
     return top[cols].reset_index(drop=True)
@@ -293,25 +326,38 @@ def area_drivers(
 def area_residuals(
     actual,
     predicted,
-    error_band: float,
+    error_band: float | None = None,
     *,
+    half_width=None,
     ids: pd.DataFrame | None = None,
     z: float = 1.96,
 ) -> pd.DataFrame:
     """Compare each area's actual score with its (out-of-fold) prediction.
 
-    ``error_band`` is the RMSE of the out-of-fold residuals (``ModelArtifact.oof_rmse``); an area is
-    flagged when ``|actual - predicted| > z * error_band``. Use OUT-OF-FOLD predictions: in-sample
-    predictions of the final model are pulled towards the actual values and would hide real gaps.
+    Preferred: ``half_width`` per area, the half-width of its calibrated prediction interval (see
+    :func:`wijk_assets.lib.ml.uncertainty.conformal_intervals`); an area is flagged higher/lower only when
+    its actual score lies outside ``predicted ± half_width``. Legacy: one global ``error_band`` (the
+    RMSE of the out-of-fold residuals) with ``band = z * error_band`` for every area. Use OUT-OF-FOLD
+    predictions: in-sample predictions of the final model are pulled towards the actual values and would
+    hide real gaps.
     """
-    if not np.isfinite(error_band) or error_band <= 0:
-        raise ValueError(f"error_band must be a positive number, got {error_band}")
     a = np.asarray(actual, dtype=float)
     p = np.asarray(predicted, dtype=float)
     if a.shape != p.shape:
         raise ValueError("actual and predicted differ in length")
+    if half_width is not None:
+        band = np.asarray(half_width, dtype=float)
+        if band.shape != a.shape:
+            raise ValueError("half_width and actual differ in length")
+        if not (np.isfinite(band) & (band > 0)).all():
+            raise ValueError("every half_width must be a positive number")
+        scale = band
+    else:
+        if error_band is None or not np.isfinite(error_band) or error_band <= 0:
+            raise ValueError(f"error_band must be a positive number, got {error_band}")
+        band = np.full(a.shape, z * float(error_band))
+        scale = np.full(a.shape, float(error_band))
     residual = a - p
-    band = z * float(error_band)
     flag = np.where(
         ~np.isfinite(residual), NO_SCORE, np.where(residual > band, HIGHER, np.where(residual < -band, LOWER, WITHIN))
     )
@@ -320,8 +366,10 @@ def area_residuals(
             "actual": a,
             "predicted": p,
             "residual": residual,
-            "standardised_residual": residual / float(error_band),
+            "standardised_residual": residual / scale,
             "band": band,
+            "lower": p - band,
+            "upper": p + band,
             "flag": flag,
         }
     )

@@ -778,3 +778,78 @@ def load_artifact(directory: str | Path) -> ModelArtifact:
         tuning=pd.DataFrame(meta.get("tuning", [])),
         timings=meta.get("timings", {}),
     )
+
+
+# ------------------------------------------------------------------------------------------ fold models
+#
+# The published prediction of a wijk is its OUT-OF-FOLD prediction (the model never saw the wijk's
+# gemeente). Its drivers must explain that same number, so the fold models are kept: SHAP of the model
+# of the wijk's fold adds up to exactly the published prediction.
+
+FOLD_DIR = "folds"
+
+
+def fit_fold_models(
+    frame: pd.DataFrame,
+    outcome: str,
+    features: Sequence[str],
+    params: Mapping[str, Any],
+    fold_of: Sequence[int],
+    seed: int = 0,
+    *,
+    n_jobs: int | None = None,
+) -> list[lgb.Booster]:
+    """Refit the winning setting ``params`` on each fold's training rows, as :func:`evaluate` did.
+
+    ``fold_of`` gives each row of the outcome subset (``frame`` rows with ``outcome`` present, in
+    order, as in ``ModelArtifact.oof_predictions["fold"]``) its test fold. The bins are shared over all
+    rows as in :func:`evaluate`, so with the same seed the fold models reproduce the stored out-of-fold
+    predictions (checked by :func:`fold_predictions` callers).
+    """
+    features = list(features)
+    n_jobs = max(1, min(2, n_jobs if n_jobs is not None else _default_n_jobs()))
+    data = _outcome_rows(frame, outcome)
+    fold_of = np.asarray(fold_of, dtype=np.int64)
+    if fold_of.size != len(data):
+        raise ValueError(f"fold_of has {fold_of.size} entries, the {outcome} rows are {len(data)}")
+    X = feature_matrix(data, features)
+    y = data[outcome].to_numpy(dtype=np.float64)
+    names = _model_feature_names(features)
+    native, rounds = resolve_params(params, seed, n_jobs)
+    bins = _SharedBins(X, y, names)
+    boosters = []
+    for fold_no in range(int(fold_of.max()) + 1):
+        train = np.flatnonzero(fold_of != fold_no)
+        boosters.append(_fit(X[train], y[train], native, rounds, names, bins.subset(native, train, fold_no)))
+    return boosters
+
+
+def fold_predictions(boosters: Sequence[lgb.Booster], X: np.ndarray, fold_of: Sequence[int]) -> np.ndarray:
+    """Each row predicted by the model of its own fold (the out-of-fold prediction)."""
+    fold_of = np.asarray(fold_of, dtype=np.int64)
+    out = np.full(len(fold_of), np.nan)
+    for fold_no, booster in enumerate(boosters):
+        rows = np.flatnonzero(fold_of == fold_no)
+        if rows.size:
+            out[rows] = booster.predict(np.asarray(X, dtype=np.float64)[rows])
+    return out
+
+
+def save_fold_models(boosters: Sequence[lgb.Booster], directory: str | Path) -> Path:
+    """Write ``folds/fold_<k>.txt`` beside the artifact's ``model.txt``."""
+    target = Path(directory) / FOLD_DIR
+    target.mkdir(parents=True, exist_ok=True)
+    for fold_no, booster in enumerate(boosters):
+        (target / f"fold_{fold_no}.txt").write_text(booster.model_to_string(), encoding="utf-8")
+    return target
+
+
+def load_fold_models(directory: str | Path) -> list[lgb.Booster]:
+    """The fold models of an artifact folder, in fold order; an error names the folder if none exist."""
+    target = Path(directory) / FOLD_DIR
+    files = sorted(target.glob("fold_*.txt"), key=lambda p: int(p.stem.split("_")[1]))
+    if not files:
+        raise FileNotFoundError(
+            f"no fold models in {target}: re-materialise models/liveability_model (it writes folds/fold_<k>.txt)"
+        )
+    return [lgb.Booster(model_str=f.read_text(encoding="utf-8")) for f in files]

@@ -877,8 +877,10 @@ def build_model_card(facts: Mapping[str, Any], config: Mapping[str, Any] | None 
         "## Out-of-scope uses",
         "",
         "- Ranking or labelling neighbourhoods: no league tables, no judgement labels for places and no "
-        "policy labels (which only a council assigns). Where an order is shown it is a rank range "
-        "from prediction intervals.",
+        "policy labels (which only a council assigns). Where an order is shown it is the 5-95 % range "
+        "of the wijk's rank when every wijk's score is drawn from its own calibrated interval, and only "
+        "where that range is informative (at most a quarter of all ranks); elsewhere the wijk is 'not "
+        "distinguishable'.",
         "- Decisions about individuals or households, or targeting of people; the model only sees "
         "aggregated area figures and says nothing about any resident.",
         "- Causal claims: a feature with a large SHAP contribution is associated with the score in "
@@ -976,7 +978,14 @@ def build_model_card(facts: Mapping[str, Any], config: Mapping[str, Any] | None 
         "- Area classification: figures from different years are harmonised to one wijk/buurt "
         "classification"
         + (f" ({facts['classification_year']})" if facts.get("classification_year") else "")
-        + "; areas that were split or merged carry back-cast or re-weighted values.",
+        + "; areas that were split or merged carry back-cast or re-weighted values. A wijk code is "
+        "reused across a re-division of its gemeente only where the names show it is the same area; "
+        "otherwise the wijk is unmatched (counted in rpt_coverage) and not modelled.",
+        "- Uncertainty: each published prediction is the wijk's out-of-fold prediction with a prediction "
+        "interval calibrated per match quality and wijk size on out-of-fold residuals of other gemeenten (conformal); "
+        "'higher/lower than its indicators predict' is said only outside that interval. The drivers are "
+        "the SHAP values of the model of the wijk's own fold, so they add up to the published "
+        "prediction; their comparison value is the average over the wijken the model learned from.",
         "- The RIVM/GGD health-monitor figures per wijk/buurt are small-area *model estimates*, not "
         "counts; their uncertainty is not propagated into this model.",
         "- The model is trained nationally and applied locally: local circumstances the national "

@@ -458,6 +458,11 @@ def rank_with_uncertainty(
 ) -> pd.DataFrame:
     """Rank *ranges* from prediction intervals; never a single league-table position.
 
+    Note: this bounds the order of the interval *centres* by interval overlap, which with wide intervals
+    spans almost every rank. Published tables use :func:`simulated_rank_text` over
+    :func:`wijk_assets.lib.ml.uncertainty.simulated_rank_ranges` (the rank distribution of each wijk's score
+    under its own interval) and show a range only where it is informative.
+
     For each area, the best possible rank counts only the areas that are certainly ahead (their
     interval lies entirely beyond this area's interval); the worst possible rank counts every area
     that is not certainly behind. With ``descending=True`` rank 1 is the highest value.
@@ -512,6 +517,35 @@ def rank_with_uncertainty(
     return out
 
 
+NOT_DISTINGUISHABLE = {"en": "not distinguishable from most wijken", "nl": "niet te onderscheiden van de meeste wijken"}
+
+
+def simulated_rank_text(rank_low, rank_high, n_ranked, informative, *, lang: str = "en") -> pd.DataFrame:
+    """Publishable rank columns from simulated rank quantiles: ``rank_min``/``rank_max`` and
+    ``rank_range`` ("rank 12–40 of 3,100") only where ``informative``; elsewhere those are empty and
+    ``rank_note`` says the wijk is not distinguishable. Never a single position, never a range that
+    spans (nearly) the whole country."""
+    low = pd.Series(rank_low).astype("Int64")
+    index = low.index
+    high = pd.Series(rank_high, index=index).astype("Int64")
+    n = pd.Series(n_ranked, index=index)
+    ok = pd.Series(informative, index=index).fillna(False).astype(bool) & low.notna() & high.notna()
+    word, of = ("plaats", "van") if lang == "nl" else ("rank", "of")
+    out = pd.DataFrame(index=index)
+    out["rank_min"] = low.where(ok)
+    out["rank_max"] = high.where(ok)
+    out["rank_range"] = pd.Series(
+        [
+            (f"{word} {_fmt_int(int(a), lang)}–{_fmt_int(int(b), lang)} {of} {_fmt_int(int(m), lang)}"
+             if a != b else f"{word} {_fmt_int(int(a), lang)} {of} {_fmt_int(int(m), lang)}") if good else None
+            for a, b, m, good in zip(low, high, n, ok)
+        ],
+        index=index, dtype=object,
+    )
+    out["rank_note"] = pd.Series([None if good else NOT_DISTINGUISHABLE[lang] for good in ok], index=index, dtype=object)
+    return out
+
+
 __all__ = [
     "BANNED_TERMS",
     "SENSITIVE_DEFAULT",
@@ -525,4 +559,5 @@ __all__ = [
     "opted_in_sensitive_columns",
     "check_no_sensitive_columns",
     "rank_with_uncertainty",
+    "simulated_rank_text",
 ]

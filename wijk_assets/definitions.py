@@ -18,7 +18,7 @@ from wijk_assets.defs.automation.release_sensor import release_sensor
 from wijk_assets.defs.automation.schedules import weekly_refresh_schedules
 from wijk_assets.defs.house_style import apply_house_style
 from wijk_assets.defs.jobs import STAGE_JOBS
-from wijk_assets.defs.resources import CbsSourceResource, WarehouseResource
+from wijk_assets.defs.resources import CbsSourceResource, SettingsResource, WarehouseResource
 from wijk_assets.settings import Settings, load_settings
 
 
@@ -29,7 +29,9 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "cbs": CbsSourceResource(
             data_dir=str(settings.data_dir) if settings.data_dir else None,
             base_url=settings.cbs_base_url,
+            min_respondents=int(settings.min_respondents),
         ),
+        "settings": SettingsResource.from_settings(settings),
     }
 
 

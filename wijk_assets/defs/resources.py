@@ -21,6 +21,30 @@ from wijk_assets.lib.sources import RawExtract, read_source_file
 DUCKDB_POOL = "duckdb"
 
 
+class SettingsResource(dg.ConfigurableResource):
+    """The run-time choices of a municipality, handed to the assets that need them.
+
+    Built once from :class:`wijk_assets.settings.Settings` in :func:`wijk_assets.definitions.build_resources`,
+    so a run uses the settings its definitions were built with (no asset re-reads the environment).
+    """
+
+    gemeente: str = "GM0106"
+    min_inhabitants: int = 50
+    min_respondents: int = 10
+    sensitive_opt_in: list[str] = []
+    ml_n_jobs: int = 1
+
+    @classmethod
+    def from_settings(cls, settings) -> "SettingsResource":
+        return cls(
+            gemeente=settings.gemeente,
+            min_inhabitants=int(settings.min_inhabitants),
+            min_respondents=int(settings.min_respondents),
+            sensitive_opt_in=list(settings.sensitive_opt_in),
+            ml_n_jobs=int(settings.ml_n_jobs),
+        )
+
+
 class WarehouseResource(dg.ConfigurableResource):
     """The one DuckDB database file every asset reads and writes."""
 
@@ -43,6 +67,8 @@ class CbsSourceResource(dg.ConfigurableResource):
     base_url: str | None = None
     catalog_url: str | None = None
     timeout_seconds: float = 30.0
+    # reader options from the settings (the survey reader's minimum number of respondents)
+    min_respondents: int = 10
 
     @property
     def mode(self) -> str:
@@ -84,7 +110,7 @@ class CbsSourceResource(dg.ConfigurableResource):
                 if source_file.filename_year is not None:
                     years.add(source_file.filename_year)
                 else:
-                    years.update(read_source_file(source_file).years())
+                    years.update(read_source_file(source_file, min_respondents=self.min_respondents).years())
         return sorted(years)
 
     def extracts(self, source: str, year: int) -> list[RawExtract]:
@@ -104,7 +130,7 @@ class CbsSourceResource(dg.ConfigurableResource):
         for source_file in self.source_files(source):
             if source_file.filename_year is not None and source_file.filename_year != year:
                 continue
-            extract = read_source_file(source_file)
+            extract = read_source_file(source_file, min_respondents=self.min_respondents)
             if source_file.filename_year is None:
                 extract.frame = extract.frame[extract.frame["release_year"] == year]
                 if extract.frame.empty:

@@ -31,7 +31,7 @@ from wijk_assets.defs.models.gate import model_gate_verdict
 from wijk_assets.defs.models.assets import liveability_model
 from wijk_assets.runner.materialize import materialize_all
 from wijk_assets.lib.content_version import content_version
-from wijk_assets.defs.resources import WarehouseResource
+from wijk_assets.defs.resources import SettingsResource, WarehouseResource
 from wijk_assets.settings import DBT_PROJECT_DIR, REPO_ROOT, Settings
 from wijk_assets.lib.sources.base import RAW_COLUMNS
 from wijk_assets.lib.warehouse import ensure_table
@@ -58,7 +58,7 @@ def _model_and_gate(db: Path, instance: dg.DagsterInstance) -> dict:
     """Materialise the model and its gate-3 verdict for OUTCOME; return what they recorded."""
     result = dg.materialize(
         [liveability_model, model_gate_verdict], partition_key=OUTCOME, instance=instance,
-        resources={"duckdb": WarehouseResource(path=str(db))},
+        resources={"duckdb": WarehouseResource(path=str(db)), "settings": SettingsResource()},
     )
     assert result.success
     metadata = {

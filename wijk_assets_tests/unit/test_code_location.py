@@ -85,3 +85,21 @@ def test_dbt_test_checks_are_described():
         if not (spec.description or "").strip()
     ]
     assert not undescribed, f"asset checks without a description: {undescribed}"
+
+
+def test_definitions_hand_their_own_settings_to_the_assets(monkeypatch, tmp_path):
+    """One settings route: what build_definitions was given reaches every run through the resources,
+    whatever the environment says."""
+    from wijk_assets.definitions import build_definitions
+    from wijk_assets.settings import Settings
+
+    monkeypatch.setenv("WIJK_GEMEENTE", "GM0106")
+    monkeypatch.setenv("WIJK_MIN_RESPONDENTS", "10")
+    settings = Settings(data_dir=tmp_path, duckdb_path=tmp_path / "w.duckdb", cbs_base_url=None,
+                        gemeente="GM0344", min_inhabitants=80, min_respondents=3, sensitive_opt_in=("x",))
+    resources = build_definitions(settings).resources
+    assert resources["settings"].gemeente == "GM0344"
+    assert resources["settings"].min_inhabitants == 80
+    assert resources["settings"].sensitive_opt_in == ["x"]
+    assert resources["cbs"].min_respondents == 3
+    assert resources["duckdb"].path == str(tmp_path / "w.duckdb")

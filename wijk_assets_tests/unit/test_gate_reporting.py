@@ -214,7 +214,7 @@ def test_an_outcome_gate_3_has_not_judged_is_not_reported_as_published():
 def test_explanations_of_a_withheld_outcome_materialise_empty_without_error(tmp_path):
     """SYNTHETIC warehouse: a model run, its gate-3 verdict 'withheld', and stale explanation rows."""
     from wijk_assets.defs.explanations.assets import explanations
-    from wijk_assets.defs.resources import WarehouseResource
+    from wijk_assets.defs.resources import SettingsResource, WarehouseResource
 
     db = tmp_path / "w.duckdb"
     with duckdb.connect(str(db)) as con:
@@ -224,7 +224,7 @@ def test_explanations_of_a_withheld_outcome_materialise_empty_without_error(tmp_
                     "'withheld: not shown to beat the linear baseline' AS problems")
         for table in ("shap_values", "global_importance", "area_drivers", "area_residuals"):
             con.execute(f"CREATE TABLE ml.{table} AS SELECT * FROM (VALUES ('fys', 1.0), ('lbm', 2.0)) t(outcome, value)")
-    result = dg.materialize([explanations], partition_key="fys", resources={"duckdb": WarehouseResource(path=str(db))},
+    result = dg.materialize([explanations], partition_key="fys", resources={"duckdb": WarehouseResource(path=str(db)), "settings": SettingsResource()},
                             instance=dg.DagsterInstance.ephemeral())
     assert result.success
     events = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]

@@ -154,3 +154,32 @@ def test_module_sizes():
         if lines > MAX_LINES and rel not in LARGE_MODULES:
             too_long.append(f"{rel}: {lines} lines")
     assert not too_long, "modules over the size limit (split them, or list them with a reason): " + ", ".join(too_long)
+
+
+# Where load_settings() may be called: the entry points that build definitions, and settings needed
+# before any run exists (why, per module). Assets and checks get the settings their definitions were
+# built with through the ``settings`` resource instead.
+LOAD_SETTINGS_ALLOWED = {
+    "definitions.py": "builds the Definitions (and their resources) from the settings",
+    "cli.py": "the command line's entry point",
+    "runner/materialize.py": "runs without explicit settings use the environment's",
+    "runner/refresh.py": "runs without explicit settings use the environment's",
+    "defs/dbt/assets.py": "the dbt target folder is needed when the dbt assets are defined (import time)",
+    "defs/automation/release_sensor.py": "the sensor's interval is fixed when the sensor is defined",
+    "lib/ml/training.py": "default thread count for direct library use; the model asset passes the resource's",
+    "lib/sources/survey_csv.py": "default threshold for direct library use; the CBS resource passes its own",
+}
+
+
+def test_assets_read_settings_from_the_resource():
+    callers = set()
+    for path in PACKAGE.rglob("*.py"):
+        rel = str(path.relative_to(PACKAGE))
+        if rel == "settings.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "load_settings":
+                callers.add(rel)
+    unexpected = sorted(callers - set(LOAD_SETTINGS_ALLOWED))
+    assert not unexpected, f"load_settings() outside the entry points (use the settings resource): {unexpected}"

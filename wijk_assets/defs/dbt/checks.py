@@ -16,7 +16,7 @@ import pandas as pd
 
 from wijk_assets.lib.quality.feature_gate import LEVELS, feature_suite_spec, null_ratio_expectations
 from wijk_assets.lib.quality.feature_shift import shift_since_last_publication
-from wijk_assets.defs.resources import WarehouseResource
+from wijk_assets.defs.resources import SettingsResource, WarehouseResource
 from wijk_assets.keys import FEATURE_TABLE_KEY
 
 MAX_NULL_RATIO = 0.5
@@ -69,9 +69,8 @@ def footprint_null_specs(features: pd.DataFrame, catalog: pd.DataFrame) -> list[
         "municipality in focus, and NULL ratios per feature inside each source's footprint."
     ),
 )
-def feature_table_gate(duckdb: WarehouseResource) -> dg.AssetCheckResult:
+def feature_table_gate(duckdb: WarehouseResource, settings: SettingsResource) -> dg.AssetCheckResult:
     from wijk_assets.lib.quality.ge_runner import validate_frame
-    from wijk_assets.settings import load_settings
 
     features, catalog = load_feature_table(duckdb)
     areas = features[features["area_level"].isin(LEVELS)]
@@ -86,7 +85,7 @@ def feature_table_gate(duckdb: WarehouseResource) -> dg.AssetCheckResult:
 
     # The municipality in focus must be present, in every year of a national source, at every level
     # that year holds (the national KWB 2024 extract has gemeenten and wijken, no buurten).
-    gemeente = load_settings().gemeente
+    gemeente = settings.gemeente
     focus = areas[areas["gemeente_code"] == gemeente]
     focus_counts = focus.groupby(["year", "area_level"]).size().unstack(fill_value=0)
     national_years = sorted(set(areas.loc[areas["area_level"] == "gemeente"].groupby("year").size().loc[lambda s: s > 300].index))

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from wijk_assets.defs.models.assets import load_training_frame
-from wijk_assets.defs.resources import DUCKDB_POOL, WarehouseResource
+from wijk_assets.defs.resources import DUCKDB_POOL, SettingsResource, WarehouseResource
 from wijk_assets.keys import (
     GATE_KEY,
     CORRELATIONS_KEY,
@@ -78,7 +78,7 @@ def national_reference(duckdb: WarehouseResource, year: int) -> pd.Series:
     code_version="explain-2",
     can_subset=False,
 )
-def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
+def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource, settings: SettingsResource):
     from wijk_assets.lib.ml.explain import area_drivers, area_residuals, global_importance, shap_long
     from wijk_assets.lib.ml.training import feature_matrix, fold_predictions, load_artifact, load_fold_models
     from wijk_assets.lib.ml.uncertainty import (
@@ -213,7 +213,7 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
             data["outcome"] = outcome
             written[table] = replace_partition(con, table, [(data, {})], sql_types(data), {"outcome": outcome})
 
-    focus = residuals[residuals["area_code"].str.startswith("WK" + _focus_gemeente()[2:])]
+    focus = residuals[residuals["area_code"].str.startswith("WK" + settings.gemeente[2:])]
 
     def lineage(frame: pd.DataFrame) -> dict:
         """Column lineage: which model inputs (and through them which raw source keys) feed each column."""
@@ -252,7 +252,7 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
             "dagster/table_name": "ml.area_drivers",
             "feature_year": feature_year,
             "example_focus_gemeente": dg.MetadataValue.md(
-                drivers[drivers["area_code"].str.startswith("WK" + _focus_gemeente()[2:])]
+                drivers[drivers["area_code"].str.startswith("WK" + settings.gemeente[2:])]
                 .sort_values(["area_code", "side", "rank"])[["area_code", "side", "rank", "sentence"]]
                 .head(30)
                 .to_markdown(index=False)
@@ -323,12 +323,6 @@ def match_rule_errors(residual, match_rules: pd.Series, quality: pd.Series) -> p
             out.append({"grouping": kind, "value": str(value), "n_rows": int(r.size),
                         "rmse": float(np.sqrt(np.mean(r ** 2))), "mae": float(np.mean(np.abs(r)))})
     return pd.DataFrame(out)
-
-
-def _focus_gemeente() -> str:
-    from wijk_assets.settings import load_settings
-
-    return load_settings().gemeente
 
 
 @dg.asset(

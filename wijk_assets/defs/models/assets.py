@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from wijk_assets.defs.resources import DUCKDB_POOL, WarehouseResource
+from wijk_assets.defs.resources import DUCKDB_POOL, SettingsResource, WarehouseResource
 from wijk_assets.defs.automation.conditions import downstream_automation_condition
 from wijk_assets.keys import (
     FEATURE_CATALOG_KEY,
@@ -168,7 +168,9 @@ def _log_run(duckdb: WarehouseResource, entry: dict) -> None:
         "year, beside a mean and a ridge baseline on the same folds."
     ),
 )
-def liveability_model(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+def liveability_model(
+    context: dg.AssetExecutionContext, duckdb: WarehouseResource, settings: SettingsResource
+) -> dg.MaterializeResult:
     import lightgbm
 
     from wijk_assets.lib.ml.gate import compare_oof
@@ -185,7 +187,6 @@ def liveability_model(context: dg.AssetExecutionContext, duckdb: WarehouseResour
         select_features,
         train_outcome,
     )
-    from wijk_assets.settings import load_settings
 
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     outcome = context.partition_key
@@ -194,7 +195,6 @@ def liveability_model(context: dg.AssetExecutionContext, duckdb: WarehouseResour
     frame = frame.reset_index(drop=True)
     if frame.empty:
         raise dg.Failure(f"no training rows with outcome {outcome!r} in marts.mart_wijk_training")
-    settings = load_settings()
     selection = select_features(
         frame, catalog, max_missing=0.5, exclude_sensitive=True, opt_in=settings.sensitive_opt_in,
         outcome=outcome,
@@ -219,7 +219,7 @@ def liveability_model(context: dg.AssetExecutionContext, duckdb: WarehouseResour
         n_rows, n_features, params = int(current["n_rows"]), int(current["n_features"]), json.loads(current["params"])
     else:
         action = TRAINED
-        artifact = train_outcome(frame, outcome, features, seed=SEED)
+        artifact = train_outcome(frame, outcome, features, seed=SEED, n_jobs=settings.ml_n_jobs)
         model_version = hashlib.sha256(artifact.model_string.encode()).hexdigest()[:16]
         target_dir = models_root(duckdb) / outcome / model_version
         save_artifact(artifact, target_dir)

@@ -19,7 +19,7 @@ import dagster as dg
 import pandas as pd
 
 from wijk_assets.defs.raw.assets import RAW_SOURCES, raw_asset_key
-from wijk_assets.defs.resources import DUCKDB_POOL, WarehouseResource
+from wijk_assets.defs.resources import DUCKDB_POOL, SettingsResource, WarehouseResource
 from wijk_assets.keys import (
     GATE_KEY,
     AUDIT_KEY,
@@ -36,7 +36,7 @@ from wijk_assets.keys import (
     TRAINING_KEY,
 )
 from wijk_assets.defs.automation.conditions import downstream_automation_condition
-from wijk_assets.settings import REPO_ROOT, load_settings
+from wijk_assets.settings import REPO_ROOT
 from wijk_assets.lib.warehouse import replace_table
 
 # The raw sources upstream of the models in the asset graph (a test checks this list against the graph;
@@ -137,11 +137,10 @@ def small_area_signal(training_latest: pd.DataFrame, own_rivm_features: list[str
         "distinguishable'), drivers that add up to the published prediction, neutral wording only."
     ),
 )
-def published_area_explanations(duckdb: WarehouseResource) -> dg.MaterializeResult:
+def published_area_explanations(duckdb: WarehouseResource, settings: SettingsResource) -> dg.MaterializeResult:
     from wijk_assets.lib.responsible.privacy import suppress_small_areas
     from wijk_assets.lib.responsible.stigma import simulated_rank_text
 
-    settings = load_settings()
     with duckdb.connect(read_only=True) as con:
         # Only explanations of the current model of each outcome, and only if it passed gate 3.
         passed = (
@@ -277,10 +276,9 @@ def _flat(metadata: dict) -> dict:
         "and no sensitive indicator (e.g. migration background) unless WIJK_SENSITIVE_OPT_IN lists it."
     ),
 )
-def publish_guard(duckdb: WarehouseResource) -> dg.AssetCheckResult:
+def publish_guard(duckdb: WarehouseResource, settings: SettingsResource) -> dg.AssetCheckResult:
     from wijk_assets.lib.responsible.stigma import check_no_judgemental_labels, check_no_sensitive_columns
 
-    settings = load_settings()
     with duckdb.connect(read_only=True) as con:
         tables = {
             name: con.execute(f"SELECT * FROM {name}").df()
@@ -318,12 +316,11 @@ def publish_guard(duckdb: WarehouseResource) -> dg.AssetCheckResult:
     )
 
 
-def run_facts(duckdb: WarehouseResource, run_id: str) -> dict:
+def run_facts(duckdb: WarehouseResource, run_id: str, settings: SettingsResource) -> dict:
     """Everything the register entry and model card state about this run, read from the warehouse."""
     from wijk_assets.lib.sources.catalog import load_catalog
     from wijk_assets.lib.responsible.model_sources import context_source_years, model_source_years
 
-    settings = load_settings()
     catalog = load_catalog()
     with duckdb.connect(read_only=True) as con:
         runs = con.execute(
@@ -449,7 +446,9 @@ def run_facts(duckdb: WarehouseResource, run_id: str) -> dict:
     pool=DUCKDB_POOL,
     code_version="reports-2",
 )
-def register_and_model_card(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
+def register_and_model_card(
+    context: dg.AssetExecutionContext, duckdb: WarehouseResource, settings: SettingsResource
+):
     from wijk_assets.lib.responsible.register import (
         build_model_card,
         build_register_entry,
@@ -458,7 +457,7 @@ def register_and_model_card(context: dg.AssetExecutionContext, duckdb: Warehouse
         render_register_markdown,
     )
 
-    facts = run_facts(duckdb, context.run_id)
+    facts = run_facts(duckdb, context.run_id, settings)
     config = load_register_config()
     entry = build_register_entry(facts, config)
     card = build_model_card(facts, config)

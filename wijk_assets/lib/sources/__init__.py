@@ -8,6 +8,7 @@ expected.
 
 from __future__ import annotations
 
+import inspect
 from importlib import import_module
 from typing import TYPE_CHECKING
 
@@ -29,8 +30,12 @@ READERS: dict[str, str] = {
 }
 
 
-def read_source_file(source_file: "SourceFile") -> RawExtract:
-    """Read one catalogued file with the reader its format names."""
+def read_source_file(source_file: "SourceFile", **options) -> RawExtract:
+    """Read one catalogued file with the reader its format names.
+
+    ``options`` (e.g. ``min_respondents``) go to the readers whose signature takes them; the others
+    ignore them.
+    """
     target = READERS.get(source_file.spec.format)
     if target is None:
         raise SourceFormatError(
@@ -41,7 +46,8 @@ def read_source_file(source_file: "SourceFile") -> RawExtract:
         )
     module_name, func_name = target.split(":")
     reader = getattr(import_module(module_name), func_name)
-    return reader(source_file)
+    accepted = inspect.signature(reader).parameters
+    return reader(source_file, **{k: v for k, v in options.items() if k in accepted})
 
 
 __all__ = ["READERS", "RawExtract", "SourceFormatError", "read_source_file"]

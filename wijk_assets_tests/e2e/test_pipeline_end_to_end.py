@@ -334,3 +334,23 @@ def test_corrupted_source_stops_at_the_gate_and_keeps_downstream(pipeline, share
     finally:
         link.unlink()
         link.symlink_to(original)
+
+
+def test_every_materialised_dbt_model_reports_its_row_count(pipeline):
+    """The UI shows a row count on every dbt asset (issue 10), equal to the table's."""
+    instance, defs = pipeline["instance"], pipeline["defs"]
+    graph = defs.resolve_asset_graph()
+    con = _con(pipeline)
+    checked = 0
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if "dbt" not in node.kinds or not node.is_materializable:
+            continue
+        event = instance.get_latest_materialization_event(key)
+        assert event is not None, key
+        metadata = event.asset_materialization.metadata
+        assert "dagster/row_count" in metadata, f"{key.to_user_string()} has no row count"
+        schema, name = key.path
+        assert metadata["dagster/row_count"].value == con.execute(f'SELECT count(*) FROM "{schema}"."{name}"').fetchone()[0]
+        checked += 1
+    assert checked >= 30

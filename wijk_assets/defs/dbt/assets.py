@@ -153,9 +153,9 @@ def table_content_version(key: dg.AssetKey, duckdb: WarehouseResource) -> str:
         return content_version(con, schema, name)
 
 
-def with_column_lineage(events, duckdb: WarehouseResource):
-    """Pass dbt's events through; the outputs of :data:`LINEAGE_MARTS` get their column lineage and a
-    data version of their content.
+def with_column_lineage(events, duckdb: WarehouseResource, context: dg.AssetExecutionContext | None = None):
+    """Pass dbt's events through; every model's output gets its row count, and the outputs of
+    :data:`LINEAGE_MARTS` also their column lineage and a data version of their content.
 
     Dagster's own data version of a dbt asset is a hash of its code version and its inputs' versions,
     so it changes whenever anything upstream changed. These three marts are what models and reports
@@ -163,29 +163,51 @@ def with_column_lineage(events, duckdb: WarehouseResource):
     release (its Leefbaarometer rows unchanged) keeps its data version, and nothing that reads only it
     is retrained (see ``downstream_automation_condition``).
 
-    Both are read from the warehouse, which the dbt process holds open while it runs, so those outputs
-    are held back until dbt has finished. When dbt fails they are passed on as they were.
+    All of this is read from the warehouse, which the dbt process holds open while it runs, so the
+    outputs are held back until dbt has finished (every dbt model is a table, so a row count is a
+    lookup, not a scan). When dbt fails they are passed on as they were.
     """
     held = []
     try:
         for event in events:
-            key = _LINEAGE_OUTPUTS.get(event.output_name) if isinstance(event, dg.Output) else None
-            if key is not None:
-                held.append((key, event))
+            if isinstance(event, dg.Output):
+                held.append(event)
             else:
                 yield event
     except Exception:
-        for _, event in held:
-            yield event
+        yield from held
         raise
-    for key, event in held:
-        yield dg.Output(
-            value=event.value,
-            output_name=event.output_name,
-            metadata={**event.metadata, **column_lineage_metadata(key, duckdb)},
-            data_version=dg.DataVersion(table_content_version(key, duckdb)),
-            tags=event.tags,
-        )
+    for event in held:
+        key = _LINEAGE_OUTPUTS.get(event.output_name)
+        if key is None and context is not None:
+            key = context.assets_def.asset_key_for_output(event.output_name)
+        metadata = dict(event.metadata)
+        if key is not None and len(key.path) == 2:
+            rows = _row_count(duckdb, *key.path)
+            if rows is not None:
+                metadata["dagster/row_count"] = rows
+        if event.output_name in _LINEAGE_OUTPUTS:
+            yield dg.Output(
+                value=event.value,
+                output_name=event.output_name,
+                metadata={**metadata, **column_lineage_metadata(key, duckdb)},
+                data_version=dg.DataVersion(table_content_version(key, duckdb)),
+                tags=event.tags,
+            )
+        else:
+            yield dg.Output(value=event.value, output_name=event.output_name, metadata=metadata,
+                            data_version=event.data_version, tags=event.tags)
+
+
+def _row_count(duckdb: WarehouseResource, schema: str, name: str) -> int | None:
+    with duckdb.connect(read_only=True) as con:
+        exists = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [schema, name],
+        ).fetchone()[0]
+        if not exists:
+            return None
+        return int(con.execute(f'SELECT count(*) FROM "{schema}"."{name}"').fetchone()[0])
 
 
 def _point_dbt_at(duckdb: WarehouseResource) -> None:
@@ -204,7 +226,7 @@ def _point_dbt_at(duckdb: WarehouseResource) -> None:
 def dbt_feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, duckdb: WarehouseResource):
     """Seeds, staging, intermediate and the marts up to the feature table, with their dbt tests."""
     _point_dbt_at(duckdb)
-    yield from with_column_lineage(dbt.cli(["build"], context=context).stream(), duckdb)
+    yield from with_column_lineage(dbt.cli(["build"], context=context).stream(), duckdb, context)
 
 
 @dbt_assets(
@@ -218,7 +240,7 @@ def dbt_feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, d
 def dbt_training_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, duckdb: WarehouseResource):
     """The training mart, built only after the feature table passed its gate."""
     _point_dbt_at(duckdb)
-    yield from with_column_lineage(dbt.cli(["build"], context=context).stream(), duckdb)
+    yield from with_column_lineage(dbt.cli(["build"], context=context).stream(), duckdb, context)
 
 
 def dbt_resource() -> DbtCliResource:

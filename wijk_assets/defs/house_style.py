@@ -45,3 +45,17 @@ def apply_house_style(spec: dg.AssetSpec) -> dg.AssetSpec:
         owners.append(owner)
     kinds = set(spec.kinds or set()) | set(_for_group(KINDS_BY_GROUP_PREFIX, spec.group_name) or set())
     return spec.replace_attributes(owners=owners, kinds=kinds)
+
+
+def rounded(metadata: dict, digits: int = 4) -> dict:
+    """Metadata with plain floats rounded for reading (R² 0.6050, not 0.6049870133912284).
+
+    Only bare Python/NumPy floats are rounded; an exact figure an auditor needs stays available in the
+    warehouse tables (``ml.model_runs.metrics``) and JSON metadata values are left as they are.
+    """
+    out = {}
+    for key, value in metadata.items():
+        if isinstance(value, float) or type(value).__name__ in {"float64", "float32"}:
+            value = round(float(value), digits)
+        out[key] = value
+    return out

@@ -103,3 +103,12 @@ def test_definitions_hand_their_own_settings_to_the_assets(monkeypatch, tmp_path
     assert resources["settings"].sensitive_opt_in == ["x"]
     assert resources["cbs"].min_respondents == 3
     assert resources["duckdb"].path == str(tmp_path / "w.duckdb")
+
+
+def test_metadata_floats_are_rounded_for_reading():
+    import numpy as np
+
+    from wijk_assets.defs.house_style import rounded
+
+    out = rounded({"r2": 0.6049870133912284, "n": 3, "np": np.float64(0.123456789), "text": "0.60498701"})
+    assert out == {"r2": 0.605, "n": 3, "np": 0.1235, "text": "0.60498701"}

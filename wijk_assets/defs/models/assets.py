@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from wijk_assets.defs.house_style import rounded
 from wijk_assets.defs.resources import DUCKDB_POOL, SettingsResource, WarehouseResource
 from wijk_assets.defs.automation.conditions import downstream_automation_condition
 from wijk_assets.keys import (
@@ -284,7 +285,7 @@ def liveability_model(
     cv, temporal = metrics["grouped_cv"], metrics.get("temporal") or {}
     margin = metrics.get("margin_over_ridge") or {}
     return dg.MaterializeResult(
-        metadata={
+        metadata=rounded({
             "outcome": OUTCOME_LABELS[outcome],
             "action": action,
             "retrained": action == TRAINED,
@@ -313,7 +314,7 @@ def liveability_model(
             "training_fingerprint": fingerprint,
             "seed": SEED,
             "params": dg.MetadataValue.json(json.loads(json.dumps(params, default=str))),
-        },
+        }),
         data_version=dg.DataVersion(model_version),
     )
 

@@ -227,7 +227,8 @@ def test_gate_blocks_a_file_whose_wijken_do_not_add_up(shared_data_dir, tmp_path
     assert instance.get_latest_materialization_event(raw_asset_key("cbs_kwb")) is None  # never went live
     failure = result.get_step_failure_events()[0].event_specific_data.user_failure_data
     details = failure.metadata["failures"].value
-    sums = [f for f in details if f["column"] == "parts_excess"]
+    sums = [f for f in details if f["expectation"] == "sum_of_parts_matches_whole"
+            and f["column"].startswith("value_raw[concepts inhabitants, wijk->gemeente]")]
     assert len(sums) == 1, details
     rows = sums[0]["sample_rows"]
     assert [r["area_code"] for r in rows] == ["GM0106"]

@@ -375,7 +375,6 @@ def prepare_raw_for_validation(
     measure_groups: dict[str, str] | str | None = None,
     measure_concepts: dict[str, str] | str | None = None,
     concept_source: str | None = None,
-    sum_of_parts: dict | None = None,
 ) -> pd.DataFrame:
     """Add derived columns GE can check on raw long rows; the raw columns are left untouched.
 
@@ -393,8 +392,6 @@ def prepare_raw_for_validation(
       for ``concept_source`` (see :mod:`wijk_assets.lib.sources.concepts`) gives ``measure_concept`` and, as
       ``measure_group``, the raw value kind (``count`` for numerators of shares, ``code`` for ignored
       identifier columns, else the concept's kind)
-    - with ``sum_of_parts``: the columns of :mod:`wijk_assets.lib.quality.sum_of_parts` (wijk figures that
-      must add up to their gemeente's)
     - ``value_clean``: ``value_raw`` stripped, comma decimal turned into a dot
     - ``value_num``: float; NaN for markers ('.', 'x', '?', '-', 'NA', '', NULL) and unparseable text
     - ``value_status``: ``number`` | ``suppressed`` (a CBS marker) | ``missing`` (NULL/''/'NA') |
@@ -423,18 +420,14 @@ def prepare_raw_for_validation(
     out["is_missing"] = out["is_missing"].astype(bool) | (out["value_status"] == "missing").to_numpy(bool)
     out["is_suppressed"] = out["is_suppressed"].astype(bool)
     out["value_num"] = out["value_num"].astype("float64")
-    if sum_of_parts:
-        from wijk_assets.lib.quality.sum_of_parts import add_sum_of_parts_columns
-
-        out = add_sum_of_parts_columns(out, **sum_of_parts)
-    out.attrs[_PREPARED_FLAG] = _prepare_signature(measure_groups, measure_concepts, concept_source, sum_of_parts)
+    out.attrs[_PREPARED_FLAG] = _prepare_signature(measure_groups, measure_concepts, concept_source)
     return out
 
 
-def _prepare_signature(groups, concepts, source=None, sum_of_parts=None) -> str:
+def _prepare_signature(groups, concepts, source=None) -> str:
     parts: list = [groups or {}, concepts or {}]
-    if CONCEPT_MAP in (groups, concepts) or sum_of_parts:  # older suites keep their signature
-        parts += [source, sum_of_parts]
+    if CONCEPT_MAP in (groups, concepts):  # older suites keep their signature
+        parts += [source]
     return json.dumps(parts, sort_keys=True)
 
 
@@ -442,15 +435,14 @@ def prepare_for_suite(df: pd.DataFrame, suite_spec: dict | str) -> pd.DataFrame:
     """Apply the preparation a suite asks for (``"prepare": "raw_long"``), else return ``df``."""
     spec = _resolve_spec(suite_spec)
     groups, concepts = spec.get("measure_groups"), spec.get("measure_concepts")
-    source, parts = spec.get("source"), spec.get("sum_of_parts")
-    signature = _prepare_signature(groups, concepts, source, parts)
+    source = spec.get("source")
+    signature = _prepare_signature(groups, concepts, source)
     if spec.get("prepare") == "raw_long" and df.attrs.get(_PREPARED_FLAG) != signature:
         return prepare_raw_for_validation(
             df,
             measure_groups=groups,
             measure_concepts=concepts,
             concept_source=source,
-            sum_of_parts=parts,
         )
     return df
 

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
-from wijk_assets.lib.quality.ge_runner import MAX_SAMPLES, GateResult, _jsonable
+from wijk_assets.lib.quality.ge_runner import MAX_SAMPLES, GateResult, _jsonable, measure_parts
 
 LEVEL_PREFIX = {"gemeente": "GM", "wijk": "WK", "buurt": "BU"}
 # code length of the parent code a child code starts with (after its two-letter prefix)
@@ -182,8 +182,6 @@ def _derive(keys: list[str], column: str, spec: dict) -> set[str]:
     """The suite's derived measure column (stem, concept, group) for these keys: the same derivation
     gate 1's GE suite uses (:func:`wijk_assets.lib.quality.ge_runner.measure_parts`), so the key-stem and
     concept rules have one home."""
-    from wijk_assets.lib.quality.ge_runner import measure_parts
-
     derived = measure_parts(spec.get("measure_groups"), spec.get("measure_concepts"), spec.get("source"))(
         pd.Series(list(keys), dtype=object)
     )[column]
@@ -355,35 +353,58 @@ def _parent_code_sql(child_level: str, parent_level: str) -> str:
     return f"'{LEVEL_PREFIX[parent_level]}' || substr(code, 3, {digits})"
 
 
-def sum_of_parts_rule(con, part: Partition, rule: dict) -> list[dict]:
+def _rule_keys(con, part: Partition, rule: dict, spec: dict) -> tuple[list[str], str]:
+    """The measure keys a rule applies to, and how to name them: by ``concepts`` (through the suite's
+    concept derivation, so an xlsx short name and an OData key of the same concept are both found) or
+    by a ``measures`` regex on the key."""
+    keys = [r[0] for r in con.execute(f"SELECT DISTINCT measure_key FROM {part.staged}").fetchall() if r[0]]
+    if rule.get("concepts"):
+        wanted = set(rule["concepts"])
+        derived = measure_parts(spec.get("measure_groups"), spec.get("measure_concepts"), spec.get("source"))(
+            pd.Series(keys, dtype=object)
+        )["measure_concept"]
+        selected = [k for k, c in zip(keys, derived) if c in wanted]
+        return selected, "concepts " + ",".join(sorted(wanted))
+    return [k for k in keys if re.search(rule["measures"], k)], rule["measures"]
+
+
+def sum_of_parts_rule(con, part: Partition, rule: dict, spec: dict | None = None) -> list[dict]:
     """Per parent area and measure: the children's values must add up to the parent's within CBS
-    rounding (``max(rel_tolerance x parent, abs_tolerance)``), no child may exceed its parent, and a
-    parent with numeric children must have a value itself. Judged only where every child is numeric
-    (a suppressed child makes the sum unknowable)."""
+    rounding, no child may exceed its parent, and a parent with numeric children must have a value
+    itself. Judged only where every child is numeric (a suppressed child makes the sum unknowable).
+
+    The allowed gap is ``per_part_tolerance x n_parts + max(rel_tolerance x parent, abs_tolerance)``:
+    CBS rounds every published part (KWB wijk inhabitants to multiples of 5 since 2021) and counts some
+    residents only at the parent's level. Measures are chosen by ``concepts`` or a ``measures`` regex.
+    """
     parent_level, child_level = rule["parent_level"], rule["child_level"]
     rel, absolute = float(rule.get("rel_tolerance", 0.01)), float(rule.get("abs_tolerance", 10))
+    per_part = float(rule.get("per_part_tolerance", 0))
     blocking = bool(rule.get("blocking", True))
     batch = f"release_year={part.year}"
-    column = f"value_raw[{rule['measures']}, {child_level}->{parent_level}]"
+    keys, label = _rule_keys(con, part, rule, spec or {})
+    column = f"value_raw[{label}, {child_level}->{parent_level}]"
     rows = _rows(
         con,
         f"""
         WITH v AS (
             SELECT {_CODE_SQL} AS code, subgroup, measure_key, {_NUMBER_SQL} AS num, value_raw,
                    source_file, source_row
-            FROM {part.staged} WHERE regexp_matches(measure_key, ?)),
+            FROM {part.staged} WHERE list_contains(?, measure_key)),
         parents AS (SELECT * FROM v WHERE code LIKE '{LEVEL_PREFIX[parent_level]}%'),
         children AS (
             SELECT {_parent_code_sql(child_level, parent_level)} AS parent_code, subgroup, measure_key,
-                   count(*) AS n, count(num) AS n_num, sum(num) AS total, max(num) AS largest,
+                   source_file, count(*) AS n, count(num) AS n_num, sum(num) AS total, max(num) AS largest,
                    arg_max(code, num) AS largest_code
             FROM v WHERE code LIKE '{LEVEL_PREFIX[child_level]}%' GROUP BY ALL)
         SELECT p.code, p.subgroup, p.measure_key, p.num AS parent_value, p.value_raw, p.source_file,
                p.source_row, c.n, c.n_num, c.total, c.largest, c.largest_code
         FROM parents p JOIN children c
-          ON c.parent_code = p.code AND c.subgroup = p.subgroup AND c.measure_key = p.measure_key
+          ON c.parent_code = p.code AND c.subgroup IS NOT DISTINCT FROM p.subgroup
+         AND c.measure_key = p.measure_key AND c.source_file = p.source_file
+        ORDER BY p.code, p.measure_key
         """,
-        [rule["measures"]],
+        [keys],
     )
     bad = []
     judged = 0
@@ -391,16 +412,21 @@ def sum_of_parts_rule(con, part: Partition, rule: dict) -> list[dict]:
         problem = None
         if r["parent_value"] is None and r["n_num"] > 0 and r["value_raw"] is None:
             problem = "parent has no value while its parts have"
-        elif r["parent_value"] is not None and r["largest"] is not None and r["largest"] > r["parent_value"] + absolute:
+        elif r["parent_value"] is not None and r["largest"] is not None and r["largest"] > (
+            r["parent_value"] + per_part + max(rel * abs(r["parent_value"]), absolute)
+        ):  # one part may exceed the whole only by its own rounding
             problem = f"part {r['largest_code']} ({r['largest']:g}) exceeds the whole ({r['parent_value']:g})"
         elif r["parent_value"] is not None and r["n_num"] == r["n"]:
             judged += 1
-            if abs(r["total"] - r["parent_value"]) > max(rel * abs(r["parent_value"]), absolute):
-                problem = f"parts add up to {r['total']:g}, the whole is {r['parent_value']:g}"
+            allowed = per_part * r["n"] + max(rel * abs(r["parent_value"]), absolute)
+            if abs(r["total"] - r["parent_value"]) > allowed:
+                problem = (f"parts add up to {r['total']:g}, the whole is {r['parent_value']:g} "
+                           f"(allowed gap {allowed:g})")
         if problem:
             bad.append(
                 {
                     "area_code": r["code"], "measure_key": r["measure_key"], "value_raw": r["value_raw"],
+                    "parts_sum": r["total"], "parts_n": r["n"],
                     "source_file": r["source_file"], "source_row": r["source_row"], "problem": problem,
                 }
             )
@@ -408,7 +434,8 @@ def sum_of_parts_rule(con, part: Partition, rule: dict) -> list[dict]:
         _result(
             "sum_of_parts_matches_whole", column, batch, not bad,
             f"the {child_level} values of a {parent_level} add up to its own value within CBS rounding "
-            f"(x{rel} or {absolute:g}); a shifted column or a mis-scaled cell breaks that",
+            f"({per_part:g} per part + max({rel} x whole, {absolute:g})); a shifted column, a part missing "
+            "or loaded twice, or a mis-scaled cell breaks that",
             blocking=blocking, unexpected_count=len(bad),
             sample=[b["problem"] for b in bad], sample_rows=bad,
             observed={"parents": len(rows), "judged": judged, "failing": len(bad)},
@@ -482,7 +509,7 @@ def validate_plausibility(
     results = per_file_rules(con, part, spec, file_globs)
     results += thousands_separator_rule(con, part, spec)
     for rule in config.get("sum_of_parts") or []:
-        results += sum_of_parts_rule(con, part, rule)
+        results += sum_of_parts_rule(con, part, rule, spec)
     if config.get("year_over_year"):
         results += year_over_year_rule(con, part, config["year_over_year"])
     results.sort(key=lambda r: (r["success"], not r["blocking"]))

@@ -38,7 +38,6 @@ from wijk_assets.lib.responsible.stigma import (
     check_no_sensitive_columns,
     find_judgemental_labels,
     is_sensitive,
-    rank_with_uncertainty,
     sensitive_columns,
 )
 from wijk_assets.lib.sources.base import SourceFormatError
@@ -340,26 +339,6 @@ def test_sensitive_catalog_flags_and_patterns():
     long = pd.DataFrame({"measure_key": ["a_inw", "a_we_all"], "value_raw": ["1", "2"]})
     v = check_no_sensitive_columns({"long": long})
     assert [(x.column, x.row) for x in v] == [("measure_key", "a_we_all")]
-
-
-def test_rank_with_uncertainty_synthetic():
-    """SYNTHETIC predictions with intervals for four areas."""
-    idx = ["W1", "W2", "W3", "W4"]
-    pred = pd.Series([4.0, 3.9, 3.5, 3.0], index=idx)
-    lower = pd.Series([3.8, 3.6, 3.2, 2.9], index=idx)
-    upper = pd.Series([4.2, 4.1, 3.7, 3.1], index=idx)
-    ranks = rank_with_uncertainty(pred, lower, upper)
-    assert "rank" not in ranks.columns  # no single point rank
-    # W2's interval overlaps W1 and W3; W3's overlaps W2 only; W4's none
-    assert list(ranks["rank_min"]) == [1, 1, 2, 4]
-    assert list(ranks["rank_max"]) == [2, 3, 3, 4]
-    assert ranks.loc["W1", "rank_range"] == "rank 1–2 of 4"
-    assert ranks.loc["W4", "rank_range"] == "rank 4 of 4"
-    big = pd.Series(np.linspace(0, 1, 3100))
-    text = rank_with_uncertainty(big, big - 0.01, big + 0.01)["rank_range"].iloc[0]
-    assert text.endswith("of 3,100") and "–" in text
-    nl = rank_with_uncertainty(big, big - 0.01, big + 0.01, lang="nl")["rank_range"].iloc[0]
-    assert nl.startswith("plaats ") and nl.endswith("van 3.100")
 
 
 # ------------------------------------------------------------------------------------------------

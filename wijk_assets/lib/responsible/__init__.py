@@ -28,7 +28,6 @@ from wijk_assets.lib.responsible.stigma import (
     check_no_sensitive_columns,
     find_judgemental_labels,
     is_sensitive,
-    rank_with_uncertainty,
     sensitive_columns,
 )
 
@@ -44,7 +43,6 @@ __all__ = [
     "check_no_sensitive_columns",
     "find_judgemental_labels",
     "is_sensitive",
-    "rank_with_uncertainty",
     "read_survey_csv",
     "register_json",
     "reject_personal_data",

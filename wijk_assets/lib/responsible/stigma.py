@@ -448,75 +448,6 @@ def _fmt_int(n: int, lang: str) -> str:
     return text.replace(",", ".") if lang == "nl" else text
 
 
-def rank_with_uncertainty(
-    predictions: pd.Series,
-    lower: pd.Series,
-    upper: pd.Series,
-    *,
-    descending: bool = True,
-    lang: str = "en",
-) -> pd.DataFrame:
-    """Rank *ranges* from prediction intervals; never a single league-table position.
-
-    Note: this bounds the order of the interval *centres* by interval overlap, which with wide intervals
-    spans almost every rank. Published tables use :func:`simulated_rank_text` over
-    :func:`wijk_assets.lib.ml.uncertainty.simulated_rank_ranges` (the rank distribution of each wijk's score
-    under its own interval) and show a range only where it is informative.
-
-    For each area, the best possible rank counts only the areas that are certainly ahead (their
-    interval lies entirely beyond this area's interval); the worst possible rank counts every area
-    that is not certainly behind. With ``descending=True`` rank 1 is the highest value.
-
-    Returns a frame indexed like ``predictions`` with ``rank_min``, ``rank_max``, ``n_ranked`` and
-    ``rank_range`` text (``"rank 12–40 of 3,100"``; ``lang="nl"``: ``"plaats 12–40 van 3.100"``).
-    There is deliberately no point-rank column. Areas with a missing value get NA.
-    """
-    pred = pd.to_numeric(predictions, errors="coerce").astype(float)
-    lo = pd.to_numeric(lower.reindex(pred.index), errors="coerce").astype(float)
-    hi = pd.to_numeric(upper.reindex(pred.index), errors="coerce").astype(float)
-    valid = pred.notna() & lo.notna() & hi.notna()
-    bad = valid & ((lo > pred + 1e-12) | (hi < pred - 1e-12))
-    if bad.any():
-        raise ValueError(
-            f"prediction outside its interval for {int(bad.sum())} area(s), e.g. {list(pred.index[bad][:5])}"
-        )
-    lo_v, hi_v = lo[valid].to_numpy(), hi[valid].to_numpy()
-    n = int(valid.sum())
-    if descending:
-        # certainly ahead: lower_j > upper_i ; certainly behind: upper_j < lower_i
-        sorted_lo = np.sort(lo_v)
-        sorted_hi = np.sort(hi_v)
-        ahead = n - np.searchsorted(sorted_lo, hi_v, side="right")
-        behind = np.searchsorted(sorted_hi, lo_v, side="left")
-    else:
-        sorted_lo = np.sort(lo_v)
-        sorted_hi = np.sort(hi_v)
-        ahead = np.searchsorted(sorted_hi, lo_v, side="left")
-        behind = n - np.searchsorted(sorted_lo, hi_v, side="right")
-    rank_min = ahead + 1
-    rank_max = n - behind
-
-    out = pd.DataFrame(index=pred.index)
-    out["rank_min"] = pd.Series(pd.NA, index=pred.index, dtype="Int64")
-    out["rank_max"] = pd.Series(pd.NA, index=pred.index, dtype="Int64")
-    out.loc[valid, "rank_min"] = rank_min
-    out.loc[valid, "rank_max"] = rank_max
-    out["n_ranked"] = n
-    word, of = ("plaats", "van") if lang == "nl" else ("rank", "of")
-    texts = []
-    for a, b, ok in zip(out["rank_min"], out["rank_max"], valid):
-        if not ok:
-            texts.append(None)
-        elif a == b:
-            texts.append(f"{word} {_fmt_int(int(a), lang)} {of} {_fmt_int(n, lang)}")
-        else:
-            texts.append(
-                f"{word} {_fmt_int(int(a), lang)}–{_fmt_int(int(b), lang)} {of} {_fmt_int(n, lang)}"
-            )
-    out["rank_range"] = pd.Series(texts, index=pred.index, dtype=object)
-    return out
-
-
 NOT_DISTINGUISHABLE = {"en": "not distinguishable from most wijken", "nl": "niet te onderscheiden van de meeste wijken"}
 
 
@@ -558,6 +489,5 @@ __all__ = [
     "sensitive_columns",
     "opted_in_sensitive_columns",
     "check_no_sensitive_columns",
-    "rank_with_uncertainty",
     "simulated_rank_text",
 ]

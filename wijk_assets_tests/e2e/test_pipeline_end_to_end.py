@@ -186,7 +186,7 @@ def test_a_new_release_flows_from_the_sensor_through_the_gates_to_features_and_m
 def test_feature_table_has_every_year_and_all_of_assen(pipeline):
     con = _con(pipeline)
     years = [r[0] for r in con.execute("SELECT DISTINCT year FROM marts.fct_area_features ORDER BY 1").fetchall()]
-    assert years == [2012, 2016, 2019, 2020, 2021, 2023]
+    assert years == [2012, 2016, 2019, 2020, 2021, 2023, 2024]  # 2024: national KWB JSON
     for year in (2012, 2016, 2020):
         wijken = {r[0] for r in con.execute(
             "SELECT area_code FROM marts.fct_area_features WHERE area_level='wijk' AND gemeente_code='GM0106' AND year=?",

@@ -461,8 +461,12 @@ def read_survey_csv(
     year: int | None = None,
     indicator: str | None = None,
     sep: str = ";",
+    table: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Read an aggregated municipal survey table into a tidy frame (one row per area x category).
+
+    ``table``: the file already parsed (text cells, header as columns), e.g. by the survey source
+    reader, so the file is parsed once; otherwise ``path`` is read here.
 
     Layout (the Utrecht in Cijfers exports): first column = area label (``"Subwijk Lombok,
     Leidseweg"``, ``"Utrecht"``); other columns = percentages. Headers either
@@ -482,12 +486,15 @@ def read_survey_csv(
     if min_respondents is None or int(min_respondents) < 0:
         raise ValueError(f"min_respondents must be a non-negative integer, got {min_respondents!r}")
     min_respondents = int(min_respondents)
-    try:
-        raw = pd.read_csv(
-            path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", quotechar='"'
-        )
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise SourceFormatError(path, f"a {sep!r}-separated UTF-8 survey table", str(exc)) from exc
+    if table is not None:
+        raw = table.fillna("").astype(str)
+    else:
+        try:
+            raw = pd.read_csv(
+                path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig", quotechar='"'
+            )
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise SourceFormatError(path, f"a {sep!r}-separated UTF-8 survey table", str(exc)) from exc
     if raw.shape[1] < 2:
         raise SourceFormatError(
             path,

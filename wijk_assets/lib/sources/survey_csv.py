@@ -99,17 +99,20 @@ def read_survey_table(
     filename_year: int | None,
 ) -> tuple[pd.DataFrame, dict]:
     """The raw long frame and the reader metadata of one survey file (see the module docstring)."""
-    # 1. The privacy rules, first: personal / respondent-level data is refused before anything else.
+    # 1. The file, parsed once: verbatim text cells with their real line numbers.
+    text = read_delimited(path, source, SEPARATOR)
+    table = table_from_rows(text.rows, text.lines, source, sep=SEPARATOR, min_columns=2)
+
+    # 2. The privacy rules on that table, before anything is kept: personal / respondent-level data is
+    #    refused, cells of too-small groups are blanked (the survey rules interpret the same cells).
     try:
-        tidy = read_survey_csv(path, min_respondents=min_respondents, year=filename_year, sep=SEPARATOR)
+        tidy = read_survey_csv(
+            path, min_respondents=min_respondents, year=filename_year, sep=SEPARATOR, table=table.frame
+        )
     except SourceFormatError as error:
         raise _in_source(error, source) from error
     counts = dict(tidy.attrs.get("suppression") or {})
     resp_col = counts.get("respondents_column")
-
-    # 2. The same file again as verbatim text with real line numbers (the survey parser normalises).
-    text = read_delimited(path, source, SEPARATOR)
-    table = table_from_rows(text.rows, text.lines, source, sep=SEPARATOR, min_columns=2)
     area_col = table.header[0]
     check_codes_present(table, area_col, source, what="an area label")
     check_unique_keys(table, [area_col], source)
@@ -122,8 +125,8 @@ def read_survey_table(
     labels = [str(v).strip() for v in table.frame[area_col]]
     missing = [label for label in labels if len(by_label.get(label, [])) != len(value_cols)]
     if missing or not labels:
-        raise RuntimeError(  # the two parsers disagree about the file: a reader bug, not a data problem
-            f"{source}: survey parser and verbatim parser read different records ({missing[:3]})"
+        raise RuntimeError(  # every row yields one record per value column: anything else is a reader bug
+            f"{source}: the survey rules read a different number of records per area ({missing[:3]})"
         )
     columns: dict[str, tuple[int, str, str]] = {}
     for col, record in zip(value_cols, by_label[labels[0]]):

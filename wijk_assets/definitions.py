@@ -10,7 +10,8 @@ from wijk_assets.defs.models.gate import model_gate_verdict
 from wijk_assets.defs.models.assets import liveability_model
 from wijk_assets.defs.monitoring.assets import release_changes
 from wijk_assets.defs.raw.assets import raw_assets
-from wijk_assets.defs.reports.assets import report_assets, report_checks
+from wijk_assets.defs.publish.assets import publish_assets, publish_checks
+from wijk_assets.defs.reports.assets import report_assets
 from wijk_assets.defs.dbt.checks import feature_checks
 from wijk_assets.defs.raw.checks import raw_gate_checks
 from wijk_assets.defs.automation.conditions import automation_sensor
@@ -46,11 +47,12 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         explanations,
         correlations_table,
         release_changes,
+        *publish_assets,
         *report_assets,
     ]
     return dg.Definitions(
         assets=dg.map_asset_specs(apply_house_style, assets),
-        asset_checks=[*raw_gate_checks(), *feature_checks, *report_checks],
+        asset_checks=[*raw_gate_checks(), *feature_checks, *publish_checks],
         sensors=[release_sensor, automation_sensor],
         schedules=[*weekly_refresh_schedules],
         jobs=STAGE_JOBS,

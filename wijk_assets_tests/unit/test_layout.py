@@ -26,7 +26,6 @@ LARGE_MODULES = {
     "lib/sources/statline_csv.py": "the shared text-table parser for every StatLine export layout",
     "lib/quality/plausibility.py": "gate 1's plausibility rule families, each with its DuckDB SQL",
     "lib/change_monitoring.py": "change monitoring: indicator, prediction, drift and performance tables",
-    "defs/reports/assets.py": "report assets (split planned with the publish stage)",
     "defs/reports/audit.py": "audit trail and lineage report readers",
 }
 MAX_LINES = 400

@@ -144,8 +144,20 @@ def published_area_explanations(duckdb: WarehouseResource, settings: SettingsRes
             "outcomes_withheld_by_gate_3": dg.MetadataValue.json(
                 {r.outcome: r.problems for r in gate.itertuples(index=False) if not r.passed}
             ),
+            "dagster/row_count": len(comparison),
+            "preview_focus_gemeente": dg.MetadataValue.md(_preview(comparison, settings.gemeente)),
         }
     )
+
+
+def _preview(comparison: pd.DataFrame, gemeente: str, rows: int = 20) -> str:
+    """The published comparison of the gemeente in focus, as people will read it (rounded)."""
+    focus = comparison[comparison["area_code"].astype(str).str.startswith("WK" + gemeente[2:])]
+    columns = [c for c in ("outcome", "area_name", "actual", "predicted", "lower", "upper", "flag", "rank_range",
+                           "rank_note") if c in focus.columns]
+    if focus.empty:
+        return f"no published wijk of {gemeente}"
+    return focus[columns].head(rows).round(3).to_markdown(index=False)
 
 
 def _with_names(frame: pd.DataFrame, names: pd.DataFrame) -> pd.DataFrame:

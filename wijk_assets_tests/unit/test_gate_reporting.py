@@ -275,3 +275,20 @@ def test_monitoring_records_changes_for_every_source_that_released():
     assert set(changes["indicator"]) == {"smokers__18plus"}  # the health monitor: its 18+ figures
     wk1 = changes[changes["area_code"] == "WK1"].iloc[0]
     assert wk1["abs_change"] == pytest.approx(-2.0) and wk1["source"] == "rivm_gezondheid"
+
+
+def test_model_card_sets_the_reference_fit_beside_the_published_model():
+    """Issue 12: the reference fit's figures are in the model card (SYNTHETIC metrics)."""
+    facts = _facts()
+    metrics = _metrics(0.6021, 0.5512, 0.5734, 0.5302, -0.002)
+    metrics["reference_fit"] = {
+        "description": "LightGBM defaults on the wijk's own health features, exact matches only",
+        "n_rows": 15722, "n_features": 77,
+        "reference_lightgbm": {"r2": 0.6623}, "reference_ridge": {"r2": 0.6381},
+        "pipeline_model_on_same_rows": {"r2": 0.6611, "n": 15722},
+    }
+    facts["outcomes"][1] = outcome_facts("lbm", "Leefbaarometer total score", metrics, 18633,
+                                         _gate("published", 0.0509, 0.0401, 0.0611))
+    card = build_model_card(facts)
+    assert "## Reference fit" in card
+    assert "| lbm | 15722 | 77 | 0.662 | 0.638 | 0.661 |" in card

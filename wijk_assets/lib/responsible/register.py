@@ -490,6 +490,16 @@ def outcome_facts(outcome: str, label: str, metrics: Mapping[str, Any], n_rows: 
     }
     if gate:
         fact["gate"] = {k: gate.get(k) for k in ("verdict", "reason", "margin", "lower", "upper", "level", "method", "rule")}
+    reference = metrics.get("reference_fit") or {}
+    if reference.get("reference_lightgbm"):
+        fact["reference_fit"] = {
+            "description": reference.get("description", ""),
+            "n_rows": reference.get("n_rows"),
+            "n_features": reference.get("n_features"),
+            "r2": (reference.get("reference_lightgbm") or {}).get("r2"),
+            "r2_ridge": (reference.get("reference_ridge") or {}).get("r2"),
+            "pipeline_r2_same_rows": (reference.get("pipeline_model_on_same_rows") or {}).get("r2"),
+        }
     return fact
 
 
@@ -942,6 +952,27 @@ def build_model_card(facts: Mapping[str, Any], config: Mapping[str, Any] | None 
             margin = f"{gate['margin']:+.4f}" if gate.get("margin") is not None else "-"
             lines.append(f"| {_md_escape(o['outcome'])} | {o['verdict']} | {margin} | {interval} | "
                          f"{_md_escape(gate.get('reason') or ('-' if o['verdict'] == 'published' else 'not judged'))} |")
+        referenced = [o for o in gated if (o.get("reference_fit") or {}).get("r2") is not None]
+        if referenced:
+            lines += [
+                "",
+                "## Reference fit: is a simpler model as good?",
+                "",
+                "LightGBM with default settings on the wijk's own health-monitor features, exact area matches "
+                "only, 5-fold CV grouped by gemeente; beside it the published model's out-of-fold R² on the "
+                "same rows (the two use different folds).",
+                "",
+                "| outcome | rows | features | reference R² | reference ridge R² | published model R² on those rows |",
+                "|---|---|---|---|---|---|",
+            ]
+            for o in referenced:
+                ref = o["reference_fit"]
+
+                def fmt(value):
+                    return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
+
+                lines.append(f"| {_md_escape(o['outcome'])} | {ref.get('n_rows') or '-'} | {ref.get('n_features') or '-'} | "
+                             f"{fmt(ref.get('r2'))} | {fmt(ref.get('r2_ridge'))} | {fmt(ref.get('pipeline_r2_same_rows'))} |")
         rule = next((o["gate"].get("rule") for o in gated if o.get("gate", {}).get("rule")), None)
         method = next((o["gate"].get("method") for o in gated if o.get("gate", {}).get("method")), None)
         withheld = [o["outcome"] for o in gated if o["verdict"] != "published"]

@@ -11,6 +11,7 @@ from wijk_assets.defs.models.assets import liveability_model
 from wijk_assets.defs.monitoring.assets import release_changes
 from wijk_assets.defs.raw.assets import raw_assets
 from wijk_assets.defs.reports.assets import report_assets, report_checks
+from wijk_assets.defs.reports.wijkbeeld import wijkbeeld_assets
 from wijk_assets.defs.dbt.checks import feature_checks
 from wijk_assets.defs.raw.checks import raw_gate_checks
 from wijk_assets.defs.automation.conditions import automation_sensor
@@ -45,6 +46,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         correlations_table,
         release_changes,
         *report_assets,
+        *wijkbeeld_assets,
     ]
     return dg.Definitions(
         assets=dg.map_asset_specs(apply_house_style, assets),

@@ -4,7 +4,6 @@ Writes ``<reports>/wijkbeeld/<gemeente code>/index.html`` and one page per wijk 
 ``WIJK_GEMEENTE``; the pages are built by :mod:`wijk_assets.lib.wijkbeeld` (pure code).
 """
 
-from __future__ import annotations
 
 import dagster as dg
 

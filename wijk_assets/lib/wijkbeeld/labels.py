@@ -82,6 +82,21 @@ CONCEPTS_NL = {
     "ses_woa_score": "sociaaleconomische status (SES-WOA)",
 }
 
+# CBS Nabijheid voorzieningen: afstand tot ... (km)
+FACILITIES_NL = {
+    "cafe": "café", "cafeteria": "cafetaria", "cinema": "bioscoop", "daily_food_shop": "winkel dagelijkse levensmiddelen",
+    "daycare": "kinderdagverblijf", "department_store": "warenhuis", "fire_station": "brandweerkazerne",
+    "forest": "bos", "gp_post": "huisartsenpost", "gp_practice": "huisartsenpraktijk",
+    "havo_vwo_school": "school voor havo/vwo", "hospital_incl_outpatient": "ziekenhuis (incl. buitenpolikliniek)",
+    "hospital": "ziekenhuis", "hotel": "hotel", "large_supermarket": "grote supermarkt", "library": "bibliotheek",
+    "main_road": "oprit hoofdverkeersweg", "museum": "museum", "out_of_school_care": "buitenschoolse opvang",
+    "park": "park", "performing_arts": "podiumkunsten", "pharmacy": "apotheek", "physiotherapist": "fysiotherapeut",
+    "primary_school": "basisschool", "public_green": "openbaar groen", "restaurant": "restaurant",
+    "secondary_school": "school voortgezet onderwijs", "sports_field": "sportterrein", "swimming_pool": "zwembad",
+    "train_station": "treinstation", "transfer_station": "overstapstation", "vmbo_school": "school voor vmbo",
+    "youth_health_centre": "consultatiebureau",
+}
+
 _AGGREGATES_NL = {
     "bu_max": "hoogste buurtwaarde in de wijk van",
     "bu_min": "laagste buurtwaarde in de wijk van",
@@ -104,7 +119,7 @@ def feature_label_nl(feature: str) -> str:
     label = CONCEPTS_NL.get(concept)
     if label is None:
         match = re.fullmatch(r"dist_(.+)_km", concept)
-        label = f"afstand tot {match.group(1).replace('_', ' ')} (km)" if match else concept
+        label = f"afstand tot {FACILITIES_NL[match.group(1)]} (km)" if match and match.group(1) in FACILITIES_NL else concept
     if group:
         label += f", {AGE_GROUPS_NL.get(group, group)}"
     return prefix + label

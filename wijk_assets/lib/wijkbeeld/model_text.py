@@ -46,10 +46,12 @@ def _band(row) -> tuple[float | None, float | None]:
     return None, None
 
 
-def expected_text(row) -> str:
+def expected_text(row, decimals: int = 2) -> str:
     lo, hi = _band(row)
-    band = f" (95%-interval {nl_number(lo, 2)} – {nl_number(hi, 2)})" if lo is not None else ""
-    return f"verwacht {nl_number(_v(row['predicted']), 2)}{band}"
+    coverage = _v(row["nominal_coverage"]) if "nominal_coverage" in row.index else None
+    level = f"{nl_number(coverage * 100, 0)}%-interval" if coverage is not None else "interval"
+    band = f" ({level} {nl_number(lo, decimals)} – {nl_number(hi, decimals)})" if lo is not None else ""
+    return f"verwacht {nl_number(_v(row['predicted']), decimals)}{band}"
 
 
 def _rank_text(row) -> str | None:
@@ -106,11 +108,16 @@ def model_sections(data, code: str) -> list[dict]:
                 section["reason"] = "geen gepubliceerde modeluitkomst voor deze wijk (geen score of geen passende kenmerken)"
             else:
                 row = rows.iloc[0]
+                decimals = 2 if outcome == "lbm" else 3
+                year = int(row["outcome_year"])
+                ref = data.lbm_reference[data.lbm_reference["year"] == year] if not data.lbm_reference.empty else None
+                national = (_v(ref["nl_lbm"].iloc[0]) if ref is not None and not ref.empty else None) if outcome == "lbm" else 0.0
                 drivers = data.drivers[(data.drivers["outcome"] == outcome) & (data.drivers["area_code"] == code)]
                 section.update({
-                    "published": True, "year": int(row["outcome_year"]),
-                    "score": nl_number(_v(row["actual"]), 2 if outcome == "lbm" else 3),
-                    "expected": expected_text(row), "flag": FLAGS_NL.get(str(row["flag"]), str(row["flag"])),
+                    "published": True, "year": year,
+                    "score": nl_number(_v(row["actual"]), decimals),
+                    "national": nl_number(national, decimals),
+                    "expected": expected_text(row, decimals), "flag": FLAGS_NL.get(str(row["flag"]), str(row["flag"])),
                     "rank": _rank_text(row), "version": str(row["model_version"]),
                     "up": [driver_sentence(d, None, None) for _i, d in drivers[drivers["side"] == "up"].iterrows()],
                     "down": [driver_sentence(d, None, None) for _i, d in drivers[drivers["side"] == "down"].iterrows()],

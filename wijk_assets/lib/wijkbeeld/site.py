@@ -189,7 +189,7 @@ def _health_rows(data: GemeenteData, code: str) -> tuple[list[int], list[dict]]:
             cells.append({"wijk": own_text, "gemeente": gem_text, "nl": nl_text, "lineage": lineage})
         if all(c["wijk"] == "niet gemeten" and c["nl"] == "niet gemeten" for c in cells):
             continue
-        rows.append({"label": feature_label_nl(feature), "feature": feature, "cells": cells})
+        rows.append({"label": feature_label_nl(feature.split("__")[0]), "feature": feature, "cells": cells})
     return years, rows
 
 

@@ -305,3 +305,21 @@ def test_pages_render_offline_in_headless_chromium(built, tmp_path):
             page.close()
         browser.close()
     print(f"wijkbeeld screenshots: {shots}")
+
+
+def test_comparable_wijken_are_published_neighbours_in_feature_space(built, con):
+    from wijk_assets.lib.wijkbeeld.comparable import N_NEAREST, nearest_wijken
+
+    tables = {f"{s}.{t}" for s, t in con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()}
+    near = nearest_wijken(con, ["WK010604"], tables)
+    assert len(near) == N_NEAREST
+    assert "WK010604" not in set(near["other_code"])
+    assert list(near["distance"]) == sorted(near["distance"])
+    published = con.execute(
+        "SELECT area_code, actual FROM publish.area_comparison WHERE outcome = 'lbm' AND suppressed_reason IS NULL"
+    ).df().set_index("area_code")["actual"]
+    page = (built["site"] / "GM0106" / "WK010604.html").read_text(encoding="utf-8")
+    table = re.search(r'<table id="vergelijkbaar".*?</table>', page, re.S).group(0)
+    for r in near.itertuples(index=False):
+        assert r.other_code in published.index  # never a suppressed wijk
+        assert f"<td>{r.other_name}</td>" in table and f"{nl_number(published[r.other_code], 2)} (" in table

@@ -37,6 +37,7 @@ class GemeenteData:
     importance: pd.DataFrame  # ml.global_importance top features per published outcome
     gate: pd.DataFrame  # ml.model_gate: outcome, passed, problems
     survey: pd.DataFrame  # marts.fct_survey_indicators of this gemeente's own survey
+    comparables: pd.DataFrame = field(default_factory=pd.DataFrame)  # nearest wijken (comparable.py)
     notes: list[str] = field(default_factory=list)
 
 
@@ -143,8 +144,11 @@ def load_gemeente(con, gemeente_code: str) -> GemeenteData:
         survey = con.execute("SELECT * FROM marts.fct_survey_indicators ORDER BY source_file, source_row").df()
         # a survey folder is named after its gemeente: <gemeente>_inwonersenquete
         survey = survey[survey["survey"].map(lambda s: str(s).split("_inwonersenquete")[0]) == _slug(gemeente_name)]
+    from wijk_assets.lib.wijkbeeld.comparable import nearest_wijken
+
+    comparables = nearest_wijken(con, codes, tables)
     return GemeenteData(gemeente_code, gemeente_name, wijken, ages, lbm, lbm_reference, health, comparison,
-                        drivers, importance, gate, survey, notes)
+                        drivers, importance, gate, survey, comparables, notes)
 
 
 # Gemeente: the plain mean over its wijken (the Leefbaarometer file has wijk scores only); Nederland:

@@ -237,9 +237,18 @@ def build_wijk(data: GemeenteData, code: str, min_inhabitants: int, links: dict[
                            f"({w.inhabitants_table}); herkomst: {w.inhabitants_file}, rij {w.inhabitants_row}",
         "ages": _age_rows(data, code), "lbm_charts": _lbm_charts(data, code, w.area_name) if not data.lbm.empty else [],
         "health_years": years, "health": health, "src_health": SRC_HEALTH,
-        "models": model_sections(data, code),
+        "models": model_sections(data, code), "comparable": _comparable_rows(data, code),
     })
     return context
+
+
+def _comparable_rows(data: GemeenteData, code: str) -> list[dict]:
+    if data.comparables.empty:
+        return []
+    rows = data.comparables[data.comparables["area_code"] == code].sort_values("rank")
+    return [{"name": r.other_name, "gemeente": r.other_gemeente, "code": r.other_code, "lbm": nl_number(r.lbm, 2),
+             "year": r.year, "distance": nl_number(r.distance, 2), "shared": f"{r.n_shared} van {r.n_features}"}
+            for r in rows.itertuples(index=False)]
 
 
 def write_site(data: GemeenteData, out_dir: Path, *, min_inhabitants: int) -> Site:

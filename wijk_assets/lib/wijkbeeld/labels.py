@@ -97,6 +97,21 @@ FACILITIES_NL = {
     "youth_health_centre": "consultatiebureau",
 }
 
+# Health-monitor concepts by the direction that is favourable for residents' health (for the overview's
+# signals; concepts in neither set - drinking at all, informal care, education, commuting - are not signals).
+HIGHER_IS_BETTER = frozenset({
+    "pct_good_health", "pct_healthy_weight", "pct_meets_alcohol_guideline", "pct_meets_exercise_guideline",
+    "pct_control_over_own_life", "pct_weekly_sport", "pct_volunteers",
+})
+HIGHER_IS_WORSE = frozenset({
+    "pct_anxiety_depression_high_risk", "pct_anxiety_depression_risk", "pct_chronic_condition",
+    "pct_chronic_illness_and_limited", "pct_emotionally_lonely", "pct_excessive_drinkers",
+    "pct_hard_to_make_ends_meet", "pct_hearing_disability", "pct_heavy_drinkers", "pct_high_stress",
+    "pct_limited_by_health", "pct_lonely", "pct_mobility_disability", "pct_noise_nuisance_neighbours",
+    "pct_obese", "pct_overweight", "pct_physical_disability", "pct_severely_limited_by_health",
+    "pct_severely_lonely", "pct_smokers", "pct_socially_lonely", "pct_underweight", "pct_visual_disability",
+})
+
 _AGGREGATES_NL = {
     "bu_max": "hoogste buurtwaarde in de wijk van",
     "bu_min": "laagste buurtwaarde in de wijk van",

@@ -12,10 +12,11 @@ import math
 import pandas as pd
 
 from wijk_assets.lib.wijkbeeld.fmt import nl_int, nl_number, nl_pct
-from wijk_assets.lib.wijkbeeld.labels import DIMENSIONS, OUTCOMES_NL, feature_label_nl
+from wijk_assets.lib.wijkbeeld.labels import DIMENSIONS, HIGHER_IS_BETTER, HIGHER_IS_WORSE, OUTCOMES_NL, feature_label_nl
 
 CAVEAT = ("Dit zijn verbanden, geen oorzaken: een kenmerk dat de verwachte score verlaagt, is niet "
           "noodzakelijk de reden van een lagere score, en het veranderen ervan verandert de score niet vanzelf.")
+TREND_MIN = 0.02  # a decline relative to Nederland smaller than this is not listed as a signal
 FLAGS_NL = {
     "higher than its indicators predict": "hoger dan de kenmerken voorspellen",
     "lower than its indicators predict": "lager dan de kenmerken voorspellen",
@@ -155,13 +156,15 @@ def next_wijk_signals(data, latest: int | None, earlier: int | None, hidden: set
                            f"en van Nederland ({nl_number(nl_now, 2)}); de Leefbaarometer geeft geen foutmarge per wijk")
         if not own.empty and earlier is not None and _v(own["afw"].get(earlier)) is not None and _v(own["afw"].get(latest)) is not None:
             drift = own["afw"][latest] - own["afw"][earlier]
-            if drift < 0:
+            if drift <= -TREND_MIN:
                 signals.append(f"ten opzichte van Nederland gedaald sinds {earlier} ({nl_number(drift, 3, sign=True)}); "
                                "de Leefbaarometer geeft geen foutmarge per wijk")
         rows = comparison[comparison["area_code"] == code] if not comparison.empty else comparison
         if not rows.empty:
             row = rows.iloc[0]
-            model[code] = expected_text(row)
+            lo, hi = _band(row)
+            model[code] = (f"{nl_number(_v(row['predicted']), 2)} ({nl_number(lo, 2)} – {nl_number(hi, 2)})"
+                           if lo is not None else nl_number(_v(row["predicted"]), 2))
             if "lower" in str(row["flag"]):
                 signals.append(f"totaalscore {nl_number(_v(row['actual']), 2)} lager dan de kenmerken voorspellen ({expected_text(row)})")
             if _v(row.get("rank_min")) is not None and _v(row.get("rank_max")) is not None:
@@ -171,11 +174,18 @@ def next_wijk_signals(data, latest: int | None, earlier: int | None, hidden: set
             far = []
             for feature in sorted({f for a, f in at.index if a == code}):
                 w, n = _v(at.get((code, feature))), _v(at.get(("NL00", feature)))
-                if w is not None and n is not None and abs(w - n) >= far_pp:
-                    far.append(f"{feature_label_nl(feature)} {nl_pct(w)} (landelijk {nl_pct(n)})")
+                concept = feature.split("__")[0]
+                if w is None or n is None:
+                    continue
+                gap = (w - n) if concept in HIGHER_IS_WORSE else (n - w) if concept in HIGHER_IS_BETTER else 0.0
+                if gap >= far_pp:
+                    far.append((gap, f"{feature_label_nl(concept)} {nl_pct(w)} (landelijk {nl_pct(n)})"))
             if far:
-                signals.append(f"gezondheid {health_year}, ten minste {nl_number(far_pp, 0)} procentpunt van landelijk: "
-                               + "; ".join(far) + " (schattingen van de Gezondheidsmonitor, met eigen onzekerheid)")
+                far.sort(key=lambda t: -t[0])
+                more = f" en {len(far) - 3} andere" if len(far) > 3 else ""
+                signals.append(f"gezondheid {health_year} (18+), ten minste {nl_number(far_pp, 0)} procentpunt ongunstiger "
+                               "dan landelijk: " + "; ".join(t for _g, t in far[:3]) + more
+                               + " (schattingen van de Gezondheidsmonitor, met eigen onzekerheid)")
         per_wijk[code] = signals
     codes = sorted(ranges)
     pairs = [(a, b) for i, a in enumerate(codes) for b in codes[i + 1:]]
@@ -191,4 +201,5 @@ def next_wijk_signals(data, latest: int | None, earlier: int | None, hidden: set
     names = dict(zip(data.wijken["area_code"], data.wijken["area_name"]))
     listed = sorted(((names[c], s) for c, s in per_wijk.items() if s), key=lambda t: t[0])
     return {"per_wijk": per_wijk, "model": model, "order_text": order, "listed": listed,
+            "trend_min": nl_number(TREND_MIN, 2),
             "health_year": health_year, "n_hidden": len(hidden)}

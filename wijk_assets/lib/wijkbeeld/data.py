@@ -38,6 +38,7 @@ class GemeenteData:
     gate: pd.DataFrame  # ml.model_gate: outcome, passed, problems
     survey: pd.DataFrame  # marts.fct_survey_indicators of this gemeente's own survey
     comparables: pd.DataFrame = field(default_factory=pd.DataFrame)  # nearest wijken (comparable.py)
+    buurt_values: pd.DataFrame = field(default_factory=pd.DataFrame)  # buurt figures behind bu_max/bu_min drivers
     notes: list[str] = field(default_factory=list)
 
 
@@ -147,8 +148,17 @@ def load_gemeente(con, gemeente_code: str) -> GemeenteData:
     from wijk_assets.lib.wijkbeeld.comparable import nearest_wijken
 
     comparables = nearest_wijken(con, codes, tables)
+    buurt_values = pd.DataFrame()
+    if not drivers.empty:
+        aggregated = sorted({f.split("__", 1)[1] for f in drivers["feature"] if re.match(r"^bu_(max|min)__", str(f))})
+        if aggregated:
+            buurt_values = con.execute(
+                "SELECT area_code, feature, year, value FROM marts.fct_area_feature_values WHERE area_level = 'buurt' "
+                "AND feature IN (SELECT unnest(?)) AND starts_with(area_code, ?) AND value IS NOT NULL",
+                [aggregated, "BU" + gemeente_code[2:]],
+            ).df()
     return GemeenteData(gemeente_code, gemeente_name, wijken, ages, lbm, lbm_reference, health, comparison,
-                        drivers, importance, gate, survey, comparables, notes)
+                        drivers, importance, gate, survey, comparables, buurt_values, notes)
 
 
 # Gemeente: the plain mean over its wijken (the Leefbaarometer file has wijk scores only); Nederland:

@@ -66,15 +66,31 @@ def _rank_text(row) -> str | None:
     return f"landelijk plaats {nl_int(low)} tot {nl_int(high)} van {nl_int(n)} (gesimuleerd uit de onzekerheid)"
 
 
-def driver_sentence(d, national_mean: float | None, actual: float | None) -> str:
+def _buurt_of(data, code: str, d) -> str:
+    """' (buurt BU01060403)': the buurt whose figure a highest/lowest-buurt driver is (the data carry
+    no buurt names, so the CBS buurt code names it)."""
+    feature = str(d["feature"])
+    if not feature.startswith(("bu_max__", "bu_min__")) or data.buurt_values.empty or _v(d["feature_value"]) is None:
+        return ""
+    base = feature.split("__", 1)[1]
+    rows = data.buurt_values[(data.buurt_values["feature"] == base) & (data.buurt_values["year"] == d.get("feature_year"))
+                             & data.buurt_values["area_code"].str.startswith("BU" + code[2:])]
+    hits = rows.loc[(rows["value"] - float(d["feature_value"])).abs() < 0.05, "area_code"]
+    return f" (buurt {', '.join(sorted(hits))})" if len(hits) else ""
+
+
+def driver_sentence(d, buurt: str = "") -> str:
     verb = "verhoogt" if _v(d["shap_value"]) and d["shap_value"] > 0 else "verlaagt"
     unit_pct = str(d["feature"]).split("__")[-1] in ("18plus", "18_64", "65plus") or str(d["feature"]).startswith(("pct_", "bu_"))
     fmt = (lambda v: nl_pct(v)) if unit_pct and "pct_" in str(d["feature"]) else (lambda v: nl_number(v, 2))
     value = fmt(_v(d["feature_value"]))
-    comparison = d.get("comparison_value", d.get("national_value"))
-    compared = f" (landelijk {fmt(_v(comparison))})" if _v(comparison) is not None else ""
+    if "comparison_value" in d.index:  # what SHAP compares with: the wijken the model learned from
+        comparison, against = d["comparison_value"], "gemiddeld in de wijken waarvan het model leerde"
+    else:
+        comparison, against = d.get("national_value"), "landelijk"
+    compared = f" ({against}: {fmt(_v(comparison))})" if _v(comparison) is not None else ""
     year = f", {int(d['feature_year'])}" if _v(d.get("feature_year")) is not None else ""
-    return (f"{feature_label_nl(str(d['feature']))}: {value}{compared}{year} — dit kenmerk {verb} de verwachte "
+    return (f"{feature_label_nl(str(d['feature']))}: {value}{buurt}{compared}{year} — dit kenmerk {verb} de verwachte "
             f"score met {nl_number(abs(_v(d['shap_value'])), 3)}.")
 
 
@@ -120,8 +136,8 @@ def model_sections(data, code: str) -> list[dict]:
                     "national": nl_number(national, decimals),
                     "expected": expected_text(row, decimals), "flag": FLAGS_NL.get(str(row["flag"]), str(row["flag"])),
                     "rank": _rank_text(row), "version": str(row["model_version"]),
-                    "up": [driver_sentence(d, None, None) for _i, d in drivers[drivers["side"] == "up"].iterrows()],
-                    "down": [driver_sentence(d, None, None) for _i, d in drivers[drivers["side"] == "down"].iterrows()],
+                    "up": [driver_sentence(d, _buurt_of(data, code, d)) for _i, d in drivers[drivers["side"] == "up"].iterrows()],
+                    "down": [driver_sentence(d, _buurt_of(data, code, d)) for _i, d in drivers[drivers["side"] == "down"].iterrows()],
                     "global": _importance_sentences(data, outcome),
                 })
         sections.append(section)

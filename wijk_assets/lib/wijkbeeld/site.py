@@ -211,7 +211,7 @@ def survey_table(data: GemeenteData, wijk_name: str | None) -> dict | None:
             by_cat = dict(zip(g["category"], g["text"]))
             areas.append({"label": label, "cells": [by_cat.get(c, "–") for c in categories],
                           "lineage": f"{g['source_file'].iloc[0]}, rij {g['source_row'].iloc[0]}"})
-        tables.append({"indicator": indicator, "categories": categories, "areas": areas,
+        tables.append({"indicator": str(indicator).replace("_", " "), "categories": categories, "areas": areas,
                        "year": int(group["year"].iloc[0]), "source": str(group["source_file"].iloc[0])})
     return {"tables": tables, "matched": not matches.empty, "survey": str(frame["survey"].iloc[0])}
 

@@ -12,6 +12,7 @@ from wijk_assets.defs.monitoring.assets import release_changes
 from wijk_assets.defs.raw.assets import raw_assets
 from wijk_assets.defs.publish.assets import publish_assets, publish_checks
 from wijk_assets.defs.reports.assets import report_assets
+from wijk_assets.defs.reports.wijkbeeld import wijkbeeld_assets
 from wijk_assets.defs.dbt.checks import feature_checks
 from wijk_assets.defs.raw.checks import raw_gate_checks
 from wijk_assets.defs.automation.conditions import automation_sensor
@@ -49,6 +50,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         release_changes,
         *publish_assets,
         *report_assets,
+        *wijkbeeld_assets,
     ]
     return dg.Definitions(
         assets=dg.map_asset_specs(apply_house_style, assets),

@@ -24,6 +24,10 @@ FEATURE_CATALOG_KEY = dg.AssetKey(["marts", "feature_catalog"])
 TRAINING_KEY = dg.AssetKey(["marts", "mart_wijk_training"])
 OUTCOMES_KEY = dg.AssetKey(["marts", "fct_liveability_outcomes"])
 RPT_COVERAGE_KEY = dg.AssetKey(["marts", "rpt_coverage"])
+FEATURE_VALUES_KEY = dg.AssetKey(["marts", "fct_area_feature_values"])
+DIM_AREA_KEY = dg.AssetKey(["marts", "dim_area"])
+SURVEY_KEY = dg.AssetKey(["marts", "fct_survey_indicators"])
+WIJK_GEOMETRY_KEY = dg.AssetKey(["intermediate", "int_wijk_geometry"])
 
 # models and explanations (partitioned per outcome where it says so)
 MODEL_KEY = dg.AssetKey(["models", "liveability_model"])
@@ -41,11 +45,13 @@ MODEL_CARD_KEY = dg.AssetKey(["reports", "model_card"])
 AUDIT_KEY = dg.AssetKey(["reports", "audit_trail"])
 COVERAGE_KEY = dg.AssetKey(["reports", "coverage_report"])
 CHANGES_KEY = dg.AssetKey(["monitoring", "release_changes"])
+WIJKBEELD_KEY = dg.AssetKey(["reports", "wijkbeeld"])
 
 outcome_partitions = dg.StaticPartitionsDefinition(list(OUTCOMES))
 
 __all__ = [
-    "AUDIT_KEY", "CHANGES_KEY", "CORRELATIONS_KEY", "COVERAGE_KEY", "DRIVERS_KEY", "FEATURE_CATALOG_KEY",
+    "AUDIT_KEY", "CHANGES_KEY", "CORRELATIONS_KEY", "COVERAGE_KEY", "DIM_AREA_KEY", "DRIVERS_KEY",
+    "FEATURE_CATALOG_KEY", "FEATURE_VALUES_KEY", "SURVEY_KEY", "WIJKBEELD_KEY", "WIJK_GEOMETRY_KEY",
     "FEATURE_TABLE_KEY", "GATE_KEY", "IMPORTANCE_KEY", "MODEL_CARD_KEY", "MODEL_KEY", "OUTCOMES", "OUTCOMES_KEY",
     "OUTCOME_LABELS", "PUBLISH_KEY", "RAW_PREFIX", "REGISTER_KEY", "RESIDUALS_KEY", "RPT_COVERAGE_KEY",
     "SHAP_KEY", "TRAINING_KEY", "outcome_partitions", "raw_asset_key",

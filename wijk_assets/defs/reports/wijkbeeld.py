@@ -1,0 +1,62 @@
+"""``reports/wijkbeeld``: the static pages an omgevingsregisseur opens (thin Dagster wiring).
+
+Writes ``<reports>/wijkbeeld/<gemeente code>/index.html`` and one page per wijk for the gemeente in
+``WIJK_GEMEENTE``; the pages are built by :mod:`wijk_assets.lib.wijkbeeld` (pure code).
+"""
+
+
+import dagster as dg
+
+from wijk_assets.defs.automation.conditions import downstream_automation_condition
+from wijk_assets.defs.reports.assets import reports_dir
+from wijk_assets.defs.resources import DUCKDB_POOL, WarehouseResource
+from wijk_assets.keys import (
+    DIM_AREA_KEY,
+    FEATURE_VALUES_KEY,
+    GATE_KEY,
+    OUTCOMES_KEY,
+    PUBLISH_KEY,
+    SURVEY_KEY,
+    WIJK_GEOMETRY_KEY,
+    WIJKBEELD_KEY,
+)
+from wijk_assets.settings import load_settings
+
+
+@dg.asset(
+    key=WIJKBEELD_KEY,
+    deps=[PUBLISH_KEY, GATE_KEY, OUTCOMES_KEY, FEATURE_VALUES_KEY, DIM_AREA_KEY, WIJK_GEOMETRY_KEY, SURVEY_KEY],
+    group_name="reports",
+    pool=DUCKDB_POOL,
+    code_version="wijkbeeld-1",
+    automation_condition=downstream_automation_condition(),
+    description=(
+        "Wijkbeeld: a self-contained static site per gemeente (WIJK_GEMEENTE) under "
+        "reports/wijkbeeld/<gemeente>/: an overview with a map of the wijken, a table of all wijken and "
+        "'Welke wijk als volgende?' signals with their uncertainty, and one page per wijk. Dutch, no network."
+    ),
+)
+def wijkbeeld(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+    from wijk_assets.lib.wijkbeeld.data import load_gemeente
+    from wijk_assets.lib.wijkbeeld.site import write_site
+
+    settings = load_settings()
+    with duckdb.connect(read_only=True) as con:
+        data = load_gemeente(con, settings.gemeente)
+    out_dir = reports_dir(duckdb) / "wijkbeeld" / settings.gemeente
+    site = write_site(data, out_dir, min_inhabitants=settings.min_inhabitants)
+    context.log.info(f"wijkbeeld {data.gemeente_name}: {len(site.wijk_pages)} wijk pages in {out_dir}")
+    names = dict(zip(data.wijken["area_code"], data.wijken["area_name"]))
+    return dg.MaterializeResult(
+        metadata={
+            "gemeente": f"{data.gemeente_name} ({data.gemeente_code})",
+            "index": dg.MetadataValue.path(str(site.index)),
+            "wijk_pages": dg.MetadataValue.json({names[c]: str(p) for c, p in site.wijk_pages.items()}),
+            "n_wijk_pages": len(site.wijk_pages),
+            "overview": dg.MetadataValue.md(site.markdown),
+            "notes": "; ".join(data.notes) or "none",
+        }
+    )
+
+
+wijkbeeld_assets = [wijkbeeld]

@@ -1,0 +1,56 @@
+"""Leefbaarometer time series as inline SVG, rendered with matplotlib (text kept as text, Dutch
+number format on the axis)."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+from wijk_assets.lib.wijkbeeld.fmt import nl_number  # noqa: E402
+
+plt.rcParams.update({"svg.fonttype": "none", "font.family": "sans-serif", "font.size": 9,
+                     "svg.hashsalt": "wijkbeeld"})  # deterministic ids
+SERIES_STYLE = {"wijk": ("#08519c", "-", 2.2), "gemeente": ("#e6550d", "--", 1.5), "Nederland": ("#636363", ":", 1.5)}
+
+
+def line_chart(series: dict[str, list[tuple[int, float | None]]], *, title: str, decimals: int = 2,
+               chart_id: str) -> str:
+    """SVG of one small line chart; ``series`` maps a legend label ('wijk' name, 'gemeente',
+    'Nederland') to (year, value) points."""
+    fig, ax = plt.subplots(figsize=(4.6, 2.5), dpi=100)
+    styles = list(SERIES_STYLE.values())
+    years: set[int] = set()
+    for i, (label, points) in enumerate(series.items()):
+        points = [(x, y) for x, y in points if y is not None and y == y]
+        if not points:
+            continue
+        years |= {int(p[0]) for p in points}
+        colour, dash, width = styles[min(i, len(styles) - 1)]
+        ax.plot([p[0] for p in points], [p[1] for p in points], dash, color=colour, linewidth=width,
+                marker="o", markersize=3, label=label)
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: nl_number(v, decimals)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{int(v)}"))
+    ax.grid(axis="y", color="#e0e0e0", linewidth=0.6)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    if years:
+        ax.set_xticks(sorted(years))
+        ax.tick_params(axis="x", labelsize=7.5)
+    fig.legend(fontsize=7.5, frameon=False, loc="lower center", ncol=3)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    plt.close(fig)
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg"):]
+    # unique ids per chart (several charts share a page) and a class the test and CSS can find
+    svg = re.sub(r'id="([^"]+)"', lambda m: f'id="{chart_id}-{m.group(1)}"', svg)
+    svg = re.sub(r'(url\(#|xlink:href="#|href="#)([^)"]+)', lambda m: f"{m.group(1)}{chart_id}-{m.group(2)}", svg)
+    return svg.replace("<svg ", f'<svg class="grafiek" data-chart="{chart_id}" ', 1)

@@ -1,0 +1,177 @@
+"""What the wijkbeeld pages show, read from the warehouse into DataFrames (DuckDB SQL, no Dagster).
+
+Every frame keeps the provenance columns of its source (file, row, CBS table id) so a page can name
+where a figure comes from. Tables that a partial build has not produced yet (``publish.*``, ``ml.*``)
+give an empty frame; the pages then say the figure is not available instead of failing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+NATIONAL_CODE = "NL00"
+HEALTH_SOURCE = "rivm_gezondheid"
+HEALTH_GROUP = "18plus"  # the age group the pages show (all adults)
+AGE_KEYS = {"0_15": "0–15 jaar", "15_25": "15–25 jaar", "25_45": "25–45 jaar", "45_65": "45–65 jaar",
+            "65plus": "65 jaar en ouder"}
+
+
+class NoWijkenError(ValueError):
+    """The gemeente has no wijk in the boundary data (unknown code or no wijk layer)."""
+
+
+@dataclass
+class GemeenteData:
+    gemeente_code: str
+    gemeente_name: str
+    wijken: pd.DataFrame  # area_code, area_name, geometry_geojson, inhabitants, provenance
+    ages: pd.DataFrame  # area_code, age_key, pct, source_file, source_row
+    lbm: pd.DataFrame  # fct_liveability_outcomes rows of the gemeente's wijken
+    lbm_reference: pd.DataFrame  # year, outcome, gemeente, nederland
+    health: pd.DataFrame  # area_code, feature, year, value, missing_reason, provenance
+    comparison: pd.DataFrame  # publish.area_comparison rows of the gemeente
+    drivers: pd.DataFrame  # publish.area_drivers rows of the gemeente
+    importance: pd.DataFrame  # ml.global_importance top features per published outcome
+    gate: pd.DataFrame  # ml.model_gate: outcome, passed, problems
+    survey: pd.DataFrame  # marts.fct_survey_indicators of this gemeente's own survey
+    comparables: pd.DataFrame = field(default_factory=pd.DataFrame)  # nearest wijken (comparable.py)
+    buurt_values: pd.DataFrame = field(default_factory=pd.DataFrame)  # buurt figures behind bu_max/bu_min drivers
+    notes: list[str] = field(default_factory=list)
+
+
+def _tables(con) -> set[str]:
+    return {f"{s}.{t}" for s, t in con.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables").fetchall()}
+
+
+def _frame(con, tables: set[str], table: str, sql: str, params: list, notes: list[str]) -> pd.DataFrame:
+    if table not in tables:
+        notes.append(f"{table} ontbreekt in de database")
+        return pd.DataFrame()
+    return con.execute(sql, params).df()
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def load_gemeente(con, gemeente_code: str) -> GemeenteData:
+    """Everything the pages of ``gemeente_code`` show. Raises :class:`NoWijkenError` when the latest
+    wijk boundaries (``intermediate.int_wijk_geometry``) hold no populated wijk of that gemeente."""
+    tables = _tables(con)
+    notes: list[str] = []
+    for required in ("intermediate.int_wijk_geometry", "marts.fct_area_feature_values", "marts.dim_area"):
+        if required not in tables:
+            raise NoWijkenError(f"{required} is missing: materialise the dbt marts before the wijkbeeld")
+    wijken = con.execute(
+        """
+        WITH geo AS (
+            SELECT * FROM intermediate.int_wijk_geometry
+            WHERE gemeente_code = ? AND year = (SELECT max(year) FROM intermediate.int_wijk_geometry)
+        ), inh AS (
+            SELECT area_code, value AS inhabitants, year AS inhabitants_year, source_file AS inhabitants_file,
+                   source_row AS inhabitants_row, cbs_table_id AS inhabitants_table
+            FROM marts.fct_area_feature_values
+            WHERE feature = 'inhabitants' AND area_level = 'wijk' AND value IS NOT NULL
+            QUALIFY row_number() OVER (PARTITION BY area_code ORDER BY year DESC) = 1
+        )
+        SELECT geo.area_code, coalesce(d.area_name, geo.area_name) AS area_name, geo.gemeente_name,
+               geo.year AS boundary_year, geo.geometry_geojson, geo.source_file, geo.source_row,
+               inh.inhabitants, inh.inhabitants_year, inh.inhabitants_file, inh.inhabitants_row,
+               inh.inhabitants_table
+        FROM geo LEFT JOIN inh USING (area_code) LEFT JOIN marts.dim_area d USING (area_code)
+        -- water and foreign wijken (codes ..99 without any inhabitant, e.g. 'Groot water') are not wijken
+        -- a municipality steers; a populated ..99 wijk (Assen's 'Buitengebied') is
+        WHERE inh.inhabitants IS NOT NULL OR geo.area_code IN (
+            SELECT wijk_code FROM marts.fct_liveability_outcomes)
+        ORDER BY geo.area_code
+        """,
+        [gemeente_code],
+    ).df()
+    if wijken.empty:
+        known = con.execute(
+            "SELECT count(DISTINCT gemeente_code) FROM intermediate.int_wijk_geometry").fetchone()[0]
+        raise NoWijkenError(
+            f"gemeente {gemeente_code!r} has no wijk in intermediate.int_wijk_geometry (latest boundary "
+            f"year; {known} gemeenten have wijken there): check WIJK_GEMEENTE (a CBS code such as GM0106)"
+        )
+    codes = list(wijken["area_code"])
+    gemeente_name = str(wijken["gemeente_name"].dropna().iloc[0]) if wijken["gemeente_name"].notna().any() else gemeente_code
+    ages = con.execute(
+        f"""
+        SELECT area_code, measure_key AS age_key, TRY_CAST(value_raw AS DOUBLE) AS pct, release_year AS year,
+               source_file, source_row
+        FROM raw.cbs_wijkgrenzen
+        WHERE area_code IN (SELECT unnest(?)) AND measure_key IN ({', '.join("'" + k + "'" for k in AGE_KEYS)})
+          AND release_year = (SELECT max(release_year) FROM raw.cbs_wijkgrenzen)
+        """,
+        [codes],
+    ).df() if "raw.cbs_wijkgrenzen" in tables else pd.DataFrame()
+    lbm = _frame(con, tables, "marts.fct_liveability_outcomes",
+                 "SELECT * FROM marts.fct_liveability_outcomes WHERE wijk_code IN (SELECT unnest(?)) ORDER BY wijk_code, year",
+                 [codes], notes)
+    lbm_reference = _frame(con, tables, "marts.fct_liveability_outcomes", _LBM_REFERENCE_SQL, [codes], notes)
+    health = con.execute(
+        """
+        SELECT area_code, area_level, feature, concept, year, value, missing_reason, cbs_table_id,
+               source_file, source_row
+        FROM marts.fct_area_feature_values
+        WHERE source = ? AND ends_with(feature, ?) AND (area_code IN (SELECT unnest(?)) OR area_code IN (?, ?))
+        ORDER BY feature, year
+        """,
+        [HEALTH_SOURCE, f"__{HEALTH_GROUP}", codes, gemeente_code, NATIONAL_CODE],
+    ).df()
+    health = health[health["feature"].str.endswith(f"__{HEALTH_GROUP}")]
+    comparison = _frame(con, tables, "publish.area_comparison",
+                        "SELECT * FROM publish.area_comparison WHERE area_code IN (SELECT unnest(?))", [codes], notes)
+    drivers = _frame(con, tables, "publish.area_drivers",
+                     "SELECT * FROM publish.area_drivers WHERE area_code IN (SELECT unnest(?)) ORDER BY outcome, side, rank",
+                     [codes], notes)
+    importance = _frame(
+        con, tables, "ml.global_importance",
+        "SELECT i.* FROM ml.global_importance i JOIN ml.model_runs r USING (outcome, model_version) "
+        "WHERE i.rank <= 5 ORDER BY outcome, rank", [], notes,
+    ) if "ml.model_runs" in tables else pd.DataFrame()
+    gate = _frame(
+        con, tables, "ml.model_gate",
+        "SELECT g.outcome, g.passed, g.problems FROM ml.model_gate g JOIN ml.model_runs r "
+        "USING (outcome, model_version)", [], notes,
+    ) if "ml.model_runs" in tables else pd.DataFrame()
+    survey = pd.DataFrame()
+    if "marts.fct_survey_indicators" in tables:
+        survey = con.execute("SELECT * FROM marts.fct_survey_indicators ORDER BY source_file, source_row").df()
+        # a survey folder is named after its gemeente: <gemeente>_inwonersenquete
+        survey = survey[survey["survey"].map(lambda s: str(s).split("_inwonersenquete")[0]) == _slug(gemeente_name)]
+    from wijk_assets.lib.wijkbeeld.comparable import nearest_wijken
+
+    comparables = nearest_wijken(con, codes, tables)
+    buurt_values = pd.DataFrame()
+    if not drivers.empty:
+        aggregated = sorted({f.split("__", 1)[1] for f in drivers["feature"] if re.match(r"^bu_(max|min)__", str(f))})
+        if aggregated:
+            buurt_values = con.execute(
+                "SELECT area_code, feature, year, value FROM marts.fct_area_feature_values WHERE area_level = 'buurt' "
+                "AND feature IN (SELECT unnest(?)) AND starts_with(area_code, ?) AND value IS NOT NULL",
+                [aggregated, "BU" + gemeente_code[2:]],
+            ).df()
+    return GemeenteData(gemeente_code, gemeente_name, wijken, ages, lbm, lbm_reference, health, comparison,
+                        drivers, importance, gate, survey, comparables, buurt_values, notes)
+
+
+# Gemeente: the plain mean over its wijken (the Leefbaarometer file has wijk scores only); Nederland:
+# the total score minus its deviation from the national mean (afw), i.e. the national mean itself; the
+# five dimensions are deviations from the national level, so Nederland is 0 for them.
+_LBM_REFERENCE_SQL = """
+WITH nat AS (
+    SELECT year, avg(lbm - afw) AS nl_lbm FROM marts.fct_liveability_outcomes
+    WHERE lbm IS NOT NULL AND afw IS NOT NULL GROUP BY year
+), gem AS (
+    SELECT year, avg(lbm) AS lbm, avg(fys) AS fys, avg(onv) AS onv, avg(soc) AS soc, avg(vrz) AS vrz,
+           avg(won) AS won, count(lbm) AS n_wijken
+    FROM marts.fct_liveability_outcomes WHERE wijk_code IN (SELECT unnest(?)) GROUP BY year
+)
+SELECT gem.*, nat.nl_lbm FROM gem LEFT JOIN nat USING (year) ORDER BY year
+"""

@@ -14,6 +14,8 @@ same run, then the wijkbeeld alone for Utrecht (GM0344). Then:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import os
 import re
 import shutil
@@ -42,43 +44,26 @@ ASSEN = {"WK010600": "Centrum", "WK010601": "Lariks", "WK010602": "Noorderpark",
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-class _Env:
-    """Set WIJK_GEMEENTE for a materialisation (the asset reads it through load_settings)."""
-
-    def __init__(self, gemeente: str):
-        self.gemeente, self.old = gemeente, None
-
-    def __enter__(self):
-        self.old = os.environ.get("WIJK_GEMEENTE")
-        os.environ["WIJK_GEMEENTE"] = self.gemeente
-
-    def __exit__(self, *exc):
-        if self.old is None:
-            os.environ.pop("WIJK_GEMEENTE", None)
-        else:
-            os.environ["WIJK_GEMEENTE"] = self.old
-
-
 @pytest.fixture(scope="module")
 def built(shared_data_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("wijkbeeld")
     db = root / "wijk.duckdb"
     settings = Settings(data_dir=shared_data_dir, duckdb_path=db, cbs_base_url=None, gemeente="GM0106")
     instance = dg.DagsterInstance.ephemeral()
-    with _Env("GM0106"):
-        report = materialize_all(settings, instance=instance, downstream=False)
-        assert report.success, [t for t in report.timings if not t.success]
-        defs = build_definitions(settings)
-        graph = defs.resolve_asset_graph()
-        raw_keys = {raw_asset_key(s) for s in RAW_SOURCES}
-        rest = [k for k in graph.toposorted_asset_keys if k not in raw_keys and graph.get(k).is_materializable]
-        for partitions_def, keys in plan_waves(graph, rest):
-            for partition_key in (["lbm"] if partitions_def else [None]):
-                result = materialize_keys(defs, instance, keys, partition_key, trigger="test")
-                assert result.success, f"{[k.to_user_string() for k in keys]} [{partition_key}] failed"
+    report = materialize_all(settings, instance=instance, downstream=False)
+    assert report.success, [t for t in report.timings if not t.success]
+    defs = build_definitions(settings)
+    graph = defs.resolve_asset_graph()
+    raw_keys = {raw_asset_key(s) for s in RAW_SOURCES}
+    rest = [k for k in graph.toposorted_asset_keys if k not in raw_keys and graph.get(k).is_materializable]
+    for partitions_def, keys in plan_waves(graph, rest):
+        for partition_key in (["lbm"] if partitions_def else [None]):
+            result = materialize_keys(defs, instance, keys, partition_key, trigger="test")
+            assert result.success, f"{[k.to_user_string() for k in keys]} [{partition_key}] failed"
     assen_event = instance.get_latest_materialization_event(WIJKBEELD_KEY)
-    with _Env("GM0344"):
-        assert materialize_keys(defs, instance, [WIJKBEELD_KEY], None, trigger="test").success
+    # the same warehouse, definitions built for another gemeente in focus (the settings route a run uses)
+    utrecht = build_definitions(replace(settings, gemeente="GM0344"))
+    assert materialize_keys(utrecht, instance, [WIJKBEELD_KEY], None, trigger="test").success
     site = root / "reports" / "wijkbeeld"
     return {"db": db, "root": root, "site": site, "assen_metadata": assen_event.asset_materialization.metadata}
 

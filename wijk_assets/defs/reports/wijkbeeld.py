@@ -9,7 +9,7 @@ import dagster as dg
 
 from wijk_assets.defs.automation.conditions import downstream_automation_condition
 from wijk_assets.defs.reports.assets import reports_dir
-from wijk_assets.defs.resources import DUCKDB_POOL, WarehouseResource
+from wijk_assets.defs.resources import DUCKDB_POOL, SettingsResource, WarehouseResource
 from wijk_assets.keys import (
     DIM_AREA_KEY,
     FEATURE_VALUES_KEY,
@@ -20,7 +20,6 @@ from wijk_assets.keys import (
     WIJK_GEOMETRY_KEY,
     WIJKBEELD_KEY,
 )
-from wijk_assets.settings import load_settings
 
 
 @dg.asset(
@@ -36,11 +35,12 @@ from wijk_assets.settings import load_settings
         "'Welke wijk als volgende?' signals with their uncertainty, and one page per wijk. Dutch, no network."
     ),
 )
-def wijkbeeld(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+def wijkbeeld(
+    context: dg.AssetExecutionContext, duckdb: WarehouseResource, settings: SettingsResource
+) -> dg.MaterializeResult:
     from wijk_assets.lib.wijkbeeld.data import load_gemeente
     from wijk_assets.lib.wijkbeeld.site import write_site
 
-    settings = load_settings()
     with duckdb.connect(read_only=True) as con:
         data = load_gemeente(con, settings.gemeente)
     out_dir = reports_dir(duckdb) / "wijkbeeld" / settings.gemeente

@@ -180,7 +180,7 @@ def with_column_lineage(events, duckdb: WarehouseResource, context: dg.AssetExec
     for event in held:
         key = _LINEAGE_OUTPUTS.get(event.output_name)
         if key is None and context is not None:
-            key = context.assets_def.asset_key_for_output(event.output_name)
+            key = context.assets_def.keys_by_output_name.get(event.output_name)
         metadata = dict(event.metadata)
         if key is not None and len(key.path) == 2:
             rows = _row_count(duckdb, *key.path)

@@ -3,7 +3,7 @@
 One module fixture does the expensive work once:
 
 * ``incremental``: every source but the KWB loaded through Dagster, dbt build, the ``fys`` model and
-  its gate-3 verdict; then the KWB 2023 release is loaded (a year after the last Leefbaarometer
+  its gate-3 verdict; then the KWB 2023 and 2024 releases are loaded (a year after the last Leefbaarometer
   outcome year, 2022: it adds no training row), dbt build again, and the model asset runs again;
 * ``fresh``: a new database holding only the same raw tables (copied), built from scratch;
 * ``shuffled``: the same raw tables in a random row order, built from scratch.
@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 OUTCOME = "fys"
 MARTS = ("fct_area_features", "fct_liveability_outcomes", "mart_wijk_training")
-ALL_BUT_KWB = ["rivm_gezondheid", "leefbaarometer", "cbs_nabijheid", "cbs_ses_woa", "gemeente_survey"]
+ALL_BUT_KWB = ["rivm_gezondheid", "leefbaarometer", "cbs_nabijheid", "cbs_ses_woa", "gemeente_survey", "cbs_wijkgrenzen"]
 
 
 def _dbt_build(db: Path, work: Path) -> None:
@@ -104,7 +104,7 @@ def _copy_raw(source: Path, target: Path, *, shuffle_seed: float | None) -> None
         tables = [r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'src' AND table_schema = 'raw' "
             "ORDER BY table_name").fetchall()]
-        assert len(tables) == 6, tables
+        assert len(tables) == 7, tables
         for table in tables:
             order = " ORDER BY random()" if shuffle_seed is not None else ""
             con.execute(f"CREATE TABLE raw.{table} AS SELECT * FROM src.raw.{table}{order}")
@@ -154,8 +154,8 @@ def builds(shared_data_dir, tmp_path_factory):
 
 
 def test_a_release_that_adds_no_training_row_retrains_no_model(builds):
-    assert builds["kwb_years"] == [2023]
-    assert 2023 in builds["feature_years"]  # the release did reach the feature table
+    assert sorted(builds["kwb_years"]) == [2023, 2024]  # the Utrecht xlsx and the national JSON
+    assert {2023, 2024} <= set(builds["feature_years"])  # the release did reach the feature table
     before, after = builds["before_release"], builds["incremental"]
     assert before["versions"]["fct_area_features"] != after["versions"]["fct_area_features"]
     # the run records: trained once before the release, reused after it, same model and training data

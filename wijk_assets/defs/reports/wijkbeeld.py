@@ -28,7 +28,9 @@ from wijk_assets.keys import (
     group_name="reports",
     pool=DUCKDB_POOL,
     code_version="wijkbeeld-1",
-    automation_condition=downstream_automation_condition(),
+    # Runs once per refresh, after the published tables (which follow the models), or when the municipal
+    # survey changes; not also after the marts it reads, which would build the pages twice (a diamond).
+    automation_condition=downstream_automation_condition(triggered_by=[PUBLISH_KEY, SURVEY_KEY]),
     description=(
         "Wijkbeeld: a self-contained static site per gemeente (WIJK_GEMEENTE) under "
         "reports/wijkbeeld/<gemeente>/: an overview with a map of the wijken, a table of all wijken and "

@@ -143,7 +143,7 @@ def test_a_new_release_flows_from_the_sensor_through_the_gates_to_features_and_m
                 "reports/algorithm_register_entry", "reports/model_card", "reports/audit_trail"):
         assert done.get(key) == [None], key
     assert sorted(done["models/liveability_model"]) == sorted(["lbm", "fys", "onv", "soc", "vrz", "won"])
-    assert all(len(partitions) == len(set(partitions)) for partitions in done.values()), done
+    assert all(len(partitions) == len(set(partitions)) for partitions in done.values()), {k: v for k, v in done.items() if len(v) != len(set(v))}
     # Only what lies downstream of the health monitor in the asset graph; not the survey branch or seeds.
     graph = pipeline["defs"].resolve_asset_graph()
     downstream = dg.AssetSelection.assets(dg.AssetKey(["raw", "rivm_gezondheid"])).downstream().resolve(graph)

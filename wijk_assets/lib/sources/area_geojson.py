@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from wijk_assets.lib.sources.base import RAW_DATA_COLUMNS, RawExtract, SourceFormatError
+from wijk_assets.lib.sources.odata import value_text  # one rule for JSON values as raw text
 
 if TYPE_CHECKING:
     from wijk_assets.lib.sources.catalog import SourceFile
@@ -40,18 +41,6 @@ _CODE = {
     "gemeente": re.compile(r"^GM\d{4}$"),
 }
 GEOMETRY_TYPES = ("Polygon", "MultiPolygon")
-
-
-def _text(value) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return json.dumps(value, ensure_ascii=False)
 
 
 def _layer(source: str, properties: dict, row: int) -> tuple[str, str, str]:
@@ -116,14 +105,14 @@ def read_area_geojson(source_file: "SourceFile") -> RawExtract:
                 source, f"a {' or '.join(GEOMETRY_TYPES)} geometry with coordinates", repr(found), row=row,
                 column=GEOMETRY_KEY,
             )
-        items = [(k, _text(v)) for k, v in properties.items() if k not in (code_key, name_key, GEMEENTE_NAME)]
+        items = [(k, value_text(v)) for k, v in properties.items() if k not in (code_key, name_key, GEMEENTE_NAME)]
         items.append((GEOMETRY_KEY, json.dumps(geometry, separators=(",", ":"))))
         for key, value in items:
             columns["release_year"].append(year)
             columns["area_code"].append(code)
-            columns["area_name"].append(_text(properties.get(name_key)))
+            columns["area_name"].append(value_text(properties.get(name_key)))
             columns["region_type"].append(None)  # the map layer states no region type; the code does
-            columns["gemeente_name"].append(_text(properties.get(GEMEENTE_NAME)))
+            columns["gemeente_name"].append(value_text(properties.get(GEMEENTE_NAME)))
             columns["subgroup"].append("")
             columns["measure_key"].append(key)
             columns["value_raw"].append(value)

@@ -8,6 +8,7 @@ from wijk_assets.defs.dbt.assets import dbt_feature_models, dbt_resource, dbt_tr
 from wijk_assets.defs.explanations.assets import correlations_table, explanations
 from wijk_assets.defs.models.gate import model_gate_verdict
 from wijk_assets.defs.models.assets import liveability_model
+from wijk_assets.defs.models.selection import model_selection, tune_models
 from wijk_assets.defs.monitoring.assets import release_changes
 from wijk_assets.defs.raw.assets import raw_assets
 from wijk_assets.defs.publish.assets import publish_assets, publish_checks
@@ -43,6 +44,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         *raw_assets,
         dbt_feature_models,
         dbt_training_models,
+        model_selection,
         liveability_model,
         model_gate_verdict,
         explanations,
@@ -57,7 +59,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         asset_checks=[*raw_gate_checks(), *feature_checks, *publish_checks],
         sensors=[release_sensor, automation_sensor],
         schedules=[*weekly_refresh_schedules],
-        jobs=STAGE_JOBS,
+        jobs=[*STAGE_JOBS, tune_models],
         resources=build_resources(settings),
     )
 

@@ -32,6 +32,7 @@ WIJK_GEOMETRY_KEY = dg.AssetKey(["intermediate", "int_wijk_geometry"])
 # models and explanations (partitioned per outcome where it says so)
 MODEL_KEY = dg.AssetKey(["models", "liveability_model"])
 GATE_KEY = dg.AssetKey(["models", "model_gate_verdict"])  # gate 3's verdict per outcome
+SELECTION_KEY = dg.AssetKey(["models", "model_selection"])  # nested-CV choice of features, rows, settings
 SHAP_KEY = dg.AssetKey(["explanations", "shap_values"])
 IMPORTANCE_KEY = dg.AssetKey(["explanations", "global_importance"])
 DRIVERS_KEY = dg.AssetKey(["explanations", "area_drivers"])
@@ -54,5 +55,5 @@ __all__ = [
     "FEATURE_CATALOG_KEY", "FEATURE_VALUES_KEY", "SURVEY_KEY", "WIJKBEELD_KEY", "WIJK_GEOMETRY_KEY",
     "FEATURE_TABLE_KEY", "GATE_KEY", "IMPORTANCE_KEY", "MODEL_CARD_KEY", "MODEL_KEY", "OUTCOMES", "OUTCOMES_KEY",
     "OUTCOME_LABELS", "PUBLISH_KEY", "RAW_PREFIX", "REGISTER_KEY", "RESIDUALS_KEY", "RPT_COVERAGE_KEY",
-    "SHAP_KEY", "TRAINING_KEY", "outcome_partitions", "raw_asset_key",
+    "SELECTION_KEY", "SHAP_KEY", "TRAINING_KEY", "outcome_partitions", "raw_asset_key",
 ]

@@ -29,6 +29,7 @@ import pytest
 
 from wijk_assets.defs.models.gate import model_gate_verdict
 from wijk_assets.defs.models.assets import liveability_model
+from wijk_assets.defs.models.selection import model_selection
 from wijk_assets.runner.materialize import materialize_all
 from wijk_assets.lib.content_version import content_version
 from wijk_assets.defs.resources import SettingsResource, WarehouseResource
@@ -57,7 +58,7 @@ def _dbt_build(db: Path, work: Path) -> None:
 def _model_and_gate(db: Path, instance: dg.DagsterInstance) -> dict:
     """Materialise the model and its gate-3 verdict for OUTCOME; return what they recorded."""
     result = dg.materialize(
-        [liveability_model, model_gate_verdict], partition_key=OUTCOME, instance=instance,
+        [model_selection, liveability_model, model_gate_verdict], partition_key=OUTCOME, instance=instance,
         resources={"duckdb": WarehouseResource(path=str(db)), "settings": SettingsResource()},
     )
     assert result.success
@@ -91,7 +92,12 @@ def _state(db: Path) -> dict:
         ).fetchone()[0] for t in MARTS}
         log = con.execute("SELECT action, model_version, data_version FROM ml.model_run_log WHERE outcome = ? "
                           "ORDER BY logged_at", [OUTCOME]).fetchall()
-    return {"run": run, "gate": gate, "oof": oof, "versions": versions, "exact": exact, "log": log}
+        selection = con.execute("SELECT selection_version, params, record FROM ml.model_selection WHERE outcome = ?",
+                                [OUTCOME]).fetchone()
+        selection_log = con.execute("SELECT action, selection_version FROM ml.model_selection_log WHERE outcome = ? "
+                                    "ORDER BY logged_at", [OUTCOME]).fetchall()
+    return {"run": run, "gate": gate, "oof": oof, "versions": versions, "exact": exact, "log": log,
+            "selection": selection, "selection_log": selection_log}
 
 
 def _copy_raw(source: Path, target: Path, *, shuffle_seed: float | None) -> None:
@@ -163,6 +169,10 @@ def test_a_release_that_adds_no_training_row_retrains_no_model(builds):
     assert after["log"][0][1:] == after["log"][1][1:]
     assert builds["before_release_meta"]["models/liveability_model"]["action"] == "trained"
     assert builds["after_release_meta"]["models/liveability_model"]["action"] == "reused"
+    # the model selection (nested CV) ran once and was kept on the release: no search in the refresh path
+    assert [a for a, _ in after["selection_log"]] == ["selected", "kept"]
+    assert after["selection_log"][0][1] == after["selection_log"][1][1] == after["selection"][0]
+    assert builds["after_release_meta"]["models/model_selection"]["action"] == "kept"
     assert after["run"] == before["run"]
     assert after["gate"] == before["gate"]
 
@@ -178,6 +188,7 @@ def test_two_builds_and_a_shuffled_build_give_identical_models_predictions_and_v
     reference = builds["fresh"]
     for name in ("incremental", "shuffled"):
         other = builds[name]
+        assert other["selection"] == reference["selection"], name  # the nested-CV choice and every figure of it
         assert other["run"] == reference["run"], name  # model version, training data version, fingerprint
         assert other["gate"] == reference["gate"], name  # verdict, margin and its interval, bit for bit
         pd.testing.assert_frame_equal(other["oof"], reference["oof"], check_exact=True)

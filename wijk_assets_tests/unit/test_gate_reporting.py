@@ -277,18 +277,34 @@ def test_monitoring_records_changes_for_every_source_that_released():
     assert wk1["abs_change"] == pytest.approx(-2.0) and wk1["source"] == "rivm_gezondheid"
 
 
-def test_model_card_sets_the_reference_fit_beside_the_published_model():
-    """Issue 12: the reference fit's figures are in the model card (SYNTHETIC metrics)."""
+def test_model_card_shows_nested_cv_and_the_reference_fit_with_margins_over_ridge():
+    """Issue 12: the published choice's nested grouped-CV R² and the reference fit's, each with its margin
+    over ridge and the interval, and every candidate (SYNTHETIC metrics)."""
     facts = _facts()
     metrics = _metrics(0.6021, 0.5512, 0.5734, 0.5302, -0.002)
-    metrics["reference_fit"] = {
-        "description": "LightGBM defaults on the wijk's own health features, exact matches only",
-        "n_rows": 15722, "n_features": 77,
-        "reference_lightgbm": {"r2": 0.6623}, "reference_ridge": {"r2": 0.6381},
-        "pipeline_model_on_same_rows": {"r2": 0.6611, "n": 15722},
+
+    def fig(r2, margin, lower, upper):
+        return {"r2": r2, "ridge_r2": 0.6433, "margin_r2": margin, "margin_lower": lower, "margin_upper": upper,
+                "level": 0.9, "n_rows": 15428}
+
+    metrics["model_selection"] = {
+        "chosen": {"config": "wide_medium@450", "feature_set": "all", "training_rows": "all_matches"},
+        "nested": fig(0.6534, 0.0100, -0.0005, 0.0245),
+        "reference": fig(0.6537, 0.0103, -0.0119, 0.0306),
+        "chosen_plain_cv": fig(0.6642, 0.0209, 0.0101, 0.0322),
+        "candidates": [
+            {"config": "wide_medium@450", "n_features": 386, "n_train_rows": 15626, "r2_exact_rows": 0.6642,
+             "times_chosen_in_outer_folds": 2, "chosen": True},
+            {"config": "reference@100", "n_features": 77, "n_train_rows": 15428, "r2_exact_rows": 0.6537,
+             "times_chosen_in_outer_folds": 0, "chosen": False},
+        ],
+        "method": "nested grouped CV",
     }
     facts["outcomes"][1] = outcome_facts("lbm", "Leefbaarometer total score", metrics, 18633,
                                          _gate("published", 0.0509, 0.0401, 0.0611))
     card = build_model_card(facts)
-    assert "## Reference fit" in card
-    assert "| lbm | 15722 | 77 | 0.662 | 0.638 | 0.661 |" in card
+    assert "## Model selection: nested grouped cross-validation" in card
+    assert ("| lbm | wide_medium@450 | 15428 | 0.653 | 0.643 | +0.0100 | -0.0005 to +0.0245 (90%) | 0.654 | "
+            "+0.0103 | -0.0119 to +0.0306 (90%) |") in card
+    assert "| lbm | reference@100 | 77 | 15428 | 0.654 | 0 |  |" in card
+    assert "| lbm | wide_medium@450 | 386 | 15626 | 0.664 | 2 | yes |" in card

@@ -20,6 +20,7 @@ from wijk_assets.defs.automation.conditions import downstream_automation_conditi
 from wijk_assets.keys import (
     FEATURE_CATALOG_KEY,
     MODEL_KEY,
+    SELECTION_KEY,
     OUTCOME_LABELS,
     OUTCOMES,
     TRAINING_KEY,
@@ -29,7 +30,9 @@ from wijk_assets.lib.warehouse import add_missing_columns, ensure_table, replace
 
 
 SEED = 20240917
-ML_CODE_VERSION = "ml-3"  # ml-3: fold models saved beside the final model (drivers of the published prediction)
+# ml-4: trains the stored model selection (features, training rows, settings); the CV's own fold models
+# are kept (no refit), the reference fit moved to the selection
+ML_CODE_VERSION = "ml-4"
 
 # Identifier / bookkeeping columns of the training mart; never model inputs.
 NON_FEATURE_COLUMNS = {
@@ -157,16 +160,17 @@ def _log_run(duckdb: WarehouseResource, entry: dict) -> None:
 @dg.asset(
     key=MODEL_KEY,
     partitions_def=outcome_partitions,
-    deps=[TRAINING_KEY, FEATURE_CATALOG_KEY],
+    deps=[TRAINING_KEY, FEATURE_CATALOG_KEY, SELECTION_KEY],
     group_name="models",
     code_version=ML_CODE_VERSION,
     pool=DUCKDB_POOL,
     kinds={"lightgbm", "duckdb"},
     automation_condition=downstream_automation_condition(),
     description=(
-        "LightGBM model of one Leefbaarometer outcome at wijk level, validated with cross-validation "
-        "grouped by gemeente (no gemeente in both train and test) and a temporal hold-out of the latest "
-        "year, beside a mean and a ridge baseline on the same folds."
+        "LightGBM model of one Leefbaarometer outcome at wijk level, trained with the stored model selection "
+        "(features, training rows, settings), validated with cross-validation grouped by gemeente (no "
+        "gemeente in both train and test) and a temporal hold-out of the latest year, beside a mean and a "
+        "ridge baseline on the same folds."
     ),
 )
 def liveability_model(
@@ -174,14 +178,14 @@ def liveability_model(
 ) -> dg.MaterializeResult:
     import lightgbm
 
+    from wijk_assets.defs.models.store import load_selection, training_rows_for
     from wijk_assets.lib.ml.gate import compare_oof
     from wijk_assets.lib.ml.reuse import REUSED, TRAINED, reusable_run, training_fingerprint
+    from wijk_assets.lib.ml.selection import exact_rows, recipe_features, training_mask
     from wijk_assets.lib.ml.training import (
-        DEFAULT_GRID,
         MODEL_FILE,
         data_version,
         feature_matrix,
-        fit_fold_models,
         fold_predictions,
         save_artifact,
         save_fold_models,
@@ -192,20 +196,25 @@ def liveability_model(
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     outcome = context.partition_key
     frame, catalog = load_training_frame(duckdb)
-    frame = frame[frame[outcome].notna()].sort_values(["area_code", "outcome_year"], kind="mergesort")
-    frame = frame.reset_index(drop=True)
+    frame = training_rows_for(frame, outcome)
     if frame.empty:
         raise dg.Failure(f"no training rows with outcome {outcome!r} in marts.mart_wijk_training")
+    choice = load_selection(duckdb, outcome)
+    if choice is None:
+        raise dg.Failure(f"no stored model selection for {outcome!r}: materialise models/model_selection first")
     selection = select_features(
         frame, catalog, max_missing=0.5, exclude_sensitive=True, opt_in=settings.sensitive_opt_in,
         outcome=outcome,
     )
-    features = selection.kept
+    features = recipe_features(choice["feature_set"], selection.kept, catalog)
+    mask = training_mask(choice["training_rows"], exact_rows(frame))
     training_version = data_version(
         feature_matrix(frame, features), frame[outcome].to_numpy(dtype="float64"), features
     )
     fingerprint = training_fingerprint(
-        training_version, code_version=ML_CODE_VERSION, seed=SEED, grid=list(DEFAULT_GRID),
+        training_version, code_version=ML_CODE_VERSION, seed=SEED,
+        grid={"training_rows": choice["training_rows"], "params": choice["params"],
+              "train_mask_sha": hashlib.sha256(mask.tobytes()).hexdigest()},
         library_version=lightgbm.__version__,
     )
     current = _current_run(duckdb, outcome)
@@ -220,28 +229,26 @@ def liveability_model(
         n_rows, n_features, params = int(current["n_rows"]), int(current["n_features"]), json.loads(current["params"])
     else:
         action = TRAINED
-        artifact = train_outcome(frame, outcome, features, seed=SEED, n_jobs=settings.ml_n_jobs)
+        # exactly the stored choice: one setting, so the cross-validation's own fold models are kept
+        artifact = train_outcome(frame, outcome, features, params=choice["params"], seed=SEED,
+                                 n_jobs=settings.ml_n_jobs, train_mask=mask, baseline_features=selection.kept)
         model_version = hashlib.sha256(artifact.model_string.encode()).hexdigest()[:16]
         target_dir = models_root(duckdb) / outcome / model_version
         save_artifact(artifact, target_dir)
         # The fold models: the published (out-of-fold) prediction of a wijk and its SHAP drivers come from
-        # the model of its own fold; refitted here exactly as in the cross-validation.
+        # the model of its own fold, the very models the cross-validation scored.
+        fold_models = artifact.fold_models or []
         fold_of = artifact.oof_predictions["fold"].to_numpy()
-        fold_models = fit_fold_models(frame, outcome, features, artifact.params, fold_of, seed=SEED)
         refit = fold_predictions(fold_models, feature_matrix(frame, features), fold_of)
         fold_refit_diff = float(abs(refit - artifact.oof_predictions["lightgbm"].to_numpy()).max())
-        if fold_refit_diff > 1e-9:
+        if len(fold_models) != int(fold_of.max()) + 1 or fold_refit_diff > 1e-9:
             raise dg.Failure(
-                f"{outcome}: the refitted fold models do not reproduce the cross-validation's out-of-fold "
+                f"{outcome}: the fold models do not reproduce the cross-validation's out-of-fold "
                 f"predictions (max difference {fold_refit_diff:.3g}); the published drivers would explain "
                 "another prediction than the published one"
             )
         save_fold_models(fold_models, target_dir)
-        # Issue 12's reference fit (LightGBM defaults, own health features, exact matches only), recorded
-        # beside the model so the model card can set the two side by side.
-        from wijk_assets.lib.ml.reference import reference_fit
-
-        reference = reference_fit(frame, outcome, features, catalog, artifact.oof_predictions, seed=SEED)
+        record = choice["record"]
         oof = artifact.oof_predictions.copy()
         metrics = {
             "grouped_cv": {"lightgbm": artifact.cv_metrics, **artifact.baseline_metrics},
@@ -250,7 +257,13 @@ def liveability_model(
             "timings": artifact.timings,
             # gate 3's evidence: the paired margin over ridge on the same out-of-fold rows
             "margin_over_ridge": compare_oof(oof).to_dict(),
-            "reference_fit": reference,
+            # the choice this model was trained with (nested grouped CV, reference fit, candidates)
+            "model_selection": {
+                "version": choice["selection_version"], "chosen": record["chosen"], "nested": record["nested"],
+                "reference": record.get("reference") or {}, "chosen_plain_cv": record.get("chosen_plain_cv") or {},
+                "candidates": record.get("candidates") or [], "method": record.get("method", ""),
+                "n_training_rows": int(mask.sum()), "n_rows_scored": len(frame),
+            },
             "fold_models": len(fold_models),
             "fold_models_max_abs_diff_vs_oof": fold_refit_diff,
         }
@@ -303,10 +316,9 @@ def liveability_model(
             "calibration_slope": cv["lightgbm"].get("calibration_slope", float("nan")),
             "fold_models": int(metrics.get("fold_models", 0)),
             "fold_models_max_abs_diff_vs_oof": float(metrics.get("fold_models_max_abs_diff_vs_oof", float("nan"))),
-            "reference_fit_cv_r2": float((metrics.get("reference_fit") or {}).get("reference_lightgbm", {}).get("r2", float("nan"))),
-            "pipeline_cv_r2_on_reference_rows": float(
-                (metrics.get("reference_fit") or {}).get("pipeline_model_on_same_rows", {}).get("r2", float("nan"))
-            ),
+            "selection": str((metrics.get("model_selection") or {}).get("chosen", {}).get("config", "")),
+            "nested_cv_r2": float((metrics.get("model_selection") or {}).get("nested", {}).get("r2", float("nan"))),
+            "reference_fit_cv_r2": float((metrics.get("model_selection") or {}).get("reference", {}).get("r2", float("nan"))),
             "validation": dg.MetadataValue.json(json.loads(json.dumps(metrics, default=_json_default))),
             "artifact": dg.MetadataValue.path(str(target_dir)),
             "model_version": model_version,

@@ -297,6 +297,8 @@ class _SharedBins:
         key = tuple((k, native.get(k)) for k in _DATASET_KEYS)
         if key not in self._full:
             self._full[key] = _dataset(self.X, self.y, native, self.names).construct()
+        if tag is None:  # a one-off row set: not kept (nested CV fits dozens of them)
+            return self._full[key].subset(np.sort(np.asarray(rows, dtype=np.int32)))
         if (key, tag) not in self._subsets:
             self._subsets[(key, tag)] = self._full[key].subset(np.sort(np.asarray(rows, dtype=np.int32)))
         return self._subsets[(key, tag)]
@@ -453,6 +455,7 @@ class EvaluationResult:
     tuning: pd.DataFrame  # candidate, n_estimators, r2, mae, rmse, selected
     calibration_table: pd.DataFrame
     seconds: dict[str, float] = field(default_factory=dict)
+    fold_models: list[lgb.Booster] | None = None  # only for a single setting (see evaluate)
 
 
 def _outcome_rows(frame: pd.DataFrame, outcome: str) -> pd.DataFrame:
@@ -472,12 +475,21 @@ def evaluate(
     folds: Sequence[Fold] | None = None,
     n_jobs: int | None = None,
     baselines: bool = True,
+    train_mask: np.ndarray | None = None,
+    baseline_features: Sequence[str] | None = None,
 ) -> EvaluationResult:
     """Grouped-CV metrics for LightGBM and the baselines on the same folds.
 
     Only rows where ``outcome`` is present are used; ``folds`` (if given) are positions in that subset.
     ``params``: None -> tune over :data:`DEFAULT_GRID`; a mapping -> evaluate exactly that setting;
     a sequence of mappings -> tune over that grid.
+
+    ``train_mask`` (one bool per outcome row): LightGBM trains only on the masked rows of each fold
+    (e.g. exact area matches) but predicts EVERY test row, so the out-of-fold table covers all rows.
+    The baselines are fixed reference points: they train on all rows of the fold, on
+    ``baseline_features`` (default: ``features``). With a single setting (a mapping) the fold models are
+    returned in ``fold_models``: they produced the out-of-fold predictions, so nothing is refitted for
+    the drivers.
     """
     features = list(features)
     if not features:
@@ -489,6 +501,7 @@ def evaluate(
     folds = list(folds) if folds is not None else grouped_folds(data, "gemeente_code", n_splits, seed)
     groups = data["gemeente_code"].to_numpy()
     names = _model_feature_names(features)
+    mask = _train_mask(train_mask, len(data))
     candidates, use_checkpoints = _candidates(params)
     resolved = [resolve_params(c, seed, n_jobs) for c in candidates]
     configs = [(ci, k) for ci, (_, rounds) in enumerate(resolved) for k in _checkpoints(rounds, use_checkpoints)]
@@ -497,12 +510,18 @@ def evaluate(
 
     t0 = time.perf_counter()
     bins = _SharedBins(X, y, names)
+    fold_models: list[lgb.Booster] = []
     for fold_no, (train, test) in enumerate(folds):
         fold_of[test] = fold_no
+        fit_rows = train[mask[train]]
+        if fit_rows.size == 0:
+            raise ValueError(f"{outcome}: fold {fold_no} has no training row inside the training mask")
         for ci, (native, rounds) in enumerate(resolved):
-            booster = _fit(X[train], y[train], native, rounds, names, bins.subset(native, train, fold_no))
+            booster = _fit(X[fit_rows], y[fit_rows], native, rounds, names, bins.subset(native, fit_rows, fold_no))
             for k in _checkpoints(rounds, use_checkpoints):
                 oof[(ci, k)][test] = booster.predict(X[test], num_iteration=k)
+            if len(resolved) == 1 and not use_checkpoints:
+                fold_models.append(booster)
     t_lgb = time.perf_counter() - t0
 
     tuning_rows = []
@@ -530,10 +549,11 @@ def evaluate(
     if baselines:
         pred_mean = np.full(len(data), np.nan)
         pred_ridge = np.full(len(data), np.nan)
+        X_base = X if baseline_features is None else feature_matrix(data, baseline_features)
         t1 = time.perf_counter()
         for train, test in folds:
             pred_mean[test] = float(np.mean(y[train]))
-            pred_ridge[test] = _fit_predict_ridge(X[train], y[train], X[test], groups[train], seed)
+            pred_ridge[test] = _fit_predict_ridge(X_base[train], y[train], X_base[test], groups[train], seed)
         seconds["ridge_cv"] = time.perf_counter() - t1
         oof_frame["ridge"] = pred_ridge
         oof_frame["mean"] = pred_mean
@@ -550,7 +570,19 @@ def evaluate(
         tuning=tuning,
         calibration_table=calibration(y, pred_lgb)["table"],
         seconds=seconds,
+        fold_models=fold_models or None,
     )
+
+
+def _train_mask(train_mask: np.ndarray | None, n_rows: int) -> np.ndarray:
+    if train_mask is None:
+        return np.ones(n_rows, dtype=bool)
+    mask = np.asarray(train_mask, dtype=bool)
+    if mask.shape != (n_rows,):
+        raise ValueError(f"train_mask has shape {mask.shape}, the outcome rows are {n_rows}")
+    if not mask.any():
+        raise ValueError("train_mask selects no row")
+    return mask
 
 
 def temporal_evaluation(
@@ -563,13 +595,16 @@ def temporal_evaluation(
     n_jobs: int | None = None,
     baselines: bool = True,
     n_splits: int = 5,
+    train_mask: np.ndarray | None = None,
+    baseline_features: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Fit on the outcome years before the latest one and score the latest year.
 
     Two variants: ``all_wijken`` (every wijk; the same wijk is in train via its earlier years, so this
     mostly measures how stable a wijk's score is) and ``unseen_gemeenten`` (train on earlier years of the
     gemeenten outside the first grouped fold, test on the latest year of that fold's gemeenten: new year
-    AND new gemeenten). LightGBM uses ``params``; baselines as in :func:`evaluate`.
+    AND new gemeenten). LightGBM uses ``params`` and trains on the ``train_mask`` rows only; baselines
+    as in :func:`evaluate` (all training rows, ``baseline_features``).
     """
     n_jobs = max(1, min(2, n_jobs if n_jobs is not None else _default_n_jobs()))
     data = _outcome_rows(frame, outcome)
@@ -579,6 +614,8 @@ def temporal_evaluation(
     X = feature_matrix(data, features)
     y = data[outcome].to_numpy(dtype=np.float64)
     groups = data["gemeente_code"].to_numpy()
+    X_base = X if baseline_features is None else feature_matrix(data, baseline_features)
+    mask = _train_mask(train_mask, len(data))
     native, rounds = resolve_params(params, seed, n_jobs)
     names = _model_feature_names(features)
 
@@ -592,14 +629,17 @@ def temporal_evaluation(
     for name, (tr, te) in variants.items():
         if tr.size == 0 or te.size == 0:
             continue
-        booster = _fit(X[tr], y[tr], native, rounds, names)
+        fit_rows = tr[mask[tr]]
+        if fit_rows.size == 0:
+            continue
+        booster = _fit(X[fit_rows], y[fit_rows], native, rounds, names)
         res: dict[str, Any] = {
-            "n_train": int(tr.size),
+            "n_train": int(fit_rows.size),
             "n_test": int(te.size),
             "lightgbm": evaluate_predictions(y[te], booster.predict(X[te])),
         }
         if baselines:
-            res["ridge"] = evaluate_predictions(y[te], _fit_predict_ridge(X[tr], y[tr], X[te], groups[tr], seed))
+            res["ridge"] = evaluate_predictions(y[te], _fit_predict_ridge(X_base[tr], y[tr], X_base[te], groups[tr], seed))
             res["mean"] = evaluate_predictions(y[te], np.full(te.size, y[tr].mean()))
         out[name] = res
     # top-level shortcut to the all-wijken variant (the plain "train < latest, test = latest" split)
@@ -630,6 +670,7 @@ class ModelArtifact:
     calibration_table: pd.DataFrame
     tuning: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
+    fold_models: list[lgb.Booster] | None = None  # the CV's own fold models (single setting only)
 
     @property
     def model_string(self) -> str:
@@ -689,22 +730,28 @@ def train_outcome(
     n_jobs: int | None = None,
     temporal: bool = True,
     baselines: bool = True,
+    train_mask: np.ndarray | None = None,
+    baseline_features: Sequence[str] | None = None,
 ) -> ModelArtifact:
     """Evaluate (grouped CV, tuning as in :func:`evaluate`), then refit the winner on every row with the
-    outcome present; add the temporal check (latest outcome year held out)."""
+    outcome present (inside ``train_mask``, see :func:`evaluate`); add the temporal check (latest
+    outcome year held out)."""
     features = list(features)
     n_jobs = max(1, min(2, n_jobs if n_jobs is not None else _default_n_jobs()))
     t0 = time.perf_counter()
-    result = evaluate(frame, outcome, features, params, seed, n_splits=n_splits, n_jobs=n_jobs, baselines=baselines)
+    result = evaluate(frame, outcome, features, params, seed, n_splits=n_splits, n_jobs=n_jobs, baselines=baselines,
+                      train_mask=train_mask, baseline_features=baseline_features)
     t1 = time.perf_counter()
     data = _outcome_rows(frame, outcome)
-    X = feature_matrix(data, features)
-    y = data[outcome].to_numpy(dtype=np.float64)
+    mask = _train_mask(train_mask, len(data))
+    X = feature_matrix(data, features)[mask]
+    y = data[outcome].to_numpy(dtype=np.float64)[mask]
     native, rounds = resolve_params(result.best_params, seed, n_jobs)
     booster = _fit(X, y, native, rounds, _model_feature_names(features))
     t2 = time.perf_counter()
     temporal_metrics = (
-        temporal_evaluation(frame, outcome, features, result.best_params, seed, n_jobs=n_jobs, baselines=baselines)
+        temporal_evaluation(frame, outcome, features, result.best_params, seed, n_jobs=n_jobs, baselines=baselines,
+                            train_mask=train_mask, baseline_features=baseline_features)
         if temporal
         else {"available": False, "reason": "not requested"}
     )
@@ -718,13 +765,14 @@ def train_outcome(
         seed=int(seed),
         data_version=data_version(X, y, features),
         lightgbm_version=lgb.__version__,
-        n_rows=len(data),
+        n_rows=int(mask.sum()),
         cv_metrics=result.metrics["lightgbm"],
         baseline_metrics={k: v for k, v in result.metrics.items() if k != "lightgbm"},
         temporal_metrics=temporal_metrics,
         oof_predictions=result.oof,
         calibration_table=result.calibration_table,
         tuning=result.tuning,
+        fold_models=result.fold_models,
         timings={
             "cv_seconds": t1 - t0,
             "final_fit_seconds": t2 - t1,

@@ -1,0 +1,136 @@
+"""Model selection as an asset: ``models/model_selection``, one partition per outcome.
+
+The choice of feature set, training rows and LightGBM settings (nested grouped CV, pure code in
+:mod:`wijk_assets.lib.ml.selection`) is stored and versioned in ``ml.model_selection`` (the current
+choice per outcome) and ``ml.model_selection_log`` (every materialisation: selected or kept, and why).
+``models/liveability_model`` trains exactly the stored choice, so a refresh never searches settings.
+
+Selecting again costs about a minute per outcome on two cores; it happens only when
+:func:`wijk_assets.lib.ml.selection.retune_reason` says so (no stored choice, other candidates or code,
+a new LightGBM, a new outcome year or feature column, more than 10 % change in training rows) or when
+asked: ``wijk-assets tune`` (the ``tune_models`` job, config ``retune: true``). Otherwise the asset
+keeps the stored choice in a second or two and its data version stays the same.
+"""
+
+
+import json
+from datetime import datetime, timezone
+
+import dagster as dg
+import pandas as pd
+
+from wijk_assets.defs.automation.conditions import downstream_automation_condition
+from wijk_assets.defs.house_style import rounded
+from wijk_assets.defs.models.assets import SEED, load_training_frame
+from wijk_assets.defs.resources import DUCKDB_POOL, SettingsResource, WarehouseResource
+from wijk_assets.keys import FEATURE_CATALOG_KEY, OUTCOME_LABELS, SELECTION_KEY, TRAINING_KEY, outcome_partitions
+from wijk_assets.defs.models.store import (
+    KEPT,
+    SELECTED,
+    SELECTION_COLUMNS,
+    SELECTION_LOG_COLUMNS,
+    load_selection,
+    training_rows_for,
+)
+from wijk_assets.lib.warehouse import ensure_table, replace_partition
+
+class SelectionConfig(dg.Config):
+    retune: bool = False  # run the nested CV even when the stored choice still holds
+
+
+@dg.asset(
+    key=SELECTION_KEY,
+    partitions_def=outcome_partitions,
+    deps=[TRAINING_KEY, FEATURE_CATALOG_KEY],
+    group_name="models",
+    code_version="selection-1",
+    pool=DUCKDB_POOL,
+    kinds={"lightgbm", "duckdb"},
+    automation_condition=downstream_automation_condition(),
+    description=(
+        "Which features, training rows and LightGBM settings the outcome's model uses, chosen by nested "
+        "cross-validation grouped by gemeente against the ridge baseline; stored and versioned. Kept as is "
+        "on a refresh unless the training data changed beyond the documented rule or a re-selection is asked for."
+    ),
+)
+def model_selection(
+    context: dg.AssetExecutionContext, config: SelectionConfig, duckdb: WarehouseResource, settings: SettingsResource
+) -> dg.MaterializeResult:
+    from wijk_assets.lib.ml.selection import retune_reason, select_model, training_summary
+    from wijk_assets.lib.ml.training import select_features
+
+    started = datetime.now(timezone.utc).replace(tzinfo=None)
+    outcome = context.partition_key
+    frame, catalog = load_training_frame(duckdb)
+    frame = training_rows_for(frame, outcome)
+    if frame.empty:
+        raise dg.Failure(f"no training rows with outcome {outcome!r} in marts.mart_wijk_training")
+    features = select_features(
+        frame, catalog, max_missing=0.5, exclude_sensitive=True, opt_in=settings.sensitive_opt_in, outcome=outcome
+    ).kept
+    stored = load_selection(duckdb, outcome)
+    current = training_summary(frame, outcome, features)
+    reason = retune_reason(stored["record"]["training"] if stored else None, current, force=config.retune)
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    if reason is None:
+        action, record, version = KEPT, stored["record"], stored["selection_version"]
+        reason = "training data within the re-selection rule of the stored choice"
+    else:
+        action = SELECTED
+        result = select_model(frame, outcome, features, catalog, seed=SEED, n_jobs=settings.ml_n_jobs)
+        record, version = result.record(), result.version
+        row = pd.DataFrame([{
+            "outcome": outcome, "selection_version": version, "recipe": result.chosen["recipe"],
+            "feature_set": result.chosen["feature_set"], "training_rows": result.chosen["training_rows"],
+            "params": json.dumps(result.chosen["params"], sort_keys=True), "record": json.dumps(record, sort_keys=True),
+            "selected_at": now, "run_id": context.run_id,
+        }])
+        with duckdb.connect() as con:
+            replace_partition(con, "ml.model_selection", [(row, {})], SELECTION_COLUMNS, {"outcome": outcome})
+    seconds = (datetime.now(timezone.utc).replace(tzinfo=None) - started).total_seconds()
+    with duckdb.connect() as con:
+        ensure_table(con, "ml.model_selection_log", SELECTION_LOG_COLUMNS)
+        log = pd.DataFrame([{"outcome": outcome, "selection_version": version, "action": action, "reason": reason,
+                             "seconds": seconds, "run_id": context.run_id, "logged_at": now}])
+        con.register("__log", log)
+        try:
+            con.execute("INSERT INTO ml.model_selection_log SELECT * FROM __log")
+        finally:
+            con.unregister("__log")
+
+    nested, reference, chosen = record["nested"], record.get("reference") or {}, record["chosen"]
+    candidates = pd.DataFrame(record["candidates"])
+    context.log.info(f"{outcome}: {action} ({reason}); {chosen['config']}, nested grouped-CV R² {nested['r2']:.4f}")
+    return dg.MaterializeResult(
+        metadata=rounded({
+            "outcome": OUTCOME_LABELS[outcome],
+            "action": action,
+            "reason": reason,
+            "selection_version": version,
+            "chosen": chosen["config"],
+            "feature_set": chosen["feature_set"],
+            "training_rows": chosen["training_rows"],
+            "params": dg.MetadataValue.json(chosen["params"]),
+            "nested_cv_r2": nested["r2"],
+            "nested_ridge_r2": nested["ridge_r2"],
+            "nested_margin_over_ridge": nested["margin_r2"],
+            "nested_margin_interval": f"{nested['margin_lower']:+.4f} to {nested['margin_upper']:+.4f}",
+            "reference_fit_cv_r2": reference.get("r2", float("nan")),
+            "candidates": dg.MetadataValue.md(
+                candidates[["config", "n_features", "n_train_rows", "r2_exact_rows", "r2_all_rows",
+                            "times_chosen_in_outer_folds", "chosen"]].round(4).to_markdown(index=False)
+            ),
+            "method": record.get("method", ""),
+            "seconds": seconds,
+        }),
+        data_version=dg.DataVersion(version),
+    )
+
+
+tune_models = dg.define_asset_job(
+    "tune_models",
+    selection=dg.AssetSelection.assets(SELECTION_KEY),
+    partitions_def=outcome_partitions,
+    config={"ops": {"models__model_selection": {"config": {"retune": True}}}},
+    description="On demand: run the nested-CV model selection again for an outcome, even if the stored choice holds.",
+)

@@ -1,0 +1,54 @@
+"""Stored model selections (``ml.model_selection``): the tables' columns and their readers.
+
+Apart from :mod:`wijk_assets.defs.models.selection` so that the model asset can read the stored choice
+without importing the selection asset (which imports the model module).
+"""
+
+import json
+
+import pandas as pd
+
+from wijk_assets.defs.resources import WarehouseResource
+from wijk_assets.lib.warehouse import table_exists
+
+SELECTION_COLUMNS = {
+    "outcome": "VARCHAR",
+    "selection_version": "VARCHAR",
+    "recipe": "VARCHAR",
+    "feature_set": "VARCHAR",
+    "training_rows": "VARCHAR",
+    "params": "VARCHAR",
+    "record": "VARCHAR",  # the whole selection record (candidates, nested figures, reference, training)
+    "selected_at": "TIMESTAMP",
+    "run_id": "VARCHAR",
+}
+SELECTION_LOG_COLUMNS = {
+    "outcome": "VARCHAR",
+    "selection_version": "VARCHAR",
+    "action": "VARCHAR",  # selected | kept
+    "reason": "VARCHAR",
+    "seconds": "DOUBLE",
+    "run_id": "VARCHAR",
+    "logged_at": "TIMESTAMP",
+}
+SELECTED, KEPT = "selected", "kept"
+
+
+def load_selection(duckdb: WarehouseResource, outcome: str) -> dict | None:
+    """The stored choice of an outcome (the ``ml.model_selection`` row, ``record`` parsed), or None."""
+    with duckdb.connect(read_only=True) as con:
+        if not table_exists(con, "ml.model_selection"):
+            return None
+        row = con.execute("SELECT * FROM ml.model_selection WHERE outcome = ?", [outcome]).df()
+    if row.empty:
+        return None
+    out = row.iloc[0].to_dict()
+    out["record"] = json.loads(out["record"])
+    out["params"] = json.loads(out["params"])
+    return out
+
+
+def training_rows_for(frame: pd.DataFrame, outcome: str) -> pd.DataFrame:
+    """The rows a model of ``outcome`` learns from, in the canonical order (the model asset uses the same)."""
+    rows = frame[frame[outcome].notna()].sort_values(["area_code", "outcome_year"], kind="mergesort")
+    return rows.reset_index(drop=True)

@@ -108,6 +108,31 @@ def test_conformal_never_calibrates_a_row_on_its_own_cluster():
     assert (iv["half_width"][50:] == 10.0).all()
 
 
+def test_a_group_from_few_gemeenten_leaves_out_the_wijk_not_the_gemeente():
+    """SYNTHETIC: a 'rough' group drawn from 8 gemeenten, one of which (g0, with a third of the rows) has
+    residuals three times as large. Leaving out a whole gemeente calibrates g0 on the others only and
+    under-covers the group; leaving out the wijk (all its years) covers it, and still never uses a row's
+    own residual."""
+    rng = np.random.default_rng(11)
+    gemeente = np.r_[np.zeros(120, int), rng.integers(1, 8, 240)]
+    wijk = np.array([f"w{g}_{i % 30}" for i, g in enumerate(gemeente)])
+    scale = np.where(gemeente == 0, 0.3, 0.1)
+    actual = rng.normal(0, scale)
+    predicted = np.zeros(actual.size)
+    group = np.full(actual.size, "rough/all")
+    by_gemeente = conformal_intervals(actual, predicted, group, gemeente, coverage=0.95)
+    by_wijk = conformal_intervals(actual, predicted, group, gemeente, coverage=0.95, units=wijk)
+    cov = [coverage_by_group(actual, iv["lower"], iv["upper"], group)["coverage"].iloc[0] for iv in (by_gemeente, by_wijk)]
+    assert cov[0] < 0.90 <= cov[1] <= 0.97, cov
+    # a wijk's own residuals never calibrate it: the wijk with the one largest residual is not covered by it
+    worst = int(np.argmax(np.abs(actual)))
+    assert by_wijk["half_width"][worst] < abs(actual[worst])
+    # with many gemeenten (>= MIN_GROUP_CLUSTERS) the whole gemeente is left out, as before
+    many = np.arange(actual.size) % 40
+    assert conformal_intervals(actual, predicted, group, many, units=wijk).equals(
+        conformal_intervals(actual, predicted, group, many))
+
+
 def test_flags_only_outside_the_interval():
     out = area_residuals([4.30, 3.90, 4.05, 4.05], [4.10, 4.10, 4.10, 4.00], half_width=[0.25, 0.15, 0.02, 0.1])
     assert out["flag"].tolist() == [WITHIN, LOWER, LOWER, WITHIN]

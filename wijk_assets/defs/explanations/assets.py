@@ -122,7 +122,8 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource, s
     predicted = fold_predictions(fold_models, feature_matrix(data, artifact.features), fold_of)
     quality = match_quality(data["match_rules"])
     groups = calibration_groups(quality, size_class(data["n_buurten"]))
-    intervals = conformal_intervals(data[outcome], predicted, groups, data["gemeente_code"], coverage=NOMINAL_COVERAGE)
+    intervals = conformal_intervals(data[outcome], predicted, groups, data["gemeente_code"], coverage=NOMINAL_COVERAGE,
+                                    units=data["area_code"])
 
     year = int(data["outcome_year"].max())
     latest = (data["outcome_year"] == year).to_numpy()

@@ -28,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
         help="load new or changed source releases, then rebuild what depends on them (the sensors' work, "
         "without a daemon)",
     )
+    tune = sub.add_parser(
+        "tune",
+        help="run the model selection (nested grouped CV over features, training rows and settings) again, "
+        "then retrain what it changed; a refresh never does this unless the training data changed beyond the rule",
+    )
+    tune.add_argument("--outcome", action="append", help="only this outcome (repeatable; default: all)")
     sub.add_parser("partitions", help="list the release years each source offers")
     sub.add_parser(
         "status",
@@ -82,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
         ok = report.success and not stuck
         print(f"wijk-assets: refresh {'done' if ok else 'FAILED (see above)'}; "
               f"{len(report.runs)} runs, {len(changed)} assets updated; database: {settings.duckdb_path}")
+        return 0 if ok else 1
+    if args.command == "tune":
+        from wijk_assets.runner.tune import tune as run_tune
+
+        ok = run_tune(settings, args.outcome) and not print_status(settings, stale=False)
+        print(f"wijk-assets: tune {'done' if ok else 'FAILED (see above)'}; database: {settings.duckdb_path}")
         return 0 if ok else 1
     if args.command == "materialize":
         report = materialize_all(settings, sources=args.source, downstream=not args.raw_only)

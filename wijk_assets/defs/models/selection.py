@@ -130,7 +130,9 @@ def model_selection(
 tune_models = dg.define_asset_job(
     "tune_models",
     selection=dg.AssetSelection.assets(SELECTION_KEY),
-    partitions_def=outcome_partitions,
-    config={"ops": {"models__model_selection": {"config": {"retune": True}}}},
-    description="On demand: run the nested-CV model selection again for an outcome, even if the stored choice holds.",
+    description=(
+        "The model selection of one outcome. Launched with config retune: true (as `wijk-assets tune` does) "
+        "it runs the nested cross-validation again even when the stored choice still holds."
+    ),
 )
+RETUNE_RUN_CONFIG = {"ops": {"models__model_selection": {"config": {"retune": True}}}}

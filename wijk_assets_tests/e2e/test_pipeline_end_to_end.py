@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -213,6 +214,21 @@ def test_models_are_validated_and_gate_3_decides_what_is_published(pipeline):
             assert margin_lower > 0, outcome  # and shown to be better, not by noise
     passed = {o for o, _, p, _ in runs if p}
     assert "lbm" in passed
+    # every model trains the stored model selection (nested grouped CV), made once per outcome on the
+    # first build; its figures and the reference fit's are what the model card shows
+    first = con.execute("SELECT outcome, list(action ORDER BY logged_at)[1] FROM ml.model_selection_log GROUP BY 1").fetchall()
+    assert sorted(first) == [(o, "selected") for o in sorted(["lbm", "fys", "onv", "soc", "vrz", "won"])]
+    for outcome, metrics, _, _ in runs:
+        chosen = json.loads(metrics)["model_selection"]
+        stored = con.execute("SELECT selection_version, params FROM ml.model_selection WHERE outcome = ?",
+                             [outcome]).fetchone()
+        assert chosen["version"] == stored[0] and chosen["chosen"]["params"] == json.loads(stored[1]), outcome
+        assert {"r2", "ridge_r2", "margin_lower", "margin_upper"} <= set(chosen["nested"]), outcome
+        assert chosen["reference"]["r2"] is not None, outcome
+    card = (pipeline["settings"].duckdb_path.parent / "reports" / "model_card.md").read_text(encoding="utf-8")
+    assert "## Model selection: nested grouped cross-validation" in card
+    for outcome in ("lbm", "fys", "onv", "soc", "vrz", "won"):
+        assert re.search(rf"^\| {outcome} \| [a-z_]+@\d+ \| \d+ \| [01]\.\d{{3}} \|", card, re.M), outcome
     published = {r[0] for r in con.execute("SELECT DISTINCT outcome FROM publish.area_comparison").fetchall()}
     assert published == passed  # a model that does not beat the linear baseline is not published
 

@@ -1,7 +1,8 @@
 """Issue 12 on the REAL shared data: model outputs that mean what they say.
 
-One module fixture materialises the raw tables, the dbt project and the ``lbm`` outcome (model with its
-fold models, gate 3, explanations, published tables) into a tmp DuckDB. Then:
+The session fixture ``lbm_warehouse`` (integration/conftest.py) materialises the raw tables, the dbt project
+and the ``lbm`` outcome (model selection, model with its fold models, gate 3, explanations, published
+tables) into a tmp DuckDB. Then:
 
 - area matching: Almere's 2022 WK003402 "De Werven" does not get the 2020 WK003402 (a 22-buurt
   district) by code, nor do other re-divided gemeenten reuse codes without evidence; a SYNTHETIC
@@ -21,15 +22,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import numpy as np
 import pytest
 
-from wijk_assets.defs.raw.assets import RAW_SOURCES, raw_asset_key
-from wijk_assets.runner.materialize import materialize_all, materialize_keys, plan_waves
-from wijk_assets.definitions import build_definitions
-from wijk_assets.settings import DBT_PROJECT_DIR, REPO_ROOT, Settings
+from wijk_assets.settings import DBT_PROJECT_DIR, REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -38,22 +35,9 @@ MIN_ROWS_PER_YEAR = 300
 
 
 @pytest.fixture(scope="module")
-def built(shared_data_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("model_outputs")
-    db = root / "wijk.duckdb"
-    settings = Settings(data_dir=shared_data_dir, duckdb_path=db, cbs_base_url=None, gemeente="GM0106")
-    instance = dg.DagsterInstance.ephemeral()
-    report = materialize_all(settings, instance=instance, downstream=False)
-    assert report.success, [t for t in report.timings if not t.success]
-    defs = build_definitions(settings)
-    graph = defs.resolve_asset_graph()
-    raw_keys = {raw_asset_key(s) for s in RAW_SOURCES}
-    rest = [k for k in graph.toposorted_asset_keys if k not in raw_keys and graph.get(k).is_materializable]
-    for partitions_def, keys in plan_waves(graph, rest):
-        for partition_key in ([OUTCOME] if partitions_def else [None]):
-            result = materialize_keys(defs, instance, keys, partition_key, trigger="test")
-            assert result.success, f"{[k.to_user_string() for k in keys]} [{partition_key}] failed"
-    return {"db": db, "root": root}
+def built(lbm_warehouse):
+    """The shared lbm build (wijk_assets_tests/integration/conftest.py)."""
+    return lbm_warehouse
 
 
 @pytest.fixture(scope="module")

@@ -22,19 +22,16 @@ import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import pytest
 
 from wijk_assets.definitions import build_definitions
-from wijk_assets.defs.raw.assets import RAW_SOURCES, raw_asset_key
 from wijk_assets.keys import WIJKBEELD_KEY
 from wijk_assets.lib.responsible.stigma import find_judgemental_labels
 from wijk_assets.lib.wijkbeeld.data import NoWijkenError, load_gemeente
 from wijk_assets.lib.wijkbeeld.fmt import nl_int, nl_number, nl_pct
 from wijk_assets.lib.wijkbeeld.site import SUPPRESSED, write_site
-from wijk_assets.runner.materialize import materialize_all, materialize_keys, plan_waves
-from wijk_assets.settings import Settings
+from wijk_assets.runner.materialize import materialize_keys
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -45,27 +42,16 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
-def built(shared_data_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("wijkbeeld")
-    db = root / "wijk.duckdb"
-    settings = Settings(data_dir=shared_data_dir, duckdb_path=db, cbs_base_url=None, gemeente="GM0106")
-    instance = dg.DagsterInstance.ephemeral()
-    report = materialize_all(settings, instance=instance, downstream=False)
-    assert report.success, [t for t in report.timings if not t.success]
-    defs = build_definitions(settings)
-    graph = defs.resolve_asset_graph()
-    raw_keys = {raw_asset_key(s) for s in RAW_SOURCES}
-    rest = [k for k in graph.toposorted_asset_keys if k not in raw_keys and graph.get(k).is_materializable]
-    for partitions_def, keys in plan_waves(graph, rest):
-        for partition_key in (["lbm"] if partitions_def else [None]):
-            result = materialize_keys(defs, instance, keys, partition_key, trigger="test")
-            assert result.success, f"{[k.to_user_string() for k in keys]} [{partition_key}] failed"
+def built(lbm_warehouse):
+    """The shared lbm build (integration/conftest.py: pages for Assen, the gemeente in focus), plus
+    Utrecht's pages from the same warehouse with definitions built for it (the settings route a run uses)."""
+    settings, instance, root = lbm_warehouse["settings"], lbm_warehouse["instance"], lbm_warehouse["root"]
     assen_event = instance.get_latest_materialization_event(WIJKBEELD_KEY)
-    # the same warehouse, definitions built for another gemeente in focus (the settings route a run uses)
     utrecht = build_definitions(replace(settings, gemeente="GM0344"))
     assert materialize_keys(utrecht, instance, [WIJKBEELD_KEY], None, trigger="test").success
     site = root / "reports" / "wijkbeeld"
-    return {"db": db, "root": root, "site": site, "assen_metadata": assen_event.asset_materialization.metadata}
+    return {"db": lbm_warehouse["db"], "root": root, "site": site,
+            "assen_metadata": assen_event.asset_materialization.metadata}
 
 
 @pytest.fixture(scope="module")

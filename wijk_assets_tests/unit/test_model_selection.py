@@ -112,8 +112,12 @@ def test_the_re_selection_rule():
     # a new outcome year: select again
     newer = pd.concat([frame, frame.assign(outcome_year=2022)], ignore_index=True)
     assert "outcome years" in retune_reason(stored, training_summary(newer, "lbm", features))
-    # another feature column: select again
+    # one feature column of six gone: beyond the 10 % rule, select again; one of many: keep
     assert "feature columns" in retune_reason(stored, training_summary(frame, "lbm", features[:-1]))
+    wide = frame.assign(**{f"extra_{i}": frame["health_f0_18plus"] * i for i in range(1, 20)})
+    wide_features = features + [f"extra_{i}" for i in range(1, 20)]
+    assert retune_reason(training_summary(wide, "lbm", wide_features),
+                         training_summary(wide, "lbm", wide_features[:-1])) is None
     # rows: within the rule kept, beyond it selected again
     few = int(len(frame) * RETUNE_ROW_CHANGE * 0.5)
     assert retune_reason(stored, training_summary(frame.iloc[few:], "lbm", features)) is None

@@ -33,9 +33,9 @@ folds; margins over it come with a percentile bootstrap interval over gemeenten
 (:func:`wijk_assets.lib.ml.gate.compare_with_baseline`).
 
 **When to select again** (:func:`retune_reason`): when asked, when no choice is stored, when the
-candidates or this code changed, when the LightGBM version changed, when the set of outcome years or of
-feature columns changed, or when the number of training rows changed by more than
-:data:`RETUNE_ROW_CHANGE`. A release that adds no training row, or corrects some values, keeps the
+candidates or this code changed, when the LightGBM version changed, when the set of outcome years
+changed, when more than :data:`RETUNE_FEATURE_CHANGE` of the feature columns were added or removed, or
+when the number of training rows changed by more than :data:`RETUNE_ROW_CHANGE`. A release that adds no training row, or corrects some values, keeps the
 stored choice; the model step still retrains on changed rows with the stored settings and reports its
 own grouped-CV figures.
 
@@ -74,6 +74,7 @@ from wijk_assets.lib.ml.validation import evaluate_predictions, grouped_folds
 
 SELECTION_CODE_VERSION = "selection-1"
 RETUNE_ROW_CHANGE = 0.10
+RETUNE_FEATURE_CHANGE = 0.10
 N_OUTER = 5
 N_INNER = 3
 FEATURE_SETS = ("all", "own_health")
@@ -184,6 +185,7 @@ def training_summary(data: pd.DataFrame, outcome: str, features: Sequence[str]) 
         "outcome_years": sorted(int(v) for v in pd.unique(data["outcome_year"])) if "outcome_year" in data else [],
         "features_sha256": hashlib.sha256("\n".join(features).encode()).hexdigest()[:16],
         "n_features": len(features),
+        "features": list(features),
         "data_version": data_version(feature_matrix(data, features), y, features),
         "candidates_version": candidates_version(),
         "lightgbm_version": lgb.__version__,
@@ -203,8 +205,11 @@ def retune_reason(stored: Mapping[str, Any] | None, current: Mapping[str, Any], 
         return f"LightGBM {stored.get('lightgbm_version')} -> {current['lightgbm_version']}"
     if list(stored.get("outcome_years") or []) != list(current["outcome_years"]):
         return f"outcome years {stored.get('outcome_years')} -> {current['outcome_years']}"
-    if stored.get("features_sha256") != current["features_sha256"]:
-        return f"feature columns changed ({stored.get('n_features')} -> {current['n_features']})"
+    before_features, now_features = set(stored.get("features") or []), set(current["features"])
+    changed = len(before_features ^ now_features)
+    if changed > RETUNE_FEATURE_CHANGE * max(len(before_features), 1):
+        return (f"feature columns changed: {changed} added or removed of {len(before_features)} "
+                f"(more than {RETUNE_FEATURE_CHANGE:.0%})")
     before, now = int(stored.get("n_rows") or 0), int(current["n_rows"])
     if before == 0 or abs(now - before) / before > RETUNE_ROW_CHANGE:
         return f"training rows {before} -> {now} (more than {RETUNE_ROW_CHANGE:.0%} change)"

@@ -375,8 +375,10 @@ def prepare_raw_for_validation(
     measure_groups: dict[str, str] | str | None = None,
     measure_concepts: dict[str, str] | str | None = None,
     concept_source: str | None = None,
+    inplace: bool = False,
 ) -> pd.DataFrame:
-    """Add derived columns GE can check on raw long rows; the raw columns are left untouched.
+    """Add derived columns GE can check on raw long rows; the raw columns are left untouched
+    (``inplace``: added to ``df`` itself instead of a copy, for a caller that owns a large frame).
 
     - ``area_code_clean``: ``area_code`` stripped (``'WK034401  '`` -> ``'WK034401'``)
     - ``level``: ``land``/``gemeente``/``wijk``/``buurt`` from the code prefix NL/GM/WK/BU, else None
@@ -398,7 +400,7 @@ def prepare_raw_for_validation(
       ``unparseable`` (anything else: a reader bug or a changed format)
     - ``is_suppressed`` / ``is_missing``: booleans of the above
     """
-    out = df.copy()
+    out = df if inplace else df.copy()
     empty = pd.Series(None, index=out.index, dtype=object)
     parts = [
         _per_distinct(out["area_code"] if "area_code" in out else empty, _code_parts),
@@ -431,7 +433,7 @@ def _prepare_signature(groups, concepts, source=None) -> str:
     return json.dumps(parts, sort_keys=True)
 
 
-def prepare_for_suite(df: pd.DataFrame, suite_spec: dict | str) -> pd.DataFrame:
+def prepare_for_suite(df: pd.DataFrame, suite_spec: dict | str, *, inplace: bool = False) -> pd.DataFrame:
     """Apply the preparation a suite asks for (``"prepare": "raw_long"``), else return ``df``."""
     spec = _resolve_spec(suite_spec)
     groups, concepts = spec.get("measure_groups"), spec.get("measure_concepts")
@@ -443,6 +445,7 @@ def prepare_for_suite(df: pd.DataFrame, suite_spec: dict | str) -> pd.DataFrame:
             measure_groups=groups,
             measure_concepts=concepts,
             concept_source=source,
+            inplace=inplace,
         )
     return df
 
@@ -703,7 +706,7 @@ def _referenced_columns(spec: dict) -> tuple[set[str], set[str]]:
     return used, keep_object
 
 
-def _compact_for_ge(frame: pd.DataFrame, spec: dict) -> pd.DataFrame:
+def _compact_for_ge(frame: pd.DataFrame, spec: dict, *, copy: bool = True) -> pd.DataFrame:
     """Make GE's pandas engine affordable on million-row raw tables, without changing any value.
 
     GE 1.24 copies the whole frame for every metric domain and filters it with ``DataFrame.query``
@@ -715,7 +718,8 @@ def _compact_for_ge(frame: pd.DataFrame, spec: dict) -> pd.DataFrame:
     used, keep_object = _referenced_columns(spec)
     if spec.get("prepare") == "raw_long":
         frame = frame[[c for c in frame.columns if c not in DERIVED_RAW_COLUMNS or c in used]]
-    frame = frame.copy()
+    elif copy:
+        frame = frame.copy()
     for name in frame.columns:
         if name in keep_object:
             if isinstance(frame[name].dtype, pd.CategoricalDtype):
@@ -739,6 +743,9 @@ def _batches(df: pd.DataFrame, batch_by: list[str] | None) -> list[tuple[str | N
     missing = [c for c in batch_by if c not in df.columns]
     if missing:  # let the suite's own column checks report it; validate as one batch
         return [(None, df)]
+    if all(df[c].nunique(dropna=False) == 1 for c in batch_by):  # one batch (a staged partition): no copy
+        key = tuple(df[c].iloc[0] for c in batch_by)
+        return [(", ".join(f"{c}={_jsonable(v)}" for c, v in zip(batch_by, key)), df)]
     out = []
     for key, part in df.groupby(list(batch_by), dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
@@ -753,6 +760,7 @@ def validate_frame(
     *,
     batch_by: list[str] | None = None,
     sample_columns: tuple[str, ...] | None = None,
+    consume: bool = False,
 ) -> GateResult:
     """Validate ``df`` against a suite (spec dict or suite name) with GE; return a :class:`GateResult`.
 
@@ -760,10 +768,13 @@ def validate_frame(
     ``df`` already went through :func:`prepare_raw_for_validation`). With ``batch_by`` (argument, or
     the suite's ``"batch_by"``), each group is validated as its own GE batch - e.g. one release year -
     so row-count bands and "required measures present" hold per year, not over the whole table.
+
+    ``consume=True``: the caller hands ``df`` over (gate 1 on a staged partition of ~2 M rows): it is
+    prepared in place and emptied once GE's compact copy exists, so no second full copy is held.
     """
     started = time.perf_counter()
     spec = _resolve_spec(suite_spec)
-    frame = prepare_for_suite(df, spec)
+    frame = prepare_for_suite(df, spec, inplace=consume)
     batch_by = spec.get("batch_by") if batch_by is None else batch_by
     sample_cols = tuple(sample_columns or spec.get("sample_columns") or SAMPLE_ROW_COLUMNS)
 
@@ -777,9 +788,16 @@ def validate_frame(
 
     results: list[dict] = []
     labels: list[str] = []
-    for label, part in _batches(_compact_for_ge(frame, spec), batch_by):
+    n_rows = len(frame)
+    compact = _compact_for_ge(frame, spec, copy=not consume)
+    if consume and compact is not frame:
+        frame.drop(columns=list(frame.columns), inplace=True)  # the caller's frame: release its columns
+    del frame
+    for label, part in _batches(compact, batch_by):
         # A RangeIndex makes GE report failing rows as plain positions we can look up cheaply.
-        part = _drop_unused_categories(part.reset_index(drop=True))
+        if not (isinstance(part.index, pd.RangeIndex) and part.index.start == 0 and part.index.step == 1):
+            part = part.reset_index(drop=True)
+        part = _drop_unused_categories(part)
         part.attrs = {}
         batch = batch_definition.get_batch(batch_parameters={"dataframe": part})
         suite_result = batch.validate(suite, result_format=RESULT_FORMAT)
@@ -794,7 +812,7 @@ def validate_frame(
         suite=spec["name"],
         success=success,
         results=results,
-        rows=len(frame),
+        rows=n_rows,
         batches=labels,
         runtime_seconds=time.perf_counter() - started,
     )

@@ -74,7 +74,7 @@ def validate_staged(
         return GateResult(suite=name, success=True)
     spec = load_suite(name)
     frame = read_staged(con, staged)
-    ge_result = validate_frame(frame, spec)
+    ge_result = validate_frame(frame, spec, consume=True)
     del frame
     part = Partition(staged=staged, live=live, year=int(year), previous_year=previous_live_year(con, live, year))
     plausible = validate_plausibility(con, part, spec, catalog_file_globs(source))

@@ -340,6 +340,25 @@ def test_published_tables_pass_the_guards_and_audit_trail_lists_runs(pipeline):
     assert audit["code_version"].notna().all()
 
 
+def test_tune_on_demand_reselects_and_retrains_only_what_changed(pipeline):
+    """``wijk-assets tune``: the nested-CV selection runs again when asked (the refresh never does); on
+    the same data it finds the same choice, so the following refresh retrains nothing."""
+    from wijk_assets.runner.tune import tune
+
+    with _con(pipeline) as con:
+        models_before = con.execute("SELECT count(*) FROM ml.model_run_log").fetchone()[0]
+        stored = con.execute("SELECT selection_version FROM ml.model_selection WHERE outcome = 'won'").fetchone()[0]
+    lines = []
+    assert tune(pipeline["settings"], ["won"], instance=pipeline["instance"], log=lines.append), lines
+    assert any(line.startswith("tuned [won]:") and "(unchanged)" in line and "nested grouped-CV R²" in line
+               for line in lines), lines
+    with _con(pipeline) as con:
+        last = con.execute("SELECT action, reason, selection_version FROM ml.model_selection_log "
+                           "WHERE outcome = 'won' ORDER BY logged_at DESC LIMIT 1").fetchone()
+        assert last == ("selected", "asked for (retune)", stored)
+        assert con.execute("SELECT count(*) FROM ml.model_run_log").fetchone()[0] == models_before
+
+
 def test_corrupted_source_stops_at_the_gate_and_keeps_downstream(pipeline, shared_data_dir):
     """Leefbaarometer scores out of range: gate 1 fails, dbt does not run, marts keep their content."""
     con = _con(pipeline)

@@ -205,7 +205,12 @@ def retune_reason(stored: Mapping[str, Any] | None, current: Mapping[str, Any], 
         return f"LightGBM {stored.get('lightgbm_version')} -> {current['lightgbm_version']}"
     if list(stored.get("outcome_years") or []) != list(current["outcome_years"]):
         return f"outcome years {stored.get('outcome_years')} -> {current['outcome_years']}"
-    before_features, now_features = set(stored.get("features") or []), set(current["features"])
+    if "features" not in stored:  # a record without the column names: any change counts
+        if stored.get("features_sha256") != current["features_sha256"]:
+            return "feature columns changed"
+        before_features = now_features = set(current["features"])
+    else:
+        before_features, now_features = set(stored["features"]), set(current["features"])
     changed = len(before_features ^ now_features)
     if changed > RETUNE_FEATURE_CHANGE * max(len(before_features), 1):
         return (f"feature columns changed: {changed} added or removed of {len(before_features)} "

@@ -308,3 +308,27 @@ def test_model_card_shows_nested_cv_and_the_reference_fit_with_margins_over_ridg
             "+0.0103 | -0.0119 to +0.0306 (90%) |") in card
     assert "| lbm | reference@100 | 77 | 15428 | 0.654 | 0 |  |" in card
     assert "| lbm | wide_medium@450 | 386 | 15626 | 0.664 | 2 | yes |" in card
+    # the register entry (Dutch, decimal commas) says how the model was chosen
+    from wijk_assets.lib.responsible.register import build_register_entry
+
+    entry = build_register_entry(facts)
+    keuze = next(v for v in _find_key(entry, "validatie") if v["uitkomst"] == "lbm")["modelkeuze"]
+    assert keuze["kenmerken"] == "alle geselecteerde kenmerken"
+    assert keuze["r2_geneste_kruisvalidatie"] == "0,653" and keuze["interval_marge"] == "-0,0005 tot +0,0245"
+
+
+def _find_key(obj, key):
+    """The value of ``key`` anywhere in a nested dict/list."""
+    if isinstance(obj, dict):
+        if key in obj:
+            return obj[key]
+        values = obj.values()
+    elif isinstance(obj, list):
+        values = obj
+    else:
+        return None
+    for value in values:
+        found = _find_key(value, key)
+        if found is not None:
+            return found
+    return None

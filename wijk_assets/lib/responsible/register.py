@@ -527,6 +527,30 @@ def _gate_reason_nl(o: Mapping[str, Any]) -> str:
     return "; ".join(parts) or "achtergehouden door kwaliteitspoort 3 (zie de modelkaart)"
 
 
+FEATURE_SET_NL = {"all": "alle geselecteerde kenmerken", "own_health": "alleen de eigen gezondheidscijfers van de wijk"}
+TRAINING_ROWS_NL = {"all_matches": "alle gekoppelde wijk-jaren", "exact_only": "alleen exact gekoppelde wijk-jaren"}
+
+
+def _selection_nl(sel: Mapping[str, Any]) -> dict:
+    """Dutch summary of the model choice (nested grouped cross-validation) for the register entry."""
+    nested = sel.get("nested") or {}
+
+    def comma(value: Any, fmt: str) -> str | None:
+        return format(value, fmt).replace(".", ",") if isinstance(value, (int, float)) else None
+
+    return {
+        "werkwijze": ("gekozen met geneste kruisvalidatie, gegroepeerd per gemeente: welke kenmerken, welke "
+                      "trainingsrijen en welke instellingen het model gebruikt, is door de gegevens bepaald"),
+        "kenmerken": FEATURE_SET_NL.get(sel.get("feature_set"), sel.get("feature_set")),
+        "trainingsrijen": TRAINING_ROWS_NL.get(sel.get("training_rows"), sel.get("training_rows")),
+        "r2_geneste_kruisvalidatie": comma(nested.get("r2"), ".3f"),
+        "r2_lineair_basismodel": comma(nested.get("ridge_r2"), ".3f"),
+        "marge_boven_basismodel": comma(nested.get("margin_r2"), "+.4f"),
+        "interval_marge": (f"{comma(nested.get('margin_lower'), '+.4f')} tot {comma(nested.get('margin_upper'), '+.4f')}"
+                           if nested.get("margin_lower") is not None else None),
+    }
+
+
 def build_register_entry(facts: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> dict:
     """An Algoritmeregister entry (dict with the register's Dutch field names).
 
@@ -576,6 +600,7 @@ def build_register_entry(facts: Mapping[str, Any], config: Mapping[str, Any] | N
                 }}
                 if "verdict" in o else {}
             ),
+            **({"modelkeuze": _selection_nl(o["model_selection"])} if o.get("model_selection") else {}),
         }
         for o in facts["outcomes"]
     ]

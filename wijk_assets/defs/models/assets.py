@@ -92,6 +92,20 @@ def load_training_frame(duckdb: WarehouseResource) -> tuple[pd.DataFrame, pd.Dat
     return frame, model_feature_catalog(frame, base)
 
 
+def outcome_training_inputs(duckdb: WarehouseResource, outcome: str, opt_in) -> tuple:
+    """(training rows of ``outcome`` in canonical order, feature catalog, feature selection): what the
+    model selection and the model both start from."""
+    from wijk_assets.defs.models.store import training_rows_for
+    from wijk_assets.lib.ml.training import select_features
+
+    frame, catalog = load_training_frame(duckdb)
+    frame = training_rows_for(frame, outcome)
+    if frame.empty:
+        raise dg.Failure(f"no training rows with outcome {outcome!r} in marts.mart_wijk_training")
+    selection = select_features(frame, catalog, max_missing=0.5, exclude_sensitive=True, opt_in=opt_in, outcome=outcome)
+    return frame, catalog, selection
+
+
 CONTEXT_PREFIXES = {
     "gm__": "municipality value of: {label}",
     "bu_sd__": "spread across the wijk's buurten of: {label}",
@@ -178,7 +192,7 @@ def liveability_model(
 ) -> dg.MaterializeResult:
     import lightgbm
 
-    from wijk_assets.defs.models.store import load_selection, training_rows_for
+    from wijk_assets.defs.models.store import load_selection
     from wijk_assets.lib.ml.gate import compare_oof
     from wijk_assets.lib.ml.reuse import REUSED, TRAINED, reusable_run, training_fingerprint
     from wijk_assets.lib.ml.selection import exact_rows, recipe_features, training_mask
@@ -189,23 +203,15 @@ def liveability_model(
         fold_predictions,
         save_artifact,
         save_fold_models,
-        select_features,
         train_outcome,
     )
 
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     outcome = context.partition_key
-    frame, catalog = load_training_frame(duckdb)
-    frame = training_rows_for(frame, outcome)
-    if frame.empty:
-        raise dg.Failure(f"no training rows with outcome {outcome!r} in marts.mart_wijk_training")
+    frame, catalog, selection = outcome_training_inputs(duckdb, outcome, settings.sensitive_opt_in)
     choice = load_selection(duckdb, outcome)
     if choice is None:
         raise dg.Failure(f"no stored model selection for {outcome!r}: materialise models/model_selection first")
-    selection = select_features(
-        frame, catalog, max_missing=0.5, exclude_sensitive=True, opt_in=settings.sensitive_opt_in,
-        outcome=outcome,
-    )
     features = recipe_features(choice["feature_set"], selection.kept, catalog)
     mask = training_mask(choice["training_rows"], exact_rows(frame))
     training_version = data_version(

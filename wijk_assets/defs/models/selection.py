@@ -21,7 +21,7 @@ import pandas as pd
 
 from wijk_assets.defs.automation.conditions import downstream_automation_condition
 from wijk_assets.defs.house_style import rounded
-from wijk_assets.defs.models.assets import SEED, load_training_frame
+from wijk_assets.defs.models.assets import SEED, outcome_training_inputs
 from wijk_assets.defs.resources import DUCKDB_POOL, SettingsResource, WarehouseResource
 from wijk_assets.keys import FEATURE_CATALOG_KEY, OUTCOME_LABELS, SELECTION_KEY, TRAINING_KEY, outcome_partitions
 from wijk_assets.defs.models.store import (
@@ -30,7 +30,6 @@ from wijk_assets.defs.models.store import (
     SELECTION_COLUMNS,
     SELECTION_LOG_COLUMNS,
     load_selection,
-    training_rows_for,
 )
 from wijk_assets.lib.warehouse import ensure_table, replace_partition
 
@@ -57,17 +56,11 @@ def model_selection(
     context: dg.AssetExecutionContext, config: SelectionConfig, duckdb: WarehouseResource, settings: SettingsResource
 ) -> dg.MaterializeResult:
     from wijk_assets.lib.ml.selection import retune_reason, select_model, training_summary
-    from wijk_assets.lib.ml.training import select_features
 
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     outcome = context.partition_key
-    frame, catalog = load_training_frame(duckdb)
-    frame = training_rows_for(frame, outcome)
-    if frame.empty:
-        raise dg.Failure(f"no training rows with outcome {outcome!r} in marts.mart_wijk_training")
-    features = select_features(
-        frame, catalog, max_missing=0.5, exclude_sensitive=True, opt_in=settings.sensitive_opt_in, outcome=outcome
-    ).kept
+    frame, catalog, selection = outcome_training_inputs(duckdb, outcome, settings.sensitive_opt_in)
+    features = selection.kept
     stored = load_selection(duckdb, outcome)
     current = training_summary(frame, outcome, features)
     reason = retune_reason(stored["record"]["training"] if stored else None, current, force=config.retune)

@@ -59,6 +59,7 @@ from wijk_assets.lib.ml.gate import compare_with_baseline
 from wijk_assets.lib.ml.reference import own_health_features
 from wijk_assets.lib.ml.training import (
     LIGHTGBM_DEFAULTS,
+    _jsonable,
     _checkpoints,
     _fit,
     _fit_predict_ridge,
@@ -348,21 +349,6 @@ def _rmse(actual: np.ndarray, pred: np.ndarray) -> float:
     if not ok.any():
         return float("inf")
     return float(np.sqrt(np.mean((actual[ok] - pred[ok]) ** 2)))
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        v = float(obj)
-        return v if np.isfinite(v) else None
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
 
 
 __all__ = [

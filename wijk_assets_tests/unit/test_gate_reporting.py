@@ -332,3 +332,23 @@ def _find_key(obj, key):
         if found is not None:
             return found
     return None
+
+
+def test_a_withheld_outcome_leaves_no_explanation_or_interval_rows(tmp_path):
+    """Gate 3 withholds an outcome that was published before: its explanations AND the tables that
+    describe its published intervals (coverage per group, error per match rule) are removed, so no
+    report reads figures of a model that is not published (SYNTHETIC rows)."""
+    from wijk_assets.defs.explanations.assets import EXPLANATION_TABLES, RESIDUAL_SIDE_TABLES, _withheld
+    from wijk_assets.defs.resources import WarehouseResource
+
+    db = tmp_path / "w.duckdb"
+    tables = [*EXPLANATION_TABLES.values(), *RESIDUAL_SIDE_TABLES]
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE SCHEMA ml")
+        for table in tables:
+            con.execute(f"CREATE TABLE {table} AS SELECT * FROM (VALUES ('onv', 1), ('lbm', 2)) t(outcome, x)")
+    results = list(_withheld(WarehouseResource(path=str(db)), "onv", "v1", "withheld: not shown to beat ridge"))
+    assert {r.asset_key for r in results} == set(EXPLANATION_TABLES)
+    with duckdb.connect(str(db), read_only=True) as con:
+        for table in tables:
+            assert con.execute(f"SELECT list(outcome) FROM {table}").fetchone()[0] == ["lbm"], table

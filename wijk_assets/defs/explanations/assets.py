@@ -285,6 +285,9 @@ EXPLANATION_TABLES = {
     DRIVERS_KEY: "ml.area_drivers",
     RESIDUALS_KEY: "ml.area_residuals",
 }
+# Written with the residuals (interval coverage per group, out-of-fold error per match rule): they
+# describe the published intervals, so they go when the outcome is withheld.
+RESIDUAL_SIDE_TABLES = ("ml.interval_coverage", "ml.match_rule_errors")
 
 
 def _withheld(duckdb: WarehouseResource, outcome: str, model_version: str, reason: str):
@@ -293,7 +296,7 @@ def _withheld(duckdb: WarehouseResource, outcome: str, model_version: str, reaso
     from wijk_assets.lib.warehouse import table_exists
 
     with duckdb.connect() as con:
-        for table in EXPLANATION_TABLES.values():
+        for table in [*EXPLANATION_TABLES.values(), *RESIDUAL_SIDE_TABLES]:
             if table_exists(con, table):
                 con.execute(f"DELETE FROM {table} WHERE outcome = ?", [outcome])
     for key, table in EXPLANATION_TABLES.items():

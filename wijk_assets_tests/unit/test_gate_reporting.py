@@ -315,6 +315,11 @@ def test_model_card_shows_nested_cv_and_the_reference_fit_with_margins_over_ridg
     keuze = next(v for v in _find_key(entry, "validatie") if v["uitkomst"] == "lbm")["modelkeuze"]
     assert keuze["kenmerken"] == "alle geselecteerde kenmerken"
     assert keuze["r2_geneste_kruisvalidatie"] == "0,653" and keuze["interval_marge"] == "-0,0005 tot +0,0245"
+    from wijk_assets.lib.responsible.register import render_register_markdown
+
+    markdown = render_register_markdown(entry)
+    assert ("| lbm | alle geselecteerde kenmerken | alle gekoppelde wijk-jaren | 0,653 | 0,643 | +0,0100 | "
+            "-0,0005 tot +0,0245 |") in markdown
 
 
 def _find_key(obj, key):

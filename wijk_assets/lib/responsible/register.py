@@ -819,6 +819,16 @@ def render_register_markdown(entry: Mapping[str, Any]) -> str:
                     gate = o["kwaliteitspoort"]
                     lines.append(f"| {_md_escape(o['uitkomst'])} | {gate['oordeel']} | {_md_escape(gate['toelichting'])} |")
                 lines += ["", "**Achtergehouden uitkomsten**: " + "; ".join(tw.get("achtergehouden_uitkomsten") or ["geen"])]
+            chosen = [o for o in tw["validatie"] if o.get("modelkeuze")]
+            if chosen:
+                lines += ["", "Modelkeuze per uitkomst: " + chosen[0]["modelkeuze"]["werkwijze"] + ".", "",
+                          "| uitkomst | kenmerken | trainingsrijen | R² (geneste kruisvalidatie) | R² lineair basismodel "
+                          "| marge | interval |", "|---|---|---|---|---|---|---|"]
+                for o in chosen:
+                    k = o["modelkeuze"]
+                    lines.append(f"| {_md_escape(o['uitkomst'])} | {k['kenmerken']} | {k['trainingsrijen']} | "
+                                 f"{k['r2_geneste_kruisvalidatie'] or '-'} | {k['r2_lineair_basismodel'] or '-'} | "
+                                 f"{k['marge_boven_basismodel'] or '-'} | {k['interval_marge'] or '-'} |")
         elif key == "gegevens":
             g = value
             lines.append(str(g["toelichting"]))

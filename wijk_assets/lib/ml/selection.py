@@ -326,7 +326,7 @@ def select_model(
     nested = {**versus_ridge(nested_pred), **{f"{k}_exact_rows": v for k, v in
                                               evaluate_predictions(y[scored], nested_pred[scored]).items()
                                               if k in ("mae", "rmse")},
-              "r2_all_rows": evaluate_predictions(y, nested_pred)["r2"], "outer_choices": outer_choices}
+              "r2_all_rows": evaluate_predictions(y, nested_pred)["r2"]}
     reference_labels = [label for (r, _), label in zip(configs, labels) if r.name == REFERENCE]
     reference = ({"config": reference_labels[0], "description": "LightGBM defaults on the wijk's own health-monitor "
                   "features, trained on exact matches only", **versus_ridge(outer_pred[reference_labels[0]])}

@@ -40,6 +40,7 @@ class Settings:
     sensitive_opt_in: tuple[str, ...] = field(default_factory=tuple)
     release_sensor_interval_seconds: int = 3600
     ml_n_jobs: int = 1
+    ml_workers: int = 2
     dbt_target_path: Path = Path("target")  # relative paths are inside dbt_project/
     dagster_home: Path | None = None
 
@@ -67,6 +68,7 @@ def load_settings() -> Settings:
         sensitive_opt_in=opt_in,
         release_sensor_interval_seconds=int(os.environ.get("WIJK_RELEASE_SENSOR_INTERVAL_SECONDS", "") or 3600),
         ml_n_jobs=_positive_int("WIJK_ML_N_JOBS", 1),
+        ml_workers=_positive_int("WIJK_ML_WORKERS", max(1, min(2, os.cpu_count() or 1))),
         dbt_target_path=Path(os.environ.get("WIJK_DBT_TARGET_PATH", "").strip() or "target"),
         dagster_home=_env_path("DAGSTER_HOME", None),
     )

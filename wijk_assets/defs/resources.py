@@ -33,6 +33,7 @@ class SettingsResource(dg.ConfigurableResource):
     min_respondents: int = 10
     sensitive_opt_in: list[str] = []
     ml_n_jobs: int = 1
+    ml_workers: int = 2
 
     @classmethod
     def from_settings(cls, settings) -> "SettingsResource":
@@ -42,6 +43,7 @@ class SettingsResource(dg.ConfigurableResource):
             min_respondents=int(settings.min_respondents),
             sensitive_opt_in=list(settings.sensitive_opt_in),
             ml_n_jobs=int(settings.ml_n_jobs),
+            ml_workers=int(settings.ml_workers),
         )
 
 

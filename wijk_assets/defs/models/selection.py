@@ -70,7 +70,8 @@ def model_selection(
         reason = "training data within the re-selection rule of the stored choice"
     else:
         action = SELECTED
-        result = select_model(frame, outcome, features, catalog, seed=SEED, n_jobs=settings.ml_n_jobs)
+        result = select_model(frame, outcome, features, catalog, seed=SEED, n_jobs=settings.ml_n_jobs,
+                              workers=settings.ml_workers)
         record, version = result.record(), result.version
         row = pd.DataFrame([{
             "outcome": outcome, "selection_version": version, "recipe": result.chosen["recipe"],

@@ -68,6 +68,7 @@ from wijk_assets.lib.ml.training import (
     _SharedBins,
     data_version,
     feature_matrix,
+    parallel_map,
     resolve_params,
 )
 from wijk_assets.lib.ml.uncertainty import match_quality
@@ -238,6 +239,7 @@ def select_model(
     recipes: Sequence[Recipe] = RECIPES,
     n_outer: int = N_OUTER,
     n_inner: int = N_INNER,
+    workers: int | None = None,
 ) -> SelectionResult:
     """Nested grouped CV over ``recipes`` (see the module docstring); deterministic for a given seed."""
     t0 = time.perf_counter()
@@ -262,34 +264,44 @@ def select_model(
     outer = grouped_folds(data, "gemeente_code", n_outer, seed)
     outer_choices = []
 
-    def fit_predict(recipe: Recipe, fit_rows: np.ndarray, predict_rows: np.ndarray) -> dict[int, np.ndarray]:
-        fs = recipe.feature_set
-        native, rounds = resolve_params(recipe.params, seed, n_jobs)
-        names = _model_feature_names(feature_sets[fs])
-        X = matrices[fs]
-        booster = _fit(X[fit_rows], y[fit_rows], native, rounds, names, bins[fs].subset(native, fit_rows, None))
-        return {k: booster.predict(X[predict_rows], num_iteration=k) for k in _configs(recipe)}
-
+    # Every LightGBM fit of the nested CV is an independent task: (outer fold, inner fold or None for the
+    # outer fit, recipe). They run in parallel threads (parallel_map: results identical for any number
+    # of workers); the ridge baseline (BLAS) runs here, one fold after the other.
+    tasks = []
     for o, (train, test) in enumerate(outer):
         fold_of[test] = o
         inner_frame = data.iloc[train][["gemeente_code"]].reset_index(drop=True)
-        inner = grouped_folds(inner_frame, "gemeente_code", n_inner, seed + 1 + o)
-        inner_pred = {label: np.full(train.size, np.nan) for label in labels}
-        for itr, ite in inner:
+        for i, (itr, ite) in enumerate(grouped_folds(inner_frame, "gemeente_code", n_inner, seed + 1 + o)):
             for recipe in recipes:
                 fit_rows = train[itr][masks[recipe.name][train[itr]]]
-                if fit_rows.size == 0:
-                    continue
-                for k, pred in fit_predict(recipe, fit_rows, train[ite]).items():
-                    inner_pred[f"{recipe.name}@{k}"][ite] = pred
+                if fit_rows.size:
+                    tasks.append((o, i, recipe, fit_rows, ite))
+        for recipe in recipes:
+            tasks.append((o, None, recipe, train[masks[recipe.name][train]], test))
+
+    def fit_predict(task) -> dict[int, np.ndarray]:
+        o, i, recipe, fit_rows, predict_at = task
+        fs = recipe.feature_set
+        native, rounds = resolve_params(recipe.params, seed, n_jobs)
+        X = matrices[fs]
+        predict_rows = outer[o][0][predict_at] if i is not None else predict_at
+        booster = _fit(X[fit_rows], y[fit_rows], native, rounds, _model_feature_names(feature_sets[fs]),
+                       bins[fs].subset(native, fit_rows, None))
+        return {k: booster.predict(X[predict_rows], num_iteration=k) for k in _configs(recipe)}
+
+    results = parallel_map(fit_predict, tasks, workers)
+    inner_pred = {o: {label: np.full(train.size, np.nan) for label in labels} for o, (train, _) in enumerate(outer)}
+    for (o, i, recipe, _, predict_at), predictions in zip(tasks, results):
+        for k, pred in predictions.items():
+            if i is None:
+                outer_pred[f"{recipe.name}@{k}"][predict_at] = pred
+            else:
+                inner_pred[o][f"{recipe.name}@{k}"][predict_at] = pred
+    for o, (train, test) in enumerate(outer):
         inner_scored = scored[train]
-        inner_rmse = [_rmse(y[train][inner_scored], inner_pred[label][inner_scored]) for label in labels]
+        inner_rmse = [_rmse(y[train][inner_scored], inner_pred[o][label][inner_scored]) for label in labels]
         best = int(np.nanargmin(inner_rmse))
         outer_choices.append(labels[best])
-        for recipe in recipes:
-            fit_rows = train[masks[recipe.name][train]]
-            for k, pred in fit_predict(recipe, fit_rows, test).items():
-                outer_pred[f"{recipe.name}@{k}"][test] = pred
         nested_pred[test] = outer_pred[labels[best]][test]
         ridge_pred[test] = _fit_predict_ridge(X_base[train], y[train], X_base[test], groups[train], seed)
 

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import lightgbm as lgb
 import numpy as np
@@ -72,6 +74,32 @@ def _default_n_jobs() -> int:
     from wijk_assets.settings import load_settings
 
     return max(1, min(2, load_settings().ml_n_jobs))
+
+
+def _default_workers() -> int:
+    """Fits run at once: ``WIJK_ML_WORKERS`` (default: the CPU count, at most 2), see :func:`parallel_map`."""
+    from wijk_assets.settings import load_settings
+
+    return max(1, load_settings().ml_workers)
+
+
+def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int | None = None) -> list[Any]:
+    """``[fn(x) for x in items]``, with up to ``workers`` items at once in threads.
+
+    Used for independent LightGBM fits (cross-validation folds, nested-CV candidates): each fit keeps
+    its own fixed thread count (``num_threads``, default 1), and LightGBM releases the GIL while it
+    trains, so two single-threaded fits on two cores take about half the wall time of one after the
+    other -- more than one fit on two OpenMP threads gains on these small tables (1.3x), and without
+    OpenMP's spinning threads on a busy machine. Every result depends only on its own item (same
+    seed, same rows, same bins), so the outputs are identical for any ``workers``; results come back
+    in the order of ``items``. Work that uses BLAS (the ridge baseline) stays outside: a BLAS thread
+    limit is process-wide.
+    """
+    workers = _default_workers() if workers is None else max(1, int(workers))
+    if workers == 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="wijk-ml") as pool:
+        return list(pool.map(fn, items))
 
 
 # Settings shared by every LightGBM fit (the candidates below only override model capacity / speed).
@@ -294,19 +322,52 @@ class _SharedBins:
         self._subsets: dict[tuple, lgb.Dataset] = {}
 
     def subset(self, native: Mapping[str, Any], rows: np.ndarray, tag: Any) -> lgb.Dataset:
+        """A constructed row subset (construction happens here, under the lock, not inside lgb.train)."""
         key = tuple((k, native.get(k)) for k in _DATASET_KEYS)
-        if key not in self._full:
-            self._full[key] = _dataset(self.X, self.y, native, self.names).construct()
-        if tag is None:  # a one-off row set: not kept (nested CV fits dozens of them)
-            return self._full[key].subset(np.sort(np.asarray(rows, dtype=np.int32)))
-        if (key, tag) not in self._subsets:
-            self._subsets[(key, tag)] = self._full[key].subset(np.sort(np.asarray(rows, dtype=np.int32)))
-        return self._subsets[(key, tag)]
+        with _LGB_API_LOCK:  # fits in parallel threads (parallel_map) share one instance
+            if key not in self._full:
+                self._full[key] = _dataset(self.X, self.y, native, self.names).construct()
+            if tag is None:  # a one-off row set: not kept (nested CV fits dozens of them)
+                return self._full[key].subset(np.sort(np.asarray(rows, dtype=np.int32))).construct()
+            if (key, tag) not in self._subsets:
+                self._subsets[(key, tag)] = self._full[key].subset(np.sort(np.asarray(rows, dtype=np.int32))).construct()
+            return self._subsets[(key, tag)]
+
+
+# LightGBM's C API is not safe for concurrent Dataset/Booster set-up: two threads creating boosters
+# (one checking Dataset params while the other created its Booster) crashed the process in our runs.
+# Boosting rounds and predictions of distinct boosters are independent, so only the set-up, the
+# Dataset subsets and the final model round-trip hold this lock; the rounds run in parallel.
+_LGB_API_LOCK = threading.RLock()
+
+
+class _ReleaseAtFirstRound:
+    """A ``lgb.train`` callback that releases :data:`_LGB_API_LOCK` before the first boosting round."""
+
+    before_iteration = True
+
+    def __init__(self):
+        self.held = True
+
+    def __call__(self, env=None) -> None:
+        if self.held:
+            self.held = False
+            _LGB_API_LOCK.release()
 
 
 def _fit(X, y, native: Mapping[str, Any], rounds: int, names: list[str], dataset: lgb.Dataset | None = None) -> lgb.Booster:
-    ds = dataset if dataset is not None else _dataset(X, y, native, names)
-    return lgb.train(dict(native), ds, num_boost_round=rounds)
+    """``lgb.train(native, dataset, rounds)``: the same booster, safe to call from parallel threads."""
+    release = _ReleaseAtFirstRound()
+    _LGB_API_LOCK.acquire()
+    try:
+        ds = dataset if dataset is not None else _dataset(X, y, native, names).construct()
+        booster = lgb.train(dict(native), ds, num_boost_round=rounds, callbacks=[release],
+                            keep_training_booster=True)
+    finally:
+        release()  # no round ran, or set-up failed: the lock is still held
+    with _LGB_API_LOCK:  # what lgb.train does when it does not keep the training booster
+        booster.model_from_string(booster.model_to_string()).free_dataset()
+    return booster
 
 
 # ------------------------------------------------------------------------------------------ baselines
@@ -477,6 +538,7 @@ def evaluate(
     baselines: bool = True,
     train_mask: np.ndarray | None = None,
     baseline_features: Sequence[str] | None = None,
+    workers: int | None = None,
 ) -> EvaluationResult:
     """Grouped-CV metrics for LightGBM and the baselines on the same folds.
 
@@ -510,18 +572,26 @@ def evaluate(
 
     t0 = time.perf_counter()
     bins = _SharedBins(X, y, names)
-    fold_models: list[lgb.Booster] = []
+    tasks = []
     for fold_no, (train, test) in enumerate(folds):
         fold_of[test] = fold_no
         fit_rows = train[mask[train]]
         if fit_rows.size == 0:
             raise ValueError(f"{outcome}: fold {fold_no} has no training row inside the training mask")
-        for ci, (native, rounds) in enumerate(resolved):
-            booster = _fit(X[fit_rows], y[fit_rows], native, rounds, names, bins.subset(native, fit_rows, fold_no))
-            for k in _checkpoints(rounds, use_checkpoints):
-                oof[(ci, k)][test] = booster.predict(X[test], num_iteration=k)
-            if len(resolved) == 1 and not use_checkpoints:
-                fold_models.append(booster)
+        tasks += [(fold_no, ci, fit_rows, test) for ci in range(len(resolved))]
+
+    def fit_fold(task):
+        fold_no, ci, fit_rows, test = task
+        native, rounds = resolved[ci]
+        booster = _fit(X[fit_rows], y[fit_rows], native, rounds, names, bins.subset(native, fit_rows, fold_no))
+        return booster, {k: booster.predict(X[test], num_iteration=k) for k in _checkpoints(rounds, use_checkpoints)}
+
+    fold_models: list[lgb.Booster] = []
+    for (fold_no, ci, _, test), (booster, predictions) in zip(tasks, parallel_map(fit_fold, tasks, workers)):
+        for k, pred in predictions.items():
+            oof[(ci, k)][test] = pred
+        if len(resolved) == 1 and not use_checkpoints:
+            fold_models.append(booster)
     t_lgb = time.perf_counter() - t0
 
     tuning_rows = []
@@ -597,6 +667,7 @@ def temporal_evaluation(
     n_splits: int = 5,
     train_mask: np.ndarray | None = None,
     baseline_features: Sequence[str] | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Fit on the outcome years before the latest one and score the latest year.
 
@@ -626,17 +697,18 @@ def temporal_evaluation(
         "unseen_gemeenten": (split.train_idx[~in_held_out[split.train_idx]], split.test_idx[in_held_out[split.test_idx]]),
     }
     out: dict[str, Any] = {"available": True, "train_years": list(split.train_years), "test_year": split.test_year}
-    for name, (tr, te) in variants.items():
-        if tr.size == 0 or te.size == 0:
-            continue
-        fit_rows = tr[mask[tr]]
-        if fit_rows.size == 0:
-            continue
-        booster = _fit(X[fit_rows], y[fit_rows], native, rounds, names)
+    runs = [(name, tr, te, tr[mask[tr]]) for name, (tr, te) in variants.items()
+            if tr.size and te.size and mask[tr].any()]
+
+    def fit_variant(run):
+        _, _, te, fit_rows = run
+        return _fit(X[fit_rows], y[fit_rows], native, rounds, names).predict(X[te])
+
+    for (name, tr, te, fit_rows), pred in zip(runs, parallel_map(fit_variant, runs, workers)):
         res: dict[str, Any] = {
             "n_train": int(fit_rows.size),
             "n_test": int(te.size),
-            "lightgbm": evaluate_predictions(y[te], booster.predict(X[te])),
+            "lightgbm": evaluate_predictions(y[te], pred),
         }
         if baselines:
             res["ridge"] = evaluate_predictions(y[te], _fit_predict_ridge(X_base[tr], y[tr], X_base[te], groups[tr], seed))
@@ -732,6 +804,7 @@ def train_outcome(
     baselines: bool = True,
     train_mask: np.ndarray | None = None,
     baseline_features: Sequence[str] | None = None,
+    workers: int | None = None,
 ) -> ModelArtifact:
     """Evaluate (grouped CV, tuning as in :func:`evaluate`), then refit the winner on every row with the
     outcome present (inside ``train_mask``, see :func:`evaluate`); add the temporal check (latest
@@ -740,7 +813,7 @@ def train_outcome(
     n_jobs = max(1, min(2, n_jobs if n_jobs is not None else _default_n_jobs()))
     t0 = time.perf_counter()
     result = evaluate(frame, outcome, features, params, seed, n_splits=n_splits, n_jobs=n_jobs, baselines=baselines,
-                      train_mask=train_mask, baseline_features=baseline_features)
+                      train_mask=train_mask, baseline_features=baseline_features, workers=workers)
     t1 = time.perf_counter()
     data = _outcome_rows(frame, outcome)
     mask = _train_mask(train_mask, len(data))
@@ -751,7 +824,7 @@ def train_outcome(
     t2 = time.perf_counter()
     temporal_metrics = (
         temporal_evaluation(frame, outcome, features, result.best_params, seed, n_jobs=n_jobs, baselines=baselines,
-                            train_mask=train_mask, baseline_features=baseline_features)
+                            train_mask=train_mask, baseline_features=baseline_features, workers=workers)
         if temporal
         else {"available": False, "reason": "not requested"}
     )

@@ -27,6 +27,12 @@ def _env_path(name: str, default: Path | None) -> Path | None:
     return default
 
 
+# The schemas of the warehouse. A database file named after one of them (raw.duckdb) makes DuckDB's
+# catalog name equal to the schema name and every two-part table name ambiguous.
+WAREHOUSE_SCHEMAS = frozenset({"raw", "raw_staging", "staging", "intermediate", "marts", "ml", "monitoring",
+                               "publish", "reports", "audit", "quarantine", "main"})
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved settings; build with :func:`load_settings` so environment changes are picked up."""
@@ -43,6 +49,14 @@ class Settings:
     ml_workers: int = 2
     dbt_target_path: Path = Path("target")  # relative paths are inside dbt_project/
     dagster_home: Path | None = None
+
+    def __post_init__(self):
+        if self.duckdb_path is not None and Path(self.duckdb_path).stem.lower() in WAREHOUSE_SCHEMAS:
+            raise ValueError(
+                f"database file {self.duckdb_path}: DuckDB names the database after the file ("
+                f"{Path(self.duckdb_path).stem!r}), which clashes with the warehouse schema of that name, so "
+                f"every '{Path(self.duckdb_path).stem}.<table>' would be ambiguous; choose another file name "
+                f"(not one of {', '.join(sorted(WAREHOUSE_SCHEMAS))}), e.g. wijk_assets.duckdb")
 
     @property
     def mode(self) -> str:

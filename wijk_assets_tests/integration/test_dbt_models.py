@@ -15,8 +15,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from wijk_assets.runner.materialize import materialize_all
-from wijk_assets.settings import DBT_PROJECT_DIR, REPO_ROOT, Settings
+from wijk_assets_tests.integration.conftest import raw_copy
+from wijk_assets.settings import DBT_PROJECT_DIR, REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -30,13 +30,10 @@ def _dbt_executable() -> str:
 
 
 @pytest.fixture(scope="module")
-def built_db(shared_data_dir, tmp_path_factory) -> Path:
+def built_db(shared_data_dir, raw_stage, tmp_path_factory) -> Path:
     """Raw tables via Dagster, then the whole dbt project (models, seeds, tests) into one tmp DuckDB."""
     work = tmp_path_factory.mktemp("dbt")
-    db = work / "wijk.duckdb"
-    settings = Settings(data_dir=shared_data_dir, duckdb_path=db, cbs_base_url=None, gemeente="GM0106")
-    report = materialize_all(settings, instance=dg.DagsterInstance.ephemeral(), downstream=False)
-    assert report.success, [t for t in report.timings if not t.success]
+    db = raw_copy(raw_stage, work / "wijk.duckdb")  # the session's raw load (conftest), copied
 
     env = {
         **os.environ,

@@ -21,13 +21,10 @@ def _settings(data_dir: Path, db: Path) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def raw_db(shared_data_dir, tmp_path_factory) -> Path:
-    db = tmp_path_factory.mktemp("raw") / "wijk.duckdb"
-    report = materialize_all(
-        _settings(shared_data_dir, db), instance=dg.DagsterInstance.ephemeral(), downstream=False
-    )
-    assert report.success, [t for t in report.timings if not t.success]
-    return db
+def raw_db(shared_data_dir, raw_stage) -> Path:
+    """Every raw partition of the shared data, loaded through Dagster once per session (conftest)."""
+    assert raw_stage["report"].success
+    return raw_stage["db"]  # tests open it read-only
 
 
 def test_definitions_load_with_every_raw_source():

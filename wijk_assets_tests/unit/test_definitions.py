@@ -89,3 +89,15 @@ def test_register_lists_exactly_the_sources_the_models_are_built_from():
     used = {s for s in RAW_SOURCES if dg.AssetKey(["raw", s]) in model_inputs}
     assert set(MODEL_SOURCES) == used
     assert "gemeente_survey" in RAW_SOURCES and "gemeente_survey" not in used
+
+
+def test_a_database_file_named_after_a_schema_is_refused_with_the_reason(tmp_path):
+    """raw.duckdb would make DuckDB's catalog 'raw' clash with the raw schema: every load then fails
+    with an ambiguity error far from the cause. The settings refuse it up front and say why."""
+    import pytest
+
+    from wijk_assets.settings import Settings
+
+    with pytest.raises(ValueError, match=r"raw\.duckdb.*clashes with the warehouse schema"):
+        Settings(data_dir=tmp_path, duckdb_path=tmp_path / "raw.duckdb", cbs_base_url=None, gemeente="GM0106")
+    Settings(data_dir=tmp_path, duckdb_path=tmp_path / "wijk.duckdb", cbs_base_url=None, gemeente="GM0106")

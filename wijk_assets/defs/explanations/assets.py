@@ -104,7 +104,7 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource, s
         return
     artifact = load_artifact(run["artifact_path"])
     fold_models = load_fold_models(run["artifact_path"])
-    frame, catalog = load_training_frame(duckdb)
+    frame, catalog = load_training_frame(duckdb, context.run_id)
 
     # Every row the model was cross-validated on, in the order of its out-of-fold table.
     data = frame[frame[outcome].notna()].reset_index(drop=True)

@@ -80,25 +80,41 @@ def models_root(duckdb: WarehouseResource) -> Path:
     return Path(duckdb.path).resolve().parent / "models"
 
 
-def load_training_frame(duckdb: WarehouseResource) -> tuple[pd.DataFrame, pd.DataFrame]:
+# One run's training frame, read once: an outcome's run reads it in four assets (selection, model,
+# gate 3, explanations; ~1 s each on the national mart). Keyed by database file and run id: inside
+# one run nothing rewrites the mart after its first reader (dbt is upstream of every reader), and
+# every run reads afresh. Callers get copies, so no asset sees another's changes.
+_RUN_FRAME: dict[tuple[str, str], tuple[pd.DataFrame, pd.DataFrame]] = {}
+
+
+def load_training_frame(duckdb: WarehouseResource, run_id: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The wijk training mart and a catalog covering every model input column (context columns
-    ``gm__x`` / ``bu_sd__x`` … inherit the label of ``x`` with a prefix in words)."""
-    with duckdb.connect(read_only=True) as con:
-        # sorted by the mart's keys: the models see the same rows in the same order on every build
-        frame = con.execute(
-            "SELECT * FROM marts.mart_wijk_training WHERE feature_year IS NOT NULL ORDER BY area_code, outcome_year"
-        ).df()
-        base = con.execute("SELECT * FROM marts.feature_catalog ORDER BY feature").df()
-    return frame, model_feature_catalog(frame, base)
+    ``gm__x`` / ``bu_sd__x`` … inherit the label of ``x`` with a prefix in words). With ``run_id``
+    (the Dagster run's), the frame is read once per run (see ``_RUN_FRAME``)."""
+    key = (str(Path(duckdb.path).resolve()), run_id) if run_id else None
+    if key is None or key not in _RUN_FRAME:
+        with duckdb.connect(read_only=True) as con:
+            # sorted by the mart's keys: the models see the same rows in the same order on every build
+            frame = con.execute(
+                "SELECT * FROM marts.mart_wijk_training WHERE feature_year IS NOT NULL ORDER BY area_code, outcome_year"
+            ).df()
+            base = con.execute("SELECT * FROM marts.feature_catalog ORDER BY feature").df()
+        loaded = (frame, model_feature_catalog(frame, base))
+        if key is None:
+            return loaded
+        _RUN_FRAME.clear()  # one run at a time is kept
+        _RUN_FRAME[key] = loaded
+    frame, catalog = _RUN_FRAME[key]
+    return frame.copy(), catalog.copy()
 
 
-def outcome_training_inputs(duckdb: WarehouseResource, outcome: str, opt_in) -> tuple:
+def outcome_training_inputs(duckdb: WarehouseResource, outcome: str, opt_in, run_id: str | None = None) -> tuple:
     """(training rows of ``outcome`` in canonical order, feature catalog, feature selection): what the
     model selection and the model both start from."""
     from wijk_assets.defs.models.store import training_rows_for
     from wijk_assets.lib.ml.training import select_features
 
-    frame, catalog = load_training_frame(duckdb)
+    frame, catalog = load_training_frame(duckdb, run_id)
     frame = training_rows_for(frame, outcome)
     if frame.empty:
         raise dg.Failure(f"no training rows with outcome {outcome!r} in marts.mart_wijk_training")
@@ -208,7 +224,7 @@ def liveability_model(
 
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     outcome = context.partition_key
-    frame, catalog, selection = outcome_training_inputs(duckdb, outcome, settings.sensitive_opt_in)
+    frame, catalog, selection = outcome_training_inputs(duckdb, outcome, settings.sensitive_opt_in, context.run_id)
     choice = load_selection(duckdb, outcome)
     if choice is None:
         raise dg.Failure(f"no stored model selection for {outcome!r}: materialise models/model_selection first")

@@ -59,7 +59,7 @@ def model_selection(
 
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     outcome = context.partition_key
-    frame, catalog, selection = outcome_training_inputs(duckdb, outcome, settings.sensitive_opt_in)
+    frame, catalog, selection = outcome_training_inputs(duckdb, outcome, settings.sensitive_opt_in, context.run_id)
     features = selection.kept
     stored = load_selection(duckdb, outcome)
     current = training_summary(frame, outcome, features)

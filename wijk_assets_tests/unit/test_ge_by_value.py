@@ -1,0 +1,57 @@
+"""Gate expectations over a column's distinct values (ge_runner): same verdict, row-level evidence.
+
+SYNTHETIC frames: a categorical text column with a handful of distinct values repeated over many rows,
+as the provenance columns of a raw partition are (one sha256 per file, ~2 M rows).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from wijk_assets.lib.quality.ge_runner import _by_value_expectations, validate_frame
+
+SPEC = {
+    "name": "synthetic_by_value",
+    "expectations": [
+        {"type": "expect_column_values_to_match_regex", "kwargs": {"column": "sha", "regex": "^[0-9a-f]{8}$"},
+         "meta": {"blocking": True, "why": "hex"}},
+        {"type": "expect_column_values_to_match_regex",
+         "kwargs": {"column": "sha", "regex": "^[0-9a-f]{8}$", "mostly": 0.5}, "meta": {"blocking": False, "why": "hex, mostly"}},
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "row"}, "meta": {"blocking": True, "why": "row"}},
+    ],
+}
+
+
+def _frame(bad_at: int | None = None) -> pd.DataFrame:
+    sha = ["0123abcd", "89efcdab", "00ff00ff"] * 4000
+    if bad_at is not None:
+        sha[bad_at] = "NOT-HEX!"
+    return pd.DataFrame({"sha": pd.Categorical(sha), "row": range(len(sha))})
+
+
+def test_only_every_row_regex_checks_on_categorical_columns_go_by_value():
+    frame = _frame()
+    assert _by_value_expectations(SPEC, frame) == {"sha": [0]}  # 'mostly' counts rows: not by value
+    assert _by_value_expectations(SPEC, frame.astype({"sha": object})) == {}
+
+
+def test_a_passing_regex_is_checked_on_distinct_values_and_reports_no_failing_row():
+    result = validate_frame(_frame(), SPEC)
+    assert result.success
+    regex = [r for r in result.results if r["expectation"] == "expect_column_values_to_match_regex"]
+    assert len(regex) == 2 and all(r["success"] and r["unexpected_count"] == 0 for r in regex)
+    assert result.rows == 12000
+
+
+def test_a_failing_value_gets_the_row_level_evidence_of_every_row():
+    result = validate_frame(_frame(bad_at=7777), SPEC, sample_columns=("row", "sha"))
+    assert not result.success
+    failed = [r for r in result.results if not r["success"]]
+    assert len(failed) == 1
+    [failure] = failed
+    assert failure["column"] == "sha" and failure["unexpected_count"] == 1  # rows, not distinct values
+    assert failure["sample"] == ["NOT-HEX!"]
+    assert [r["row"] for r in failure["sample_rows"]] == [7777]
+    # the non-blocking 'mostly' variant ran on the rows and passes (1 of 12000 rows)
+    assert any(r["success"] and r["unexpected_count"] == 1 for r in result.results
+               if r["expectation"] == "expect_column_values_to_match_regex")

@@ -41,25 +41,59 @@ def tier_of(item: pytest.Item) -> str:
     return "unit"
 
 
-# Fixtures that build a warehouse once per session (integration/conftest.py): every module that uses
-# one runs in the same parallel worker, so the build is not repeated in a second worker.
-SHARED_BUILD_FIXTURES = frozenset({"raw_stage", "lbm_warehouse"})
+# Parallel runs (pytest-xdist, `-n 2`): a whole module runs in one worker (its module fixtures are built
+# once), and the modules that read a session-wide build (integration/conftest.py: raw_stage,
+# lbm_warehouse) run in one worker together, so that build is not repeated in the other worker. The
+# end-to-end module starts first in one worker, the shared build in the other. (xdist's own
+# `--dist loadgroup` marks do not reach the scheduler under pytest 9.2: node ids became immutable.)
+SHARED_BUILD_MODULES = frozenset({
+    "wijk_assets_tests/integration/test_raw_assets.py",
+    "wijk_assets_tests/integration/test_dbt_models.py",
+    "wijk_assets_tests/integration/test_model_outputs.py",
+    "wijk_assets_tests/integration/test_wijkbeeld.py",
+})
+SHARED_BUILD_FIXTURES = ("raw_stage", "lbm_warehouse")
 
 
-def worker_group(item: pytest.Item) -> str:
-    """The pytest-xdist group of a test (``--dist loadgroup``): its module, or the shared-build group."""
-    if SHARED_BUILD_FIXTURES & set(getattr(item, "fixturenames", ())):
-        return "shared_warehouse"
-    return item.nodeid.split("::")[0]
+def worker_scope(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    return "shared_build" if module in SHARED_BUILD_MODULES else module
+
+
+def scope_priority(scope: str) -> int:
+    """Start order: the end-to-end module, the shared build, the quick unit modules, the rest."""
+    if "/e2e/" in scope:
+        return 0
+    if scope == "shared_build":
+        return 1
+    return 2 if "/unit/" in scope else 3
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    modules_sharing = {i.nodeid.split("::")[0] for i in items if worker_group(i) == "shared_warehouse"}
     for item in items:
         item.add_marker(getattr(pytest.mark, tier_of(item)))
-        # a module whose tests partly use a shared build stays whole: all of it joins that group
-        group = "shared_warehouse" if item.nodeid.split("::")[0] in modules_sharing else worker_group(item)
-        item.add_marker(pytest.mark.xdist_group(name=group))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") in ("each", "worksteal"):
+        return None  # xdist's own scheduler
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        _ordered = False
+
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_scope(nodeid)
+
+        def _assign_work_unit(self, node) -> None:
+            if not self._ordered:  # the first assignment: the work queue is complete
+                self._ordered = True
+                ordered = sorted(self.workqueue.items(), key=lambda kv: scope_priority(kv[0]))
+                self.workqueue.clear()
+                self.workqueue.update(ordered)
+            super()._assign_work_unit(node)
+
+    return ModuleScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

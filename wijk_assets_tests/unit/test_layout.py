@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "wijk_assets"
@@ -182,3 +183,22 @@ def test_assets_read_settings_from_the_resource():
                 callers.add(rel)
     unexpected = sorted(callers - set(LOAD_SETTINGS_ALLOWED))
     assert not unexpected, f"load_settings() outside the entry points (use the settings resource): {unexpected}"
+
+
+def test_the_parallel_scheduler_knows_every_module_that_reads_a_shared_build():
+    """Modules using a session-wide build (raw_stage, lbm_warehouse) must run in one worker, or the
+    build is repeated in the other one: the scheduler's list has to match the test files."""
+    from wijk_assets_tests.conftest import SHARED_BUILD_FIXTURES, SHARED_BUILD_MODULES, scope_priority, worker_scope
+
+    tests = Path(__file__).resolve().parents[1]
+    using = set()
+    for path in tests.rglob("test_*.py"):
+        text = path.read_text(encoding="utf-8")
+        if any(re.search(rf"def \w+\([^)]*\b{name}\b", text) for name in SHARED_BUILD_FIXTURES):
+            using.add(path.relative_to(tests.parent).as_posix())
+    assert using == set(SHARED_BUILD_MODULES)
+    assert worker_scope("wijk_assets_tests/integration/test_wijkbeeld.py::test_x") == "shared_build"
+    assert worker_scope("wijk_assets_tests/unit/test_ml.py::test_x[a::b]") == "wijk_assets_tests/unit/test_ml.py"
+    order = sorted(["wijk_assets_tests/integration/test_determinism.py", "wijk_assets_tests/unit/test_ml.py",
+                    "shared_build", "wijk_assets_tests/e2e/test_pipeline_end_to_end.py"], key=scope_priority)
+    assert order[:2] == ["wijk_assets_tests/e2e/test_pipeline_end_to_end.py", "shared_build"]

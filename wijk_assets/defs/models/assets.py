@@ -253,8 +253,7 @@ def liveability_model(
         action = TRAINED
         # exactly the stored choice: one setting, so the cross-validation's own fold models are kept
         artifact = train_outcome(frame, outcome, features, params=choice["params"], seed=SEED,
-                                 n_jobs=settings.ml_n_jobs, workers=settings.ml_workers, train_mask=mask,
-                                 baseline_features=selection.kept)
+                                 n_jobs=settings.ml_n_jobs, train_mask=mask, baseline_features=selection.kept)
         model_version = hashlib.sha256(artifact.model_string.encode()).hexdigest()[:16]
         target_dir = models_root(duckdb) / outcome / model_version
         save_artifact(artifact, target_dir)

@@ -46,7 +46,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -67,8 +69,8 @@ from wijk_assets.lib.ml.training import (
     _outcome_rows,
     _SharedBins,
     data_version,
+    _default_workers,
     feature_matrix,
-    parallel_map,
     resolve_params,
 )
 from wijk_assets.lib.ml.uncertainty import match_quality
@@ -250,7 +252,6 @@ def select_model(
     scored = exact if exact.any() else np.ones(len(data), dtype=bool)
     feature_sets = {fs: recipe_features(fs, features, catalog) for fs in {r.feature_set for r in recipes}}
     matrices = {fs: feature_matrix(data, cols) for fs, cols in feature_sets.items()}
-    bins = {fs: _SharedBins(matrices[fs], y, _model_feature_names(cols)) for fs, cols in feature_sets.items()}
     masks = {r.name: training_mask(r.training_rows, exact) for r in recipes}
     configs = [(r, k) for r in recipes for k in _configs(r)]
     labels = [f"{r.name}@{k}" for r, k in configs]
@@ -265,8 +266,8 @@ def select_model(
     outer_choices = []
 
     # Every LightGBM fit of the nested CV is an independent task: (outer fold, inner fold or None for the
-    # outer fit, recipe). They run in parallel threads (parallel_map: results identical for any number
-    # of workers); the ridge baseline (BLAS) runs here, one fold after the other.
+    # outer fit, recipe). With workers > 1 they run in worker processes (see _run_fits; results are
+    # identical for any number of workers); the ridge baseline runs here, one fold after the other.
     tasks = []
     for o, (train, test) in enumerate(outer):
         fold_of[test] = o
@@ -275,23 +276,15 @@ def select_model(
             for recipe in recipes:
                 fit_rows = train[itr][masks[recipe.name][train[itr]]]
                 if fit_rows.size:
-                    tasks.append((o, i, recipe, fit_rows, ite))
+                    tasks.append((o, i, recipe, fit_rows, ite, train[ite]))
         for recipe in recipes:
-            tasks.append((o, None, recipe, train[masks[recipe.name][train]], test))
-
-    def fit_predict(task) -> dict[int, np.ndarray]:
-        o, i, recipe, fit_rows, predict_at = task
-        fs = recipe.feature_set
-        native, rounds = resolve_params(recipe.params, seed, n_jobs)
-        X = matrices[fs]
-        predict_rows = outer[o][0][predict_at] if i is not None else predict_at
-        booster = _fit(X[fit_rows], y[fit_rows], native, rounds, _model_feature_names(feature_sets[fs]),
-                       bins[fs].subset(native, fit_rows, None))
-        return {k: booster.predict(X[predict_rows], num_iteration=k) for k in _configs(recipe)}
-
-    results = parallel_map(fit_predict, tasks, workers)
+            tasks.append((o, None, recipe, train[masks[recipe.name][train]], test, test))
+    payloads = [(recipe.feature_set, dict(recipe.params), _configs(recipe), fit_rows, predict_rows)
+                for _, _, recipe, fit_rows, _, predict_rows in tasks]
+    names = {fs: _model_feature_names(cols) for fs, cols in feature_sets.items()}
+    results = _run_fits(payloads, matrices, y, names, seed, n_jobs, workers)
     inner_pred = {o: {label: np.full(train.size, np.nan) for label in labels} for o, (train, _) in enumerate(outer)}
-    for (o, i, recipe, _, predict_at), predictions in zip(tasks, results):
+    for (o, i, recipe, _, predict_at, _), predictions in zip(tasks, results):
         for k, pred in predictions.items():
             if i is None:
                 outer_pred[f"{recipe.name}@{k}"][predict_at] = pred
@@ -354,6 +347,46 @@ def select_model(
         seconds=time.perf_counter() - t0,
         outer_choices=outer_choices,
     )
+
+
+# ------------------------------------------------------------------------------- fits in processes
+# LightGBM's C API is not thread-safe across boosters (fits in parallel threads crashed the process), so
+# parallel fits run in worker processes, started with "spawn" (a clean interpreter: no forked OpenMP
+# state, no copy of the caller's Dagster/DuckDB objects). Each worker receives the feature matrices
+# once (pool initializer) and bins them itself exactly as the caller would (same values, same params),
+# so every fit -- and every result -- is identical to the serial path's.
+
+_STATE: dict[str, Any] = {}
+
+
+def _init_fits(matrices, y, names, seed, n_jobs) -> None:
+    _STATE.clear()
+    _STATE.update(matrices=matrices, y=y, names=names, seed=seed, n_jobs=n_jobs,
+                  bins={fs: _SharedBins(X, y, names[fs]) for fs, X in matrices.items()})
+
+
+def _fit_task(payload) -> dict[int, np.ndarray]:
+    feature_set, params, checkpoints, fit_rows, predict_rows = payload
+    X, y = _STATE["matrices"][feature_set], _STATE["y"]
+    native, rounds = resolve_params(params, _STATE["seed"], _STATE["n_jobs"])
+    booster = _fit(X[fit_rows], y[fit_rows], native, rounds, _STATE["names"][feature_set],
+                   _STATE["bins"][feature_set].subset(native, fit_rows, None))
+    return {k: booster.predict(X[predict_rows], num_iteration=k) for k in checkpoints}
+
+
+def _run_fits(payloads, matrices, y, names, seed, n_jobs, workers) -> list[dict[int, np.ndarray]]:
+    """Every fit of ``payloads``, in order: in this process, or in ``workers`` spawned processes."""
+    workers = _default_workers() if workers is None else max(1, int(workers))
+    if workers == 1 or len(payloads) < 2:
+        _init_fits(matrices, y, names, seed, n_jobs)
+        try:
+            return [_fit_task(p) for p in payloads]
+        finally:
+            _STATE.clear()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(payloads)), mp_context=context,
+                             initializer=_init_fits, initargs=(matrices, y, names, seed, n_jobs)) as pool:
+        return list(pool.map(_fit_task, payloads))
 
 
 def _rmse(actual: np.ndarray, pred: np.ndarray) -> float:

@@ -26,11 +26,10 @@ import hashlib
 import json
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import lightgbm as lgb
 import numpy as np
@@ -77,29 +76,10 @@ def _default_n_jobs() -> int:
 
 
 def _default_workers() -> int:
-    """Fits run at once: ``WIJK_ML_WORKERS`` (default: the CPU count, at most 2), see :func:`parallel_map`."""
+    """Worker processes for the nested-CV fits: ``WIJK_ML_WORKERS`` (default: the CPU count, at most 2)."""
     from wijk_assets.settings import load_settings
 
     return max(1, load_settings().ml_workers)
-
-
-def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int | None = None) -> list[Any]:
-    """``[fn(x) for x in items]``, with up to ``workers`` items at once in threads.
-
-    Used for independent LightGBM fits (cross-validation folds, nested-CV candidates): each fit keeps
-    its own fixed thread count (``num_threads``, default 1), and LightGBM releases the GIL while it
-    trains, so two single-threaded fits on two cores take about half the wall time of one after the
-    other -- more than one fit on two OpenMP threads gains on these small tables (1.3x), and without
-    OpenMP's spinning threads on a busy machine. Every result depends only on its own item (same
-    seed, same rows, same bins), so the outputs are identical for any ``workers``; results come back
-    in the order of ``items``. Work that uses BLAS (the ridge baseline) stays outside: a BLAS thread
-    limit is process-wide.
-    """
-    workers = _default_workers() if workers is None else max(1, int(workers))
-    if workers == 1 or len(items) <= 1:
-        return [fn(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="wijk-ml") as pool:
-        return list(pool.map(fn, items))
 
 
 # Settings shared by every LightGBM fit (the candidates below only override model capacity / speed).
@@ -324,7 +304,7 @@ class _SharedBins:
     def subset(self, native: Mapping[str, Any], rows: np.ndarray, tag: Any) -> lgb.Dataset:
         """A constructed row subset (construction happens here, under the lock, not inside lgb.train)."""
         key = tuple((k, native.get(k)) for k in _DATASET_KEYS)
-        with _LGB_API_LOCK:  # fits in parallel threads (parallel_map) share one instance
+        with _LGB_API_LOCK:
             if key not in self._full:
                 self._full[key] = _dataset(self.X, self.y, native, self.names).construct()
             if tag is None:  # a one-off row set: not kept (nested CV fits dozens of them)
@@ -334,10 +314,10 @@ class _SharedBins:
             return self._subsets[(key, tag)]
 
 
-# LightGBM's C API is not safe for concurrent Dataset/Booster set-up: two threads creating boosters
-# (one checking Dataset params while the other created its Booster) crashed the process in our runs.
-# Boosting rounds and predictions of distinct boosters are independent, so only the set-up, the
-# Dataset subsets and the final model round-trip hold this lock; the rounds run in parallel.
+# LightGBM's C API is not thread-safe across boosters: fits in parallel threads crashed the process
+# (booster set-up against a Dataset parameter check, and against a prediction). Parallel fits therefore
+# run in separate processes (lib.ml.selection); this lock only keeps a stray second thread (a Dagster
+# thread, a caller's pool) from overlapping LightGBM's set-up, Dataset subsets and model round-trip.
 _LGB_API_LOCK = threading.RLock()
 
 
@@ -538,7 +518,6 @@ def evaluate(
     baselines: bool = True,
     train_mask: np.ndarray | None = None,
     baseline_features: Sequence[str] | None = None,
-    workers: int | None = None,
 ) -> EvaluationResult:
     """Grouped-CV metrics for LightGBM and the baselines on the same folds.
 
@@ -587,7 +566,7 @@ def evaluate(
         return booster, {k: booster.predict(X[test], num_iteration=k) for k in _checkpoints(rounds, use_checkpoints)}
 
     fold_models: list[lgb.Booster] = []
-    for (fold_no, ci, _, test), (booster, predictions) in zip(tasks, parallel_map(fit_fold, tasks, workers)):
+    for (fold_no, ci, _, test), (booster, predictions) in zip(tasks, [fit_fold(t) for t in tasks]):
         for k, pred in predictions.items():
             oof[(ci, k)][test] = pred
         if len(resolved) == 1 and not use_checkpoints:
@@ -667,7 +646,6 @@ def temporal_evaluation(
     n_splits: int = 5,
     train_mask: np.ndarray | None = None,
     baseline_features: Sequence[str] | None = None,
-    workers: int | None = None,
 ) -> dict[str, Any]:
     """Fit on the outcome years before the latest one and score the latest year.
 
@@ -704,7 +682,7 @@ def temporal_evaluation(
         _, _, te, fit_rows = run
         return _fit(X[fit_rows], y[fit_rows], native, rounds, names).predict(X[te])
 
-    for (name, tr, te, fit_rows), pred in zip(runs, parallel_map(fit_variant, runs, workers)):
+    for (name, tr, te, fit_rows), pred in zip(runs, [fit_variant(r) for r in runs]):
         res: dict[str, Any] = {
             "n_train": int(fit_rows.size),
             "n_test": int(te.size),
@@ -804,7 +782,6 @@ def train_outcome(
     baselines: bool = True,
     train_mask: np.ndarray | None = None,
     baseline_features: Sequence[str] | None = None,
-    workers: int | None = None,
 ) -> ModelArtifact:
     """Evaluate (grouped CV, tuning as in :func:`evaluate`), then refit the winner on every row with the
     outcome present (inside ``train_mask``, see :func:`evaluate`); add the temporal check (latest
@@ -813,7 +790,7 @@ def train_outcome(
     n_jobs = max(1, min(2, n_jobs if n_jobs is not None else _default_n_jobs()))
     t0 = time.perf_counter()
     result = evaluate(frame, outcome, features, params, seed, n_splits=n_splits, n_jobs=n_jobs, baselines=baselines,
-                      train_mask=train_mask, baseline_features=baseline_features, workers=workers)
+                      train_mask=train_mask, baseline_features=baseline_features)
     t1 = time.perf_counter()
     data = _outcome_rows(frame, outcome)
     mask = _train_mask(train_mask, len(data))
@@ -824,7 +801,7 @@ def train_outcome(
     t2 = time.perf_counter()
     temporal_metrics = (
         temporal_evaluation(frame, outcome, features, result.best_params, seed, n_jobs=n_jobs, baselines=baselines,
-                            train_mask=train_mask, baseline_features=baseline_features, workers=workers)
+                            train_mask=train_mask, baseline_features=baseline_features)
         if temporal
         else {"available": False, "reason": "not requested"}
     )

@@ -46,9 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -58,18 +56,16 @@ import numpy as np
 import pandas as pd
 
 from wijk_assets.lib.ml.gate import compare_with_baseline
+from wijk_assets.lib.ml.parallel_fits import run_fits
 from wijk_assets.lib.ml.reference import own_health_features
 from wijk_assets.lib.ml.training import (
     LIGHTGBM_DEFAULTS,
     _jsonable,
     _checkpoints,
-    _fit,
     _fit_predict_ridge,
     _model_feature_names,
     _outcome_rows,
-    _SharedBins,
     data_version,
-    _default_workers,
     feature_matrix,
     resolve_params,
 )
@@ -282,7 +278,7 @@ def select_model(
     payloads = [(recipe.feature_set, dict(recipe.params), _configs(recipe), fit_rows, predict_rows)
                 for _, _, recipe, fit_rows, _, predict_rows in tasks]
     names = {fs: _model_feature_names(cols) for fs, cols in feature_sets.items()}
-    results = _run_fits(payloads, matrices, y, names, seed, n_jobs, workers)
+    results = run_fits(payloads, matrices, y, names, seed, n_jobs, workers)
     inner_pred = {o: {label: np.full(train.size, np.nan) for label in labels} for o, (train, _) in enumerate(outer)}
     for (o, i, recipe, _, predict_at, _), predictions in zip(tasks, results):
         for k, pred in predictions.items():
@@ -347,46 +343,6 @@ def select_model(
         seconds=time.perf_counter() - t0,
         outer_choices=outer_choices,
     )
-
-
-# ------------------------------------------------------------------------------- fits in processes
-# LightGBM's C API is not thread-safe across boosters (fits in parallel threads crashed the process), so
-# parallel fits run in worker processes, started with "spawn" (a clean interpreter: no forked OpenMP
-# state, no copy of the caller's Dagster/DuckDB objects). Each worker receives the feature matrices
-# once (pool initializer) and bins them itself exactly as the caller would (same values, same params),
-# so every fit -- and every result -- is identical to the serial path's.
-
-_STATE: dict[str, Any] = {}
-
-
-def _init_fits(matrices, y, names, seed, n_jobs) -> None:
-    _STATE.clear()
-    _STATE.update(matrices=matrices, y=y, names=names, seed=seed, n_jobs=n_jobs,
-                  bins={fs: _SharedBins(X, y, names[fs]) for fs, X in matrices.items()})
-
-
-def _fit_task(payload) -> dict[int, np.ndarray]:
-    feature_set, params, checkpoints, fit_rows, predict_rows = payload
-    X, y = _STATE["matrices"][feature_set], _STATE["y"]
-    native, rounds = resolve_params(params, _STATE["seed"], _STATE["n_jobs"])
-    booster = _fit(X[fit_rows], y[fit_rows], native, rounds, _STATE["names"][feature_set],
-                   _STATE["bins"][feature_set].subset(native, fit_rows, None))
-    return {k: booster.predict(X[predict_rows], num_iteration=k) for k in checkpoints}
-
-
-def _run_fits(payloads, matrices, y, names, seed, n_jobs, workers) -> list[dict[int, np.ndarray]]:
-    """Every fit of ``payloads``, in order: in this process, or in ``workers`` spawned processes."""
-    workers = _default_workers() if workers is None else max(1, int(workers))
-    if workers == 1 or len(payloads) < 2:
-        _init_fits(matrices, y, names, seed, n_jobs)
-        try:
-            return [_fit_task(p) for p in payloads]
-        finally:
-            _STATE.clear()
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(payloads)), mp_context=context,
-                             initializer=_init_fits, initargs=(matrices, y, names, seed, n_jobs)) as pool:
-        return list(pool.map(_fit_task, payloads))
 
 
 def _rmse(actual: np.ndarray, pred: np.ndarray) -> float:

@@ -1,0 +1,51 @@
+"""LightGBM fits of the nested CV (:mod:`wijk_assets.lib.ml.selection`) in worker processes.
+
+LightGBM's C API is not thread-safe across boosters (fits in parallel threads crashed the process), so
+parallel fits run in worker processes, started with "spawn" (a clean interpreter: no forked OpenMP
+state, no copy of the caller's Dagster/DuckDB objects). Each worker receives the feature matrices
+once (pool initializer) and bins them itself exactly as the caller would (same values, same params),
+so every fit -- and every result -- is identical to the serial path's.
+
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from wijk_assets.lib.ml.training import _default_workers, _fit, _SharedBins, resolve_params
+
+_STATE: dict[str, Any] = {}
+
+
+def _init_fits(matrices, y, names, seed, n_jobs) -> None:
+    _STATE.clear()
+    _STATE.update(matrices=matrices, y=y, names=names, seed=seed, n_jobs=n_jobs,
+                  bins={fs: _SharedBins(X, y, names[fs]) for fs, X in matrices.items()})
+
+
+def _fit_task(payload) -> dict[int, np.ndarray]:
+    feature_set, params, checkpoints, fit_rows, predict_rows = payload
+    X, y = _STATE["matrices"][feature_set], _STATE["y"]
+    native, rounds = resolve_params(params, _STATE["seed"], _STATE["n_jobs"])
+    booster = _fit(X[fit_rows], y[fit_rows], native, rounds, _STATE["names"][feature_set],
+                   _STATE["bins"][feature_set].subset(native, fit_rows, None))
+    return {k: booster.predict(X[predict_rows], num_iteration=k) for k in checkpoints}
+
+
+def run_fits(payloads, matrices, y, names, seed, n_jobs, workers) -> list[dict[int, np.ndarray]]:
+    """Every fit of ``payloads``, in order: in this process, or in ``workers`` spawned processes."""
+    workers = _default_workers() if workers is None else max(1, int(workers))
+    if workers == 1 or len(payloads) < 2:
+        _init_fits(matrices, y, names, seed, n_jobs)
+        try:
+            return [_fit_task(p) for p in payloads]
+        finally:
+            _STATE.clear()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(payloads)), mp_context=context,
+                             initializer=_init_fits, initargs=(matrices, y, names, seed, n_jobs)) as pool:
+        return list(pool.map(_fit_task, payloads))

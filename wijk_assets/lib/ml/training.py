@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -302,52 +301,19 @@ class _SharedBins:
         self._subsets: dict[tuple, lgb.Dataset] = {}
 
     def subset(self, native: Mapping[str, Any], rows: np.ndarray, tag: Any) -> lgb.Dataset:
-        """A constructed row subset (construction happens here, under the lock, not inside lgb.train)."""
         key = tuple((k, native.get(k)) for k in _DATASET_KEYS)
-        with _LGB_API_LOCK:
-            if key not in self._full:
-                self._full[key] = _dataset(self.X, self.y, native, self.names).construct()
-            if tag is None:  # a one-off row set: not kept (nested CV fits dozens of them)
-                return self._full[key].subset(np.sort(np.asarray(rows, dtype=np.int32))).construct()
-            if (key, tag) not in self._subsets:
-                self._subsets[(key, tag)] = self._full[key].subset(np.sort(np.asarray(rows, dtype=np.int32))).construct()
-            return self._subsets[(key, tag)]
-
-
-# LightGBM's C API is not thread-safe across boosters: fits in parallel threads crashed the process
-# (booster set-up against a Dataset parameter check, and against a prediction). Parallel fits therefore
-# run in separate processes (lib.ml.selection); this lock only keeps a stray second thread (a Dagster
-# thread, a caller's pool) from overlapping LightGBM's set-up, Dataset subsets and model round-trip.
-_LGB_API_LOCK = threading.RLock()
-
-
-class _ReleaseAtFirstRound:
-    """A ``lgb.train`` callback that releases :data:`_LGB_API_LOCK` before the first boosting round."""
-
-    before_iteration = True
-
-    def __init__(self):
-        self.held = True
-
-    def __call__(self, env=None) -> None:
-        if self.held:
-            self.held = False
-            _LGB_API_LOCK.release()
+        if key not in self._full:
+            self._full[key] = _dataset(self.X, self.y, native, self.names).construct()
+        if tag is None:  # a one-off row set: not kept (nested CV fits dozens of them)
+            return self._full[key].subset(np.sort(np.asarray(rows, dtype=np.int32)))
+        if (key, tag) not in self._subsets:
+            self._subsets[(key, tag)] = self._full[key].subset(np.sort(np.asarray(rows, dtype=np.int32)))
+        return self._subsets[(key, tag)]
 
 
 def _fit(X, y, native: Mapping[str, Any], rounds: int, names: list[str], dataset: lgb.Dataset | None = None) -> lgb.Booster:
-    """``lgb.train(native, dataset, rounds)``: the same booster, safe to call from parallel threads."""
-    release = _ReleaseAtFirstRound()
-    _LGB_API_LOCK.acquire()
-    try:
-        ds = dataset if dataset is not None else _dataset(X, y, native, names).construct()
-        booster = lgb.train(dict(native), ds, num_boost_round=rounds, callbacks=[release],
-                            keep_training_booster=True)
-    finally:
-        release()  # no round ran, or set-up failed: the lock is still held
-    with _LGB_API_LOCK:  # what lgb.train does when it does not keep the training booster
-        booster.model_from_string(booster.model_to_string()).free_dataset()
-    return booster
+    ds = dataset if dataset is not None else _dataset(X, y, native, names)
+    return lgb.train(dict(native), ds, num_boost_round=rounds)
 
 
 # ------------------------------------------------------------------------------------------ baselines
@@ -551,26 +517,18 @@ def evaluate(
 
     t0 = time.perf_counter()
     bins = _SharedBins(X, y, names)
-    tasks = []
+    fold_models: list[lgb.Booster] = []
     for fold_no, (train, test) in enumerate(folds):
         fold_of[test] = fold_no
         fit_rows = train[mask[train]]
         if fit_rows.size == 0:
             raise ValueError(f"{outcome}: fold {fold_no} has no training row inside the training mask")
-        tasks += [(fold_no, ci, fit_rows, test) for ci in range(len(resolved))]
-
-    def fit_fold(task):
-        fold_no, ci, fit_rows, test = task
-        native, rounds = resolved[ci]
-        booster = _fit(X[fit_rows], y[fit_rows], native, rounds, names, bins.subset(native, fit_rows, fold_no))
-        return booster, {k: booster.predict(X[test], num_iteration=k) for k in _checkpoints(rounds, use_checkpoints)}
-
-    fold_models: list[lgb.Booster] = []
-    for (fold_no, ci, _, test), (booster, predictions) in zip(tasks, [fit_fold(t) for t in tasks]):
-        for k, pred in predictions.items():
-            oof[(ci, k)][test] = pred
-        if len(resolved) == 1 and not use_checkpoints:
-            fold_models.append(booster)
+        for ci, (native, rounds) in enumerate(resolved):
+            booster = _fit(X[fit_rows], y[fit_rows], native, rounds, names, bins.subset(native, fit_rows, fold_no))
+            for k in _checkpoints(rounds, use_checkpoints):
+                oof[(ci, k)][test] = booster.predict(X[test], num_iteration=k)
+            if len(resolved) == 1 and not use_checkpoints:
+                fold_models.append(booster)
     t_lgb = time.perf_counter() - t0
 
     tuning_rows = []
@@ -675,18 +633,17 @@ def temporal_evaluation(
         "unseen_gemeenten": (split.train_idx[~in_held_out[split.train_idx]], split.test_idx[in_held_out[split.test_idx]]),
     }
     out: dict[str, Any] = {"available": True, "train_years": list(split.train_years), "test_year": split.test_year}
-    runs = [(name, tr, te, tr[mask[tr]]) for name, (tr, te) in variants.items()
-            if tr.size and te.size and mask[tr].any()]
-
-    def fit_variant(run):
-        _, _, te, fit_rows = run
-        return _fit(X[fit_rows], y[fit_rows], native, rounds, names).predict(X[te])
-
-    for (name, tr, te, fit_rows), pred in zip(runs, [fit_variant(r) for r in runs]):
+    for name, (tr, te) in variants.items():
+        if tr.size == 0 or te.size == 0:
+            continue
+        fit_rows = tr[mask[tr]]
+        if fit_rows.size == 0:
+            continue
+        booster = _fit(X[fit_rows], y[fit_rows], native, rounds, names)
         res: dict[str, Any] = {
             "n_train": int(fit_rows.size),
             "n_test": int(te.size),
-            "lightgbm": evaluate_predictions(y[te], pred),
+            "lightgbm": evaluate_predictions(y[te], booster.predict(X[te])),
         }
         if baselines:
             res["ridge"] = evaluate_predictions(y[te], _fit_predict_ridge(X_base[tr], y[tr], X_base[te], groups[tr], seed))

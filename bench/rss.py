@@ -12,6 +12,7 @@ true peak by at most such a spike.
 from __future__ import annotations
 
 import threading
+import time
 
 import psutil
 
@@ -46,12 +47,14 @@ class TreeRssSampler:
         self._lock = threading.Lock()
         self._peak = 0
         self._overall = 0
+        self.timeline: list[tuple[float, int]] = []  # (epoch seconds, tree RSS bytes), every sample
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
     def _sample(self) -> None:
         value = tree_rss_bytes(self._root)
         with self._lock:
+            self.timeline.append((time.time(), value))
             self._peak = max(self._peak, value)
             self._overall = max(self._overall, value)
 
@@ -73,6 +76,11 @@ class TreeRssSampler:
         with self._lock:
             self._peak = 0
         self._sample()
+
+    def peak_between(self, start: float, end: float) -> int:
+        """Largest sample taken between two epoch times (0 when none fell in the window)."""
+        with self._lock:
+            return max((v for t, v in self.timeline if start <= t <= end), default=0)
 
     @property
     def peak_bytes(self) -> int:

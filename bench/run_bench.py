@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from datetime import datetime, timezone
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -155,6 +156,7 @@ def run_full(settings, instance, sampler: TreeRssSampler) -> tuple[Line, object]
 
     print(f"\n== (a) full materialisation into a fresh DuckDB file: {settings.duckdb_path}", flush=True)
     sampler.reset()
+    since = time.time()
     start = time.perf_counter()
     report = materialize_all(settings, instance=instance, log=lambda m: print(f"  {m}", flush=True))
     seconds = time.perf_counter() - start
@@ -164,6 +166,7 @@ def run_full(settings, instance, sampler: TreeRssSampler) -> tuple[Line, object]
     if not report.success:
         line.note = "FAILED: " + ", ".join(t.label for t in report.timings if not t.success)[:200]
     print_full_breakdown(report)
+    print_step_peaks(instance, since, sampler)
     return line, report
 
 
@@ -176,6 +179,38 @@ def print_full_breakdown(report) -> None:
     print("\nstage totals (sum of step wall times; the rest of the wall time is Dagster run overhead):")
     for stage, seconds in sorted(stages.items(), key=lambda kv: -kv[1]):
         print(f"  {stage:<28} {seconds:8.2f} s")
+
+
+def step_windows(instance, since: float) -> list[tuple[str, str | None, float, float]]:
+    """(step key, partition, start, end) in epoch seconds of every step of the runs created after ``since``."""
+    import dagster as dg
+
+    out = []
+    for record in instance.get_run_records(dg.RunsFilter(created_after=datetime.fromtimestamp(since, timezone.utc))):
+        run = record.dagster_run
+        starts: dict[str, float] = {}
+        for entry in instance.all_logs(run.run_id):
+            event = entry.dagster_event
+            if event is None or event.step_key is None:
+                continue
+            if event.event_type == dg.DagsterEventType.STEP_START:
+                starts[event.step_key] = entry.timestamp
+            elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+                out.append((event.step_key, run.tags.get("dagster/partition"), starts.get(event.step_key, entry.timestamp),
+                            entry.timestamp))
+    return sorted(out, key=lambda w: w[2])
+
+
+def print_step_peaks(instance, since: float, sampler: TreeRssSampler, top: int = 8) -> None:
+    """Where the memory peak of a line happens: the steps whose windows saw the largest tree RSS."""
+    peaks = [(sampler.peak_between(start, end), step, partition, end - start)
+             for step, partition, start, end in step_windows(instance, since)]
+    peaks = [p for p in peaks if p[0] > 0]
+    if not peaks:
+        return
+    print(f"\n  steps with the highest tree RSS (sampled during the step):")
+    for peak, step, partition, seconds in sorted(peaks, key=lambda p: -p[0])[:top]:
+        print(f"    {peak / MIB:7.0f} MiB  {step:<56} {partition or '':>9} {seconds:7.1f} s")
 
 
 def run_reuse(settings, source_db: Path, sampler: TreeRssSampler) -> Line:
@@ -197,8 +232,10 @@ def run_reuse(settings, source_db: Path, sampler: TreeRssSampler) -> Line:
     print(f"\n== (b) full materialisation into a fresh DuckDB file with {stored} stored model selections: {target}",
           flush=True)
     sampler.reset()
+    since = time.time()
     start = time.perf_counter()
-    report = materialize_all(replace(settings, duckdb_path=target), instance=dg.DagsterInstance.ephemeral(),
+    reuse_instance = dg.DagsterInstance.ephemeral()
+    report = materialize_all(replace(settings, duckdb_path=target), instance=reuse_instance,
                              log=lambda m: print(f"  {m}", flush=True))
     seconds = time.perf_counter() - start
     line = Line("reuse", "(b) full, models reuse stored selection", seconds, sampler.peak_bytes, ok=report.success)
@@ -208,6 +245,7 @@ def run_reuse(settings, source_db: Path, sampler: TreeRssSampler) -> Line:
     if not report.success:
         line.note = "FAILED: " + ", ".join(t.label for t in report.timings if not t.success)[:200]
     print_full_breakdown(report)
+    print_step_peaks(reuse_instance, since, sampler)
     return line
 
 
@@ -228,6 +266,7 @@ def run_refresh(name: str, label: str, settings, instance, sampler: TreeRssSampl
     print(f"\n== {label}", flush=True)
     before = training_state(settings.duckdb_path)
     sampler.reset()
+    since = time.time()
     start = time.perf_counter()
     report = refresh(settings, instance, log=lambda m: print(f"  {m}", flush=True))
     seconds = time.perf_counter() - start
@@ -243,6 +282,7 @@ def run_refresh(name: str, label: str, settings, instance, sampler: TreeRssSampl
             stages[_stage(step)] += step_seconds
     for stage, stage_seconds in sorted(stages.items(), key=lambda kv: -kv[1]):
         print(f"  stage {stage:<28} {stage_seconds:8.2f} s")
+    print_step_peaks(instance, since, sampler)
     line.note = (f"{len(report.runs)} runs, {report.ticks} automation ticks; training rows "
                  f"{before['training_rows']} -> {after['training_rows']}; models retrained: "
                  f"{', '.join(retrained) if retrained else 'none'}")

@@ -47,15 +47,33 @@ def _manifest_is_stale(manifest: Path) -> bool:
     return any(p.stat().st_mtime > built for p in sources)
 
 
-def prepare_manifest(force: bool = False) -> Path:
-    """Parse the dbt project when its manifest is missing or older than any project file.
+# Which warehouse the project target's partial-parse state was made for. dbt hashes the rendered profile
+# (the database path included) into that state and parses everything again when it differs ("Unable to
+# do partial parsing because profile has changed": ~5 s instead of ~2 s on each dbt invocation).
+PARSED_FOR_FILE = "parsed_for_duckdb.txt"
 
-    ``dagster dev`` prepares the manifest itself; the CLI, the tests and CI rely on this.
+
+def _parsed_for(manifest: Path) -> str | None:
+    marker = manifest.with_name(PARSED_FOR_FILE)
+    return marker.read_text(encoding="utf-8").strip() if marker.exists() else None
+
+
+def prepare_manifest(force: bool = False, duckdb_path: str | Path | None = None) -> Path:
+    """Parse the dbt project when its manifest is missing or older than any project file, or when its
+    partial-parse state was made for another warehouse file than ``duckdb_path`` (default: the settings').
+
+    ``dagster dev`` prepares the manifest itself; the CLI, the tests and CI rely on this. dagster-dbt
+    copies the project target's ``partial_parse.msgpack`` into each invocation's target folder, so a
+    parse for the warehouse the runs write to lets every dbt invocation parse only what changed.
     """
     manifest = dbt_project.manifest_path
-    if force or _manifest_is_stale(manifest):
+    path = str(Path(duckdb_path if duckdb_path is not None else load_settings().duckdb_path).resolve())
+    if force or _manifest_is_stale(manifest) or _parsed_for(manifest) != path:
+        # the profile renders the database path from WIJK_DUCKDB_PATH (the runs set it the same way)
+        os.environ["WIJK_DUCKDB_PATH"] = path
         dbt = DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())
         dbt.cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait()
+        manifest.with_name(PARSED_FOR_FILE).write_text(path, encoding="utf-8")
     return manifest
 
 
@@ -211,8 +229,15 @@ def _row_count(duckdb: WarehouseResource, schema: str, name: str) -> int | None:
 
 
 def _point_dbt_at(duckdb: WarehouseResource) -> None:
-    """dbt's profile reads the database path from WIJK_DUCKDB_PATH; the dbt subprocess inherits it."""
+    """dbt's profile reads the database path from WIJK_DUCKDB_PATH; the dbt subprocess inherits it.
+
+    The project's partial-parse state is refreshed first when it was made for another warehouse file
+    (see :func:`prepare_manifest`); for the same file this is one file read."""
+    prepare_manifest(duckdb_path=duckdb.path)
     os.environ["WIJK_DUCKDB_PATH"] = str(Path(duckdb.path).resolve())
+    # dagster-dbt puts each invocation's target folder under $DBT_TARGET_PATH (default "target") and
+    # copies the partial-parse state from there: point it at this project's target (per test worker).
+    os.environ["DBT_TARGET_PATH"] = str(dbt_project.project_dir / dbt_project.target_path)
 
 
 @dbt_assets(

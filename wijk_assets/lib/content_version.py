@@ -5,13 +5,20 @@ table is a hash of *what it holds*, made canonical first:
 
 * **row order** does not count: each row is hashed on its own and the row hashes are sorted before the
   table hash is taken;
-* **float noise** does not count: DOUBLE/FLOAT values are written with :data:`SIGNIFICANT_DIGITS`
+* **float noise** does not count: DOUBLE/FLOAT values are rounded to :data:`SIGNIFICANT_DIGITS`
   significant digits before hashing. The source figures carry at most 6-7 significant digits (CBS
   counts, percentages with one decimal, Leefbaarometer scores with 4-6 decimals), so 12 digits keep
   every real difference and drop the ~1e-14 relative noise that parallel floating-point aggregation can
   leave. (The marts are also built deterministically, see the dbt models; this is the second line.)
 * **the schema** counts: column names and types are part of the hash, so a renamed, added or retyped
   column changes the version even when the canonical text of the values would not.
+
+Rows are hashed with DuckDB's own vectorised ``hash()`` over the typed values (a 64-bit row hash; the
+table hash is a sha256 over the schema and the sorted row hashes). The first version formatted every
+cell as text (``printf``) and took 3.5 s on the training mart (26k rows x 676 columns); this takes 0.6 s.
+DuckDB does not promise that ``hash()`` stays the same across its releases, so an upgrade of DuckDB can
+change every content version once (everything downstream then runs once); within one version of
+DuckDB the same content always gives the same version.
 
 Pure: takes a DuckDB connection, no Dagster.
 """
@@ -26,21 +33,23 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def canonical_row_sql(columns: list[tuple[str, str]]) -> str:
-    """SQL text of one row in canonical form: ``name=value`` per column, floats to 12 significant digits."""
-    parts = []
-    for name, data_type in columns:
-        col = _quote(name)
-        if data_type.upper() in _FLOAT_TYPES:
-            value = (
-                f"CASE WHEN {col} IS NULL THEN NULL WHEN isfinite({col}) "
-                f"THEN printf('%.{SIGNIFICANT_DIGITS}g', {col}) ELSE CAST({col} AS VARCHAR) END"
-            )
-        else:
-            value = f"CAST({col} AS VARCHAR)"
-        label = name.replace("'", "''")
-        parts.append(f"'{label}=' || coalesce({value}, '\\N')")
-    return "concat_ws(chr(31), " + ", ".join(parts) + ")" if parts else "''"
+def canonical_value_sql(name: str, data_type: str) -> str:
+    """SQL of one column's value in canonical form: floats rounded to 12 significant digits (zero,
+    NULL, NaN and infinities as they are; magnitudes below ~1e-290 are left unrounded), else the value."""
+    col = _quote(name)
+    if data_type.upper() in _FLOAT_TYPES:
+        return (
+            f"CASE WHEN {col} IS NULL OR {col} = 0 OR NOT isfinite({col}) THEN {col} "
+            f"ELSE round({col}, {SIGNIFICANT_DIGITS - 1} - CAST(floor(log10(abs({col}))) AS INTEGER)) END"
+        )
+    return col
+
+
+def canonical_row_hash_sql(columns: list[tuple[str, str]]) -> str:
+    """SQL of a 64-bit hash of one row in canonical form (column order counts)."""
+    if not columns:
+        return "hash(NULL)"
+    return "hash(" + ", ".join(canonical_value_sql(name, data_type) for name, data_type in columns) + ")"
 
 
 def table_columns(con, schema: str, name: str) -> list[tuple[str, str]]:
@@ -60,10 +69,10 @@ def content_version(con, schema: str, name: str) -> str:
         raise ValueError(f"table {schema}.{name} not found (or has no columns)")
     schema_text = ";".join(f"{c}:{t}" for c, t in columns).replace("'", "''")
     rows, digest = con.execute(
-        f"SELECT count(*), sha256('{schema_text}' || coalesce(string_agg(h, '' ORDER BY h), '')) "
-        f"FROM (SELECT md5({canonical_row_sql(columns)}) AS h FROM {_quote(schema)}.{_quote(name)})"
+        f"SELECT count(*), sha256('{schema_text}' || coalesce(string_agg(CAST(h AS VARCHAR), ',' ORDER BY h), '')) "
+        f"FROM (SELECT {canonical_row_hash_sql(columns)} AS h FROM {_quote(schema)}.{_quote(name)})"
     ).fetchone()
     return f"{rows}-{digest[:32]}"
 
 
-__all__ = ["SIGNIFICANT_DIGITS", "canonical_row_sql", "content_version", "table_columns"]
+__all__ = ["SIGNIFICANT_DIGITS", "canonical_row_hash_sql", "canonical_value_sql", "content_version", "table_columns"]

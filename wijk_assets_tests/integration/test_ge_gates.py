@@ -410,6 +410,7 @@ def test_null_ratio_expectations_and_feature_suite_run_in_ge():
     specs = feature_gate.null_ratio_expectations(["a", "b"], {"a": 0.1}, level="buurt")
     assert len(specs) == 1 and specs[0]["kwargs"]["mostly"] == 0.9
     assert specs[0]["kwargs"]["row_condition"]["parameter"] == "buurt"
+    assert feature_gate.null_ratio_expectations(["a"], 1.0) == []  # allowing 100 % NULLs cannot fail
 
     columns = ["pct_koopwoningen", "inkomen_per_inwoner"]
     spec = feature_gate.feature_suite_spec(columns, max_null_ratio=0.2, ranges={"pct_koopwoningen": (0, 100)})

@@ -94,6 +94,17 @@ def materialize_keys(
     The one place runs are launched from code: ``wijk-assets materialize`` and ``wijk-assets refresh``.
     The run belongs to the stage's named job, so the UI lists it under that name.
     """
+    from wijk_assets.lib.warehouse import release_free_memory
+
+    try:
+        return _execute(defs, instance, keys, partition_key, trigger=trigger, tags=tags, raise_on_error=raise_on_error)
+    finally:
+        # Runs execute one after another in this process: what a run's frames freed goes back to the
+        # operating system before the next one, so each run's peak does not sit on the last one's.
+        release_free_memory()
+
+
+def _execute(defs, instance, keys: list, partition_key: str | None, *, trigger: str, tags, raise_on_error: bool):
     import dagster as dg
 
     run_tags = {"wijk_assets/trigger": trigger, **(tags or {})}

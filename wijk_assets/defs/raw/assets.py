@@ -22,6 +22,7 @@ from wijk_assets.defs.resources import DUCKDB_POOL, CbsSourceResource, Warehouse
 from wijk_assets.keys import raw_asset_key
 from wijk_assets.lib.sources.base import READER_VERSION, RAW_COLUMNS, sha256_file
 from wijk_assets.lib.warehouse import (
+    release_free_memory,
     quarantine_partition,
     quarantine_table,
     stage_partition,
@@ -219,6 +220,7 @@ def build_raw_asset(source: str) -> dg.AssetsDefinition:
                 _reject_gated(context, con, source, table, year, extracts, gate)
             rows = swap_in_partition(con, table, RAW_COLUMNS, partition)
             schema = table_schema(con, table)
+        release_free_memory()
         context.log.info(f"{table} {year}: {rows} rows from {len(files)} file(s)")
         suppression = suppression_summary(extracts, year)
         extra: dict[str, object] = {}

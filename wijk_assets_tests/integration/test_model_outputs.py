@@ -243,3 +243,57 @@ def test_no_sentence_reads_the_wrong_way_round(con):
     # Assen: every wijk has drivers, none contradicts its comparison value
     assen = drivers[drivers["area_code"].str.startswith("WK0106")]
     assert assen["area_code"].nunique() >= 9
+
+
+# ------------------------------------------------------------------------------ once per model version
+
+
+def test_explanations_are_computed_once_per_model_version(built, tmp_path):
+    """Issue 14: re-running the explanation step with the same model, verdict, training rows and labels
+    keeps the stored tables (the metadata says so); a changed feature label makes it recompute."""
+    from dataclasses import replace
+
+    import dagster as dg
+
+    from wijk_assets.defs.column_lineage import base_feature
+    from wijk_assets.definitions import build_definitions
+    from wijk_assets.keys import DRIVERS_KEY, IMPORTANCE_KEY, RESIDUALS_KEY, SHAP_KEY
+    from wijk_assets.runner.materialize import materialize_keys
+
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(built["db"], db)
+    defs = build_definitions(replace(built["settings"], duckdb_path=db))
+    instance = dg.DagsterInstance.ephemeral()
+    keys = [SHAP_KEY, IMPORTANCE_KEY, DRIVERS_KEY, RESIDUALS_KEY]
+
+    def explain() -> dict:
+        result = materialize_keys(defs, instance, keys, OUTCOME, trigger="test")
+        assert result.success
+        record = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=SHAP_KEY, asset_partitions=[OUTCOME]), limit=1).records[0]
+        return record.asset_materialization.metadata
+
+    def content() -> tuple:
+        with duckdb.connect(str(db), read_only=True) as c:
+            return tuple(c.execute(
+                f"SELECT count(*), sum(hash(COLUMNS(* EXCLUDE (outcome)))) FROM {table} WHERE outcome = ?", [OUTCOME]
+            ).fetchall()[0] for table in ("ml.shap_values", "ml.area_drivers", "ml.area_residuals"))
+
+    first = explain()
+    assert "reused" not in first
+    computed = content()
+    second = explain()
+    assert "reused" in second
+    assert second["explanation_inputs_version"] == first["explanation_inputs_version"]
+    assert content() == computed
+    with duckdb.connect(str(db)) as c:
+        feature = c.execute("SELECT feature FROM ml.global_importance WHERE outcome = ? ORDER BY rank LIMIT 1",
+                            [OUTCOME]).fetchall()[0][0]
+        feature = base_feature(feature)  # gm__x / bu_sd__x take the label of x
+        c.execute("UPDATE marts.feature_catalog SET label = label || ' (herzien)' WHERE feature = ?", [feature])
+    third = explain()
+    assert "reused" not in third
+    assert third["explanation_inputs_version"] != first["explanation_inputs_version"]
+    with duckdb.connect(str(db), read_only=True) as c:
+        assert c.execute("SELECT count(*) FROM ml.area_drivers WHERE outcome = ? AND sentence LIKE '%(herzien)%'",
+                         [OUTCOME]).fetchall()[0][0] > 0

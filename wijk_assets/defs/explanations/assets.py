@@ -34,6 +34,7 @@ from wijk_assets.keys import (
 )
 from wijk_assets.defs.models.gate import load_model_run, load_verdict
 from wijk_assets.defs.column_lineage import explanation_lineage
+from wijk_assets.defs.explanations.reuse import INPUTS_VERSION_KEY, inputs_version, reusable_results
 from wijk_assets.defs.automation.conditions import downstream_automation_condition
 from wijk_assets.lib.warehouse import replace_partition, replace_table, sql_types
 
@@ -42,6 +43,7 @@ ADDITIVITY_TOLERANCE = 1e-6
 # average is what the model's expectation (the SHAP base value) stands for.
 COMPARISON_LABEL = "average of the wijken the model learned from"
 RANK_SEED = 20240917
+EXPLAIN_CODE_VERSION = "explain-2"
 
 
 def latest_rows(frame: pd.DataFrame, outcome: str) -> pd.DataFrame:
@@ -75,7 +77,7 @@ def national_reference(duckdb: WarehouseResource, year: int) -> pd.Series:
     partitions_def=outcome_partitions,
     group_name="explanations",
     pool=DUCKDB_POOL,
-    code_version="explain-2",
+    code_version=EXPLAIN_CODE_VERSION,
     can_subset=False,
 )
 def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource, settings: SettingsResource):
@@ -117,6 +119,14 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource, s
             f"{outcome}: marts.mart_wijk_training no longer matches the model's out-of-fold table "
             f"({len(data)} vs {len(oof)} rows): re-materialise models/liveability_model[{outcome}]"
         )
+    # Once per model version: nothing they are made of changed -> keep the stored tables (see reuse.py).
+    version = inputs_version(EXPLAIN_CODE_VERSION, run["model_version"], verdict["passed"], data, catalog,
+                             settings.gemeente)
+    reused = reusable_results(context.instance, duckdb, outcome, version, EXPLANATION_TABLES, RESIDUAL_SIDE_TABLES)
+    if reused is not None:
+        context.log.info(f"{outcome}: explanation inputs unchanged ({version}); stored explanations kept")
+        yield from reused
+        return
     fold_of = oof["fold"].to_numpy()
     # The published prediction: each wijk's out-of-fold prediction, from the model of its own fold.
     predicted = fold_predictions(fold_models, feature_matrix(data, artifact.features), fold_of)
@@ -223,6 +233,7 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource, s
     yield dg.MaterializeResult(
         asset_key=SHAP_KEY,
         metadata={
+            INPUTS_VERSION_KEY: version,
             "dagster/row_count": written["ml.shap_values"],
             "dagster/table_name": "ml.shap_values",
             "areas_explained": int(rows.shape[0]),
@@ -237,6 +248,7 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource, s
     yield dg.MaterializeResult(
         asset_key=IMPORTANCE_KEY,
         metadata={
+            INPUTS_VERSION_KEY: version,
             **lineage(importance),
             "dagster/row_count": written["ml.global_importance"],
             "dagster/table_name": "ml.global_importance",
@@ -248,6 +260,7 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource, s
     yield dg.MaterializeResult(
         asset_key=DRIVERS_KEY,
         metadata={
+            INPUTS_VERSION_KEY: version,
             **lineage(drivers),
             "dagster/row_count": written["ml.area_drivers"],
             "dagster/table_name": "ml.area_drivers",
@@ -263,6 +276,7 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource, s
     yield dg.MaterializeResult(
         asset_key=RESIDUALS_KEY,
         metadata={
+            INPUTS_VERSION_KEY: version,
             **lineage(residuals),
             "dagster/row_count": written["ml.area_residuals"],
             "dagster/table_name": "ml.area_residuals",

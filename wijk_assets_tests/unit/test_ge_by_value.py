@@ -29,10 +29,43 @@ def _frame(bad_at: int | None = None) -> pd.DataFrame:
     return pd.DataFrame({"sha": pd.Categorical(sha), "row": range(len(sha))})
 
 
-def test_only_every_row_regex_checks_on_categorical_columns_go_by_value():
+def test_only_every_row_checks_go_by_value():
     frame = _frame()
-    assert _by_value_expectations(SPEC, frame) == {"sha": [0]}  # 'mostly' counts rows: not by value
-    assert _by_value_expectations(SPEC, frame.astype({"sha": object})) == {}
+    assert _by_value_expectations(SPEC, frame) == {("sha",): [0]}  # 'mostly' counts rows: not by value
+    assert _by_value_expectations(SPEC, frame.astype({"sha": object})) == {("sha",): [0]}  # any dtype
+    assert _by_value_expectations(RANGE_SPEC, _percentages()) == {("value", "group"): [0]}
+
+
+# A range with a row condition (the RIVM suite's "percentages lie in 0..100"): checked on the distinct
+# (value, group) combinations; a value outside the range in another group does not count.
+RANGE_SPEC = {
+    "name": "synthetic_range",
+    "expectations": [
+        {"type": "expect_column_values_to_be_between",
+         "kwargs": {"column": "value", "min_value": 0, "max_value": 100,
+                    "row_condition": {"type": "comparison", "column": {"name": "group"}, "operator": "==",
+                                      "parameter": "percentage"}},
+         "meta": {"blocking": True, "why": "percentages"}},
+    ],
+}
+
+
+def _percentages(bad_at: int | None = None) -> pd.DataFrame:
+    n = 9000
+    value = [float(i % 101) for i in range(n)]
+    group = ["percentage", "count", "percentage"] * (n // 3)
+    value[1] = 5000.0  # a count: outside 0..100 but not a percentage
+    if bad_at is not None:
+        value[bad_at] = 130.0
+    return pd.DataFrame({"value": value, "group": pd.Categorical(group), "row": range(n)})
+
+
+def test_a_range_with_a_row_condition_goes_by_distinct_combinations_with_the_same_verdict():
+    assert validate_frame(_percentages(), RANGE_SPEC).success
+    result = validate_frame(_percentages(bad_at=4242), RANGE_SPEC, sample_columns=("row", "value"))
+    assert not result.success
+    [failure] = [r for r in result.results if not r["success"]]
+    assert failure["unexpected_count"] == 1 and [r["row"] for r in failure["sample_rows"]] == [4242]
 
 
 def test_a_passing_regex_is_checked_on_distinct_values_and_reports_no_failing_row():

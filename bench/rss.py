@@ -21,17 +21,23 @@ MIB = 1024 * 1024
 
 def tree_rss_bytes(root: psutil.Process) -> int:
     """RSS of ``root`` plus all its live descendants, now (processes that exit meanwhile are skipped)."""
-    total = 0
+    return sum(_tree_rss(root))
+
+
+def _tree_rss(root: psutil.Process) -> tuple[int, int]:
+    """(RSS of ``root``, RSS of its live descendants), now."""
     try:
-        processes = [root, *root.children(recursive=True)]
+        own = root.memory_info().rss
+        children = root.children(recursive=True)
     except psutil.NoSuchProcess:
-        return 0
-    for process in processes:
+        return 0, 0
+    total = 0
+    for process in children:
         try:
             total += process.memory_info().rss
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-    return total
+    return own, total
 
 
 class TreeRssSampler:
@@ -47,14 +53,16 @@ class TreeRssSampler:
         self._lock = threading.Lock()
         self._peak = 0
         self._overall = 0
-        self.timeline: list[tuple[float, int]] = []  # (epoch seconds, tree RSS bytes), every sample
+        # (epoch seconds, tree RSS bytes, this process's RSS bytes), every sample
+        self.timeline: list[tuple[float, int, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
     def _sample(self) -> None:
-        value = tree_rss_bytes(self._root)
+        own, children = _tree_rss(self._root)
+        value = own + children
         with self._lock:
-            self.timeline.append((time.time(), value))
+            self.timeline.append((time.time(), value, own))
             self._peak = max(self._peak, value)
             self._overall = max(self._overall, value)
 
@@ -77,10 +85,11 @@ class TreeRssSampler:
             self._peak = 0
         self._sample()
 
-    def peak_between(self, start: float, end: float) -> int:
-        """Largest sample taken between two epoch times (0 when none fell in the window)."""
+    def peak_between(self, start: float, end: float) -> tuple[int, int]:
+        """(largest tree sample, this process's RSS in that sample) between two epoch times ((0, 0) when
+        none fell in the window)."""
         with self._lock:
-            return max((v for t, v in self.timeline if start <= t <= end), default=0)
+            return max(((v, own) for t, v, own in self.timeline if start <= t <= end), default=(0, 0))
 
     @property
     def peak_bytes(self) -> int:

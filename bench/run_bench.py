@@ -203,14 +203,14 @@ def step_windows(instance, since: float) -> list[tuple[str, str | None, float, f
 
 def print_step_peaks(instance, since: float, sampler: TreeRssSampler, top: int = 8) -> None:
     """Where the memory peak of a line happens: the steps whose windows saw the largest tree RSS."""
-    peaks = [(sampler.peak_between(start, end), step, partition, end - start)
+    peaks = [(*sampler.peak_between(start, end), step, partition, end - start)
              for step, partition, start, end in step_windows(instance, since)]
     peaks = [p for p in peaks if p[0] > 0]
     if not peaks:
         return
-    print(f"\n  steps with the highest tree RSS (sampled during the step):")
-    for peak, step, partition, seconds in sorted(peaks, key=lambda p: -p[0])[:top]:
-        print(f"    {peak / MIB:7.0f} MiB  {step:<56} {partition or '':>9} {seconds:7.1f} s")
+    print("\n  steps with the highest tree RSS (sampled during the step; of which this process):")
+    for peak, own, step, partition, seconds in sorted(peaks, key=lambda p: -p[0])[:top]:
+        print(f"    {peak / MIB:7.0f} MiB ({own / MIB:5.0f})  {step:<56} {partition or '':>9} {seconds:7.1f} s")
 
 
 def run_reuse(settings, source_db: Path, sampler: TreeRssSampler) -> Line:

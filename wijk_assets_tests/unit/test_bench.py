@@ -41,6 +41,10 @@ def test_tree_rss_counts_the_memory_of_a_child_process():
             peak = sampler.peak_bytes
         assert tree_rss_bytes(me) - alone > (CHILD_MIB - 30) * MIB
         assert peak - alone > (CHILD_MIB - 30) * MIB
+        # per step window: the tree's peak, and how much of it was this process (the child is not)
+        tree, own = sampler.peak_between(0, time.time())
+        assert tree - own > (CHILD_MIB - 30) * MIB and own < tree
+        assert sampler.peak_between(0, 1) == (0, 0)  # no sample in 1970
     finally:
         child.kill()
         child.wait()

@@ -236,6 +236,7 @@ def run_reuse(settings, source_db: Path, sampler: TreeRssSampler) -> Line:
     sampler.reset()
     since = time.time()
     start = time.perf_counter()
+    (target.parent / "dagster_home").mkdir()
     reuse_instance = dg.DagsterInstance.local_temp(str(target.parent / "dagster_home"))
     report = materialize_all(replace(settings, duckdb_path=target), instance=reuse_instance,
                              log=lambda m: print(f"  {m}", flush=True))
@@ -409,6 +410,7 @@ def main() -> int:
 
         # An instance with its storage on disk, as the README command's (DAGSTER_HOME): an ephemeral one
         # keeps every run's events (column lineage, GE evidence) in this process's memory.
+        (workdir / "dagster_home").mkdir()
         instance = dg.DagsterInstance.local_temp(str(workdir / "dagster_home"))
         needs_full = any(p in only for p in ("full", "reuse", "incremental", "nochange"))
         full_ok = False

@@ -215,6 +215,7 @@ def build_raw_asset(source: str) -> dg.AssetsDefinition:
             del parts
             for extract in extracts:
                 extract.frame = extract.frame.iloc[0:0]
+            release_free_memory()  # hand those pages back before gate 1 builds its own frame
             gate = validate_staged(con, source, year, staged, table)
             if not gate.success:
                 _reject_gated(context, con, source, table, year, extracts, gate)

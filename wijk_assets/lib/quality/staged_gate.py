@@ -24,6 +24,7 @@ import duckdb
 import pandas as pd
 
 from wijk_assets.lib.sources.catalog import load_catalog
+from wijk_assets.lib.warehouse import release_free_memory
 from wijk_assets.lib.quality.ge_runner import (
     GateResult,
     load_suite,
@@ -102,6 +103,7 @@ def validate_staged(
         return GateResult(suite=name, success=True)
     spec = load_suite(name)
     frame = read_staged(con, staged)
+    release_free_memory()  # the Arrow chunks read_staged freed, before GE makes its copies
     ge_result = validate_frame(frame, spec, consume=True)
     del frame
     part = Partition(staged=staged, live=live, year=int(year), previous_year=previous_live_year(con, live, year))

@@ -221,7 +221,6 @@ def build_raw_asset(source: str) -> dg.AssetsDefinition:
                 _reject_gated(context, con, source, table, year, extracts, gate)
             rows = swap_in_partition(con, table, RAW_COLUMNS, partition)
             schema = table_schema(con, table)
-        release_free_memory()
         context.log.info(f"{table} {year}: {rows} rows from {len(files)} file(s)")
         suppression = suppression_summary(extracts, year)
         extra: dict[str, object] = {}

@@ -45,6 +45,8 @@ class Settings:
     min_respondents: int = 10
     sensitive_opt_in: tuple[str, ...] = field(default_factory=tuple)
     release_sensor_interval_seconds: int = 3600
+    # LightGBM threads per fit. Built here directly: 1 (safe where other work shares the cores); from the
+    # environment (load_settings): WIJK_ML_N_JOBS, default the CPU count up to 2 (see training._default_n_jobs)
     ml_n_jobs: int = 1
     ml_workers: int = 2
     dbt_target_path: Path = Path("target")  # relative paths are inside dbt_project/
@@ -81,7 +83,7 @@ def load_settings() -> Settings:
         min_respondents=int(os.environ.get("WIJK_MIN_RESPONDENTS", "10")),
         sensitive_opt_in=opt_in,
         release_sensor_interval_seconds=int(os.environ.get("WIJK_RELEASE_SENSOR_INTERVAL_SECONDS", "") or 3600),
-        ml_n_jobs=_positive_int("WIJK_ML_N_JOBS", 1),
+        ml_n_jobs=_positive_int("WIJK_ML_N_JOBS", max(1, min(2, os.cpu_count() or 1))),
         ml_workers=_positive_int("WIJK_ML_WORKERS", max(1, min(2, os.cpu_count() or 1))),
         dbt_target_path=Path(os.environ.get("WIJK_DBT_TARGET_PATH", "").strip() or "target"),
         dagster_home=_env_path("DAGSTER_HOME", None),

@@ -28,6 +28,10 @@ os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if _WORKER and "WIJK_DBT_TARGET_PATH" not in os.environ:
     os.environ["WIJK_DBT_TARGET_PATH"] = f"target/pytest-{_WORKER}"
+# Two workers share two cores: one LightGBM thread per fit (2-thread fits of two busy processes spin
+# and take ~2.8x as long; the thread count does not change any prediction, see training._default_n_jobs).
+if _WORKER:
+    os.environ.setdefault("WIJK_ML_N_JOBS", "1")
 
 REAL_DATA_FIXTURE = "shared_data_dir"
 

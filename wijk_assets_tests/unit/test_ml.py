@@ -219,6 +219,20 @@ def test_training_is_deterministic_and_roundtrips(syn, syn_artifact, tmp_path):
     assert loaded.lightgbm_version == syn_artifact.lightgbm_version
 
 
+def test_thread_count_changes_neither_the_model_nor_its_version(syn, syn_artifact):
+    """One or two LightGBM threads: the same trees, the same predictions (out-of-fold too) and the same
+    model version; only the recorded thread count differs (SYNTHETIC data)."""
+    frame, features = syn
+    two = train_outcome(frame, "lbm", features, FAST_PARAMS, seed=7, n_jobs=2)
+    assert syn_artifact.native_params["num_threads"] == 1 and two.native_params["num_threads"] == 2
+    assert two.model_string != syn_artifact.model_string  # the text records the thread count ...
+    assert training.model_version_of(two.model_string) == training.model_version_of(syn_artifact.model_string)
+    np.testing.assert_array_equal(two.predict(frame), syn_artifact.predict(frame))
+    np.testing.assert_array_equal(two.oof_predictions["lightgbm"], syn_artifact.oof_predictions["lightgbm"])
+    other = train_outcome(frame, "lbm", features, FAST_PARAMS, seed=8, n_jobs=2, baselines=False, temporal=False)
+    assert training.model_version_of(other.model_string) != training.model_version_of(two.model_string)
+
+
 def test_artifact_contents(syn, syn_artifact):
     frame, _ = syn
     a = syn_artifact

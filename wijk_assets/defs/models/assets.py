@@ -217,6 +217,7 @@ def liveability_model(
         data_version,
         feature_matrix,
         fold_predictions,
+        model_version_of,
         save_artifact,
         save_fold_models,
         train_outcome,
@@ -254,7 +255,7 @@ def liveability_model(
         # exactly the stored choice: one setting, so the cross-validation's own fold models are kept
         artifact = train_outcome(frame, outcome, features, params=choice["params"], seed=SEED,
                                  n_jobs=settings.ml_n_jobs, train_mask=mask, baseline_features=selection.kept)
-        model_version = hashlib.sha256(artifact.model_string.encode()).hexdigest()[:16]
+        model_version = model_version_of(artifact.model_string)
         target_dir = models_root(duckdb) / outcome / model_version
         save_artifact(artifact, target_dir)
         # The fold models: the published (out-of-fold) prediction of a wijk and its SHAP drivers come from

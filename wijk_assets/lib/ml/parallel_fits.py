@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from wijk_assets.lib.ml.training import _default_workers, _fit, _SharedBins, resolve_params
+from wijk_assets.lib.ml.training import _default_n_jobs, _default_workers, _fit, _SharedBins, resolve_params
 
 _STATE: dict[str, Any] = {}
 
@@ -37,7 +37,12 @@ def _fit_task(payload) -> dict[int, np.ndarray]:
 
 
 def run_fits(payloads, matrices, y, names, seed, n_jobs, workers) -> list[dict[int, np.ndarray]]:
-    """Every fit of ``payloads``, in order: in this process, or in ``workers`` spawned processes."""
+    """Every fit of ``payloads``, in order: in this process, or in ``workers`` spawned processes.
+
+    In worker processes each fit gets ``n_jobs // workers`` LightGBM threads (at least one): two
+    processes with two spinning OpenMP threads each on two cores are several times slower than one
+    thread each (see :func:`wijk_assets.lib.ml.training._default_n_jobs`). Predictions do not depend on
+    the thread count."""
     workers = _default_workers() if workers is None else max(1, int(workers))
     if workers == 1 or len(payloads) < 2:
         _init_fits(matrices, y, names, seed, n_jobs)
@@ -45,6 +50,7 @@ def run_fits(payloads, matrices, y, names, seed, n_jobs, workers) -> list[dict[i
             return [_fit_task(p) for p in payloads]
         finally:
             _STATE.clear()
+    n_jobs = max(1, (n_jobs if n_jobs is not None else _default_n_jobs()) // min(workers, len(payloads)))
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(payloads)), mp_context=context,
                              initializer=_init_fits, initargs=(matrices, y, names, seed, n_jobs)) as pool:

@@ -62,12 +62,17 @@ LEAKAGE_SOURCES: frozenset[str] = frozenset({"leefbaarometer", "lbm", "leefbaaro
 
 
 def _default_n_jobs() -> int:
-    """Threads for LightGBM: ``WIJK_ML_N_JOBS`` (clipped to 1..2), default 1.
+    """Threads for LightGBM: ``WIJK_ML_N_JOBS`` (clipped to 1..2), default the CPU count up to 2.
 
-    Why 1 by default: LightGBM's OpenMP threads spin while they wait, and on a busy 2-core machine (other
-    assets, other processes) we measured 2-thread fits at 2-8x the wall time of 1-thread fits. On a
-    dedicated 2-core runner set ``WIJK_ML_N_JOBS=2`` (about 1.5x faster). The thread count is part of the
-    recorded params, so a model is reproduced with the same setting.
+    With ``deterministic=True`` and ``force_row_wise=True`` a fit with 1 or 2 threads gives the same
+    trees and bit-identical predictions (checked on the national lbm data), so the thread count only
+    changes speed: on an idle 2-core machine a 2-thread fit takes ~0.6x the wall time of a 1-thread one.
+    On a *busy* machine it is the other way round: LightGBM's OpenMP threads spin while they wait, and
+    two processes with 2-thread fits each took ~2.8x the time of 1-thread fits (OMP_WAIT_POLICY=PASSIVE
+    removes the spinning but makes an idle 2-thread fit ~3x slower). So: 2 threads where runs go one at
+    a time (the CLI, the daemon's runs queue for the DuckDB pool), ``WIJK_ML_N_JOBS=1`` where other work
+    shares the cores (the test suite's parallel workers set it). The nested-CV fits run one thread per
+    worker process (:func:`wijk_assets.lib.ml.parallel_fits.run_fits`).
     """
     from wijk_assets.settings import load_settings
 
@@ -275,6 +280,16 @@ def data_version(X: np.ndarray, y: np.ndarray, features: Sequence[str]) -> str:
     h.update(np.ascontiguousarray(X, dtype=np.float64).tobytes())
     h.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
     return h.hexdigest()
+
+
+def model_version_of(model_string: str) -> str:
+    """The version of a model: sha256 (16 hex digits) of its LightGBM text without the thread count.
+
+    The text records ``num_threads`` among its parameters, the only line in which fits with 1 and 2
+    threads differ (their trees are identical, see :func:`_default_n_jobs`): the same training data,
+    settings and seed give the same version on any machine."""
+    text = "\n".join(line for line in model_string.splitlines() if not line.startswith("[num_threads:"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _model_feature_names(features: Sequence[str]) -> list[str]:

@@ -25,6 +25,8 @@ Pure: takes a DuckDB connection, no Dagster.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 SIGNIFICANT_DIGITS = 12
 _FLOAT_TYPES = {"DOUBLE", "FLOAT", "REAL", "FLOAT4", "FLOAT8"}
 
@@ -62,11 +64,19 @@ def table_columns(con, schema: str, name: str) -> list[tuple[str, str]]:
     ]
 
 
-def content_version(con, schema: str, name: str) -> str:
-    """``<rows>-<sha256 prefix>`` over the table's schema and its sorted canonical row hashes."""
+def content_version(con, schema: str, name: str, only: Sequence[str] | None = None) -> str:
+    """``<rows>-<sha256 prefix>`` over the table's schema and its sorted canonical row hashes.
+
+    ``only``: version these columns alone (each must exist); the others may change without changing
+    the version."""
     columns = table_columns(con, schema, name)
     if not columns:
         raise ValueError(f"table {schema}.{name} not found (or has no columns)")
+    if only is not None:
+        missing = sorted(set(only) - {c for c, _ in columns})
+        if missing:
+            raise ValueError(f"table {schema}.{name} has no column(s) {missing} to version")
+        columns = [(c, t) for c, t in columns if c in set(only)]
     schema_text = ";".join(f"{c}:{t}" for c, t in columns).replace("'", "''")
     rows, digest = con.execute(
         f"SELECT count(*), sha256('{schema_text}' || coalesce(string_agg(CAST(h AS VARCHAR), ',' ORDER BY h), '')) "

@@ -47,3 +47,24 @@ def test_explanation_columns_depend_on_the_model_inputs_only():
     assert set(deps) == {"area_code", "shap_value", "feature_value"}
     summary = lineage.lineage_summary(dg.TableColumnLineage(deps_by_column=deps))
     assert summary == {"columns_with_lineage": 3, "upstream_columns": 5}
+
+
+def test_every_reader_of_the_feature_catalog_uses_only_its_versioned_columns():
+    """The catalog's data version covers the columns assets read (its statistics may change without
+    re-running the models): every query on it in the package names only those columns, never ``*``."""
+    import re
+    from pathlib import Path
+
+    import wijk_assets
+    from wijk_assets.defs.dbt.assets import FEATURE_CATALOG_READ_COLUMNS
+
+    root = Path(wijk_assets.__file__).parent
+    queries = []
+    for path in root.rglob("*.py"):
+        text = " ".join(path.read_text(encoding="utf-8").split())
+        for match in re.finditer(r"SELECT ((?:(?!SELECT |FROM ).)+?) FROM marts\.feature_catalog", text, flags=re.IGNORECASE):
+            select = match.group(1).replace('" "', " ")  # adjacent string literals of one query
+            queries.append((path.name, select))
+            columns = [re.split(r"\s+AS\s+", c.strip(), flags=re.IGNORECASE)[0].strip() for c in select.split(",")]
+            assert "*" not in columns and set(columns) <= set(FEATURE_CATALOG_READ_COLUMNS), (path, select)
+    assert len(queries) >= 6, queries  # the readers we know of: models, monitoring, publish x2, reports, dbt checks

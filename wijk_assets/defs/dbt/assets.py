@@ -158,6 +158,18 @@ LINEAGE_MARTS = {
 # dagster-dbt names each output after its asset key ("marts__fct_area_features")
 _LINEAGE_OUTPUTS = {key.to_python_identifier(): key for key in LINEAGE_MARTS}
 
+# The feature catalog is versioned by the columns its readers use: what each feature is (label, unit,
+# source, sensitivity, source keys ...). Its statistics (years available, counts, coverage) change with
+# every release but no asset reads them, so a release that adds no feature and no training row does
+# not re-run the six model partitions for them. ``unit/test_lineage.py`` checks that every Python reader
+# of ``marts.feature_catalog`` names only these columns.
+FEATURE_CATALOG_READ_COLUMNS = ("feature", "concept", "label", "unit", "kind", "source", "cbs_table_ids",
+                                "source_measure_keys", "sensitive", "description", "denominator")
+_VERSIONED_BY_COLUMNS = {
+    dg.AssetKey(["marts", "feature_catalog"]).to_python_identifier(): (
+        dg.AssetKey(["marts", "feature_catalog"]), FEATURE_CATALOG_READ_COLUMNS),
+}
+
 
 def column_lineage_metadata(key: dg.AssetKey, duckdb: WarehouseResource) -> dict[str, Any]:
     """``dagster/column_lineage`` (and a column schema with each feature's label, unit and source keys)
@@ -199,7 +211,7 @@ def column_lineage_metadata(key: dg.AssetKey, duckdb: WarehouseResource) -> dict
     }
 
 
-def table_content_version(key: dg.AssetKey, duckdb: WarehouseResource) -> str:
+def table_content_version(key: dg.AssetKey, duckdb: WarehouseResource, only=None) -> str:
     """A data version of the table ``<schema>.<name>`` from its content (see
     :mod:`wijk_assets.lib.content_version`): row order and float noise below 12 significant digits do not
     count, a renamed, added or retyped column does. Takes a few seconds on the feature table."""
@@ -207,7 +219,7 @@ def table_content_version(key: dg.AssetKey, duckdb: WarehouseResource) -> str:
 
     schema, name = key.path
     with duckdb.connect(read_only=True) as con:
-        return content_version(con, schema, name)
+        return content_version(con, schema, name, only)
 
 
 def with_column_lineage(events, duckdb: WarehouseResource, context: dg.AssetExecutionContext | None = None):
@@ -251,6 +263,12 @@ def with_column_lineage(events, duckdb: WarehouseResource, context: dg.AssetExec
                 data_version=dg.DataVersion(table_content_version(key, duckdb)),
                 tags=event.tags,
             )
+        elif event.output_name in _VERSIONED_BY_COLUMNS:
+            versioned, columns = _VERSIONED_BY_COLUMNS[event.output_name]
+            yield dg.Output(value=event.value, output_name=event.output_name,
+                            metadata={**metadata, "versioned_columns": ", ".join(columns)},
+                            data_version=dg.DataVersion(table_content_version(versioned, duckdb, columns)),
+                            tags=event.tags)
         else:
             yield dg.Output(value=event.value, output_name=event.output_name, metadata=metadata,
                             data_version=event.data_version, tags=event.tags)

@@ -98,7 +98,9 @@ def load_training_frame(duckdb: WarehouseResource, run_id: str | None = None) ->
             frame = con.execute(
                 "SELECT * FROM marts.mart_wijk_training WHERE feature_year IS NOT NULL ORDER BY area_code, outcome_year"
             ).df()
-            base = con.execute("SELECT * FROM marts.feature_catalog ORDER BY feature").df()
+            base = con.execute(
+                "SELECT feature, label, unit, source, cbs_table_ids, sensitive FROM marts.feature_catalog ORDER BY feature"
+            ).df()
         loaded = (frame, model_feature_catalog(frame, base))
         if key is None:
             return loaded

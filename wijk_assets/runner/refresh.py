@@ -120,9 +120,19 @@ def apply_sensor_result(
     return runs
 
 
-def _requested(result) -> dict[dg.AssetKey, set[str | None]]:
-    keys = {r.key for r in result.results if isinstance(r.key, dg.AssetKey) and r.true_subset.size > 0}
-    return {key: set(result.get_requested_partitions(key)) for key in keys}
+def _requested(result, graph) -> dict[dg.AssetKey, set[str | None]]:
+    """asset key -> partitions this evaluation requested.
+
+    Read from the evaluator's requests, not from each asset's own condition result: when one asset of
+    a multi-asset that cannot be subset (``explanations``) is requested, Dagster requests all of them
+    together (as the daemon's run requests do), although the others' own conditions may be false (a new
+    feature table re-runs the drivers, not the SHAP values)."""
+    out = {}
+    for key in graph.materializable_asset_keys:
+        partitions = set(result.get_requested_partitions(key))
+        if partitions:
+            out[key] = partitions
+    return out
 
 
 def _run_groups(graph, requested: dict[dg.AssetKey, set[str | None]]) -> list[tuple[str | None, list[dg.AssetKey]]]:
@@ -161,7 +171,7 @@ def follow_automation(
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=report.automation_cursor)
         report.automation_cursor = result.cursor
         report.ticks = tick
-        requested = _requested(result)
+        requested = _requested(result, graph)
         if not requested:
             return report
         for partition, keys in _run_groups(graph, requested):

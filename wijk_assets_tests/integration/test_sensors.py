@@ -493,6 +493,45 @@ def test_follow_automation_retrains_only_when_upstream_data_changes():
     assert "models/toy2" not in blocked.materialised()
 
 
+def test_follow_automation_runs_a_multi_asset_that_cannot_be_subset_as_a_whole():
+    """Synthetic: an explanations-like multi-asset (can_subset=False) of which only one output depends
+    on the table that changed. Dagster requests the whole multi-asset; the runner must run all of it
+    (a run of one output fails with DagsterInvalidSubsetError)."""
+    outcomes = dg.StaticPartitionsDefinition(["a", "b"])
+    version = {"features": "v1"}
+    cond = downstream_automation_condition()
+
+    @dg.asset(key=["marts", "toy3_features"], code_version="f1")
+    def features_toy():
+        return dg.Output(1, data_version=dg.DataVersion(version["features"]))
+
+    @dg.asset(key=["models", "toy3"], partitions_def=outcomes, code_version="x1")
+    def model_toy():
+        return 2
+
+    @dg.multi_asset(
+        specs=[dg.AssetSpec(["explanations", "toy3_shap"], deps=[model_toy], automation_condition=cond),
+               dg.AssetSpec(["explanations", "toy3_drivers"], deps=[model_toy, features_toy], automation_condition=cond)],
+        partitions_def=outcomes, can_subset=False)
+    def explanations_toy():
+        return None
+
+    defs = dg.Definitions(assets=[features_toy, model_toy, explanations_toy])
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize([features_toy], instance=instance).success
+    for outcome in ("a", "b"):
+        assert dg.materialize([features_toy, model_toy, explanations_toy], selection=[model_toy.key, *explanations_toy.keys],
+                              partition_key=outcome, instance=instance).success
+    baseline = follow_automation(defs, instance, log=lambda _: None)
+    assert baseline.runs == []
+
+    version["features"] = "v2"  # new feature-table content: only the drivers depend on it
+    assert dg.materialize([features_toy], instance=instance).success
+    followed = follow_automation(defs, instance, cursor=baseline.automation_cursor, log=lambda _: None)
+    assert followed.success, [(r.asset_keys, r.error) for r in followed.runs]
+    assert followed.materialised() == {"explanations/toy3_drivers": ["a", "b"], "explanations/toy3_shap": ["a", "b"]}
+
+
 # ---------------------------------------------------------------------------------------------------
 # parallel raw partitions in separate processes against one DuckDB file
 # ---------------------------------------------------------------------------------------------------

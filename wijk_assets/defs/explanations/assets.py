@@ -53,25 +53,17 @@ def latest_rows(frame: pd.DataFrame, outcome: str) -> pd.DataFrame:
     return rows[rows["outcome_year"] == latest].reset_index(drop=True)
 
 
-def national_reference(duckdb: WarehouseResource, year: int) -> pd.Series:
-    """National (land) values for the 'national x%' in driver texts: per feature, the latest national
-    figure published in or before ``year`` (sources publish in different years)."""
-    with duckdb.connect(read_only=True) as con:
-        land = con.execute(
-            "SELECT * FROM marts.fct_area_features WHERE area_level = 'land' AND year <= ? ORDER BY year",
-            [int(year)],
-        ).df()
-    if land.empty:
-        return pd.Series(dtype=float)
-    values = land.drop(columns=[c for c in ("area_code", "area_level", "gemeente_code", "wijk_code", "year") if c in land])
-    return values.astype(float).ffill().iloc[-1].dropna()
-
-
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(SHAP_KEY, deps=[MODEL_KEY, TRAINING_KEY, GATE_KEY], automation_condition=downstream_automation_condition(), description="SHAP contribution per wijk x outcome x feature (long) from the model of the wijk's own fold, with base value and the published (out-of-fold) prediction."),
         dg.AssetSpec(IMPORTANCE_KEY, deps=[MODEL_KEY, GATE_KEY], automation_condition=downstream_automation_condition(), description="Global importance per outcome: mean |SHAP|, rank and direction of effect."),
-        dg.AssetSpec(DRIVERS_KEY, deps=[MODEL_KEY, FEATURE_TABLE_KEY, GATE_KEY], automation_condition=downstream_automation_condition(), description="Per wijk, the top drivers pushing the predicted score up and down, in plain language."),
+        # The drivers' feature values are the wijk's row of the training mart (through the model); the feature
+        # table is declared for the column lineage of ``feature_value``. New feature-table data reaches the
+        # drivers through the training mart and the model, so it does not trigger them on its own (a release
+        # that adds no training row re-runs no explanation).
+        dg.AssetSpec(DRIVERS_KEY, deps=[MODEL_KEY, FEATURE_TABLE_KEY, GATE_KEY],
+                     automation_condition=downstream_automation_condition(triggered_by=[MODEL_KEY, GATE_KEY]),
+                     description="Per wijk, the top drivers pushing the predicted score up and down, in plain language."),
         dg.AssetSpec(RESIDUALS_KEY, deps=[MODEL_KEY, GATE_KEY], automation_condition=downstream_automation_condition(), description="Actual vs out-of-fold predicted score with a prediction interval calibrated per match quality and wijk size (conformal, leave-one-gemeente-out); flagged only outside its interval; simulated rank ranges."),
     ],
     partitions_def=outcome_partitions,

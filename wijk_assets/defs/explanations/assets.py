@@ -57,12 +57,10 @@ def latest_rows(frame: pd.DataFrame, outcome: str) -> pd.DataFrame:
     specs=[
         dg.AssetSpec(SHAP_KEY, deps=[MODEL_KEY, TRAINING_KEY, GATE_KEY], automation_condition=downstream_automation_condition(), description="SHAP contribution per wijk x outcome x feature (long) from the model of the wijk's own fold, with base value and the published (out-of-fold) prediction."),
         dg.AssetSpec(IMPORTANCE_KEY, deps=[MODEL_KEY, GATE_KEY], automation_condition=downstream_automation_condition(), description="Global importance per outcome: mean |SHAP|, rank and direction of effect."),
-        # The drivers' feature values are the wijk's row of the training mart (through the model); the feature
-        # table is declared for the column lineage of ``feature_value``. New feature-table data reaches the
-        # drivers through the training mart and the model, so it does not trigger them on its own (a release
-        # that adds no training row re-runs no explanation).
-        dg.AssetSpec(DRIVERS_KEY, deps=[MODEL_KEY, FEATURE_TABLE_KEY, GATE_KEY],
-                     automation_condition=downstream_automation_condition(triggered_by=[MODEL_KEY, GATE_KEY]),
+        # The feature table is also what carries a release without training rows on to the published tables
+        # and the wijkbeeld (drivers -> publish -> wijkbeeld): the wijkbeeld follows the published tables
+        # (``triggered_by``) so that a release with retraining updates it once, after the models.
+        dg.AssetSpec(DRIVERS_KEY, deps=[MODEL_KEY, FEATURE_TABLE_KEY, GATE_KEY], automation_condition=downstream_automation_condition(),
                      description="Per wijk, the top drivers pushing the predicted score up and down, in plain language."),
         dg.AssetSpec(RESIDUALS_KEY, deps=[MODEL_KEY, GATE_KEY], automation_condition=downstream_automation_condition(), description="Actual vs out-of-fold predicted score with a prediction interval calibrated per match quality and wijk size (conformal, leave-one-gemeente-out); flagged only outside its interval; simulated rank ranges."),
     ],

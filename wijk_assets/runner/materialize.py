@@ -158,7 +158,6 @@ def materialize_all(
     """Materialise every raw partition, then all unpartitioned assets downstream."""
     import dagster as dg
 
-    from wijk_assets.defs.dbt.assets import start_manifest_preparation
     from wijk_assets.defs.raw.assets import RAW_SOURCES, raw_asset_key
     from wijk_assets.definitions import build_definitions
 
@@ -170,23 +169,16 @@ def materialize_all(
     graph = defs.resolve_asset_graph()
     sources = sources or RAW_SOURCES
     report = MaterializeReport()
-    # dbt's parse for this warehouse file (when its partial-parse state is for another one) runs while
-    # the raw sources load; the dbt stage waits for it.
-    parsing = start_manifest_preparation(duckdb_path=settings.duckdb_path) if downstream else None
 
-    try:
-        for source, years in register_partitions(instance, defs.resources["cbs"], sources).items():
-            for year in years:
-                start = time.perf_counter()
-                result = materialize_keys(
-                    defs, instance, [raw_asset_key(source)], year, trigger="cli", raise_on_error=raise_on_error
-                )
-                seconds = time.perf_counter() - start
-                report.timings.append(StepTiming(f"raw/{source}", seconds, result.success, year))
-                log(f"{'ok ' if result.success else 'FAILED'} raw/{source} [{year}] {seconds:.1f}s")
-    finally:
-        if parsing is not None:
-            parsing()
+    for source, years in register_partitions(instance, defs.resources["cbs"], sources).items():
+        for year in years:
+            start = time.perf_counter()
+            result = materialize_keys(
+                defs, instance, [raw_asset_key(source)], year, trigger="cli", raise_on_error=raise_on_error
+            )
+            seconds = time.perf_counter() - start
+            report.timings.append(StepTiming(f"raw/{source}", seconds, result.success, year))
+            log(f"{'ok ' if result.success else 'FAILED'} raw/{source} [{year}] {seconds:.1f}s")
 
     raw_steps = len(report.timings)
     if not report.success:

@@ -6,11 +6,8 @@ second dbt op; when the gate fails that op is skipped and the previous training 
 """
 
 import os
-import re
-import subprocess
 import sys
 from collections.abc import Mapping
-from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from wijk_assets.defs.dbt.test_descriptions import describe_dbt_test
 from wijk_assets.defs.resources import DUCKDB_POOL, WarehouseResource
 from wijk_assets.defs.automation.conditions import downstream_automation_condition
+from wijk_assets.keys import FEATURE_CATALOG_KEY
 from wijk_assets.settings import DBT_PROJECT_DIR, load_settings
 
 DBT_TARGET_PATH = load_settings().dbt_target_path
@@ -40,21 +38,6 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
-@lru_cache(maxsize=None)
-def _installed_dbt_version(executable: str) -> version.Version:
-    """The version of the ``dbt`` executable, asked once per process.
-
-    The venv's own ``dbt`` is the installed dbt-core package (read from its metadata); any other
-    executable is asked with ``dbt --version``, as dagster-dbt does."""
-    if Path(executable).parent == Path(sys.executable).parent:
-        return version.parse(metadata.version("dbt-core"))
-    raw = subprocess.check_output([executable, "--version"]).decode("utf-8")
-    found = re.search(r"(\d+\.\d+\.\d+)", raw)
-    if not found:
-        raise ValueError(f"could not read the dbt version from `{executable} --version`: {raw.strip()!r}")
-    return version.parse(found.group(1))
-
-
 class WijkDbtCliResource(DbtCliResource):
     """dagster-dbt's CLI resource without its two per-invocation start-up costs we do not use.
 
@@ -67,7 +50,9 @@ class WijkDbtCliResource(DbtCliResource):
 
     @property
     def _cli_version(self) -> version.Version:  # type: ignore[override]
-        return _installed_dbt_version(self.dbt_executable)
+        if Path(self.dbt_executable).parent == Path(sys.executable).parent:  # the venv's own dbt
+            return version.parse(metadata.version("dbt-core"))
+        return DbtCliResource._cli_version.func(self)  # another dbt: dagster-dbt asks `dbt --version`
 
     def _initialize_dbt_core_adapter(self, args):  # noqa: ARG002 - see the class docstring
         return None
@@ -105,33 +90,15 @@ def prepare_manifest(force: bool = False, duckdb_path: str | Path | None = None)
     copies the project target's ``partial_parse.msgpack`` into each invocation's target folder, so a
     parse for the warehouse the runs write to lets every dbt invocation parse only what changed.
     """
-    pending = start_manifest_preparation(force=force, duckdb_path=duckdb_path)
-    return pending() if pending is not None else dbt_project.manifest_path
-
-
-def start_manifest_preparation(force: bool = False, duckdb_path: str | Path | None = None):
-    """Start the parse :func:`prepare_manifest` would make, without waiting; None when none is needed.
-
-    Returns a function that waits for the parse and records which warehouse it was made for.
-    ``dbt parse`` never opens the warehouse (it parsed while another process held DuckDB's write lock),
-    so ``wijk-assets materialize`` parses for a new warehouse file on the second core while the raw
-    sources load (~5 s off a first build).
-    """
     manifest = dbt_project.manifest_path
     path = str(Path(duckdb_path if duckdb_path is not None else load_settings().duckdb_path).resolve())
-    if not (force or _manifest_is_stale(manifest) or _parsed_for(manifest) != path):
-        return None
-    # the profile renders the database path from WIJK_DUCKDB_PATH (the runs set it the same way)
-    os.environ["WIJK_DUCKDB_PATH"] = path
-    dbt = WijkDbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())
-    invocation = dbt.cli(["parse", "--quiet"], target_path=dbt_project.target_path)
-
-    def finish() -> Path:
-        invocation.wait()
+    if force or _manifest_is_stale(manifest) or _parsed_for(manifest) != path:
+        # the profile renders the database path from WIJK_DUCKDB_PATH (the runs set it the same way)
+        os.environ["WIJK_DUCKDB_PATH"] = path
+        dbt = WijkDbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())
+        dbt.cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait()
         manifest.with_name(PARSED_FOR_FILE).write_text(path, encoding="utf-8")
-        return manifest
-
-    return finish
+    return manifest
 
 
 class WijkDbtTranslator(DagsterDbtTranslator):
@@ -183,10 +150,7 @@ _LINEAGE_OUTPUTS = {key.to_python_identifier(): key for key in LINEAGE_MARTS}
 # of ``marts.feature_catalog`` names only these columns.
 FEATURE_CATALOG_READ_COLUMNS = ("feature", "concept", "label", "unit", "kind", "source", "cbs_table_ids",
                                 "source_measure_keys", "sensitive", "description", "denominator")
-_VERSIONED_BY_COLUMNS = {
-    dg.AssetKey(["marts", "feature_catalog"]).to_python_identifier(): (
-        dg.AssetKey(["marts", "feature_catalog"]), FEATURE_CATALOG_READ_COLUMNS),
-}
+_CATALOG_OUTPUT = FEATURE_CATALOG_KEY.to_python_identifier()
 
 
 def column_lineage_metadata(key: dg.AssetKey, duckdb: WarehouseResource) -> dict[str, Any]:
@@ -281,12 +245,11 @@ def with_column_lineage(events, duckdb: WarehouseResource, context: dg.AssetExec
                 data_version=dg.DataVersion(table_content_version(key, duckdb)),
                 tags=event.tags,
             )
-        elif event.output_name in _VERSIONED_BY_COLUMNS:
-            versioned, columns = _VERSIONED_BY_COLUMNS[event.output_name]
+        elif event.output_name == _CATALOG_OUTPUT:
+            version_of_read_columns = table_content_version(FEATURE_CATALOG_KEY, duckdb, FEATURE_CATALOG_READ_COLUMNS)
             yield dg.Output(value=event.value, output_name=event.output_name,
-                            metadata={**metadata, "versioned_columns": ", ".join(columns)},
-                            data_version=dg.DataVersion(table_content_version(versioned, duckdb, columns)),
-                            tags=event.tags)
+                            metadata={**metadata, "versioned_columns": ", ".join(FEATURE_CATALOG_READ_COLUMNS)},
+                            data_version=dg.DataVersion(version_of_read_columns), tags=event.tags)
         else:
             yield dg.Output(value=event.value, output_name=event.output_name, metadata=metadata,
                             data_version=event.data_version, tags=event.tags)

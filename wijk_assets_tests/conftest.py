@@ -55,6 +55,7 @@ SHARED_BUILD_MODULES = frozenset({
     "wijk_assets_tests/integration/test_dbt_models.py",
     "wijk_assets_tests/integration/test_model_outputs.py",
     "wijk_assets_tests/integration/test_wijkbeeld.py",
+    "wijk_assets_tests/integration/test_determinism.py",
 })
 SHARED_BUILD_FIXTURES = ("raw_stage", "lbm_warehouse")
 

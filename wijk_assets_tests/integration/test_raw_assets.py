@@ -69,6 +69,35 @@ def test_every_source_and_year_lands_with_provenance(raw_db):
     assert nulls == 0
 
 
+def test_gate_1_passed_on_every_real_partition_without_warnings(raw_stage):
+    """The raw stage loaded every partition of the real data through Dagster: gate 1 (the GE suite of
+    each source) evaluated each partition -- every RIVM year with its ~1.25M rows included -- passed,
+    and raised no warning."""
+    instance = raw_stage["instance"]
+    evaluations = {}
+    for record in instance.get_run_records():
+        for entry in instance.all_logs(record.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+            evaluation = entry.dagster_event.event_specific_data
+            partition = record.dagster_run.tags.get("dagster/partition")
+            evaluations[(evaluation.asset_key.path[-1], evaluation.check_name, partition)] = evaluation
+    with duckdb.connect(str(raw_stage["db"]), read_only=True) as con:
+        expected = {
+            (source, f"ge_gate_{source}", str(year))
+            for source in RAW_SOURCES
+            for (year,) in con.execute(f"SELECT DISTINCT release_year FROM raw.{source}").fetchall()
+        }
+    assert len(expected) >= 18 and {k for k in expected if k[0] == "rivm_gezondheid"} == {
+        ("rivm_gezondheid", "ge_gate_rivm_gezondheid", y) for y in ("2012", "2016", "2020")}
+    assert expected <= set(evaluations), sorted(expected - set(evaluations))
+    for key in sorted(expected):
+        evaluation = evaluations[key]
+        assert evaluation.passed, (key, evaluation.metadata.get("summary"))
+        warnings = evaluation.metadata["warnings"]
+        assert getattr(warnings, "value", warnings) == [], (key, warnings)
+        rows = evaluation.metadata["rows_validated"]
+        assert getattr(rows, "value", rows) > 0, key
+
+
 def test_raw_keeps_codes_and_markers_verbatim(raw_db, shared_data_dir):
     con = duckdb.connect(str(raw_db), read_only=True)
     # Assen's ten Leefbaarometer wijken in every year

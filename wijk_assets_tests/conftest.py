@@ -101,27 +101,6 @@ def pytest_xdist_make_scheduler(config, log):
     return ModuleScheduling(config, log)
 
 
-# The end-to-end module is the longest chain of work (two full builds, one after the other) and sets the
-# length of a parallel run; the other worker's modules can wait. A worker that starts a module other
-# than the end-to-end one before it has run the end-to-end module lowers its own CPU priority (and that
-# of the dbt and fit processes it starts) once, so the end-to-end module gets the cores when both want
-# them. Priority only: every test runs, in the same order, with the same results.
-NICE_OFF_CRITICAL_PATH = 10
-_NICED = False
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _yield_cores_to_the_end_to_end_module(request):
-    global _NICED
-    if _WORKER and not _NICED and scope_priority(worker_scope(request.node.nodeid)) > 0:
-        _NICED = True
-        try:
-            os.nice(NICE_OFF_CRITICAL_PATH)
-        except OSError:  # not allowed here: the run is only slower
-            pass
-    yield
-
-
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
     data_dir = Path(os.environ.get("WIJK_DATA_DIR", DEFAULT_DATA_DIR))

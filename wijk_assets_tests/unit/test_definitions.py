@@ -101,3 +101,52 @@ def test_a_database_file_named_after_a_schema_is_refused_with_the_reason(tmp_pat
     with pytest.raises(ValueError, match=r"raw\.duckdb.*clashes with the warehouse schema"):
         Settings(data_dir=tmp_path, duckdb_path=tmp_path / "raw.duckdb", cbs_base_url=None, gemeente="GM0106")
     Settings(data_dir=tmp_path, duckdb_path=tmp_path / "wijk.duckdb", cbs_base_url=None, gemeente="GM0106")
+
+
+def test_automation_evaluation_reads_each_dynamic_partition_set_once_and_decides_the_same():
+    """Synthetic graph: a dynamically partitioned source year and two eager assets downstream. The
+    evaluation that reads each partitions definition once requests exactly what Dagster's own does,
+    tick after tick, and leaves the instance's method as it was."""
+    from wijk_assets.runner.refresh import evaluate_automation
+
+    years = dg.DynamicPartitionsDefinition(name="synthetic_release_year")
+
+    @dg.asset(partitions_def=years)
+    def raw_source():
+        return 1
+
+    @dg.asset(deps=[raw_source], automation_condition=dg.AutomationCondition.eager(), partitions_def=years)
+    def staged():
+        return 1
+
+    @dg.asset(deps=[staged], automation_condition=dg.AutomationCondition.eager())
+    def table():
+        return 1
+
+    defs = dg.Definitions(assets=[raw_source, staged, table])
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("synthetic_release_year", ["2019", "2020", "2021"])
+        reads = []
+        read = instance.get_dynamic_partitions
+
+        def counting(partitions_def_name):  # Dagster passes it by keyword
+            reads.append(partitions_def_name)
+            return read(partitions_def_name)
+
+        plain_cursor = cached_cursor = None
+        for tick in range(3):
+            if tick == 1:
+                dg.materialize([raw_source], instance=instance, partition_key="2020")
+            plain = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=plain_cursor)
+            instance.get_dynamic_partitions = counting
+            try:
+                cached = evaluate_automation(defs, instance, cached_cursor)
+            finally:
+                del instance.get_dynamic_partitions
+            plain_cursor, cached_cursor = plain.cursor, cached.cursor
+            for key in (staged.key, table.key):
+                assert cached.get_requested_partitions(key) == plain.get_requested_partitions(key), (tick, key)
+            assert reads and set(reads) == {"synthetic_release_year"} and len(reads) == 1, reads
+            reads.clear()
+        assert plain.get_requested_partitions(staged.key) == set()  # it settled (nothing ran in between)
+        assert "get_dynamic_partitions" not in vars(instance)

@@ -593,3 +593,22 @@ def test_audit_trail_check_that_errored_is_not_silently_passed():
     checks = json.loads(rows["checks"].iloc[0])
     assert checks[0]["status"] == "EXECUTION_FAILED" and checks[0]["passed"] is None
     assert list(rows["checks_passed"]) == [False]
+
+
+def test_the_word_prefilter_never_hides_a_banned_term():
+    """Synthetic texts around every banned term (case, plural, compound, punctuation, long-s and Kelvin
+    sign spellings): the prefiltered scan finds exactly what one regex search per term finds."""
+    from wijk_assets.lib.responsible import stigma
+
+    texts = []
+    for term in stigma.BANNED_TERMS:
+        for variant in (term, term.upper(), term.title(), term.replace(" ", "_"), term.replace(" ", "-")):
+            texts += [variant, f"de {variant}en van de stad", f"({variant}s)", f"Een {variant}aanpak.",
+                      f"the {variant} neighbourhood", f"{variant} wijken", f"x{variant}x",
+                      variant.replace("s", "\u017f").replace("k", "\u212a")]
+    texts += ["best scorende wijk", "The best 3", "no go zone", "worstenbroodje", "getto's", "Beste buurten"]
+    for text in texts:
+        prepared = stigma._prepare(text)
+        plain = [t for t, p in stigma._COMPILED.items() if p.search(prepared)]
+        assert stigma._terms_in(text, stigma._COMPILED) == plain, text
+    assert sum(bool(stigma._terms_in(t, stigma._COMPILED)) for t in texts) > len(stigma.BANNED_TERMS)

@@ -8,6 +8,7 @@ religion indicators without an explicit opt-in, and never present a single "wors
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from dataclasses import asdict, dataclass
 from typing import Iterable, Mapping, Sequence
@@ -121,12 +122,37 @@ def _prepare(text: str) -> str:
     return str(text).replace("_", " ")
 
 
+# A word every match of a special pattern contains (generic patterns: the term's first word).
+_SPECIAL_LITERALS = {"best": "best", "beste": "best", "no-go": "go", "getto": "getto", "ghetto": "ghetto",
+                     "worst": "worst", "slechtste": "slechtste", "slum": "slum", "problem neighbourhood": "problem",
+                     "deprived neighbourhood": "deprived", "bad neighbourhood": "bad"}
+
+
+def required_literal(term: str) -> str:
+    """A lower-case word that every text the term's pattern matches contains (after ``casefold``)."""
+    if term.lower() in _SPECIAL_PATTERNS:
+        return _SPECIAL_LITERALS[term.lower()]
+    return re.split(r"[\s_-]+", term.strip())[0].lower()
+
+
+@functools.lru_cache(maxsize=16)
+def _literals(terms: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted({required_literal(t) for t in terms}))
+
+
 def _terms_in(text: object, compiled: Mapping[str, re.Pattern[str]]) -> list[str]:
     if text is None or (isinstance(text, float) and np.isnan(text)):
         return []
     if not isinstance(text, str):
         return []
     prepared = _prepare(text)
+    # Almost every cell holds no banned term. A text without any term's required word (substring tests
+    # on the case-folded text; case folding maps at least what a case-insensitive regex equates) cannot
+    # match, so the ~40 regex searches run only on the few texts that have one: ~2 s less on the ~21,000
+    # distinct texts of the published explanations.
+    folded = prepared.casefold()
+    if not any(word in folded for word in _literals(tuple(compiled))):
+        return []
     return [term for term, pattern in compiled.items() if pattern.search(prepared)]
 
 

@@ -95,7 +95,6 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource, s
         yield from _withheld(duckdb, outcome, run["model_version"], verdict["problems"])
         return
     artifact = load_artifact(run["artifact_path"])
-    fold_models = load_fold_models(run["artifact_path"])
     frame, catalog = load_training_frame(duckdb, context.run_id)
 
     # Every row the model was cross-validated on, in the order of its out-of-fold table.
@@ -117,6 +116,7 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource, s
         context.log.info(f"{outcome}: explanation inputs unchanged ({version}); stored explanations kept")
         yield from reused
         return
+    fold_models = load_fold_models(run["artifact_path"])  # only now: the reuse above needs none of them
     fold_of = oof["fold"].to_numpy()
     # The published prediction: each wijk's out-of-fold prediction, from the model of its own fold.
     predicted = fold_predictions(fold_models, feature_matrix(data, artifact.features), fold_of)

@@ -119,6 +119,35 @@ def test_asset_metadata_links_pages_and_previews_overview(built):
     assert preview.startswith("**Wijkbeeld Assen**") and "| Pittelo |" in preview
 
 
+def test_pages_are_rendered_again_only_when_their_inputs_or_files_changed(built, lbm_warehouse):
+    """Same inputs, same pages: a second materialisation keeps the pages (not rewritten), one after a page
+    was removed renders them again, identical to before; switching gemeente renders."""
+    settings, instance = lbm_warehouse["settings"], lbm_warehouse["instance"]
+    assen = build_definitions(settings)
+
+    def run():
+        assert materialize_keys(assen, instance, [WIJKBEELD_KEY], None, trigger="test").success
+        return instance.get_latest_materialization_event(WIJKBEELD_KEY).asset_materialization.metadata
+
+    first = run()  # the last materialisation was Utrecht's (fixture): other inputs, so rendered
+    assert first["rendered"].value is True
+    pages = {Path(p): sha for p, sha in first["pages_sha256"].value.items()}
+    assert len(pages) == 11 and all(p.is_file() for p in pages)
+    written = {p: p.stat().st_mtime_ns for p in pages}
+
+    second = run()
+    assert second["rendered"].value is False
+    assert second["inputs_version"].value == first["inputs_version"].value
+    assert {p: p.stat().st_mtime_ns for p in pages} == written  # not written again
+    assert second["overview"].value == first["overview"].value and second["n_wijk_pages"].value == 10
+
+    lariks = next(p for p in pages if p.name == "WK010601.html")
+    lariks.unlink()
+    third = run()
+    assert third["rendered"].value is True and lariks.is_file()
+    assert third["pages_sha256"].value == first["pages_sha256"].value  # the same bytes as before
+
+
 def test_utrecht_pages_include_the_survey(built):
     folder = built["site"] / "GM0344"
     pages = list(folder.glob("WK*.html"))

@@ -42,13 +42,21 @@ def wijkbeeld(
 ) -> dg.MaterializeResult:
     from wijk_assets.lib.wijkbeeld.data import load_gemeente
     from wijk_assets.lib.wijkbeeld.site import write_site
+    from wijk_assets.lib.wijkbeeld.version import files_sha256, inputs_version, pages_intact
 
     with duckdb.connect(read_only=True) as con:
         data = load_gemeente(con, settings.gemeente)
     out_dir = reports_dir(duckdb) / "wijkbeeld" / settings.gemeente
+    names = dict(zip(data.wijken["area_code"], data.wijken["area_name"]))
+    version = inputs_version(data, min_inhabitants=settings.min_inhabitants, out_dir=out_dir)
+    # Same inputs, same pages (see lib/wijkbeeld/version.py): when the last materialisation rendered
+    # these inputs and its pages are on disk unchanged, they are kept instead of rendered again.
+    kept = _kept_pages(context, version, pages_intact)
+    if kept is not None:
+        context.log.info(f"wijkbeeld {data.gemeente_name}: inputs unchanged ({version[:12]}); pages in {out_dir} kept")
+        return dg.MaterializeResult(metadata={**kept, "rendered": False})
     site = write_site(data, out_dir, min_inhabitants=settings.min_inhabitants)
     context.log.info(f"wijkbeeld {data.gemeente_name}: {len(site.wijk_pages)} wijk pages in {out_dir}")
-    names = dict(zip(data.wijken["area_code"], data.wijken["area_name"]))
     return dg.MaterializeResult(
         metadata={
             "gemeente": f"{data.gemeente_name} ({data.gemeente_code})",
@@ -57,8 +65,27 @@ def wijkbeeld(
             "n_wijk_pages": len(site.wijk_pages),
             "overview": dg.MetadataValue.md(site.markdown),
             "notes": "; ".join(data.notes) or "none",
+            "inputs_version": version,
+            "pages_sha256": dg.MetadataValue.json(files_sha256([site.index, *site.wijk_pages.values()])),
+            "rendered": True,
         }
     )
+
+
+PAGE_METADATA = ("gemeente", "index", "wijk_pages", "n_wijk_pages", "overview", "notes", "inputs_version",
+                 "pages_sha256")
+
+
+def _kept_pages(context: dg.AssetExecutionContext, version: str, pages_intact) -> dict | None:
+    """The last materialisation's page metadata when it rendered ``version`` and its pages are intact."""
+    event = context.instance.get_latest_materialization_event(WIJKBEELD_KEY)
+    metadata = event.asset_materialization.metadata if event is not None and event.asset_materialization else {}
+    if any(name not in metadata for name in PAGE_METADATA):
+        return None
+    recorded = metadata["pages_sha256"].value
+    if metadata["inputs_version"].value != version or not pages_intact(recorded):
+        return None
+    return {name: metadata[name] for name in PAGE_METADATA}
 
 
 wijkbeeld_assets = [wijkbeeld]

@@ -107,6 +107,7 @@ def load_gemeente(con, gemeente_code: str) -> GemeenteData:
         FROM raw.cbs_wijkgrenzen
         WHERE area_code IN (SELECT unnest(?)) AND measure_key IN ({', '.join("'" + k + "'" for k in AGE_KEYS)})
           AND release_year = (SELECT max(release_year) FROM raw.cbs_wijkgrenzen)
+        ORDER BY area_code, age_key, source_file, source_row
         """,
         [codes],
     ).df() if "raw.cbs_wijkgrenzen" in tables else pd.DataFrame()
@@ -120,13 +121,14 @@ def load_gemeente(con, gemeente_code: str) -> GemeenteData:
                source_file, source_row
         FROM marts.fct_area_feature_values
         WHERE source = ? AND ends_with(feature, ?) AND (area_code IN (SELECT unnest(?)) OR area_code IN (?, ?))
-        ORDER BY feature, year
+        ORDER BY feature, year, area_code, source_file, source_row
         """,
         [HEALTH_SOURCE, f"__{HEALTH_GROUP}", codes, gemeente_code, NATIONAL_CODE],
     ).df()
     health = health[health["feature"].str.endswith(f"__{HEALTH_GROUP}")]
     comparison = _frame(con, tables, "publish.area_comparison",
-                        "SELECT * FROM publish.area_comparison WHERE area_code IN (SELECT unnest(?))", [codes], notes)
+                        "SELECT * FROM publish.area_comparison WHERE area_code IN (SELECT unnest(?)) ORDER BY area_code, outcome",
+                        [codes], notes)
     drivers = _frame(con, tables, "publish.area_drivers",
                      "SELECT * FROM publish.area_drivers WHERE area_code IN (SELECT unnest(?)) ORDER BY outcome, side, rank",
                      [codes], notes)
@@ -138,7 +140,7 @@ def load_gemeente(con, gemeente_code: str) -> GemeenteData:
     gate = _frame(
         con, tables, "ml.model_gate",
         "SELECT g.outcome, g.passed, g.problems FROM ml.model_gate g JOIN ml.model_runs r "
-        "USING (outcome, model_version)", [], notes,
+        "USING (outcome, model_version) ORDER BY g.outcome", [], notes,
     ) if "ml.model_runs" in tables else pd.DataFrame()
     survey = pd.DataFrame()
     if "marts.fct_survey_indicators" in tables:
@@ -154,7 +156,8 @@ def load_gemeente(con, gemeente_code: str) -> GemeenteData:
         if aggregated:
             buurt_values = con.execute(
                 "SELECT area_code, feature, year, value FROM marts.fct_area_feature_values WHERE area_level = 'buurt' "
-                "AND feature IN (SELECT unnest(?)) AND starts_with(area_code, ?) AND value IS NOT NULL",
+                "AND feature IN (SELECT unnest(?)) AND starts_with(area_code, ?) AND value IS NOT NULL "
+                "ORDER BY area_code, feature, year",
                 [aggregated, "BU" + gemeente_code[2:]],
             ).df()
     return GemeenteData(gemeente_code, gemeente_name, wijken, ages, lbm, lbm_reference, health, comparison,

@@ -276,6 +276,26 @@ def test_grouped_ridge_matches_sklearn_ridgecv():
     np.testing.assert_allclose(ours.predict(X), ref.predict(X), atol=1e-9)
 
 
+@pytest.mark.parametrize("offset", [0.0, 100.0])
+def test_grouped_ridge_from_raw_sums_matches_sklearn_on_uncentred_columns_and_partial_folds(offset):
+    """The fold systems come from all rows' raw sums minus the test part's: still sklearn's RidgeCV when
+    the columns are far from centred, and when the folds leave rows out (the per-fold fallback)."""
+    from sklearn.linear_model import RidgeCV
+
+    rng = np.random.default_rng(3)  # SYNTHETIC
+    X = rng.normal(size=(300, 20)) * rng.uniform(0.5, 5, 20) + offset
+    y = X[:, 0] - 0.5 * X[:, 3] + rng.normal(size=300)
+    groups = pd.DataFrame({"g": rng.integers(0, 30, 300)})
+    folds = grouped_folds(groups, "g", n_splits=3, seed=1)
+    partial = [(train[: len(train) * 3 // 4], test) for train, test in folds]
+    alphas = np.logspace(-2, 4, 13)
+    for cv in (folds, partial):
+        ours = GroupedRidgeCV(alphas=alphas, cv=cv).fit(X, y)
+        ref = RidgeCV(alphas=alphas, cv=cv).fit(X, y)
+        assert ours.alpha_ == pytest.approx(ref.alpha_)
+        np.testing.assert_allclose(ours.predict(X), ref.predict(X), rtol=1e-7, atol=1e-7)
+
+
 def test_median_imputer_matches_simple_imputer():
     import warnings
 

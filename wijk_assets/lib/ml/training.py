@@ -397,11 +397,14 @@ class GroupedRidgeCV(BaseEstimator, RegressorMixin):
         self.cv = cv
 
     @staticmethod
-    def _centered_system(X, y):
-        x_mean = X.mean(axis=0)
-        y_mean = float(y.mean())
-        Xc = X - x_mean
-        return Xc.T @ Xc, Xc.T @ (y - y_mean), x_mean, y_mean
+    def _centered_system(S, s, Xy, ysum, n):
+        """Centred normal equations of ``n`` rows from their raw sums: ``S`` = X'X, ``s`` = X'1,
+        ``Xy`` = X'y, ``ysum`` = 1'y."""
+        x_mean = s / n
+        y_mean = float(ysum / n)
+        G = S - n * np.outer(x_mean, x_mean)
+        b = Xy - n * x_mean * y_mean
+        return G, b, x_mean, y_mean
 
     def fit(self, X, y):
         X = np.asarray(X, dtype=np.float64)
@@ -412,24 +415,36 @@ class GroupedRidgeCV(BaseEstimator, RegressorMixin):
             edges = np.linspace(0, len(y), 4).astype(int)
             positions = np.arange(len(y))
             folds = [(np.setdiff1d(positions, positions[a:b]), positions[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+        # Raw sums of all rows once; a fold's training part is all rows minus its test part, so each fold
+        # costs the Gram matrix of its (smaller) test part instead of its training part, and the final fit
+        # none. The columns come standardised from the pipeline, so centring by subtraction loses nothing.
+        S, s, Xy, ysum, n = X.T @ X, X.sum(axis=0), X.T @ y, float(y.sum()), len(y)
         scores = np.zeros((len(folds), alphas.size))
         for i, (train, test) in enumerate(folds):
-            G, b, x_mean, y_mean = self._centered_system(X[train], y[train])
+            Xte = X[test]
+            if len(train) + len(test) == n and len(np.unique(np.concatenate([train, test]))) == n:
+                G, b, x_mean, y_mean = self._centered_system(
+                    S - Xte.T @ Xte, s - Xte.sum(axis=0), Xy - Xte.T @ y[test], ysum - float(y[test].sum()), len(train))
+            else:  # folds that do not partition the rows: sums of the training part itself
+                Xtr = X[train]
+                G, b, x_mean, y_mean = self._centered_system(
+                    Xtr.T @ Xtr, Xtr.sum(axis=0), Xtr.T @ y[train], float(y[train].sum()), len(train))
             evals, evecs = np.linalg.eigh(G)
             evals = np.clip(evals, 0.0, None)
             proj = evecs.T @ b
-            Xt = (X[test] - x_mean) @ evecs
+            # One coefficient vector per alpha, back in the feature space (p x n_alphas): the test rows are
+            # multiplied by that thin matrix once instead of being rotated into the eigenbasis (p x p).
+            coefs = evecs @ (proj[:, None] / (evals[:, None] + alphas[None, :]))
+            pred = (Xte - x_mean) @ coefs + y_mean
             yt = y[test]
             ss_tot = float(np.sum((yt - yt.mean()) ** 2))
-            for j, alpha in enumerate(alphas):
-                pred = Xt @ (proj / (evals + alpha)) + y_mean
-                ss_res = float(np.sum((yt - pred) ** 2))
-                scores[i, j] = 1.0 - ss_res / ss_tot if ss_tot > 0 else -ss_res
+            ss_res = np.sum((yt[:, None] - pred) ** 2, axis=0)
+            scores[i] = 1.0 - ss_res / ss_tot if ss_tot > 0 else -ss_res
         mean_scores = scores.mean(axis=0)
         best = int(np.argmax(mean_scores))  # first maximum = smallest alpha among ties
         self.alpha_ = float(alphas[best])
         self.cv_scores_ = dict(zip(alphas.tolist(), mean_scores.tolist()))
-        G, b, x_mean, y_mean = self._centered_system(X, y)
+        G, b, x_mean, y_mean = self._centered_system(S, s, Xy, ysum, n)
         self.coef_ = np.linalg.solve(G + self.alpha_ * np.eye(G.shape[0]), b)
         self.intercept_ = y_mean - float(x_mean @ self.coef_)
         return self

@@ -159,9 +159,10 @@ def dynamic_partitions_read_once(instance: dg.DagsterInstance):
     ``dg.evaluate_automation_conditions`` serialises its new cursor with the instance itself as the
     dynamic-partitions store (the daemon uses its caching queryer there), and that asks for the keys of
     a raw source's release years once per condition node and partitioned subset: ~1,000 reads of the
-    partitions table per evaluation on this asset graph, each with a fresh SQLAlchemy engine, ~2.5 of
-    the ~3.5 s an evaluation took. Partitions are only added between evaluations (by the release sensor's
-    result, :func:`apply_sensor_result`), never during one, so one read per name is the same answer.
+    partitions table per evaluation on this asset graph, each with a fresh SQLAlchemy engine: 2.1-2.4 s
+    per evaluation on the national warehouse, 0.6-0.9 s with one read per name. Partitions are only
+    added between evaluations (by the release sensor's result, :func:`apply_sensor_result`), never
+    during one, so one read per name is the same answer.
     """
     read = instance.get_dynamic_partitions
     own = vars(instance).get("get_dynamic_partitions")  # already wrapped on this object (nested use)

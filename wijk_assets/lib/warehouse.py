@@ -8,6 +8,7 @@ for the lock instead of crashing, and the Dagster assets that use it share one c
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import time
 from collections.abc import Iterator
@@ -33,6 +34,58 @@ def _is_being_created(error: Exception) -> bool:
     return "not a valid duckdb database file" in str(error).lower()
 
 
+def _fresh_database_beside(path: Path) -> Path:
+    """An empty, valid database file in ``path``'s folder under a name private to this process."""
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.{random.getrandbits(32):08x}.creating")
+    duckdb.connect(str(scratch)).close()
+    return scratch
+
+
+def _discard(scratch: Path) -> None:
+    scratch.unlink(missing_ok=True)
+    scratch.with_name(scratch.name + ".wal").unlink(missing_ok=True)
+
+
+def _create_if_missing(path: Path) -> None:
+    """Create a new database file so that no process can ever see it half made.
+
+    DuckDB creates a file with O_CREAT and locks it afterwards; a second process that opens the new,
+    still empty file in between takes the lock first, finds no header, and the creator then fails on
+    the lock: the file stays at 0 bytes and is never initialised. Instead the database is made under a
+    private name and hard-linked into place, which is atomic and fails if the path exists.
+    """
+    if path.exists():
+        return
+    scratch = _fresh_database_beside(path)
+    try:
+        os.link(scratch, path)
+    except FileExistsError:
+        pass  # another process made it first: theirs is used
+    except OSError:  # a filesystem without hard links: the window is back, the retry loop covers it
+        if not path.exists():
+            os.replace(scratch, path)
+    finally:
+        _discard(scratch)
+
+
+def _replace_if_empty(path: Path) -> bool:
+    """Replace a 0-byte database file left by an interrupted creation; True if it was replaced."""
+    try:
+        if path.stat().st_size != 0:
+            return False
+    except FileNotFoundError:
+        _create_if_missing(path)
+        return True
+    scratch = _fresh_database_beside(path)
+    try:
+        if path.stat().st_size != 0:  # somebody initialised it meanwhile
+            return True
+        os.replace(scratch, path)
+        return True
+    finally:
+        _discard(scratch)
+
+
 @contextlib.contextmanager
 def connect(
     path: Path | str, *, read_only: bool = False, wait_seconds: float = LOCK_WAIT_SECONDS
@@ -41,18 +94,27 @@ def connect(
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _create_if_missing(path)
     started = time.monotonic()
     deadline = started + wait_seconds
+    invalid_since: float | None = None
     delay = 0.05
     while True:
         try:
             con = duckdb.connect(str(path), read_only=read_only)
             break
         except duckdb.IOException as error:
-            transient = _is_lock_error(error) or (
-                _is_being_created(error) and time.monotonic() - started < BEING_CREATED_SECONDS
-            )
-            if not transient or time.monotonic() > deadline:
+            now = time.monotonic()
+            if _is_being_created(error):
+                invalid_since = now if invalid_since is None else invalid_since
+                if now - invalid_since >= BEING_CREATED_SECONDS:
+                    if read_only or not _replace_if_empty(path):
+                        raise
+                    invalid_since = None
+                    continue
+            elif not _is_lock_error(error):
+                raise
+            if now > deadline:
                 raise
             time.sleep(delay + random.uniform(0, delay))
             delay = min(delay * 2, 2.0)

@@ -33,20 +33,20 @@ build_features = dg.define_asset_job(
 
 train_models = dg.define_asset_job(
     "train_models",
-    selection=_groups("models", "explanations") - dg.AssetSelection.keys(["explanations", "correlations"]),
+    selection=_groups("models", "explanations") - dg.AssetSelection.assets(dg.AssetKey(["explanations", "correlations"])),
     description="Per outcome: train the LightGBM model, decide its quality-gate verdict, explain it (SHAP).",
 )
 
 publish_and_report = dg.define_asset_job(
     "publish_and_report",
-    selection=_groups("monitoring", "publish", "reports") | dg.AssetSelection.keys(["explanations", "correlations"]),
+    selection=_groups("monitoring", "publish", "reports") | dg.AssetSelection.assets(dg.AssetKey(["explanations", "correlations"])),
     description="Correlations, change monitoring, published (suppressed, neutral) tables and the reports.",
 )
 
 update_warehouse = dg.define_asset_job(
     "update_warehouse",
     selection=_groups(*DBT_GROUPS, "monitoring", "publish", "reports")
-    | dg.AssetSelection.keys(["explanations", "correlations"]),
+    | dg.AssetSelection.assets(dg.AssetKey(["explanations", "correlations"])),
     description="Every unpartitioned asset: the dbt marts, published tables and reports in one run.",
 )
 

@@ -95,7 +95,7 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource, s
         yield from _withheld(duckdb, outcome, run["model_version"], verdict["problems"])
         return
     artifact = load_artifact(run["artifact_path"])
-    frame, catalog = load_training_frame(duckdb, context.run_id)
+    frame, catalog = load_training_frame(duckdb, context.run.run_id)
 
     # Every row the model was cross-validated on, in the order of its out-of-fold table.
     data = frame[frame[outcome].notna()].reset_index(drop=True)

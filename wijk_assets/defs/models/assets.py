@@ -227,7 +227,7 @@ def liveability_model(
 
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     outcome = context.partition_key
-    frame, catalog, selection = outcome_training_inputs(duckdb, outcome, settings.sensitive_opt_in, context.run_id)
+    frame, catalog, selection = outcome_training_inputs(duckdb, outcome, settings.sensitive_opt_in, context.run.run_id)
     choice = load_selection(duckdb, outcome)
     if choice is None:
         raise dg.Failure(f"no stored model selection for {outcome!r}: materialise models/model_selection first")
@@ -249,7 +249,7 @@ def liveability_model(
         action = REUSED
         model_version, target_dir = current["model_version"], Path(current["artifact_path"])
         metrics = json.loads(current["metrics"])
-        run_row = pd.DataFrame([{**current, "action": REUSED, "run_id": context.run_id, "checked_at": now}])
+        run_row = pd.DataFrame([{**current, "action": REUSED, "run_id": context.run.run_id, "checked_at": now}])
         _write_partition(duckdb, "ml.model_runs", run_row, MODEL_RUNS_COLUMNS, outcome)
         n_rows, n_features, params = int(current["n_rows"]), int(current["n_features"]), json.loads(current["params"])
     else:
@@ -308,7 +308,7 @@ def liveability_model(
             "created_at": now,
             "training_fingerprint": fingerprint,
             "action": TRAINED,
-            "run_id": context.run_id,
+            "run_id": context.run.run_id,
             "checked_at": now,
         }])
         _write_partition(duckdb, "ml.model_runs", run_row, MODEL_RUNS_COLUMNS, outcome)
@@ -316,7 +316,7 @@ def liveability_model(
         _write_partition(duckdb, "ml.oof_predictions", oof, sql_types(oof), outcome)
     _log_run(duckdb, {
         "outcome": outcome, "model_version": model_version, "data_version": training_version,
-        "training_fingerprint": fingerprint, "action": action, "run_id": context.run_id,
+        "training_fingerprint": fingerprint, "action": action, "run_id": context.run.run_id,
         "seconds": (datetime.now(timezone.utc).replace(tzinfo=None) - started).total_seconds(), "logged_at": now,
     })
 

@@ -132,7 +132,7 @@ def model_gate_verdict(context: dg.AssetExecutionContext, duckdb: WarehouseResou
     outcome = context.partition_key
     run = load_model_run(duckdb, outcome)
     artifact = load_artifact(run["artifact_path"])
-    frame, _ = load_training_frame(duckdb, context.run_id)
+    frame, _ = load_training_frame(duckdb, context.run.run_id)
     rows = frame[frame[outcome].notna()].reset_index(drop=True)
     comparison = compare_oof(artifact.oof_predictions)
     problems, details = other_problems(outcome, artifact.booster, artifact.features, rows)

@@ -59,7 +59,7 @@ def model_selection(
 
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     outcome = context.partition_key
-    frame, catalog, selection = outcome_training_inputs(duckdb, outcome, settings.sensitive_opt_in, context.run_id)
+    frame, catalog, selection = outcome_training_inputs(duckdb, outcome, settings.sensitive_opt_in, context.run.run_id)
     features = selection.kept
     stored = load_selection(duckdb, outcome)
     current = training_summary(frame, outcome, features)
@@ -77,7 +77,7 @@ def model_selection(
             "outcome": outcome, "selection_version": version, "recipe": result.chosen["recipe"],
             "feature_set": result.chosen["feature_set"], "training_rows": result.chosen["training_rows"],
             "params": json.dumps(result.chosen["params"], sort_keys=True), "record": json.dumps(record, sort_keys=True),
-            "selected_at": now, "run_id": context.run_id,
+            "selected_at": now, "run_id": context.run.run_id,
         }])
         with duckdb.connect() as con:
             replace_partition(con, "ml.model_selection", [(row, {})], SELECTION_COLUMNS, {"outcome": outcome})
@@ -85,7 +85,7 @@ def model_selection(
     with duckdb.connect() as con:
         ensure_table(con, "ml.model_selection_log", SELECTION_LOG_COLUMNS)
         log = pd.DataFrame([{"outcome": outcome, "selection_version": version, "action": action, "reason": reason,
-                             "seconds": seconds, "run_id": context.run_id, "logged_at": now}])
+                             "seconds": seconds, "run_id": context.run.run_id, "logged_at": now}])
         con.register("__log", log)
         try:
             con.execute("INSERT INTO ml.model_selection_log SELECT * FROM __log")

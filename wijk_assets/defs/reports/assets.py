@@ -248,7 +248,7 @@ def register_and_model_card(
         render_register_markdown,
     )
 
-    facts = run_facts(duckdb, context.run_id, settings)
+    facts = run_facts(duckdb, context.run.run_id, settings)
     config = load_register_config()
     entry = build_register_entry(facts, config)
     card = build_model_card(facts, config)
@@ -258,9 +258,9 @@ def register_and_model_card(
     (out / "model_card.md").write_text(card, encoding="utf-8")
     with duckdb.connect() as con:
         replace_table(con, "reports.documents", pd.DataFrame([
-            {"document": "algorithm_register_entry", "format": "json", "content": register_json(entry), "run_id": context.run_id},
-            {"document": "algorithm_register_entry", "format": "markdown", "content": render_register_markdown(entry), "run_id": context.run_id},
-            {"document": "model_card", "format": "markdown", "content": card, "run_id": context.run_id},
+            {"document": "algorithm_register_entry", "format": "json", "content": register_json(entry), "run_id": context.run.run_id},
+            {"document": "algorithm_register_entry", "format": "markdown", "content": render_register_markdown(entry), "run_id": context.run.run_id},
+            {"document": "model_card", "format": "markdown", "content": card, "run_id": context.run.run_id},
         ]))
     yield dg.MaterializeResult(
         asset_key=REGISTER_KEY,

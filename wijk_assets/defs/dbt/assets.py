@@ -20,6 +20,7 @@ from wijk_assets.defs.dbt.test_descriptions import describe_dbt_test
 from wijk_assets.defs.resources import DUCKDB_POOL, WarehouseResource
 from wijk_assets.defs.automation.conditions import downstream_automation_condition
 from wijk_assets.keys import FEATURE_CATALOG_KEY
+from wijk_assets.lib.warehouse import quote_ident
 from wijk_assets.settings import DBT_PROJECT_DIR, load_settings
 
 DBT_TARGET_PATH = load_settings().dbt_target_path
@@ -228,15 +229,19 @@ def with_column_lineage(events, duckdb: WarehouseResource, context: dg.AssetExec
     except Exception:
         yield from held
         raise
+    keys = {}
     for event in held:
         key = _LINEAGE_OUTPUTS.get(event.output_name)
         if key is None and context is not None:
             key = context.assets_def.keys_by_output_name.get(event.output_name)
+        keys[event.output_name] = key
+    row_counts = _row_counts(duckdb, [k.path for k in keys.values() if k is not None and len(k.path) == 2])
+    for event in held:
+        key = keys[event.output_name]
         metadata = dict(event.metadata)
-        if key is not None and len(key.path) == 2:
-            rows = _row_count(duckdb, *key.path)
-            if rows is not None:
-                metadata["dagster/row_count"] = rows
+        rows = row_counts.get(tuple(key.path)) if key is not None else None
+        if rows is not None:
+            metadata["dagster/row_count"] = rows
         if event.output_name in _LINEAGE_OUTPUTS:
             yield dg.Output(
                 value=event.value,
@@ -255,15 +260,17 @@ def with_column_lineage(events, duckdb: WarehouseResource, context: dg.AssetExec
                             data_version=event.data_version, tags=event.tags)
 
 
-def _row_count(duckdb: WarehouseResource, schema: str, name: str) -> int | None:
+def _row_counts(duckdb: WarehouseResource, tables: list[list[str]]) -> dict[tuple[str, str], int]:
+    """Row counts of the (schema, name) tables and views that exist, over one connection."""
+    if not tables:
+        return {}
     with duckdb.connect(read_only=True) as con:
-        exists = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-            [schema, name],
-        ).fetchone()[0]
-        if not exists:
-            return None
-        return int(con.execute(f'SELECT count(*) FROM "{schema}"."{name}"').fetchone()[0])
+        existing = set(con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall())
+        return {
+            (schema, name): int(con.execute(f"SELECT count(*) FROM {quote_ident(schema)}.{quote_ident(name)}").fetchone()[0])
+            for schema, name in tables
+            if (schema, name) in existing
+        }
 
 
 def _point_dbt_at(duckdb: WarehouseResource) -> None:

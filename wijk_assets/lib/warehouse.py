@@ -46,42 +46,31 @@ def _discard(scratch: Path) -> None:
     scratch.with_name(scratch.name + ".wal").unlink(missing_ok=True)
 
 
-def _create_if_missing(path: Path) -> None:
-    """Create a new database file so that no process can ever see it half made.
+def _install_new_database(path: Path, *, over_empty: bool = False) -> bool:
+    """Put a new, empty database at ``path`` so that no process can ever see it half made; True if it did.
 
     DuckDB creates a file with O_CREAT and locks it afterwards; a second process that opens the new,
     still empty file in between takes the lock first, finds no header, and the creator then fails on
     the lock: the file stays at 0 bytes and is never initialised. Instead the database is made under a
-    private name and hard-linked into place, which is atomic and fails if the path exists.
+    private name and hard-linked into place, which is atomic and fails if the path exists (another
+    process made it first: theirs is used). ``over_empty``: a 0-byte file at ``path`` (an interrupted
+    creation, no data) is replaced; any other existing file is left as it is.
     """
-    if path.exists():
-        return
     scratch = _fresh_database_beside(path)
     try:
-        os.link(scratch, path)
-    except FileExistsError:
-        pass  # another process made it first: theirs is used
-    except OSError:  # a filesystem without hard links: the window is back, the retry loop covers it
-        if not path.exists():
-            os.replace(scratch, path)
-    finally:
-        _discard(scratch)
-
-
-def _replace_if_empty(path: Path) -> bool:
-    """Replace a 0-byte database file left by an interrupted creation; True if it was replaced."""
-    try:
-        if path.stat().st_size != 0:
-            return False
-    except FileNotFoundError:
-        _create_if_missing(path)
-        return True
-    scratch = _fresh_database_beside(path)
-    try:
-        if path.stat().st_size != 0:  # somebody initialised it meanwhile
+        try:
+            os.link(scratch, path)
             return True
-        os.replace(scratch, path)
-        return True
+        except FileExistsError:
+            if over_empty and path.stat().st_size == 0:
+                os.replace(scratch, path)
+                return True
+            return False
+        except OSError:  # a filesystem without hard links: the window is back, the retry loop covers it
+            if path.exists():
+                return False
+            os.replace(scratch, path)
+            return True
     finally:
         _discard(scratch)
 
@@ -94,7 +83,8 @@ def connect(
     path = Path(path)
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _create_if_missing(path)
+        if not path.exists():
+            _install_new_database(path)
     started = time.monotonic()
     deadline = started + wait_seconds
     invalid_since: float | None = None
@@ -108,7 +98,7 @@ def connect(
             if _is_being_created(error):
                 invalid_since = now if invalid_since is None else invalid_since
                 if now - invalid_since >= BEING_CREATED_SECONDS:
-                    if read_only or not _replace_if_empty(path):
+                    if read_only or not _install_new_database(path, over_empty=True):
                         raise
                     invalid_since = None
                     continue

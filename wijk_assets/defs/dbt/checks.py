@@ -14,7 +14,7 @@ No ``from __future__ import annotations``: Dagster inspects the check's annotati
 import dagster as dg
 import pandas as pd
 
-from wijk_assets.lib.quality.feature_gate import LEVELS, feature_suite_spec, null_ratio_expectations
+from wijk_assets.lib.quality.feature_gate import LEVELS, feature_suite_spec, footprint_null_ratios, footprint_null_spec
 from wijk_assets.lib.quality.feature_shift import shift_since_last_publication
 from wijk_assets.defs.resources import SettingsResource, WarehouseResource
 from wijk_assets.keys import FEATURE_TABLE_KEY
@@ -28,35 +28,6 @@ def load_feature_table(duckdb: WarehouseResource) -> tuple[pd.DataFrame, pd.Data
         features = con.execute("SELECT * FROM marts.fct_area_features").df()
         catalog = con.execute("SELECT feature, source, label, unit, kind FROM marts.feature_catalog").df()
     return features, catalog
-
-
-def footprint_null_specs(features: pd.DataFrame, catalog: pd.DataFrame) -> list[tuple[str, pd.DataFrame, dict]]:
-    """(label, frame, suite spec) per source and year: NULL ratios inside that source's footprint."""
-    batches = []
-    feature_source = dict(zip(catalog["feature"], catalog["source"]))
-    by_source: dict[str, list[str]] = {}
-    for column in features.columns:
-        if column in feature_source:
-            by_source.setdefault(feature_source[column], []).append(column)
-    rows = features[features["area_level"].isin(LEVELS)]
-    for source, columns in sorted(by_source.items()):
-        for year, frame in rows.groupby("year"):
-            has_any = frame[columns].notna().any(axis=1)
-            if not has_any.any():
-                continue
-            covered = set(frame.loc[has_any, "gemeente_code"])
-            footprint = frame[frame["gemeente_code"].isin(covered)]
-            # A feature the source did not publish at all that year (e.g. not measured in 2012) is
-            # "not measured", recorded by staging, not a gap.
-            measured = [c for c in columns if footprint[c].notna().any()]
-            if not measured:
-                continue
-            spec = {
-                "name": f"fct_area_features_{source}_{year}",
-                "expectations": null_ratio_expectations(measured, MAX_NULL_RATIO, blocking=True),
-            }
-            batches.append((f"{source} {year}", footprint[KEYS + measured], spec))
-    return batches
 
 
 @dg.asset_check(
@@ -81,9 +52,8 @@ def feature_table_gate(duckdb: WarehouseResource, settings: SettingsResource) ->
         # (an allowance of 100 % NULLs per column could never fail and took ~8 s of GE time).
         feature_suite_spec(feature_cols, max_null_ratio={}, blocking_nulls=False),
     )
-    results = {"structure": structural}
-    for label, frame, spec in footprint_null_specs(features, catalog):
-        results[label] = validate_frame(frame, spec)
+    results = {"structure": structural, "null ratios per source footprint": validate_frame(
+        footprint_null_ratios(features, catalog), footprint_null_spec(MAX_NULL_RATIO))}
 
     # The municipality in focus must be present, in every year of a national source, at every level
     # that year holds (the national KWB 2024 extract has gemeenten and wijken, no buurten).

@@ -6,6 +6,8 @@ numeric feature columns:
 
 - :func:`coverage_by_year_level` - how many areas per (year, level) and which share has each feature;
 - :func:`null_ratio_expectations` - GE expectation specs (our suite JSON format) bounding NULL ratios;
+- :func:`footprint_null_ratios` and :func:`footprint_null_spec` - gate 2's NULL-ratio rule: one row per
+  source, year and feature inside the source's footprint, checked by one expectation;
 - :func:`feature_suite_spec` - a complete suite spec for the table (keys, codes, levels, NULL ratios,
   optional value ranges) that :func:`wijk_assets.lib.quality.ge_runner.validate_frame` runs;
 - the year-over-year shift warning lives in :mod:`wijk_assets.lib.quality.feature_shift`.
@@ -191,6 +193,63 @@ def feature_suite_spec(
 # --------------------------------------------------------------------------------------------------
 
 
+FOOTPRINT_COLUMNS = ["source", "year", "feature", "areas", "missing", "null_ratio"]
+
+
+def footprint_null_ratios(features: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFrame:
+    """One row per source, year and feature the source published that year: how many areas of the
+    source's footprint that year (the gemeenten where it has any value, at the gated levels) lack it.
+
+    A feature the source did not publish at all that year (e.g. not measured in 2012) is "not measured",
+    recorded by staging, not a gap, and has no row.
+    """
+    rows = []
+    feature_source = dict(zip(catalog["feature"], catalog["source"]))
+    by_source: dict[str, list[str]] = {}
+    for column in features.columns:
+        if column in feature_source:
+            by_source.setdefault(feature_source[column], []).append(column)
+    at_levels = features[features["area_level"].isin(LEVELS)]
+    for source, columns in sorted(by_source.items()):
+        for year, frame in at_levels.groupby("year"):
+            present = frame[columns].notna()
+            has_any = present.any(axis=1)
+            if not has_any.any():
+                continue
+            in_footprint = frame["gemeente_code"].isin(set(frame.loc[has_any, "gemeente_code"])).to_numpy()
+            counts = present[in_footprint].sum()
+            areas = int(in_footprint.sum())
+            for column in columns:
+                if counts[column]:
+                    missing = areas - int(counts[column])
+                    rows.append({"source": source, "year": int(year), "feature": column, "areas": areas,
+                                 "missing": missing, "null_ratio": missing / areas})
+    return pd.DataFrame(rows, columns=FOOTPRINT_COLUMNS)
+
+
+def footprint_null_spec(max_null_ratio: float = 0.5) -> dict:
+    """Gate 2's NULL-ratio rule as one expectation over :func:`footprint_null_ratios` (one row per source,
+    year and feature) instead of one per feature and source year (~320 expectations, ~2.8 s of Great
+    Expectations' per-expectation overhead on a national build for a few thousand rows)."""
+    return {
+        "name": "fct_area_features_footprint_nulls",
+        "sample_columns": FOOTPRINT_COLUMNS,
+        "expectations": [
+            {
+                "type": "expect_column_values_to_be_between",
+                "kwargs": {"column": "null_ratio", "min_value": 0.0, "max_value": float(max_null_ratio)},
+                "meta": {"blocking": True, "describe_rows": True, "why": (
+                    f"At most {max_null_ratio:.0%} of the areas a source covers in a year may lack one of the "
+                    "features it published that year: more NULLs means a file was not loaded whole, a concept "
+                    "mapping broke, or suppression swallowed the feature, and models would silently impute "
+                    "most of it.")},
+            },
+            {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "null_ratio"},
+             "meta": {"blocking": True, "why": "every published feature has a NULL ratio"}},
+        ],
+    }
+
+
 __all__ = [
     "CODE_REGEX_BY_LEVEL",
     "KEY_COLUMNS",
@@ -198,5 +257,7 @@ __all__ = [
     "coverage_by_year_level",
     "feature_columns",
     "feature_suite_spec",
+    "footprint_null_ratios",
+    "footprint_null_spec",
     "null_ratio_expectations",
 ]

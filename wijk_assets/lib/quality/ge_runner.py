@@ -640,7 +640,10 @@ def _detail(result: dict) -> str:
             f"{result['unexpected_count']:,} unexpected"
             + (f" ({pct:.3g}%)" if isinstance(pct, (int, float)) else "")
         )
-    if result.get("sample"):
+    if result.get("describe_rows") and result.get("sample_rows"):  # rows that are findings themselves
+        bits.append("e.g. " + "; ".join(", ".join(f"{k} {v}" for k, v in row.items())
+                                        for row in result["sample_rows"][:3])[:400])
+    elif result.get("sample"):
         bits.append(f"e.g. {json.dumps(result['sample'][:3], ensure_ascii=False, default=str)[:160]}")
     if not bits and result.get("observed_value") is not None:
         bits.append(f"observed {json.dumps(result['observed_value'], default=str)[:120]}")
@@ -710,6 +713,7 @@ def _summarise(evr, exp_spec: dict, frame: pd.DataFrame, batch: str | None, samp
         "observed_value": _cut(observed),
         "why": meta.get("why"),
         "exception": exception,
+        "describe_rows": meta.get("describe_rows") or None,  # the summary names the sample rows, not values
     }
 
 

@@ -1,0 +1,63 @@
+"""Gate 2's NULL-ratio rule inside each source's footprint (synthetic data).
+
+Two sources: ``kwb`` covers two of three gemeenten in 2024, ``rivm`` all three in 2020 and 2024. Each
+feature is judged on the areas of the gemeenten where its source has any value that year.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from wijk_assets.lib.quality.feature_gate import footprint_null_ratios, footprint_null_spec
+from wijk_assets.lib.quality.ge_runner import validate_frame
+
+
+def _table() -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows = []
+    for year in (2020, 2024):
+        for g in range(3):
+            rows.append({"area_code": f"GM000{g}", "area_level": "gemeente", "gemeente_code": f"GM000{g}", "year": year})
+            for w in range(10):
+                rows.append({"area_code": f"WK000{g}{w:02d}", "area_level": "wijk", "gemeente_code": f"GM000{g}", "year": year})
+    rows.append({"area_code": "NL00", "area_level": "land", "gemeente_code": None, "year": 2024})
+    frame = pd.DataFrame(rows)
+    rng = np.random.default_rng(3)
+    frame["health"] = rng.normal(50, 5, len(frame))
+    frame["income"] = np.where((frame["year"] == 2024) & (frame["gemeente_code"] != "GM0002"), 30.0, np.nan)
+    frame["cars"] = frame["income"]
+    frame["late"] = np.where(frame["year"] == 2024, np.nan, 1.0)  # rivm, not measured in 2024
+    catalog = pd.DataFrame({"feature": ["health", "income", "cars", "late"], "source": ["rivm", "kwb", "kwb", "rivm"]})
+    return frame, catalog
+
+
+def test_ratios_are_taken_inside_the_footprint_and_unmeasured_years_have_no_row():
+    frame, catalog = _table()
+    ratios = footprint_null_ratios(frame, catalog)
+    # kwb: 2024 only, 22 areas of its two gemeenten (the third gemeente and the land row are outside)
+    kwb = ratios[ratios["source"] == "kwb"]
+    assert set(zip(kwb["year"], kwb["feature"])) == {(2024, "income"), (2024, "cars")}
+    assert (kwb["areas"] == 22).all() and (kwb["null_ratio"] == 0.0).all()
+    # rivm: 33 areas in both years; 'late' only where it was measured (2020)
+    rivm = ratios[ratios["source"] == "rivm"].set_index(["year", "feature"])
+    assert set(rivm.index) == {(2020, "health"), (2024, "health"), (2020, "late")}
+    assert (rivm["areas"] == 33).all()
+    assert validate_frame(ratios, footprint_null_spec(0.5)).success
+
+
+def test_a_feature_emptied_in_one_source_year_fails_the_gate_and_is_named():
+    frame, catalog = _table()
+    in_kwb = (frame["year"] == 2024) & frame["gemeente_code"].isin(["GM0000", "GM0001"]) & (frame["area_level"] == "wijk")
+    wijken = frame.index[in_kwb]
+    frame.loc[wijken[:11], "cars"] = np.nan  # 11 of the 22 areas (2 gemeenten, 20 wijken): exactly 50 %
+    ratios = footprint_null_ratios(frame, catalog)
+    assert ratios.set_index("feature").loc["cars", "null_ratio"] == 0.5
+    assert validate_frame(ratios, footprint_null_spec(0.5)).success  # at most 50 %: still allowed
+
+    frame.loc[wijken[:13], "cars"] = np.nan  # 13 of 22
+    result = validate_frame(footprint_null_ratios(frame, catalog), footprint_null_spec(0.5))
+    assert not result.success
+    assert result.failed_expectations() == ["expect_column_values_to_be_between(null_ratio)"]
+    summary = result.summary()
+    assert "source kwb, year 2024, feature cars, areas 22, missing 13" in summary, summary
+    assert "income" not in summary and "health" not in summary

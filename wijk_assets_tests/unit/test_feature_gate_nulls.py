@@ -61,3 +61,36 @@ def test_a_feature_emptied_in_one_source_year_fails_the_gate_and_is_named():
     summary = result.summary()
     assert "source kwb, year 2024, feature cars, areas 22, missing 13" in summary, summary
     assert "income" not in summary and "health" not in summary
+
+
+def test_the_gate_2_check_stops_a_feature_table_with_a_feature_emptied_in_its_footprint(tmp_path):
+    """The Dagster check itself on a synthetic warehouse: passes on the table above, fails (blocking)
+    when one feature of one source year is mostly NULL inside the source's footprint, and says which."""
+    import dagster as dg
+    import duckdb
+
+    from wijk_assets.defs.dbt.checks import feature_table_gate
+    from wijk_assets.defs.resources import SettingsResource, WarehouseResource
+
+    frame, catalog = _table()
+    frame["wijk_code"] = np.where(frame["area_level"] == "wijk", frame["area_code"], None)
+    db = tmp_path / "gate2.duckdb"
+
+    def check(features: pd.DataFrame) -> dg.AssetCheckResult:
+        with duckdb.connect(str(db)) as con:
+            con.execute("CREATE SCHEMA IF NOT EXISTS marts")
+            con.register("f", features)
+            con.register("c", catalog.assign(label=catalog["feature"], unit="", kind="score"))
+            con.execute("CREATE OR REPLACE TABLE marts.fct_area_features AS SELECT * FROM f")
+            con.execute("CREATE OR REPLACE TABLE marts.feature_catalog AS SELECT * FROM c")
+        return feature_table_gate(duckdb=WarehouseResource(path=str(db)), settings=SettingsResource(gemeente="GM0001"))
+
+    good = check(frame)
+    assert good.passed, good.metadata["summary"]
+    bad = frame.copy()
+    bad.loc[bad.index[(bad["year"] == 2024) & (bad["area_level"] == "wijk") & (bad["gemeente_code"] == "GM0000")], "income"] = np.nan
+    bad.loc[bad.index[(bad["year"] == 2024) & (bad["area_level"] == "wijk") & (bad["gemeente_code"] == "GM0001")][:5], "income"] = np.nan
+    result = check(bad)  # 15 of kwb's 22 areas in 2024 lack income
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
+    summary = str(result.metadata["summary"].value)
+    assert "source kwb, year 2024, feature income, areas 22, missing 15" in summary, summary

@@ -188,11 +188,6 @@ def feature_suite_spec(
     return {"name": name, "description": "Gate 2 on the wide feature table.", "expectations": expectations}
 
 
-# --------------------------------------------------------------------------------------------------
-# Year-on-year shift
-# --------------------------------------------------------------------------------------------------
-
-
 FOOTPRINT_COLUMNS = ["source", "year", "feature", "areas", "missing", "null_ratio"]
 
 
@@ -248,6 +243,11 @@ def footprint_null_spec(max_null_ratio: float = 0.5) -> dict:
              "meta": {"blocking": True, "why": "every published feature has a NULL ratio"}},
         ],
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# Year-on-year shift
+# --------------------------------------------------------------------------------------------------
 
 
 __all__ = [

@@ -782,9 +782,18 @@ def _compact_for_ge(frame: pd.DataFrame, spec: dict, *, copy: bool = True) -> pd
 
 
 def _drop_unused_categories(part: pd.DataFrame) -> pd.DataFrame:
+    """Drop the categories a batch does not use (GE's value_counts would list them with count 0).
+
+    A column whose every category occurs (always so for one batch of a factorized frame) is left as it
+    is: the check is a count over the codes, while ``remove_unused_categories`` rebuilt the column
+    (~1 s over the ~15 text columns of a national RIVM year)."""
     for name in part.columns:
-        if isinstance(part[name].dtype, pd.CategoricalDtype):
-            part[name] = part[name].cat.remove_unused_categories()
+        column = part[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            codes = column.cat.codes.to_numpy()
+            used = np.bincount(codes[codes >= 0], minlength=len(column.cat.categories))
+            if not used.all():
+                part[name] = column.cat.remove_unused_categories()
     return part
 
 

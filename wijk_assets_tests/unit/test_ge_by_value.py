@@ -88,3 +88,22 @@ def test_a_failing_value_gets_the_row_level_evidence_of_every_row():
     # the non-blocking 'mostly' variant ran on the rows and passes (1 of 12000 rows)
     assert any(r["success"] and r["unexpected_count"] == 1 for r in result.results
                if r["expectation"] == "expect_column_values_to_match_regex")
+
+
+def test_a_batch_loses_only_the_categories_it_does_not_use():
+    """Synthetic: after a split into batches a categorical column keeps categories of other batches;
+    GE's value_counts would list them with count 0, so they are dropped, and only there."""
+    import pandas as pd
+
+    from wijk_assets.lib.quality.ge_runner import _drop_unused_categories
+
+    frame = pd.DataFrame({
+        "year": pd.Categorical(["2020", "2020", "2024"]),
+        "file": pd.Categorical(["a.xlsx", None, "b.xlsx"], categories=["a.xlsx", "b.xlsx"]),
+    })
+    part = _drop_unused_categories(frame[frame["year"] == "2020"].copy())
+    assert list(part["year"].cat.categories) == ["2020"] and list(part["file"].cat.categories) == ["a.xlsx"]
+    assert part["file"].isna().tolist() == [False, True]
+    whole = _drop_unused_categories(frame.copy())
+    assert list(whole["year"].cat.categories) == ["2020", "2024"]
+    assert list(whole["file"].cat.categories) == ["a.xlsx", "b.xlsx"]

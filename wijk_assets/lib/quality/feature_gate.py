@@ -204,9 +204,9 @@ def footprint_null_ratios(features: pd.DataFrame, catalog: pd.DataFrame) -> pd.D
     for column in features.columns:
         if column in feature_source:
             by_source.setdefault(feature_source[column], []).append(column)
-    at_levels = features[features["area_level"].isin(LEVELS)]
+    years = list(features[features["area_level"].isin(LEVELS)].groupby("year"))
     for source, columns in sorted(by_source.items()):
-        for year, frame in at_levels.groupby("year"):
+        for year, frame in years:
             present = frame[columns].notna()
             has_any = present.any(axis=1)
             if not has_any.any():
@@ -222,7 +222,7 @@ def footprint_null_ratios(features: pd.DataFrame, catalog: pd.DataFrame) -> pd.D
     return pd.DataFrame(rows, columns=FOOTPRINT_COLUMNS)
 
 
-def footprint_null_spec(max_null_ratio: float = 0.5) -> dict:
+def footprint_null_spec(max_null_ratio: float) -> dict:
     """Gate 2's NULL-ratio rule as one expectation over :func:`footprint_null_ratios` (one row per source,
     year and feature) instead of one per feature and source year (~320 expectations, ~2.8 s of Great
     Expectations' per-expectation overhead on a national build for a few thousand rows)."""

@@ -92,6 +92,12 @@ def _as_float(frame: pd.DataFrame, columns: list[str]) -> dict[str, np.ndarray]:
     return {c: pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan) for c in columns}
 
 
+def _narrow(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The grouping and pairing keys plus ``columns`` (a view of the compared columns, not the wide frame)."""
+    keys = [k for k in ("area_level", "area_code") if k in frame.columns]
+    return frame[keys + [c for c in columns if c not in keys]]
+
+
 def yoy_shift(
     df_prev_year: pd.DataFrame,
     df_this_year: pd.DataFrame,
@@ -115,11 +121,9 @@ def yoy_shift(
     limits = thresholds or ShiftThresholds()
     if columns is None:
         columns = [c for c in feature_columns(df_this_year) if c in df_prev_year.columns]
-    keys = [k for k in ("area_level", "area_code") if k in df_prev_year.columns or k in df_this_year.columns]
     prev_columns = [c for c in columns if c in df_prev_year.columns]
     this_columns = [c for c in columns if c in df_this_year.columns]
-    df_prev_year = df_prev_year[[k for k in keys if k in df_prev_year.columns] + [c for c in prev_columns if c not in keys]]
-    df_this_year = df_this_year[[k for k in keys if k in df_this_year.columns] + [c for c in this_columns if c not in keys]]
+    df_prev_year, df_this_year = _narrow(df_prev_year, prev_columns), _narrow(df_this_year, this_columns)
     groups: list[tuple[str, pd.DataFrame, pd.DataFrame]]
     if by_level and "area_level" in df_prev_year and "area_level" in df_this_year:
         levels = [lv for lv in LEVELS if lv in set(df_prev_year["area_level"]) | set(df_this_year["area_level"])]

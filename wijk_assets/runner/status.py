@@ -10,6 +10,10 @@ with the run id) or else from the failed run's error.
 A partition whose files are gone is not stuck: :func:`forget_unloaded_orphans` removes it when it
 never loaded (so nothing counts it as missing any more); one that did load keeps its last content.
 
+A dbt build is **rejected** when a dbt test or gate 2 refused what it built: its relations stayed the
+previous ones (:mod:`wijk_assets.lib.build_swap`), the refused tables are in ``quarantine``, and it stands
+until a later build of the same step goes live.
+
 An asset is **stale** when Dagster's data-version lineage says an upstream asset has newer data, or
 when it was never materialised (``missing``).
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import timezone
 from pathlib import Path
 
 import dagster as dg
@@ -145,6 +150,60 @@ def stuck_partitions(
     return found
 
 
+@dataclass
+class RejectedBuild:
+    """A dbt step whose latest build was refused (a dbt test or gate 2) and not followed by a good one."""
+
+    step: str
+    run_id: str
+    stage: str  # "dbt" | "gate_2"
+    rejected_at: str
+    reason: str
+    quarantined: list[str] = field(default_factory=list)
+
+    def block(self) -> str:
+        gate = "gate 2 (Great Expectations on the feature table)" if self.stage == "gate_2" else "a dbt model or test"
+        kept = ", ".join(self.quarantined) or "(no table)"
+        return (
+            f"REJECTED build {self.step} (run {self.run_id}, {self.rejected_at} UTC) by {gate} - the previous "
+            "tables stay live and nothing downstream was rebuilt\n"
+            f"   reason: {self.reason[:1500]}\n"
+            f"   kept:   {kept}\n"
+            f"   to do:  inspect the kept tables; replace the source release that caused it with a corrected "
+            "file and run `wijk-assets refresh`"
+        )
+
+
+def rejected_builds(instance: dg.DagsterInstance, duckdb_path: Path | str) -> list[RejectedBuild]:
+    """The latest refused build per dbt step, unless one of its relations materialised after it."""
+    from wijk_assets.lib.build_swap import latest_rejections
+
+    if not Path(duckdb_path).is_file():
+        return []
+    try:
+        with connect(duckdb_path, read_only=True, wait_seconds=30) as con:
+            rows = latest_rejections(con)
+    except Exception:  # noqa: BLE001 - status must still print what Dagster knows
+        return []
+    standing = []
+    for row in rows:
+        rejected_at = row["rejected_at"].to_pydatetime().replace(tzinfo=timezone.utc).timestamp()
+        relations = json.loads(row["relations"] or "[]")
+        later = [
+            event for relation in relations
+            if (event := instance.get_latest_materialization_event(dg.AssetKey(relation.split(".", 1)))) is not None
+            and event.timestamp > rejected_at
+        ]
+        if later:
+            continue  # a build after the refused one went live
+        standing.append(RejectedBuild(
+            step=row["step"], run_id=row["run_id"], stage=row["stage"],
+            rejected_at=row["rejected_at"].strftime("%Y-%m-%d %H:%M:%S"), reason=row["reason"],
+            quarantined=sorted(set(json.loads(row["quarantined"] or "{}").values())),
+        ))
+    return standing
+
+
 def forget_unloaded_orphans(instance: dg.DagsterInstance, cbs, sources: list[str] | None = None, log=print) -> list[str]:
     """Remove release-year partitions that never loaded and whose source offers nothing for them any
     more (the bad file was removed): they are then neither missing nor stuck. Partitions that did load
@@ -219,8 +278,9 @@ def stale_assets(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[Ass
     return out
 
 
-def status_lines(stuck: list[StuckPartition], stale: list[AssetState]) -> list[str]:
+def status_lines(stuck: list[StuckPartition], stale: list[AssetState], rejected: list[RejectedBuild] = ()) -> list[str]:
     lines = [p.block() for p in stuck] or ["no stuck raw partitions"]
+    lines += [b.block() for b in rejected]
     if stale:
         missing = [s for s in stale if s.status == "missing"]
         other = [s for s in stale if s.status != "missing"]
@@ -239,8 +299,10 @@ def status_lines(stuck: list[StuckPartition], stale: list[AssetState]) -> list[s
 
 __all__ = [
     "AssetState",
+    "RejectedBuild",
     "StuckPartition",
     "forget_unloaded_orphans",
+    "rejected_builds",
     "stale_assets",
     "status_lines",
     "stuck_partitions",
@@ -250,7 +312,8 @@ __all__ = [
 def print_status(settings, *, stale: bool, instance=None) -> int:
     """Print one block per stuck raw partition (and, with ``stale``, the stale/missing assets).
 
-    Returns the number of stuck partitions (``wijk-assets status`` exits 1 when there are any)."""
+    Returns the number of stuck partitions plus standing rejected builds (``wijk-assets status`` exits 1
+    when there are any)."""
     from wijk_assets.definitions import build_definitions
     from wijk_assets.runner.materialize import ensure_dagster_home
 
@@ -259,9 +322,12 @@ def print_status(settings, *, stale: bool, instance=None) -> int:
         instance = dg.DagsterInstance.get()
     defs = build_definitions(settings)
     stuck = stuck_partitions(instance, defs.resources["cbs"], settings.duckdb_path)
-    lines = status_lines(stuck, stale_assets(defs, instance) if stale else [])
+    rejected = rejected_builds(instance, settings.duckdb_path)
+    lines = status_lines(stuck, stale_assets(defs, instance) if stale else [], rejected)
     if not stale:
-        lines = lines[:-1] if stuck else []
+        lines = lines[:-1] if stuck or rejected else []
+        if rejected and not stuck:
+            lines = lines[1:]  # not "no stuck raw partitions" in front of the rejected build
     for line in lines:
         print(line)
-    return len(stuck)
+    return len(stuck) + len(rejected)

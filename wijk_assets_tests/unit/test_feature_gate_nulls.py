@@ -83,7 +83,8 @@ def test_the_gate_2_check_stops_a_feature_table_with_a_feature_emptied_in_its_fo
             con.register("c", catalog.assign(label=catalog["feature"], unit="", kind="score"))
             con.execute("CREATE OR REPLACE TABLE marts.fct_area_features AS SELECT * FROM f")
             con.execute("CREATE OR REPLACE TABLE marts.feature_catalog AS SELECT * FROM c")
-        return feature_table_gate(duckdb=WarehouseResource(path=str(db)), settings=SettingsResource(gemeente="GM0001"))
+        return feature_table_gate(dg.build_asset_check_context(), duckdb=WarehouseResource(path=str(db)),
+                                  settings=SettingsResource(gemeente="GM0001"))
 
     good = check(frame)
     assert good.passed, good.metadata["summary"]

@@ -1,8 +1,10 @@
 """dbt models as Dagster assets (dagster-dbt), in two ops.
 
-The feature table's Great Expectations gate is a Python check on ``marts/fct_area_features``. A blocking
-check only stops *other* steps, so everything built on the feature table (the training mart) runs in a
-second dbt op; when the gate fails that op is skipped and the previous training mart stays as it was.
+Each op builds, validates, then swaps (:mod:`wijk_assets.defs.dbt.swap`): the relations it rebuilds
+replace the previous ones only after its dbt tests passed and, in the first op, gate 2 (Great
+Expectations on ``marts/fct_area_features``) passed on the new feature table. Everything built on the
+feature table (the training mart) runs in the second op, so it never reads a refused feature build;
+the blocking check ``ge_gate_fct_area_features`` observes the live table after each build.
 """
 
 import os
@@ -17,9 +19,10 @@ from packaging import version
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from wijk_assets.defs.dbt.test_descriptions import describe_dbt_test
-from wijk_assets.defs.resources import DUCKDB_POOL, WarehouseResource
+from wijk_assets.defs.resources import DUCKDB_POOL, SettingsResource, WarehouseResource
+from wijk_assets.defs.dbt.swap import build_then_swap
 from wijk_assets.defs.automation.conditions import downstream_automation_condition
-from wijk_assets.keys import FEATURE_CATALOG_KEY
+from wijk_assets.keys import FEATURE_CATALOG_KEY, FEATURE_TABLE_KEY
 from wijk_assets.lib.warehouse import quote_ident
 from wijk_assets.settings import DBT_PROJECT_DIR, load_settings
 
@@ -217,18 +220,15 @@ def with_column_lineage(events, duckdb: WarehouseResource, context: dg.AssetExec
 
     All of this is read from the warehouse, which the dbt process holds open while it runs, so the
     outputs are held back until dbt has finished (every dbt model is a table, so a row count is a
-    lookup, not a scan). When dbt fails they are passed on as they were.
+    lookup, not a scan). When the build fails they are dropped: the step's relations are then the
+    previous ones again (:func:`wijk_assets.defs.dbt.swap.build_then_swap`), so nothing was materialised.
     """
     held = []
-    try:
-        for event in events:
-            if isinstance(event, dg.Output):
-                held.append(event)
-            else:
-                yield event
-    except Exception:
-        yield from held
-        raise
+    for event in events:
+        if isinstance(event, dg.Output):
+            held.append(event)
+        else:
+            yield event
     keys = {}
     for event in held:
         key = _LINEAGE_OUTPUTS.get(event.output_name)
@@ -293,10 +293,24 @@ def _point_dbt_at(duckdb: WarehouseResource) -> None:
     name="dbt_features",
     pool=DUCKDB_POOL,
 )
-def dbt_feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, duckdb: WarehouseResource):
-    """Seeds, staging, intermediate and the marts up to the feature table, with their dbt tests."""
+def dbt_feature_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, duckdb: WarehouseResource, settings: SettingsResource
+):
+    """Seeds, staging, intermediate and the marts up to the feature table, with their dbt tests; they
+    replace the previous ones only after the dbt tests and gate 2 passed (see :mod:`.swap`)."""
+    from wijk_assets.defs.dbt.checks import evaluate_feature_gate, remember_passed_verdict
+
+    def gate():
+        verdict = evaluate_feature_gate(duckdb, settings.gemeente)
+        remember_passed_verdict(context.run.run_id, verdict)
+        return verdict.passed, verdict.reason, verdict.failed_expectations, verdict.metadata
+
     _point_dbt_at(duckdb)
-    yield from with_column_lineage(dbt.cli(["build"], context=context).stream(), duckdb, context)
+    build = build_then_swap(
+        context, duckdb, lambda: dbt.cli(["build"], context=context).stream(),
+        gate=gate if FEATURE_TABLE_KEY in context.selected_asset_keys else None,
+    )
+    yield from with_column_lineage(build, duckdb, context)
 
 
 @dbt_assets(
@@ -308,9 +322,11 @@ def dbt_feature_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, d
     pool=DUCKDB_POOL,
 )
 def dbt_training_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, duckdb: WarehouseResource):
-    """The training mart, built only after the feature table passed its gate."""
+    """The training mart, built only after the feature table passed its gate; it replaces the previous
+    one only after its dbt tests passed."""
     _point_dbt_at(duckdb)
-    yield from with_column_lineage(dbt.cli(["build"], context=context).stream(), duckdb, context)
+    build = build_then_swap(context, duckdb, lambda: dbt.cli(["build"], context=context).stream())
+    yield from with_column_lineage(build, duckdb, context)
 
 
 def dbt_resource() -> DbtCliResource:

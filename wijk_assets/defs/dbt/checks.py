@@ -11,6 +11,8 @@ empty is not).
 No ``from __future__ import annotations``: Dagster inspects the check's annotations at definition time.
 """
 
+from dataclasses import dataclass
+
 import dagster as dg
 import pandas as pd
 
@@ -30,17 +32,20 @@ def load_feature_table(duckdb: WarehouseResource) -> tuple[pd.DataFrame, pd.Data
     return features, catalog
 
 
-@dg.asset_check(
-    asset=FEATURE_TABLE_KEY,
-    name="ge_gate_fct_area_features",
-    blocking=True,
-    pool="duckdb",
-    description=(
-        "Gate 2 (blocking): keys, one row per area and year, code formats per level, coverage of the "
-        "municipality in focus, and NULL ratios per feature inside each source's footprint."
-    ),
-)
-def feature_table_gate(duckdb: WarehouseResource, settings: SettingsResource) -> dg.AssetCheckResult:
+@dataclass
+class FeatureGateVerdict:
+    passed: bool
+    metadata: dict
+    reason: str  # one paragraph: what failed, or "all expectations met"
+    failed_expectations: list[str]
+
+
+def evaluate_feature_gate(duckdb: WarehouseResource, gemeente: str) -> FeatureGateVerdict:
+    """Gate 2 on the table now under the name ``marts.fct_area_features``.
+
+    The dbt step runs this on the table it just built, before it may replace the previous one (see
+    :mod:`wijk_assets.lib.build_swap`); the blocking check below runs it again on the live table, so the
+    UI's check history shows every verdict."""
     from wijk_assets.lib.quality.ge_runner import validate_frame
 
     features, catalog = load_feature_table(duckdb)
@@ -58,7 +63,6 @@ def feature_table_gate(duckdb: WarehouseResource, settings: SettingsResource) ->
 
     # The municipality in focus must be present, in every year of a national source, at every level
     # that year holds (the national KWB 2024 extract has gemeenten and wijken, no buurten).
-    gemeente = settings.gemeente
     focus = areas[areas["gemeente_code"] == gemeente]
     focus_counts = focus.groupby(["year", "area_level"]).size().unstack(fill_value=0)
     national_years = sorted(set(areas.loc[areas["area_level"] == "gemeente"].groupby("year").size().loc[lambda s: s > 300].index))
@@ -70,7 +74,9 @@ def feature_table_gate(duckdb: WarehouseResource, settings: SettingsResource) ->
     ]
 
     failed = {k: r for k, r in results.items() if not r.success}
-    passed = not failed and not missing_focus
+    reasons = [f"{k}: {r.summary()}" for k, r in failed.items()]
+    if missing_focus:
+        reasons.append(f"focus gemeente {gemeente} missing in {', '.join(map(str, missing_focus))}")
     metadata = {
         "rows": len(features),
         "feature_columns": len(feature_cols),
@@ -82,7 +88,54 @@ def feature_table_gate(duckdb: WarehouseResource, settings: SettingsResource) ->
         ),
         "focus_gemeente_missing_in_years": missing_focus,
     }
-    return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
+    return FeatureGateVerdict(
+        passed=not failed and not missing_focus,
+        metadata=metadata,
+        reason="; ".join(reasons) or "all expectations met",
+        failed_expectations=[e for r in failed.values() for e in r.failed_expectations()],
+    )
+
+
+@dg.asset_check(
+    asset=FEATURE_TABLE_KEY,
+    name="ge_gate_fct_area_features",
+    blocking=True,
+    pool="duckdb",
+    description=(
+        "Gate 2 (blocking): keys, one row per area and year, code formats per level, coverage of the "
+        "municipality in focus, and NULL ratios per feature inside each source's footprint. The dbt step "
+        "applies the same gate before its tables replace the previous ones; this check observes the live table."
+    ),
+)
+def feature_table_gate(
+    context: dg.AssetCheckExecutionContext, duckdb: WarehouseResource, settings: SettingsResource
+) -> dg.AssetCheckResult:
+    verdict = _VERDICT_OF_RUN.pop(_run_id(context), None)
+    source = "the dbt step of this run, on the table it then swapped in"
+    if verdict is None:  # another process, or the check run on its own: validate the live table
+        verdict = evaluate_feature_gate(duckdb, settings.gemeente)
+        source = "this check, on the live table"
+    return dg.AssetCheckResult(
+        passed=verdict.passed, severity=dg.AssetCheckSeverity.ERROR, metadata={**verdict.metadata, "validated_by": source}
+    )
+
+
+# The verdict the dbt step reached on the table it swapped in, by run id, for this run's check (same
+# process, in-process executor): the table cannot have changed in between (both hold the duckdb pool,
+# and any table under the name passed the gate before it got there), so it is not validated twice.
+_VERDICT_OF_RUN: dict[str, FeatureGateVerdict] = {}
+
+
+def _run_id(context: dg.AssetCheckExecutionContext) -> str | None:
+    try:
+        return context.run.run_id
+    except dg.DagsterError:  # invoked directly, outside a run (no run to ask): nothing was remembered
+        return None
+
+
+def remember_passed_verdict(run_id: str, verdict: FeatureGateVerdict) -> None:
+    if verdict.passed:
+        _VERDICT_OF_RUN[run_id] = verdict
 
 
 @dg.asset_check(

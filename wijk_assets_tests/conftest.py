@@ -56,7 +56,7 @@ SHARED_BUILD_MODULES = frozenset({
     "wijk_assets_tests/integration/test_model_outputs.py",
     "wijk_assets_tests/integration/test_wijkbeeld.py",
     "wijk_assets_tests/integration/test_determinism.py",
-    "wijk_assets_tests/integration/test_feature_build_swap.py",
+    "wijk_assets_tests/integration/test_refused_builds.py",
 })
 SHARED_BUILD_FIXTURES = ("raw_stage", "lbm_warehouse")
 

@@ -25,15 +25,18 @@ from datetime import datetime, timezone
 
 import duckdb
 
-from wijk_assets.lib.warehouse import QUARANTINE_SCHEMA, ensure_table, quote_ident
+import pandas as pd
+
+from wijk_assets.lib.warehouse import QUARANTINE_SCHEMA, add_missing_columns, ensure_table, quote_ident
 
 PREVIOUS_SUFFIX = "__previous"
 BUILD_REJECTIONS_TABLE = f"{QUARANTINE_SCHEMA}.build_rejections"
 BUILD_REJECTION_COLUMNS: dict[str, str] = {
     "run_id": "VARCHAR",
-    "step": "VARCHAR",  # the Dagster step that built the relations (dbt_features, dbt_training)
+    "step": "VARCHAR",  # the Dagster step that built the relations (dbt_features, publish_area_explanations …)
+    "asset_keys": "VARCHAR",  # JSON list of the asset keys ("marts/fct_area_features") the step would have materialised
     "rejected_at": "TIMESTAMP",
-    "stage": "VARCHAR",  # "dbt" (a model or a dbt test failed) or "gate_2" (Great Expectations refused)
+    "stage": "VARCHAR",  # "dbt" (a model or dbt test failed), "gate_2" (Great Expectations), "publish_guard"
     "reason": "VARCHAR",  # one paragraph, as the run reported it
     "failed_expectations": "VARCHAR",  # JSON list of "expect_x(column)" labels (gate_2)
     "relations": "VARCHAR",  # JSON list of "schema.name" the build would have replaced
@@ -144,6 +147,7 @@ def reject(
     step: str,
     stage: str,
     reason: str,
+    asset_keys: list[str],
     failed_expectations: list[str] | None = None,
 ) -> dict[str, str]:
     """Put the previous relations back and keep the rejected tables in quarantine (one transaction).
@@ -152,8 +156,7 @@ def reject(
     ``quarantine.<schema>__<name>`` holds the latest rejected version of a table; which run it came from
     is in :data:`BUILD_REJECTIONS_TABLE`. Returns ``{"schema.name": quarantine table}``.
     """
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {QUARANTINE_SCHEMA}")
-    ensure_table(con, BUILD_REJECTIONS_TABLE, BUILD_REJECTION_COLUMNS)
+    _prepare(con)
     kept: dict[str, str] = {}
 
     def work():
@@ -166,24 +169,67 @@ def reject(
                 con.execute(f"DROP {kind} {relation.sql}")
             if kind_of(con, relation.previous) is not None:
                 _rename(con, relation.previous, relation.name)
-        record = {
-            "run_id": run_id,
-            "step": step,
-            "rejected_at": datetime.now(timezone.utc).replace(tzinfo=None),
-            "stage": stage,
-            "reason": reason,
-            "failed_expectations": json.dumps(failed_expectations or []),
-            "relations": json.dumps([str(r) for r in relations]),
-            "quarantined": json.dumps(kept),
-        }
-        columns = list(BUILD_REJECTION_COLUMNS)
-        con.execute(
-            f"INSERT INTO {BUILD_REJECTIONS_TABLE} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
-            [record[c] for c in columns],
-        )
+        _record(con, run_id=run_id, step=step, stage=stage, reason=reason, asset_keys=asset_keys,
+                failed_expectations=failed_expectations, relations=[str(r) for r in relations], kept=kept)
 
     _in_transaction(con, work)
     return kept
+
+
+def reject_frames(
+    con: duckdb.DuckDBPyConnection,
+    frames: dict[str, pd.DataFrame],
+    *,
+    run_id: str,
+    step: str,
+    stage: str,
+    reason: str,
+    asset_keys: list[str],
+) -> dict[str, str]:
+    """For a step that validates its tables before writing them: keep the refused frames (``{"schema.name":
+    frame}``) in quarantine and record the rejection; the live tables are not touched (one transaction)."""
+    _prepare(con)
+    kept: dict[str, str] = {}
+
+    def work():
+        for name, frame in frames.items():
+            target = Relation(*name.split(".", 1)).quarantine
+            con.register("__refused", frame)
+            try:
+                con.execute(f"CREATE OR REPLACE TABLE {target.sql} AS SELECT * FROM __refused")
+            finally:
+                con.unregister("__refused")
+            kept[name] = str(target)
+        _record(con, run_id=run_id, step=step, stage=stage, reason=reason, asset_keys=asset_keys,
+                failed_expectations=None, relations=list(frames), kept=kept)
+
+    _in_transaction(con, work)
+    return kept
+
+
+def _prepare(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {QUARANTINE_SCHEMA}")
+    ensure_table(con, BUILD_REJECTIONS_TABLE, BUILD_REJECTION_COLUMNS)
+    add_missing_columns(con, BUILD_REJECTIONS_TABLE, BUILD_REJECTION_COLUMNS)
+
+
+def _record(con, *, run_id, step, stage, reason, asset_keys, failed_expectations, relations, kept) -> None:
+    record = {
+        "run_id": run_id,
+        "step": step,
+        "asset_keys": json.dumps(sorted(asset_keys)),
+        "rejected_at": datetime.now(timezone.utc).replace(tzinfo=None),
+        "stage": stage,
+        "reason": reason,
+        "failed_expectations": json.dumps(failed_expectations or []),
+        "relations": json.dumps(relations),
+        "quarantined": json.dumps(kept),
+    }
+    columns = list(BUILD_REJECTION_COLUMNS)
+    con.execute(
+        f"INSERT INTO {BUILD_REJECTIONS_TABLE} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
+        [record[c] for c in columns],
+    )
 
 
 def latest_rejections(con: duckdb.DuckDBPyConnection) -> list[dict]:
@@ -208,6 +254,7 @@ __all__ = [
     "kind_of",
     "latest_rejections",
     "reject",
+    "reject_frames",
     "restore_interrupted",
     "set_aside",
 ]

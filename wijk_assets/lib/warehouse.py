@@ -312,20 +312,29 @@ def quarantine_partition(
 
 def replace_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:
     """Swap a whole table for ``frame`` in one transaction (for unpartitioned derived tables)."""
-    schema, _ = table.split(".", 1)
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
-    con.register("__incoming", frame)
+    return replace_tables(con, {table: frame})[table]
+
+
+def replace_tables(con: duckdb.DuckDBPyConnection, frames: dict[str, pd.DataFrame]) -> dict[str, int]:
+    """Swap several whole tables (``{"schema.name": frame}``) in one transaction: all or none."""
+    for schema in sorted({table.split(".", 1)[0] for table in frames}):
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+    names = {table: f"__incoming_{i}" for i, table in enumerate(frames)}
+    for table, frame in frames.items():
+        con.register(names[table], frame)
     try:
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM __incoming")
+            for table in frames:
+                con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {names[table]}")
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
             raise
     finally:
-        con.unregister("__incoming")
-    return len(frame)
+        for name in names.values():
+            con.unregister(name)
+    return {table: len(frame) for table, frame in frames.items()}
 
 
 def sql_types(frame: pd.DataFrame) -> dict[str, str]:

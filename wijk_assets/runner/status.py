@@ -150,9 +150,17 @@ def stuck_partitions(
     return found
 
 
+STAGE_TEXT = {
+    "dbt": "a dbt model or test",
+    "gate_2": "gate 2 (Great Expectations on the feature table)",
+    "publish_guard": "the publication guard (judgemental labels, sensitive indicators, official names)",
+}
+
+
 @dataclass
 class RejectedBuild:
-    """A dbt step whose latest build was refused (a dbt test or gate 2) and not followed by a good one."""
+    """A step whose latest build was refused before it went live (a dbt test, gate 2, the publication
+    guard) and that no later materialisation of its assets has replaced."""
 
     step: str
     run_id: str
@@ -162,7 +170,7 @@ class RejectedBuild:
     quarantined: list[str] = field(default_factory=list)
 
     def block(self) -> str:
-        gate = "gate 2 (Great Expectations on the feature table)" if self.stage == "gate_2" else "a dbt model or test"
+        gate = STAGE_TEXT.get(self.stage, self.stage)
         kept = ", ".join(self.quarantined) or "(no table)"
         return (
             f"REJECTED build {self.step} (run {self.run_id}, {self.rejected_at} UTC) by {gate} - the previous "
@@ -175,7 +183,7 @@ class RejectedBuild:
 
 
 def rejected_builds(instance: dg.DagsterInstance, duckdb_path: Path | str) -> list[RejectedBuild]:
-    """The latest refused build per dbt step, unless one of its relations materialised after it."""
+    """The latest refused build per step, unless one of its assets was materialised after it."""
     from wijk_assets.lib.build_swap import latest_rejections
 
     if not Path(duckdb_path).is_file():
@@ -188,11 +196,10 @@ def rejected_builds(instance: dg.DagsterInstance, duckdb_path: Path | str) -> li
     standing = []
     for row in rows:
         rejected_at = row["rejected_at"].to_pydatetime().replace(tzinfo=timezone.utc).timestamp()
-        relations = json.loads(row["relations"] or "[]")
+        keys = [dg.AssetKey.from_user_string(k) for k in json.loads(row.get("asset_keys") or "[]")]
         later = [
-            event for relation in relations
-            if (event := instance.get_latest_materialization_event(dg.AssetKey(relation.split(".", 1)))) is not None
-            and event.timestamp > rejected_at
+            event for key in keys
+            if (event := instance.get_latest_materialization_event(key)) is not None and event.timestamp > rejected_at
         ]
         if later:
             continue  # a build after the refused one went live

@@ -67,7 +67,8 @@ def test_a_refused_build_puts_the_previous_back_and_keeps_the_refused_tables(con
     aside = build_swap.set_aside(con, BUILT)
     _new_build(con)
     kept = build_swap.reject(con, BUILT, run_id="run-1", step="dbt_features", stage="gate_2",
-                             reason="dwellings: 100 % missing", failed_expectations=["expect_x(null_ratio)"])
+                             reason="dwellings: 100 % missing", failed_expectations=["expect_x(null_ratio)"],
+                             asset_keys=["marts/features"])
     assert aside == BUILT
     assert _state(con) == before  # rows, the view's definition, and no __previous relation left
     assert kept == {"marts.features": "quarantine.marts__features", "staging.cells": "quarantine.staging__cells"}
@@ -76,13 +77,15 @@ def test_a_refused_build_puts_the_previous_back_and_keeps_the_refused_tables(con
     assert (rejection["run_id"], rejection["step"], rejection["stage"]) == ("run-1", "dbt_features", "gate_2")
     assert json.loads(rejection["failed_expectations"]) == ["expect_x(null_ratio)"]
     assert json.loads(rejection["relations"]) == [str(r) for r in BUILT]
+    assert json.loads(rejection["asset_keys"]) == ["marts/features"]
 
 
 def test_a_refused_first_build_leaves_no_relation(con):
     new = Relation("marts", "new_table")
     assert build_swap.set_aside(con, [new]) == []
     con.execute("CREATE TABLE marts.new_table AS SELECT 1 AS x")
-    build_swap.reject(con, [new], run_id="run-2", step="dbt_training", stage="dbt", reason="a dbt test failed")
+    build_swap.reject(con, [new], run_id="run-2", step="dbt_training", stage="dbt", reason="a dbt test failed",
+                      asset_keys=["marts/new_table"])
     assert build_swap.kind_of(con, new) is None
     assert con.execute("SELECT x FROM quarantine.marts__new_table").fetchall() == [(1,)]
 
@@ -101,6 +104,37 @@ def test_only_the_latest_rejection_per_step_is_listed(con):
     for run in ("a", "b"):
         build_swap.set_aside(con, [FEATURES])
         con.execute("CREATE TABLE marts.features AS SELECT 1 AS area, NULL::DOUBLE AS dwellings")
-        build_swap.reject(con, [FEATURES], run_id=run, step="dbt_features", stage="gate_2", reason=run)
+        build_swap.reject(con, [FEATURES], run_id=run, step="dbt_features", stage="gate_2", reason=run, asset_keys=["marts/features"])
     assert [r["run_id"] for r in build_swap.latest_rejections(con)] == ["b"]
     assert con.execute("SELECT count(*) FROM quarantine.build_rejections").fetchone()[0] == 2
+
+
+def test_refused_frames_are_kept_and_the_live_tables_untouched(con):
+    """A step that validates before it writes (the publication): the frames go to quarantine only."""
+    import pandas as pd
+
+    before = _state(con)
+    refused = pd.DataFrame({"area": [1, 2], "sentence": ["De slechtste wijk", "neutraal"]})
+    kept = build_swap.reject_frames(con, {"marts.features": refused}, run_id="run-3", step="publish",
+                                    stage="publish_guard", reason="judgement label", asset_keys=["publish/x"])
+    assert kept == {"marts.features": "quarantine.marts__features"}
+    assert _state(con) == before
+    assert con.execute("SELECT * FROM quarantine.marts__features ORDER BY area").fetchall() == [
+        (1, "De slechtste wijk"), (2, "neutraal")]
+    [rejection] = build_swap.latest_rejections(con)
+    assert (rejection["stage"], json.loads(rejection["asset_keys"])) == ("publish_guard", ["publish/x"])
+
+
+def test_replace_tables_is_all_or_none(con):
+    """The published tables are written together: when one cannot be written, none is replaced."""
+    import pandas as pd
+
+    from wijk_assets.lib.warehouse import replace_tables
+
+    before = _state(con)
+    with pytest.raises(duckdb.Error):
+        replace_tables(con, {"marts.features": pd.DataFrame({"area": [9], "dwellings": [1.0]}),
+                             "marts.feature_values": pd.DataFrame({"x": [1]})})  # a view: cannot become a table
+    assert _state(con) == before
+    assert replace_tables(con, {"marts.features": pd.DataFrame({"area": [9], "dwellings": [1.0]})}) == {"marts.features": 1}
+    assert con.execute("SELECT * FROM marts.features").fetchall() == [(9, 1.0)]

@@ -60,7 +60,8 @@ def build_then_swap(
     def refuse(stage: str, reason: str, failed: list[str]) -> dict[str, str]:
         with duckdb.connect() as con:
             kept = build_swap.reject(
-                con, relations, run_id=run_id, step=step, stage=stage, reason=reason, failed_expectations=failed
+                con, relations, run_id=run_id, step=step, stage=stage, reason=reason, failed_expectations=failed,
+                asset_keys=[k.to_user_string() for k in context.selected_asset_keys],
             )
         context.log.error(f"{step}: build refused at {stage}; the previous relations are live again: {reason[:2000]}")
         return kept

@@ -2,8 +2,10 @@
 
 ``publish/area_explanations`` writes, per wijk, the drivers and the actual-vs-predicted comparison with
 official names, small areas suppressed, rank *ranges* only where they are informative and no sensitive
-indicator unless opted in. The blocking check ``publish_guard`` scans what was published for judgemental
-labels and sensitive columns and checks that area names are the official ones.
+indicator unless opted in. The publication guard (:func:`guard_violations`: no judgemental labels, no
+sensitive column unless opted in, official area names) runs on the new tables *before* they replace the
+published ones; a refusal keeps them in ``quarantine.publish__<table>`` and fails the asset. The blocking
+check ``publish_guard`` runs the same guard on what is live.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from wijk_assets.keys import (
     RESIDUALS_KEY,
     TRAINING_KEY,
 )
-from wijk_assets.lib.warehouse import replace_table
+from wijk_assets.lib.warehouse import replace_tables
 
 # Official names of areas in published tables: exactly dim_area's (the label check skips them, a
 # gemeente may be called "Best"; publish_guard checks they are the official names instead).
@@ -51,7 +53,8 @@ def small_area_signal(training_latest: pd.DataFrame, own_rivm_features: list[str
         "distinguishable'), drivers that add up to the published prediction, neutral wording only."
     ),
 )
-def published_area_explanations(duckdb: WarehouseResource, settings: SettingsResource) -> dg.MaterializeResult:
+def published_area_explanations(context, duckdb: WarehouseResource, settings: SettingsResource) -> dg.MaterializeResult:
+    # (``context`` is not annotated: with postponed annotations Dagster cannot check a string type hint)
     from wijk_assets.lib.responsible.privacy import suppress_small_areas
     from wijk_assets.lib.responsible.stigma import simulated_rank_text
 
@@ -80,6 +83,7 @@ def published_area_explanations(duckdb: WarehouseResource, settings: SettingsRes
         names = con.execute(
             "SELECT area_code, area_name, gemeente_name FROM marts.dim_area"
         ).df()
+        guard_catalog, official = _guard_references(con)
 
     rivm = [f for f in catalog.loc[catalog["source"] == "rivm_gezondheid", "feature"] if f in training.columns]
     signal = small_area_signal(training, rivm)
@@ -117,21 +121,21 @@ def published_area_explanations(duckdb: WarehouseResource, settings: SettingsRes
         drivers, population=population, threshold=settings.min_inhabitants,
         value_columns=["feature_value", "comparison_value", "shap_value", "sentence"], small_area_signal=signal,
     )
+    published = {"publish.area_drivers": drivers, "publish.area_comparison": comparison}
+    # Validate, then swap: the guard runs on these tables before they replace the published ones.
+    violations = guard_violations(published, guard_catalog, official, settings.sensitive_opt_in)
+    if violations:
+        _refuse(context, duckdb, published, violations)
+    suppression_log = pd.DataFrame(
+        [
+            {"table": "publish.area_comparison", **_flat(comparison_report.to_metadata()),
+             "population_source": population_source},
+            {"table": "publish.area_drivers", **_flat(drivers_report.to_metadata()),
+             "population_source": population_source},
+        ]
+    )
     with duckdb.connect() as con:
-        replace_table(con, "publish.area_drivers", drivers)
-        replace_table(con, "publish.area_comparison", comparison)
-        replace_table(
-            con,
-            "publish.suppression_log",
-            pd.DataFrame(
-                [
-                    {"table": "publish.area_comparison", **_flat(comparison_report.to_metadata()),
-                     "population_source": population_source},
-                    {"table": "publish.area_drivers", **_flat(drivers_report.to_metadata()),
-                     "population_source": population_source},
-                ]
-            ),
-        )
+        replace_tables(con, {**published, "publish.suppression_log": suppression_log})
     return dg.MaterializeResult(
         metadata={
             "min_inhabitants": settings.min_inhabitants,
@@ -203,16 +207,37 @@ def _flat(metadata: dict) -> dict:
     ),
 )
 def publish_guard(duckdb: WarehouseResource, settings: SettingsResource) -> dg.AssetCheckResult:
-    from wijk_assets.lib.responsible.stigma import check_no_judgemental_labels, check_no_sensitive_columns
-
     with duckdb.connect(read_only=True) as con:
-        tables = {
-            name: con.execute(f"SELECT * FROM {name}").df()
-            for name in ("publish.area_drivers", "publish.area_comparison")
-        }
-        catalog = con.execute("SELECT feature AS column, sensitive FROM marts.feature_catalog").df()
-        official = con.execute("SELECT area_code, area_name, gemeente_name FROM marts.dim_area").df()
-    from wijk_assets.lib.responsible.stigma import Violation
+        tables = {name: con.execute(f"SELECT * FROM {name}").df() for name in PUBLISHED_TABLES}
+        catalog, official = _guard_references(con)
+    violations = guard_violations(tables, catalog, official, settings.sensitive_opt_in)
+    return dg.AssetCheckResult(
+        passed=not violations,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "violations": len(violations),
+            "sample": dg.MetadataValue.json([v.to_dict() for v in violations[:20]]),
+            "sensitive_opt_in": ", ".join(settings.sensitive_opt_in) or "none",
+        },
+    )
+
+
+PUBLISHED_TABLES = ("publish.area_drivers", "publish.area_comparison")
+
+
+def _guard_references(con) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What the guard compares against: which features are sensitive, and the official area names."""
+    catalog = con.execute("SELECT feature AS column, sensitive FROM marts.feature_catalog").df()
+    official = con.execute("SELECT area_code, area_name, gemeente_name FROM marts.dim_area").df()
+    return catalog, official
+
+
+def guard_violations(tables: dict[str, pd.DataFrame], catalog: pd.DataFrame, official: pd.DataFrame,
+                     sensitive_opt_in: list[str]) -> list:
+    """The publication guard: judgemental labels, sensitive indicators not opted in, unofficial names.
+
+    Applied by the asset to the tables before they are written, and by ``publish_guard`` to what is live."""
+    from wijk_assets.lib.responsible.stigma import Violation, check_no_judgemental_labels, check_no_sensitive_columns
 
     # Names are checked against dim_area instead of the label list (a gemeente is called "Best").
     name_violations = []
@@ -228,17 +253,29 @@ def publish_guard(duckdb: WarehouseResource, settings: SettingsResource) -> dg.A
                     Violation(name, column, int(row), "not_an_official_name", f"{merged.at[row, column]!r}")
                 )
     unnamed = {name: frame.drop(columns=[c for c in NAME_COLUMNS if c in frame.columns]) for name, frame in tables.items()}
-    violations = name_violations + check_no_judgemental_labels(unnamed) + check_no_sensitive_columns(
-        tables, catalog, settings.sensitive_opt_in
+    return name_violations + check_no_judgemental_labels(unnamed) + check_no_sensitive_columns(
+        tables, catalog, sensitive_opt_in
     )
-    return dg.AssetCheckResult(
-        passed=not violations,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={
-            "violations": len(violations),
-            "sample": dg.MetadataValue.json([v.to_dict() for v in violations[:20]]),
-            "sensitive_opt_in": ", ".join(settings.sensitive_opt_in) or "none",
-        },
+
+
+def _refuse(context: dg.AssetExecutionContext, duckdb: WarehouseResource, published: dict, violations: list):
+    """The guard refused the new tables: keep them in quarantine, leave the published ones, fail."""
+    from wijk_assets.lib.build_swap import BUILD_REJECTIONS_TABLE, reject_frames
+
+    reason = f"{len(violations)} violation(s) of the publication guard, e.g. " + "; ".join(map(str, violations[:3]))
+    with duckdb.connect() as con:
+        kept = reject_frames(con, published, run_id=context.run.run_id, step=context.op_def.name,
+                             stage="publish_guard", reason=reason, asset_keys=[PUBLISH_KEY.to_user_string()])
+    raise dg.Failure(
+        description=(
+            f"the publication guard refused the new tables: {reason}. The published tables stay as they were; "
+            f"the refused ones are in {', '.join(kept.values())} (run_id = '{context.run.run_id}', see "
+            f"{BUILD_REJECTIONS_TABLE})."
+        ),
+        metadata={"violations": len(violations),
+                  "sample": dg.MetadataValue.json([v.to_dict() for v in violations[:20]]),
+                  "quarantined": dg.MetadataValue.json(kept)},
+        allow_retries=False,
     )
 
 

@@ -1,6 +1,9 @@
-"""Gate 2 protects the feature layer (real data): a release that gate 1 accepts but that empties a
-feature leaves every dbt relation as it was, keeps the refused tables in quarantine, and stands in
-``wijk-assets status`` until a good build goes live.
+"""Validate, then swap, after raw (real data): a refused build never replaces what is live.
+
+- Gate 2 protects the feature layer: a release that gate 1 accepts but that empties a feature leaves
+  every dbt relation as it was, keeps the refused tables in quarantine, and stands in
+  ``wijk-assets status`` until a good build goes live.
+- The publication guard protects the published tables the same way.
 
 Starts from a copy of the session's built warehouse (``lbm_warehouse``), so only the refused build and
 the good one after it run here. The damage is the one a real release could bring: the national KWB 2024
@@ -17,7 +20,7 @@ import duckdb
 import pytest
 
 from wijk_assets.definitions import build_definitions
-from wijk_assets.keys import FEATURE_TABLE_KEY
+from wijk_assets.keys import FEATURE_TABLE_KEY, PUBLISH_KEY
 from wijk_assets.runner.materialize import materialize_keys
 from wijk_assets.runner.status import rejected_builds, status_lines
 from wijk_assets.settings import Settings
@@ -112,3 +115,44 @@ def test_the_corrected_release_goes_live_and_the_rejection_no_longer_stands(worl
     checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data
               for e in accepted.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     assert checks["ge_gate_fct_area_features"].passed
+
+
+def test_a_judgemental_sentence_never_reaches_the_published_tables(world):
+    """One driver sentence of the lbm explanations says "slechtste wijk": the publication guard refuses
+    the new tables before they are written; the published ones stay, the refused ones are kept."""
+    db, instance = world["db"], world["instance"]
+    publish = [PUBLISH_KEY]
+    first = materialize_keys(world["defs"], instance, publish, None, trigger="test")
+    assert first.success
+    tables = ("publish.area_drivers", "publish.area_comparison", "publish.suppression_log")
+
+    def published():
+        with duckdb.connect(str(db), read_only=True) as con:
+            return {t: con.execute(f"SELECT count(*), bit_xor(hash(p)) FROM {t} p").fetchone() for t in tables}
+
+    before = published()
+    with duckdb.connect(str(db)) as con:
+        area, sentence = con.execute(
+            "SELECT area_code, sentence FROM ml.area_drivers WHERE area_code LIKE 'WK0106%' AND sentence IS NOT NULL "
+            "ORDER BY area_code, rank LIMIT 1").fetchone()
+        con.execute("UPDATE ml.area_drivers SET sentence = 'De slechtste wijk van Assen. ' || sentence "
+                    "WHERE area_code = ? AND sentence = ?", [area, sentence])
+
+    refused = materialize_keys(world["defs"], instance, publish, None, trigger="test")
+
+    assert not refused.success
+    error = _error(refused)
+    assert "the publication guard refused the new tables" in error and "slechtste" in error
+    assert published() == before
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM quarantine.publish__area_drivers "
+                           "WHERE sentence LIKE 'De slechtste wijk%'").fetchone()[0] >= 1
+    standing = {b.step: b for b in rejected_builds(instance, db)}
+    assert standing[PUBLISH_KEY.to_python_identifier()].stage == "publish_guard"
+
+    with duckdb.connect(str(db)) as con:
+        con.execute("UPDATE ml.area_drivers SET sentence = ? WHERE area_code = ? AND sentence LIKE 'De slechtste wijk%'",
+                    [sentence, area])
+    again = materialize_keys(world["defs"], instance, publish, None, trigger="test")
+    assert again.success and published() == before
+    assert PUBLISH_KEY.to_python_identifier() not in {b.step for b in rejected_builds(instance, db)}

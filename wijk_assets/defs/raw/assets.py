@@ -39,7 +39,8 @@ def release_year_partitions(source: str) -> dg.DynamicPartitionsDefinition:
 
 def _level_counts(frame: pd.DataFrame) -> dict[str, int]:
     has_code = frame["area_code"].notna()
-    codes = frame.loc[has_code, "area_code"].astype(str).str.strip().drop_duplicates()
+    # distinct codes first: a RIVM year repeats each of its ~17k codes on ~110 rows (1.9 M strips -> 17k)
+    codes = frame.loc[has_code, "area_code"].drop_duplicates().astype(str).str.strip().drop_duplicates()
     prefix = codes.str[:2].map({"NL": "land", "GM": "gemeente", "WK": "wijk", "BU": "buurt"})
     counts = {k: int(v) for k, v in prefix.fillna("other").value_counts().sort_index().items()}
     if (~has_code).any() and "area_name" in frame:

@@ -97,14 +97,21 @@ def _in_transaction(con: duckdb.DuckDBPyConnection, work) -> object:
     return result
 
 
+def set_aside_now(con: duckdb.DuckDBPyConnection) -> list[Relation]:
+    """The relations whose ``<name>__previous`` exists: set aside by a build that has not finished (or
+    was killed; ``wijk-assets status`` lists them)."""
+    rows = con.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables WHERE table_name LIKE ? ESCAPE '\\' "
+        "ORDER BY 1, 2",
+        ["%" + PREVIOUS_SUFFIX.replace("_", "\\_")],
+    ).fetchall()
+    return [Relation(schema, name[: -len(PREVIOUS_SUFFIX)]) for schema, name in rows]
+
+
 def restore_interrupted(con: duckdb.DuckDBPyConnection) -> list[Relation]:
     """Give every ``<name>__previous`` relation its name back (the build that set it aside never finished,
     so what stands under the name now was never validated). Returns the relations restored."""
-    rows = con.execute(
-        "SELECT table_schema, table_name FROM information_schema.tables WHERE table_name LIKE ? ESCAPE '\\'",
-        ["%" + PREVIOUS_SUFFIX.replace("_", "\\_")],
-    ).fetchall()
-    restored = [Relation(schema, name[: -len(PREVIOUS_SUFFIX)]) for schema, name in rows]
+    restored = set_aside_now(con)
 
     def work():
         for relation in restored:
@@ -257,4 +264,5 @@ __all__ = [
     "reject_frames",
     "restore_interrupted",
     "set_aside",
+    "set_aside_now",
 ]

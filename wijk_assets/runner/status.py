@@ -211,6 +211,28 @@ def rejected_builds(instance: dg.DagsterInstance, duckdb_path: Path | str) -> li
     return standing
 
 
+def interrupted_build(duckdb_path: Path | str) -> str | None:
+    """A block when relations are still set aside (``<name>__previous``) by a dbt step that is running or
+    was killed before it could swap or put them back; None otherwise."""
+    from wijk_assets.lib.build_swap import set_aside_now
+
+    if not Path(duckdb_path).is_file():
+        return None
+    try:
+        with connect(duckdb_path, read_only=True, wait_seconds=30) as con:
+            relations = [str(r) for r in set_aside_now(con)]
+    except Exception:  # noqa: BLE001 - status must still print what Dagster knows
+        return None
+    if not relations:
+        return None
+    shown = ", ".join(relations[:6]) + (f" … (+{len(relations) - 6})" if len(relations) > 6 else "")
+    return (
+        f"INTERRUPTED build - {len(relations)} relation(s) set aside by a dbt step that did not finish: {shown}\n"
+        "   what is live under those names was never validated; the next dbt step puts the previous ones back first\n"
+        "   to do:  run `wijk-assets refresh` (or materialise the dbt assets in the UI)"
+    )
+
+
 def forget_unloaded_orphans(instance: dg.DagsterInstance, cbs, sources: list[str] | None = None, log=print) -> list[str]:
     """Remove release-year partitions that never loaded and whose source offers nothing for them any
     more (the bad file was removed): they are then neither missing nor stuck. Partitions that did load
@@ -285,9 +307,10 @@ def stale_assets(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[Ass
     return out
 
 
-def status_lines(stuck: list[StuckPartition], stale: list[AssetState], rejected: list[RejectedBuild] = ()) -> list[str]:
+def status_lines(stuck: list[StuckPartition], stale: list[AssetState], rejected: list[RejectedBuild] = (),
+                 interrupted: str | None = None) -> list[str]:
     lines = [p.block() for p in stuck] or ["no stuck raw partitions"]
-    lines += [b.block() for b in rejected]
+    lines += [b.block() for b in rejected] + ([interrupted] if interrupted else [])
     if stale:
         missing = [s for s in stale if s.status == "missing"]
         other = [s for s in stale if s.status != "missing"]
@@ -309,6 +332,7 @@ __all__ = [
     "RejectedBuild",
     "StuckPartition",
     "forget_unloaded_orphans",
+    "interrupted_build",
     "rejected_builds",
     "stale_assets",
     "status_lines",
@@ -330,11 +354,12 @@ def print_status(settings, *, stale: bool, instance=None) -> int:
     defs = build_definitions(settings)
     stuck = stuck_partitions(instance, defs.resources["cbs"], settings.duckdb_path)
     rejected = rejected_builds(instance, settings.duckdb_path)
-    lines = status_lines(stuck, stale_assets(defs, instance) if stale else [], rejected)
+    interrupted = interrupted_build(settings.duckdb_path)
+    lines = status_lines(stuck, stale_assets(defs, instance) if stale else [], rejected, interrupted)
     if not stale:
-        lines = lines[:-1] if stuck or rejected else []
-        if rejected and not stuck:
-            lines = lines[1:]  # not "no stuck raw partitions" in front of the rejected build
+        lines = lines[:-1] if stuck or rejected or interrupted else []
+        if (rejected or interrupted) and not stuck:
+            lines = lines[1:]  # not "no stuck raw partitions" in front of the build blocks
     for line in lines:
         print(line)
-    return len(stuck) + len(rejected)
+    return len(stuck) + len(rejected) + (1 if interrupted else 0)

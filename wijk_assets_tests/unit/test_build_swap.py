@@ -138,3 +138,19 @@ def test_replace_tables_is_all_or_none(con):
     assert _state(con) == before
     assert replace_tables(con, {"marts.features": pd.DataFrame({"area": [9], "dwellings": [1.0]})}) == {"marts.features": 1}
     assert con.execute("SELECT * FROM marts.features").fetchall() == [(9, 1.0)]
+
+
+def test_status_names_relations_left_set_aside_by_a_killed_build(tmp_path):
+    from wijk_assets.runner.status import interrupted_build
+
+    db = tmp_path / "w.duckdb"
+    with duckdb.connect(str(db)) as con:
+        _previous_build(con)
+    assert interrupted_build(db) is None
+    with duckdb.connect(str(db)) as con:
+        build_swap.set_aside(con, [FEATURES, CELLS])  # ... and the process is killed here
+    block = interrupted_build(db)
+    assert block.startswith("INTERRUPTED build - 2 relation(s) set aside") and "marts.features, staging.cells" in block
+    with duckdb.connect(str(db)) as con:
+        build_swap.restore_interrupted(con)
+    assert interrupted_build(db) is None

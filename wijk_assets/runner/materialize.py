@@ -99,8 +99,14 @@ def materialize_keys(
     try:
         return _execute(defs, instance, keys, partition_key, trigger=trigger, tags=tags, raise_on_error=raise_on_error)
     finally:
-        # Runs execute one after another in this process: what a run's frames freed goes back to the
-        # operating system before the next one, so each run's peak does not sit on the last one's.
+        # Runs execute one after another in this process: what a run kept for its own steps is dropped
+        # and what its frames freed goes back to the operating system before the next one, so each
+        # run's peak does not sit on the last one's.
+        from wijk_assets.defs.dbt.checks import forget_run_verdicts
+        from wijk_assets.defs.models.assets import forget_run_frames
+
+        forget_run_frames()
+        forget_run_verdicts()
         release_free_memory()
 
 

@@ -133,6 +133,11 @@ def _run_id(context: dg.AssetCheckExecutionContext) -> str | None:
         return None
 
 
+def forget_run_verdicts() -> None:
+    """Verdicts whose run is over (its check did not run in this process) are not needed any more."""
+    _VERDICT_OF_RUN.clear()
+
+
 def remember_passed_verdict(run_id: str, verdict: FeatureGateVerdict) -> None:
     if verdict.passed:
         _VERDICT_OF_RUN[run_id] = verdict

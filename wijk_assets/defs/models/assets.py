@@ -87,6 +87,13 @@ def models_root(duckdb: WarehouseResource) -> Path:
 _RUN_FRAME: dict[tuple[str, str], tuple[pd.DataFrame, pd.DataFrame]] = {}
 
 
+def forget_run_frames() -> None:
+    """Drop the run's training frame (~150 MB on the national mart) when the run is over: it is never read
+    by another run, and a process that runs one run after another (``refresh``, ``materialize``) would
+    otherwise carry it into the next run's peak, e.g. a national RIVM load."""
+    _RUN_FRAME.clear()
+
+
 def load_training_frame(duckdb: WarehouseResource, run_id: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The wijk training mart and a catalog covering every model input column (context columns
     ``gm__x`` / ``bu_sd__x`` … inherit the label of ``x`` with a prefix in words). With ``run_id``

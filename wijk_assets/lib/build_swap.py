@@ -33,7 +33,7 @@ PREVIOUS_SUFFIX = "__previous"
 BUILD_REJECTIONS_TABLE = f"{QUARANTINE_SCHEMA}.build_rejections"
 BUILD_REJECTION_COLUMNS: dict[str, str] = {
     "run_id": "VARCHAR",
-    "step": "VARCHAR",  # the Dagster step that built the relations (dbt_features, publish_area_explanations …)
+    "step": "VARCHAR",  # the Dagster step that built the relations (dbt_features, publish__area_explanations …)
     "asset_keys": "VARCHAR",  # JSON list of the asset keys ("marts/fct_area_features") the step would have materialised
     "rejected_at": "TIMESTAMP",
     "stage": "VARCHAR",  # "dbt" (a model or dbt test failed), "gate_2" (Great Expectations), "publish_guard"

@@ -10,9 +10,9 @@ with the run id) or else from the failed run's error.
 A partition whose files are gone is not stuck: :func:`forget_unloaded_orphans` removes it when it
 never loaded (so nothing counts it as missing any more); one that did load keeps its last content.
 
-A dbt build is **rejected** when a dbt test or gate 2 refused what it built: its relations stayed the
-previous ones (:mod:`wijk_assets.lib.build_swap`), the refused tables are in ``quarantine``, and it stands
-until a later build of the same step goes live.
+A build is **rejected** when a dbt test, gate 2 or the publication guard refused what a step built: the
+live tables stayed the previous ones (:mod:`wijk_assets.lib.build_swap`), the refused tables are in
+``quarantine``, and it stands until a later materialisation of the step's assets.
 
 An asset is **stale** when Dagster's data-version lineage says an upstream asset has newer data, or
 when it was never materialised (``missing``).
@@ -164,7 +164,7 @@ class RejectedBuild:
 
     step: str
     run_id: str
-    stage: str  # "dbt" | "gate_2"
+    stage: str  # "dbt" | "gate_2" | "publish_guard"
     rejected_at: str
     reason: str
     quarantined: list[str] = field(default_factory=list)

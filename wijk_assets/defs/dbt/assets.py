@@ -303,7 +303,7 @@ def dbt_feature_models(
     def gate():
         verdict = evaluate_feature_gate(duckdb, settings.gemeente)
         remember_passed_verdict(context.run.run_id, verdict)
-        return verdict.passed, verdict.reason, verdict.failed_expectations, verdict.metadata
+        return verdict
 
     _point_dbt_at(duckdb)
     build = build_then_swap(

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 import dagster as dg
 from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 
+from wijk_assets.defs.dbt.checks import FeatureGateVerdict
 from wijk_assets.defs.resources import WarehouseResource
 from wijk_assets.lib import build_swap
 from wijk_assets.lib.build_swap import Relation
@@ -42,11 +43,11 @@ def build_then_swap(
     context: dg.AssetExecutionContext,
     duckdb: WarehouseResource,
     build: Callable[[], Iterable],
-    gate: Callable[[], tuple[bool, str, list[str], dict]] | None = None,
+    gate: Callable[[], FeatureGateVerdict] | None = None,
 ) -> Iterator:
     """Run ``build`` (dbt's event stream) on set-aside relations; yield its events; swap or reject.
 
-    ``gate`` returns (passed, reason, failed expectations, metadata) for what dbt just built. The
+    ``gate`` returns gate 2's verdict on what dbt just built. The
     events pass through as they come, so callers that hold outputs until the end (``with_column_lineage``)
     see the swap decided before they read the tables.
     """
@@ -73,19 +74,19 @@ def build_then_swap(
         raise
     if gate is not None:
         try:
-            passed, reason, failed, metadata = gate()
+            verdict = gate()
         except Exception as error:
             refuse("gate_2", f"the gate could not run: {_one_paragraph(error)}", [])
             raise
-        if not passed:
-            kept = refuse("gate_2", reason, failed)
+        if not verdict.passed:
+            kept = refuse("gate_2", verdict.reason, verdict.failed_expectations)
             raise dg.Failure(
                 description=(
-                    f"gate 2 refused the feature build: {reason}. The previous feature tables stay live; the "
+                    f"gate 2 refused the feature build: {verdict.reason}. The previous feature tables stay live; the "
                     f"refused tables are in {', '.join(sorted(set(kept.values()))) or 'no table'} "
                     f"(run_id = '{run_id}', see {build_swap.BUILD_REJECTIONS_TABLE})."
                 ),
-                metadata={**metadata, "run_id": run_id, "quarantined": dg.MetadataValue.json(kept)},
+                metadata={**verdict.metadata, "run_id": run_id, "quarantined": dg.MetadataValue.json(kept)},
                 allow_retries=False,
             )
     with duckdb.connect() as con:

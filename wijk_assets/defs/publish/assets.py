@@ -80,10 +80,8 @@ def published_area_explanations(context, duckdb: WarehouseResource, settings: Se
             "QUALIFY row_number() OVER (PARTITION BY area_code ORDER BY year DESC) = 1"
         ).df()
         population = population_rows.set_index("area_code")["inhabitants"] if not population_rows.empty else None
-        names = con.execute(
-            "SELECT area_code, area_name, gemeente_name FROM marts.dim_area"
-        ).df()
-        guard_catalog, official = _guard_references(con)
+        # the official names: written into the tables, and what the guard compares their names with
+        guard_catalog, names = _guard_references(con)
 
     rivm = [f for f in catalog.loc[catalog["source"] == "rivm_gezondheid", "feature"] if f in training.columns]
     signal = small_area_signal(training, rivm)
@@ -123,7 +121,7 @@ def published_area_explanations(context, duckdb: WarehouseResource, settings: Se
     )
     published = {"publish.area_drivers": drivers, "publish.area_comparison": comparison}
     # Validate, then swap: the guard runs on these tables before they replace the published ones.
-    violations = guard_violations(published, guard_catalog, official, settings.sensitive_opt_in)
+    violations = guard_violations(published, guard_catalog, names, settings.sensitive_opt_in)
     if violations:
         _refuse(context, duckdb, published, violations)
     suppression_log = pd.DataFrame(

@@ -13,9 +13,11 @@ select
     max(value) filter (where feature = 'soc') as soc,
     max(value) filter (where feature = 'vrz') as vrz,
     max(value) filter (where feature = 'won') as won,
-    -- min / arg_min rather than any_value: the same row whatever order the scan delivers (determinism)
+    -- min / arg_min rather than any_value: the same row whatever order the scan delivers (determinism).
+    -- The sha256 is ordered by file name, then by itself: when partitions of one multi-year file were
+    -- loaded from two versions of it, arg_min by file name alone tied and picked either.
     min(source_file) as source_file,
-    arg_min(source_sha256, source_file) as source_sha256,
+    arg_min(source_sha256, source_file || chr(0) || source_sha256) as source_sha256,
     min(source_row) as source_row
 from {{ ref('stg_leefbaarometer') }}
 group by all

@@ -57,6 +57,7 @@ SHARED_BUILD_MODULES = frozenset({
     "wijk_assets_tests/integration/test_wijkbeeld.py",
     "wijk_assets_tests/integration/test_determinism.py",
     "wijk_assets_tests/integration/test_refused_builds.py",
+    "wijk_assets_tests/integration/test_unchanged_training_inputs.py",
 })
 SHARED_BUILD_FIXTURES = ("raw_stage", "lbm_warehouse")
 

@@ -64,11 +64,11 @@ def table_columns(con, schema: str, name: str) -> list[tuple[str, str]]:
     ]
 
 
-def content_version(con, schema: str, name: str, only: Sequence[str] | None = None) -> str:
+def content_version(con, schema: str, name: str, only: Sequence[str] | None = None, where: str | None = None) -> str:
     """``<rows>-<sha256 prefix>`` over the table's schema and its sorted canonical row hashes.
 
     ``only``: version these columns alone (each must exist); the others may change without changing
-    the version."""
+    the version. ``where``: version only the rows this SQL condition (on the table's columns) keeps."""
     columns = table_columns(con, schema, name)
     if not columns:
         raise ValueError(f"table {schema}.{name} not found (or has no columns)")
@@ -80,7 +80,8 @@ def content_version(con, schema: str, name: str, only: Sequence[str] | None = No
     schema_text = ";".join(f"{c}:{t}" for c, t in columns).replace("'", "''")
     rows, digest = con.execute(
         f"SELECT count(*), sha256('{schema_text}' || coalesce(string_agg(CAST(h AS VARCHAR), ',' ORDER BY h), '')) "
-        f"FROM (SELECT {canonical_row_hash_sql(columns)} AS h FROM {_quote(schema)}.{_quote(name)})"
+        f"FROM (SELECT {canonical_row_hash_sql(columns)} AS h FROM {_quote(schema)}.{_quote(name)}"
+        f"{f' WHERE {where}' if where else ''})"
     ).fetchone()
     return f"{rows}-{digest[:32]}"
 

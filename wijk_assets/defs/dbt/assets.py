@@ -144,6 +144,7 @@ LINEAGE_MARTS = {
     dg.AssetKey(["marts", "fct_liveability_outcomes"]),
     dg.AssetKey(["marts", "mart_wijk_training"]),
 }
+_MART_KEY = dg.AssetKey(["marts", "mart_wijk_training"])
 # dagster-dbt names each output after its asset key ("marts__fct_area_features")
 _LINEAGE_OUTPUTS = {key.to_python_identifier(): key for key in LINEAGE_MARTS}
 
@@ -321,12 +322,42 @@ def dbt_feature_models(
     name="dbt_training",
     pool=DUCKDB_POOL,
 )
-def dbt_training_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, duckdb: WarehouseResource):
+def dbt_training_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, duckdb: WarehouseResource, settings: SettingsResource
+):
     """The training mart, built only after the feature table passed its gate; it replaces the previous
-    one only after its dbt tests passed."""
+    one only after its dbt tests passed. Not rebuilt when nothing it reads changed (see
+    :mod:`.unchanged_inputs`)."""
+    from wijk_assets.defs.dbt import unchanged_inputs as unchanged
+
     _point_dbt_at(duckdb)
-    build = build_then_swap(context, duckdb, lambda: dbt.cli(["build"], context=context).stream())
-    yield from with_column_lineage(build, duckdb, context)
+    with duckdb.connect(read_only=True) as con:
+        fingerprint = unchanged.training_inputs_fingerprint(con, settings.sensitive_opt_in)
+    live = unchanged.unchanged_build(context, duckdb, fingerprint)
+    if live is not None:
+        context.log.info(f"training inputs unchanged since run {live.run_id}: the live training mart stays, dbt not run")
+        yield from with_column_lineage(unchanged.outputs_of_live_build(context, live, fingerprint), duckdb, context)
+        yield from unchanged.carried_check_results(context, live)
+        return
+
+    passed: set[str] = set()
+
+    def build():
+        for event in dbt.cli(["build"], context=context).stream():
+            check = unchanged.passed_check(event)
+            if check is not None:
+                passed.add(check)
+            yield event
+
+    mart_version = None
+    mart_output = context.assets_def.get_output_name_for_asset_key(_MART_KEY)
+    for event in with_column_lineage(build_then_swap(context, duckdb, build), duckdb, context):
+        if isinstance(event, dg.Output) and event.output_name == mart_output and event.data_version is not None:
+            mart_version = event.data_version.value
+        yield event
+    whole = set(context.selected_asset_keys) == set(context.assets_def.keys) and mart_version is not None
+    unchanged.record(duckdb, context.op_def.name, unchanged.LiveBuild(
+        fingerprint, mart_version, frozenset(passed), context.run.run_id) if whole else None)
 
 
 def dbt_resource() -> DbtCliResource:

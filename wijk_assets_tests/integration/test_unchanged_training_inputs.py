@@ -107,12 +107,17 @@ def test_rows_of_a_year_no_outcome_uses_leave_the_mart_in_place(world):
 def test_a_changed_value_that_training_rows_use_rebuilds_the_mart(world):
     db = world["db"]
     with duckdb.connect(str(db)) as con:
-        feature = con.execute(
+        candidates = [r[0] for r in con.execute(
             "SELECT c.feature FROM marts.feature_catalog c JOIN information_schema.columns i "
             "ON i.table_schema = 'marts' AND i.table_name = 'mart_wijk_training' AND i.column_name = c.feature "
-            "WHERE c.source = 'rivm_gezondheid' AND NOT c.sensitive ORDER BY 1 LIMIT 1").fetchone()[0]
-        # direct edit: one health indicator of 2020, a year the 2020 and 2022 outcomes use
-        con.execute(f'UPDATE marts.fct_area_features SET "{feature}" = "{feature}" + 1 WHERE year = 2020')
+            "WHERE c.source = 'rivm_gezondheid' AND NOT c.sensitive ORDER BY 1").fetchall()]
+        # a health indicator the 2020 release holds for wijken (some are published in other years only)
+        feature = next(f for f in candidates if con.execute(
+            f"SELECT count(\"{f}\") FROM marts.fct_area_features WHERE year = 2020 AND area_level = 'wijk'").fetchone()[0])
+        # direct edit: that indicator in 2020, a year the 2020 and 2022 outcomes use
+        changed = con.execute(f'UPDATE marts.fct_area_features SET "{feature}" = "{feature}" + 1 '
+                              f'WHERE year = 2020 AND "{feature}" IS NOT NULL').fetchone()[0]
+    assert changed > 1000
 
     result, materialised = _run(world)
 

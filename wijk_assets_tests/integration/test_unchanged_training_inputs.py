@@ -83,9 +83,15 @@ def test_rows_of_a_year_no_outcome_uses_leave_the_mart_in_place(world):
     built_in = _recorded_run(db)
     with duckdb.connect(str(db)) as con:
         version_before = con.execute("SELECT fingerprint FROM audit.build_inputs WHERE step = ?", [STEP]).fetchone()
-        # direct edit: the 2024 rows again as a year after every outcome year (as a KWB 2031 would add)
+        # direct edits standing for a KWB release after every outcome year: its values change (the staged
+        # cells the long feature values are a view of), and its rows appear in the wide table
+        changed = con.execute(
+            "UPDATE staging.stg_cells SET value = value + 1 WHERE value IS NOT NULL AND measure_id IN "
+            "(SELECT measure_id FROM staging.stg_measure_map WHERE source = 'cbs_kwb' AND release_year = 2024)"
+        ).fetchone()[0]
         con.execute("INSERT INTO marts.fct_area_features SELECT * REPLACE (2031 AS year) FROM marts.fct_area_features "
                     "WHERE year = 2024")
+    assert changed > 1000
     before = world["instance"].get_latest_materialization_event(TRAINING_KEY)
 
     result, materialised = _run(world)
@@ -114,9 +120,12 @@ def test_a_changed_value_that_training_rows_use_rebuilds_the_mart(world):
         # a health indicator the 2020 release holds for wijken (some are published in other years only)
         feature = next(f for f in candidates if con.execute(
             f"SELECT count(\"{f}\") FROM marts.fct_area_features WHERE year = 2020 AND area_level = 'wijk'").fetchone()[0])
-        # direct edit: that indicator in 2020, a year the 2020 and 2022 outcomes use
-        changed = con.execute(f'UPDATE marts.fct_area_features SET "{feature}" = "{feature}" + 1 '
-                              f'WHERE year = 2020 AND "{feature}" IS NOT NULL').fetchone()[0]
+        # direct edit of the staged cells (the long feature values are a view over them): that indicator
+        # in 2020, a year the 2020 and 2022 outcomes use
+        changed = con.execute(
+            "UPDATE staging.stg_cells SET value = value + 1 WHERE value IS NOT NULL AND measure_id IN "
+            "(SELECT measure_id FROM staging.stg_measure_map WHERE source = 'rivm_gezondheid' AND release_year = 2020 "
+            "AND feature = ?)", [feature]).fetchone()[0]
     assert changed > 1000
 
     result, materialised = _run(world)

@@ -26,6 +26,11 @@ def con():
                 "('WK000101', 2018, 4.0)) t(wijk_code, year, lbm)")
     con.execute("CREATE TABLE marts.fct_area_features AS SELECT * FROM (VALUES ('WK000101', 2016, 20.0, NULL), "
                 "('WK000101', 2020, 18.5, NULL), ('WK000101', 2024, NULL, 310.0)) t(area_code, year, smokers, dwellings)")
+    con.execute("CREATE TABLE marts.fct_area_feature_values AS SELECT * FROM (VALUES "
+                "('WK000101', 'wijk', 2016, 'smokers', 'rivm_gezondheid', 20.0), "
+                "('WK000101', 'wijk', 2020, 'smokers', 'rivm_gezondheid', 18.5), "
+                "('WK000101', 'wijk', 2024, 'dwellings', 'cbs_kwb', 310.0)) "
+                "t(area_code, area_level, year, feature, source, value)")
     con.execute("CREATE TABLE intermediate.int_area_names AS SELECT * FROM (VALUES "
                 "('leefbaarometer', 2022, 'WK000101', 'Centrum'), ('rivm_gezondheid', 2020, 'WK000101', 'Centrum'), "
                 "('cbs_kwb', 2024, 'WK000101', 'Centrum')) t(source, year, area_code, area_name)")
@@ -41,8 +46,9 @@ def _changed(con, sql: str) -> bool:
 
 def test_same_tables_in_another_row_order_give_the_same_fingerprint(con):
     first = training_inputs_fingerprint(con, ())
-    con.execute("CREATE TABLE marts.f2 AS SELECT * FROM marts.fct_area_features ORDER BY year DESC")
-    con.execute("DROP TABLE marts.fct_area_features; ALTER TABLE marts.f2 RENAME TO fct_area_features")
+    for table in ("fct_area_features", "fct_area_feature_values"):
+        con.execute(f"CREATE TABLE marts.f2 AS SELECT * FROM marts.{table} ORDER BY year DESC")
+        con.execute(f"DROP TABLE marts.{table}; ALTER TABLE marts.f2 RENAME TO {table}")
     assert training_inputs_fingerprint(con, ()) == first
 
 
@@ -50,13 +56,17 @@ def test_what_the_training_models_do_not_read_leaves_it_alone(con):
     # a year no outcome uses (a KWB release after the last outcome year), a catalog statistic, and the
     # code list of a source-year no outcome uses
     assert not _changed(con, "INSERT INTO marts.fct_area_features VALUES ('WK000101', 2025, NULL, 312.0)")
+    assert not _changed(con, "INSERT INTO marts.fct_area_feature_values VALUES "
+                             "('WK000101', 'wijk', 2025, 'dwellings', 'cbs_kwb', 312.0)")
+    assert not _changed(con, "UPDATE marts.fct_area_feature_values SET value = 311 WHERE year = 2024")
     assert not _changed(con, "UPDATE marts.fct_area_features SET dwellings = 311 WHERE year = 2024")
     assert not _changed(con, "UPDATE marts.feature_catalog SET n_years = n_years + 1")
     assert not _changed(con, "INSERT INTO intermediate.int_area_names VALUES ('cbs_kwb', 2025, 'WK000101', 'Centrum')")
 
 
 @pytest.mark.parametrize("sql", [
-    "UPDATE marts.fct_area_features SET smokers = 18.6 WHERE year = 2020",
+    "UPDATE marts.fct_area_feature_values SET value = 18.6 WHERE year = 2020",
+    "DELETE FROM marts.fct_area_feature_values WHERE year = 2016",
     "UPDATE marts.feature_catalog SET sensitive = true WHERE feature = 'smokers'",
     "UPDATE marts.fct_liveability_outcomes SET lbm = 4.2 WHERE year = 2022",
     "UPDATE intermediate.int_lbm_feature_years SET source_year = 2016 WHERE outcome_year = 2022",

@@ -13,9 +13,9 @@ about 15 s of such a refresh. The step now first takes a fingerprint of what tho
   - ``marts.feature_catalog``: the columns the models read (feature, source, sensitive, concept), all
     rows (its statistics change with every release and are not read);
   - ``marts.fct_liveability_outcomes``, all rows;
-  - ``marts.fct_area_features``: its columns, and its rows of the years those choices use. The models read
-    feature values only for the (source, year) pairs of ``int_lbm_feature_years``; all rows of those
-    years are a superset of them;
+  - ``marts.fct_area_features``: its columns (the models use the features that are columns there);
+  - ``marts.fct_area_feature_values``: the values of the (source, year) pairs ``int_lbm_feature_years``
+    chooses, the only ones the models read;
   - ``intermediate.int_area_names``: the Leefbaarometer names and the code lists of the chosen source-years.
 
 When the fingerprint equals the one recorded at the build that is live (``audit.build_inputs``), and the
@@ -42,7 +42,7 @@ import dagster as dg
 from wijk_assets.defs.resources import WarehouseResource
 from wijk_assets.lib import build_swap
 from wijk_assets.lib.build_swap import Relation
-from wijk_assets.lib.content_version import content_version
+from wijk_assets.lib.content_version import canonical_value_sql, content_version, table_columns
 from wijk_assets.lib.warehouse import ensure_table, table_exists
 from wijk_assets.settings import DBT_PROJECT_DIR
 
@@ -80,13 +80,26 @@ def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _values_digest(con, chosen: str) -> str:
+    """Count and sum of row hashes of the feature values of the chosen source-years, as the models read
+    them (``marts.fct_area_feature_values``, a view over the 5 M staged cells). A sum, not a sorted list:
+    the row order does not count and a changed, added or removed row changes it; 0.1 s where sorting the
+    row hashes took 5 s. Values are rounded as in content versions (float noise does not count)."""
+    rows, total = con.execute(
+        f"SELECT count(*), sum(hash(area_code, area_level, year, feature, source, "
+        f"{canonical_value_sql('value', 'DOUBLE')})::HUGEINT) FROM (SELECT area_code, area_level, year, feature, "
+        f"source, CAST(value AS DOUBLE) AS value FROM marts.fct_area_feature_values "
+        f"WHERE value IS NOT NULL AND ({chosen}))"
+    ).fetchone()
+    return f"{rows}-{total}"
+
+
 def training_inputs_fingerprint(con, opt_in: Sequence[str]) -> str:
     """Fingerprint of everything the training step's two models read (see the module docstring)."""
     pairs = con.execute(
         "SELECT DISTINCT source, source_year FROM intermediate.int_lbm_feature_years "
         "WHERE source IS NOT NULL AND source_year IS NOT NULL ORDER BY 1, 2"
     ).fetchall()
-    years = ", ".join(str(int(year)) for year in sorted({year for _, year in pairs})) or "NULL"
     chosen = " OR ".join(f"(source = {_sql_text(str(s))} AND year = {int(y)})" for s, y in pairs) or "false"
     parts = [
         f"code {_code_digest()}",
@@ -94,7 +107,8 @@ def training_inputs_fingerprint(con, opt_in: Sequence[str]) -> str:
         "choices " + content_version(con, "intermediate", "int_lbm_feature_years"),
         "catalog " + content_version(con, "marts", "feature_catalog", only=CATALOG_COLUMNS_READ),
         "outcomes " + content_version(con, "marts", "fct_liveability_outcomes"),
-        "features " + content_version(con, "marts", "fct_area_features", where=f"year IN ({years})"),
+        "feature columns " + ";".join(f"{c}:{t}" for c, t in table_columns(con, "marts", "fct_area_features")),
+        "feature values " + _values_digest(con, chosen),
         "names " + content_version(con, "intermediate", "int_area_names",
                                    where=f"source = 'leefbaarometer' OR {chosen}"),
     ]

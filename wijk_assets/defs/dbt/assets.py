@@ -22,7 +22,7 @@ from wijk_assets.defs.dbt.test_descriptions import describe_dbt_test
 from wijk_assets.defs.resources import DUCKDB_POOL, SettingsResource, WarehouseResource
 from wijk_assets.defs.dbt.swap import build_then_swap
 from wijk_assets.defs.automation.conditions import downstream_automation_condition
-from wijk_assets.keys import FEATURE_CATALOG_KEY, FEATURE_TABLE_KEY
+from wijk_assets.keys import FEATURE_CATALOG_KEY, FEATURE_TABLE_KEY, TRAINING_KEY
 from wijk_assets.lib.warehouse import quote_ident
 from wijk_assets.settings import DBT_PROJECT_DIR, load_settings
 
@@ -144,7 +144,6 @@ LINEAGE_MARTS = {
     dg.AssetKey(["marts", "fct_liveability_outcomes"]),
     dg.AssetKey(["marts", "mart_wijk_training"]),
 }
-_MART_KEY = dg.AssetKey(["marts", "mart_wijk_training"])
 # dagster-dbt names each output after its asset key ("marts__fct_area_features")
 _LINEAGE_OUTPUTS = {key.to_python_identifier(): key for key in LINEAGE_MARTS}
 
@@ -350,7 +349,7 @@ def dbt_training_models(
             yield event
 
     mart_version = None
-    mart_output = context.assets_def.get_output_name_for_asset_key(_MART_KEY)
+    mart_output = context.assets_def.get_output_name_for_asset_key(TRAINING_KEY)
     for event in with_column_lineage(build_then_swap(context, duckdb, build), duckdb, context):
         if isinstance(event, dg.Output) and event.output_name == mart_output and event.data_version is not None:
             mart_version = event.data_version.value

@@ -9,8 +9,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from wijk_assets.lib.quality.feature_gate import footprint_null_ratios, footprint_null_spec
+from wijk_assets.lib.quality.feature_gate import footprint_null_ratios as ratios_in_duckdb
+from wijk_assets.lib.quality.feature_gate import footprint_null_spec
 from wijk_assets.lib.quality.ge_runner import validate_frame
+
+
+def footprint_null_ratios(frame: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFrame:
+    """The gate computes the ratios in DuckDB, on the table dbt built: put the synthetic frame there."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        con.register("frame", frame)
+        con.execute("CREATE TABLE features AS SELECT * FROM frame")
+        return ratios_in_duckdb(con, "features", catalog)
 
 
 def _table() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -22,6 +33,7 @@ def _table() -> tuple[pd.DataFrame, pd.DataFrame]:
                 rows.append({"area_code": f"WK000{g}{w:02d}", "area_level": "wijk", "gemeente_code": f"GM000{g}", "year": year})
     rows.append({"area_code": "NL00", "area_level": "land", "gemeente_code": None, "year": 2024})
     frame = pd.DataFrame(rows)
+    frame["wijk_code"] = np.where(frame["area_level"] == "wijk", frame["area_code"], None)
     rng = np.random.default_rng(3)
     frame["health"] = rng.normal(50, 5, len(frame))
     frame["income"] = np.where((frame["year"] == 2024) & (frame["gemeente_code"] != "GM0002"), 30.0, np.nan)
@@ -73,7 +85,6 @@ def test_the_gate_2_check_stops_a_feature_table_with_a_feature_emptied_in_its_fo
     from wijk_assets.defs.resources import SettingsResource, WarehouseResource
 
     frame, catalog = _table()
-    frame["wijk_code"] = np.where(frame["area_level"] == "wijk", frame["area_code"], None)
     db = tmp_path / "gate2.duckdb"
 
     def check(features: pd.DataFrame) -> dg.AssetCheckResult:
@@ -95,3 +106,18 @@ def test_the_gate_2_check_stops_a_feature_table_with_a_feature_emptied_in_its_fo
     assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
     summary = str(result.metadata["summary"].value)
     assert "source kwb, year 2024, feature income, areas 22, missing 15" in summary, summary
+
+
+def test_a_stored_nan_counts_as_missing_like_a_null():
+    """DuckDB keeps NaN apart from NULL (pandas did not): both are a missing value for the gate."""
+    import duckdb
+
+    catalog = pd.DataFrame({"feature": ["x"], "source": ["kwb"]})
+    with duckdb.connect() as con:
+        con.execute("CREATE TABLE t (area_code VARCHAR, area_level VARCHAR, gemeente_code VARCHAR, year INTEGER, x DOUBLE)")
+        con.execute("INSERT INTO t VALUES ('WK000100', 'wijk', 'GM0001', 2024, 1.0), "
+                    "('WK000101', 'wijk', 'GM0001', 2024, 'NaN'::DOUBLE), ('WK000102', 'wijk', 'GM0001', 2024, NULL), "
+                    "('WK000103', 'wijk', 'GM0001', 2024, 2.0), ('NL00', 'land', NULL, 2024, 'NaN'::DOUBLE)")
+        ratios = ratios_in_duckdb(con, "t", catalog)
+    assert ratios.to_dict("records") == [
+        {"source": "kwb", "year": 2024, "feature": "x", "areas": 4, "missing": 2, "null_ratio": 0.5}]

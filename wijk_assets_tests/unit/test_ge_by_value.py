@@ -31,8 +31,9 @@ def _frame(bad_at: int | None = None) -> pd.DataFrame:
 
 def test_only_every_row_checks_go_by_value():
     frame = _frame()
-    assert _by_value_expectations(SPEC, frame) == {("sha",): [0]}  # 'mostly' counts rows: not by value
-    assert _by_value_expectations(SPEC, frame.astype({"sha": object})) == {("sha",): [0]}  # any dtype
+    # 'mostly' counts rows: not by value
+    assert _by_value_expectations(SPEC, frame) == {("sha",): [0], ("row",): [2]}
+    assert _by_value_expectations(SPEC, frame.astype({"sha": object})) == {("sha",): [0], ("row",): [2]}  # any dtype
     assert _by_value_expectations(RANGE_SPEC, _percentages()) == {("value", "group"): [0]}
 
 
@@ -107,3 +108,42 @@ def test_a_batch_loses_only_the_categories_it_does_not_use():
     whole = _drop_unused_categories(frame.copy())
     assert list(whole["year"].cat.categories) == ["2020", "2024"]
     assert list(whole["file"].cat.categories) == ["a.xlsx", "b.xlsx"]
+
+
+# Not-null and pair equality (the raw suites' provenance columns and "the code's level is the level the
+# file states") go by value too: a null is one of the distinct values.
+PAIR_SPEC = {
+    "name": "synthetic_pair",
+    "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "file"}, "meta": {"blocking": True, "why": "file"}},
+        {"type": "expect_column_pair_values_to_be_equal", "kwargs": {"column_A": "level", "column_B": "stated"},
+         "meta": {"blocking": True, "why": "levels agree"}},
+    ],
+}
+
+
+def _levels(null_file_at: int | None = None, mismatch_at: int | None = None) -> pd.DataFrame:
+    n = 6000
+    level = ["wijk", "buurt", "gemeente"] * (n // 3)
+    stated = list(level)
+    file = ["a.xlsx", "b.xlsx"] * (n // 2)
+    if null_file_at is not None:
+        file[null_file_at] = None
+    if mismatch_at is not None:
+        stated[mismatch_at] = "buurt" if level[mismatch_at] != "buurt" else "wijk"
+    return pd.DataFrame({"file": pd.Categorical(file), "level": pd.Series(level, dtype=object),
+                         "stated": pd.Series(stated, dtype=object), "row": range(n)})
+
+
+def test_not_null_and_pair_equality_go_by_distinct_values_with_the_same_verdict_and_row_evidence():
+    assert _by_value_expectations(PAIR_SPEC, _levels()) == {("file",): [0], ("level", "stated"): [1]}
+    good = validate_frame(_levels(), PAIR_SPEC)
+    assert good.success and all(r["unexpected_count"] == 0 for r in good.results)
+
+    bad = validate_frame(_levels(null_file_at=4321, mismatch_at=1234), PAIR_SPEC, sample_columns=("row",))
+    assert not bad.success
+    failed = {r["expectation"]: r for r in bad.results if not r["success"]}
+    assert set(failed) == {"expect_column_values_to_not_be_null", "expect_column_pair_values_to_be_equal"}
+    for name, row in (("expect_column_values_to_not_be_null", 4321), ("expect_column_pair_values_to_be_equal", 1234)):
+        assert failed[name]["unexpected_count"] == 1, failed[name]  # counted over rows, not distinct values
+        assert [r["row"] for r in failed[name]["sample_rows"]] == [row]

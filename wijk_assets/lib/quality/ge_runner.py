@@ -229,10 +229,12 @@ def build_suite(spec: dict | str, only: Iterable[int] | None = None, name: str |
     return gx.ExpectationSuite(name=name or spec["name"], expectations=expectations)
 
 
-# Expectations whose verdict on a row depends only on that row's value in one column (nulls are not
-# checked). Without ``mostly`` (every value must pass), "every row passes" is the same as "every
-# distinct value passes"; with a row condition, the same holds for the distinct combinations of the
-# column and the condition's columns (the condition selects the same combinations).
+# Expectations whose verdict on a row depends only on that row's value in one column (or, for the pair
+# expectation, its two columns). Without ``mostly`` (every value must pass), "every row passes" is the
+# same as "every distinct value passes"; with a row condition, the same holds for the distinct
+# combinations of the column(s) and the condition's columns (the condition selects the same
+# combinations). A null is one of the distinct values (the not-null expectation fails on it; the others
+# skip nulls on rows and on distinct values alike).
 _BY_VALUE_TYPES = frozenset({
     "expect_column_values_to_match_regex",
     "expect_column_values_to_not_match_regex",
@@ -241,29 +243,43 @@ _BY_VALUE_TYPES = frozenset({
     "expect_column_values_to_be_between",
     "expect_column_values_to_be_in_set",
     "expect_column_values_to_not_be_in_set",
+    "expect_column_values_to_not_be_null",
+    "expect_column_pair_values_to_be_equal",
+})
+# Expectations on the *set* of a column's distinct values (among the rows a row condition keeps): the
+# distinct combinations of the column and the condition's columns hold the same set, so the verdict and
+# the observed value are the same as over every row; there is no per-row evidence to look up.
+_BY_SET_TYPES = frozenset({
+    "expect_column_unique_value_count_to_be_between",
+    "expect_column_distinct_values_to_contain_set",
+    "expect_column_distinct_values_to_be_in_set",
+    "expect_column_distinct_values_to_equal_set",
 })
 
 
 def _by_value_expectations(spec: dict, frame: pd.DataFrame) -> dict[tuple[str, ...], list[int]]:
-    """Per (column, row-condition columns…), the positions of its by-value expectations (see
-    ``_BY_VALUE_TYPES``)."""
+    """Per (column(s), row-condition columns…), the positions of the expectations checked on their
+    distinct combinations (see ``_BY_VALUE_TYPES`` and ``_BY_SET_TYPES``)."""
     out: dict[tuple[str, ...], list[int]] = {}
     for i, exp in enumerate(spec["expectations"]):
         kwargs = exp.get("kwargs") or {}
-        column = kwargs.get("column")
-        if exp["type"] not in _BY_VALUE_TYPES or kwargs.get("mostly", 1) not in (1, None) or column not in frame.columns:
+        columns = [kwargs.get("column_A"), kwargs.get("column_B")] if "column_A" in kwargs else [kwargs.get("column")]
+        by_value = exp["type"] in _BY_VALUE_TYPES and kwargs.get("mostly", 1) in (1, None)
+        if not (by_value or exp["type"] in _BY_SET_TYPES) or any(c not in frame.columns for c in columns):
             continue
-        condition = sorted(_condition_columns(kwargs.get("row_condition")) - {column})
+        condition = sorted(_condition_columns(kwargs.get("row_condition")) - set(columns))
         if any(c not in frame.columns for c in condition):
             continue
-        out.setdefault((column, *condition), []).append(i)
+        out.setdefault((*columns, *condition), []).append(i)
     return out
 
 
 def _distinct_values(part: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     """The distinct combinations of ``columns`` in ``part`` (nulls included), text as plain objects."""
     if len(columns) == 1 and isinstance(part[columns[0]].dtype, pd.CategoricalDtype):
-        values = pd.DataFrame({columns[0]: pd.Series(part[columns[0]].cat.categories, dtype=object)})
+        column = part[columns[0]]
+        distinct = list(column.cat.categories) + ([None] if (column.cat.codes.to_numpy() < 0).any() else [])
+        values = pd.DataFrame({columns[0]: pd.Series(distinct, dtype=object)})
     else:
         values = part[list(columns)].drop_duplicates().reset_index(drop=True)
     for name in values.columns:
@@ -889,7 +905,9 @@ def validate_frame(
                 by_value_suites[columns], result_format=RESULT_FORMAT)
             for evr in checked.results:
                 index = int(evr.expectation_config.meta["wijk_index"])
-                if evr.success and not (evr.exception_info or {}).get("raised_exception"):
+                if spec["expectations"][index]["type"] in _BY_SET_TYPES:  # the same set as over the rows
+                    results.append(_summarise(evr, spec["expectations"][index], values, label, sample_cols))
+                elif evr.success and not (evr.exception_info or {}).get("raised_exception"):
                     summary = _summarise(evr, spec["expectations"][index], values, label, sample_cols)
                     summary.update(unexpected_count=0, unexpected_percent=0.0)  # no row fails
                     results.append(summary)

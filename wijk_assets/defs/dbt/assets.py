@@ -208,7 +208,8 @@ def table_content_version(key: dg.AssetKey, duckdb: WarehouseResource, only=None
         return content_version(con, schema, name, only)
 
 
-def with_column_lineage(events, duckdb: WarehouseResource, context: dg.AssetExecutionContext | None = None):
+def with_column_lineage(events, duckdb: WarehouseResource, context: dg.AssetExecutionContext | None = None,
+                        known_versions: Mapping[str, str] | None = None):
     """Pass dbt's events through; every model's output gets its row count, and the outputs of
     :data:`LINEAGE_MARTS` also their column lineage and a data version of their content.
 
@@ -222,6 +223,8 @@ def with_column_lineage(events, duckdb: WarehouseResource, context: dg.AssetExec
     outputs are held back until dbt has finished (every dbt model is a table, so a row count is a
     lookup, not a scan). When the build fails they are dropped: the step's relations are then the
     previous ones again (:func:`wijk_assets.defs.dbt.swap.build_then_swap`), so nothing was materialised.
+    ``known_versions``: output name -> content version the caller has just computed for that table
+    (a table left in place), so it is not read twice.
     """
     held = []
     for event in events:
@@ -247,7 +250,8 @@ def with_column_lineage(events, duckdb: WarehouseResource, context: dg.AssetExec
                 value=event.value,
                 output_name=event.output_name,
                 metadata={**metadata, **column_lineage_metadata(key, duckdb)},
-                data_version=dg.DataVersion(table_content_version(key, duckdb)),
+                data_version=dg.DataVersion((known_versions or {}).get(event.output_name)
+                                            or table_content_version(key, duckdb)),
                 tags=event.tags,
             )
         elif event.output_name == _CATALOG_OUTPUT:
@@ -335,7 +339,9 @@ def dbt_training_models(
     live = unchanged.unchanged_build(context, duckdb, fingerprint)
     if live is not None:
         context.log.info(f"training inputs unchanged since run {live.run_id}: the live training mart stays, dbt not run")
-        yield from with_column_lineage(unchanged.outputs_of_live_build(context, live, fingerprint), duckdb, context)
+        mart_output = context.assets_def.get_output_name_for_asset_key(TRAINING_KEY)
+        yield from with_column_lineage(unchanged.outputs_of_live_build(context, live, fingerprint), duckdb, context,
+                                       known_versions={mart_output: live.mart_version})
         yield from unchanged.carried_check_results(context, live)
         return
 

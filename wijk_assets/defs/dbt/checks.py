@@ -26,8 +26,11 @@ KEYS = ["area_code", "area_level", "gemeente_code", "wijk_code", "year"]
 
 
 def load_feature_table(duckdb: WarehouseResource) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The feature table's rows at the gated levels (no 'land' rows), and the catalog."""
     with duckdb.connect(read_only=True) as con:
-        features = con.execute("SELECT * FROM marts.fct_area_features").df()
+        features = con.execute(
+            f"SELECT * FROM marts.fct_area_features WHERE area_level IN ({', '.join('?' for _ in LEVELS)})", list(LEVELS)
+        ).df()
         catalog = con.execute("SELECT feature, source, label, unit, kind FROM marts.feature_catalog").df()
     return features, catalog
 
@@ -163,8 +166,7 @@ def remember_passed_verdict(run_id: str, verdict: FeatureGateVerdict) -> None:
     ),
 )
 def feature_shift_check(duckdb: WarehouseResource) -> dg.AssetCheckResult:
-    features, catalog = load_feature_table(duckdb)
-    areas = features[features["area_level"].isin(LEVELS)]
+    areas, catalog = load_feature_table(duckdb)
     feature_source = dict(zip(catalog["feature"], catalog["source"]))
     table, not_published = shift_since_last_publication(areas, feature_source)
     flagged = table[table["flagged"]] if not table.empty else table

@@ -253,9 +253,11 @@ def shift_since_last_publication(
             if not common:
                 continue
             in_common = areas["gemeente_code"].isin(common)
+            # the keys and this pair's columns only: filtering the whole wide frame copied every column
+            narrow = areas[[k for k in ("area_level", "area_code") if k in areas.columns] + cols]
             shift = yoy_shift(
-                areas[(areas["year"] == prev) & in_common],
-                areas[(areas["year"] == this) & in_common],
+                narrow[(areas["year"] == prev) & in_common],
+                narrow[(areas["year"] == this) & in_common],
                 cols,
                 thresholds=thresholds,
             )

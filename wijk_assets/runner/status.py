@@ -82,11 +82,26 @@ def _rejections(duckdb_path: Path | str, run_ids: list[str]) -> dict[str, dict]:
     return {r[0]: {"stage": r[1], "files": [f["source"] for f in json.loads(r[2] or "[]")], "reason": r[3]} for r in rows}
 
 
+def error_text(error) -> str:
+    """The message of a step's error (Dagster's ``SerializableErrorInfo``) a person can act on.
+
+    An exception raised inside an op reaches the event log wrapped in Dagster's
+    ``DagsterExecutionStepExecutionError: Error occurred while executing op …``; the reader's own error
+    (which file, which line, what was expected) is its cause. The module path of the class is dropped."""
+    while error is not None and error.cls_name == "DagsterExecutionStepExecutionError" and error.cause is not None:
+        error = error.cause
+    message = str(error.message) if error is not None else ""
+    head, sep, rest = message.partition(": ")
+    if sep and "." in head and " " not in head:
+        message = f"{head.rsplit('.', 1)[-1]}: {rest}"
+    return message
+
+
 def _run_error(instance: dg.DagsterInstance, run_id: str) -> str:
     for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
         data = record.dagster_event.event_specific_data
         user = getattr(data, "user_failure_data", None)
-        text = (user.description if user and user.description else None) or (data.error.message if data.error else "")
+        text = (user.description if user and user.description else None) or error_text(data.error)
         return " ".join(str(text).split())[:300]
     return "the run failed before its step started"
 
@@ -331,6 +346,7 @@ __all__ = [
     "AssetState",
     "RejectedBuild",
     "StuckPartition",
+    "error_text",
     "forget_unloaded_orphans",
     "interrupted_build",
     "rejected_builds",

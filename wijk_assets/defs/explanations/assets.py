@@ -72,7 +72,7 @@ def latest_rows(frame: pd.DataFrame, outcome: str) -> pd.DataFrame:
 )
 def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource, settings: SettingsResource):
     from wijk_assets.lib.ml.explain import area_drivers, area_residuals, global_importance, shap_long
-    from wijk_assets.lib.ml.training import feature_matrix, fold_predictions, load_artifact, load_fold_models, outcome_rows
+    from wijk_assets.lib.ml.training import feature_matrix, fold_predictions, load_artifact, load_fold_models
     from wijk_assets.lib.ml.uncertainty import (
         NOMINAL_COVERAGE,
         calibration_groups,
@@ -98,7 +98,7 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource, s
     frame, catalog = load_training_frame(duckdb, context.run.run_id)
 
     # Every row the model was cross-validated on, in the order of its out-of-fold table.
-    data = outcome_rows(frame, outcome)
+    data = frame[frame[outcome].notna()].reset_index(drop=True)
     oof = artifact.oof_predictions
     if len(oof) != len(data) or not (
         (oof["area_code"].astype(str).to_numpy() == data["area_code"].astype(str).to_numpy()).all()

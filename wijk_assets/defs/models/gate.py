@@ -127,13 +127,13 @@ def other_problems(outcome: str, booster, features: list[str], rows: pd.DataFram
 )
 def model_gate_verdict(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     from wijk_assets.lib.ml.gate import compare_oof, decide
-    from wijk_assets.lib.ml.training import load_artifact, outcome_rows
+    from wijk_assets.lib.ml.training import load_artifact
 
     outcome = context.partition_key
     run = load_model_run(duckdb, outcome)
     artifact = load_artifact(run["artifact_path"])
     frame, _ = load_training_frame(duckdb, context.run.run_id)
-    rows = outcome_rows(frame, outcome)
+    rows = frame[frame[outcome].notna()].reset_index(drop=True)
     comparison = compare_oof(artifact.oof_predictions)
     problems, details = other_problems(outcome, artifact.booster, artifact.features, rows)
     verdict = decide(outcome, run["model_version"], comparison, problems)

@@ -76,9 +76,9 @@ from wijk_assets.lib.ml.training import (
     _checkpoints,
     _fit_predict_ridge,
     _model_feature_names,
+    _outcome_rows,
     data_version,
     feature_matrix,
-    outcome_rows,
     resolve_params,
 )
 from wijk_assets.lib.ml.uncertainty import match_quality
@@ -253,7 +253,7 @@ def select_model(
 ) -> SelectionResult:
     """Nested grouped CV over ``recipes`` (see the module docstring); deterministic for a given seed."""
     t0 = time.perf_counter()
-    data = outcome_rows(frame, outcome)
+    data = _outcome_rows(frame, outcome)
     y = data[outcome].to_numpy(dtype=np.float64)
     groups = data["gemeente_code"].astype(str).to_numpy()
     exact = exact_rows(data)

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import dagster as dg
 import pandas as pd
 
-from wijk_assets.lib.quality.feature_gate import LEVELS, feature_suite_spec, footprint_null_ratios, footprint_null_spec
+from wijk_assets.lib.quality.feature_gate import (
+    GATED_LEVELS_SQL, LEVELS, feature_suite_spec, footprint_null_ratios, footprint_null_spec,
+)
 from wijk_assets.lib.quality.feature_shift import shift_since_last_publication
 from wijk_assets.defs.resources import SettingsResource, WarehouseResource
 from wijk_assets.keys import FEATURE_TABLE_KEY
@@ -29,7 +31,7 @@ def load_feature_table(duckdb: WarehouseResource) -> tuple[pd.DataFrame, pd.Data
     """The feature table's rows at the gated levels (no 'land' rows), and the catalog."""
     with duckdb.connect(read_only=True) as con:
         features = con.execute(
-            f"SELECT * FROM marts.fct_area_features WHERE area_level IN ({', '.join('?' for _ in LEVELS)})", list(LEVELS)
+            f"SELECT * FROM marts.fct_area_features WHERE {GATED_LEVELS_SQL}", list(LEVELS)
         ).df()
         catalog = con.execute("SELECT feature, source, label, unit, kind FROM marts.feature_catalog").df()
     return features, catalog
@@ -55,8 +57,8 @@ def evaluate_feature_gate(duckdb: WarehouseResource, gemeente: str) -> FeatureGa
     # here reads a feature column (GE copies the frame it is given once per metric).
     with duckdb.connect(read_only=True) as con:
         areas = con.execute(
-            "SELECT area_code, area_level, gemeente_code, year FROM marts.fct_area_features "
-            f"WHERE area_level IN ({', '.join('?' for _ in LEVELS)})", list(LEVELS),
+            f"SELECT area_code, area_level, gemeente_code, year FROM marts.fct_area_features WHERE {GATED_LEVELS_SQL}",
+            list(LEVELS),
         ).df()
         n_rows = con.execute("SELECT count(*) FROM marts.fct_area_features").fetchone()[0]
         columns = [r[0] for r in con.execute(

@@ -20,8 +20,12 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from wijk_assets.lib.warehouse import quote_ident
+
 KEY_COLUMNS = ("area_code", "area_level", "year")
 LEVELS = ("gemeente", "wijk", "buurt")
+# SQL condition for rows at the gated levels; its parameters are LEVELS
+GATED_LEVELS_SQL = f"area_level IN ({', '.join('?' for _ in LEVELS)})"
 # Since 2024 Amsterdam's wijk and buurt codes end in letters (WK0363AA, BU0363AA01).
 CODE_REGEX_BY_LEVEL = {"gemeente": r"^GM\d{4}$", "wijk": r"^WK\d{4}[0-9A-Z]{2}$", "buurt": r"^BU\d{4}[0-9A-Z]{4}$"}
 
@@ -191,10 +195,6 @@ def feature_suite_spec(
 FOOTPRINT_COLUMNS = ["source", "year", "feature", "areas", "missing", "null_ratio"]
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def footprint_null_ratios(con, table: str, catalog: pd.DataFrame) -> pd.DataFrame:
     """One row per source, year and feature the source published that year: how many areas of the
     source's footprint that year (the gemeenten where it has any value, at the gated levels) lack it.
@@ -219,25 +219,25 @@ def footprint_null_ratios(con, table: str, catalog: pd.DataFrame) -> pd.DataFram
             by_source.setdefault(feature_source[column], []).append(column)
 
     def present(column: str) -> str:
-        col = _quote(column)
+        col = quote_ident(column)
         if types[column].upper() in ("DOUBLE", "FLOAT", "REAL"):
             return f"({col} IS NOT NULL AND NOT isnan({col}))"
         return f"({col} IS NOT NULL)"
 
-    levels = ", ".join(f"'{level}'" for level in LEVELS)
-    source_sql = ".".join(_quote(part) for part in table.split("."))
+    source_sql = ".".join(quote_ident(part) for part in table.split("."))
     rows = []
     for source, columns in sorted(by_source.items()):
         counts = ", ".join(f"count(*) FILTER (WHERE {present(c)})" for c in columns)
         result = con.execute(
             f"""
-            WITH base AS (SELECT * FROM {source_sql} WHERE area_level IN ({levels})),
+            WITH base AS (SELECT * FROM {source_sql} WHERE {GATED_LEVELS_SQL}),
             footprint AS (SELECT DISTINCT year, gemeente_code FROM base WHERE {' OR '.join(present(c) for c in columns)})
             SELECT b.year, count(*), {counts}
             FROM base AS b SEMI JOIN footprint AS f
               ON b.year = f.year AND b.gemeente_code IS NOT DISTINCT FROM f.gemeente_code
             GROUP BY b.year ORDER BY b.year
-            """
+            """,
+            list(LEVELS),
         ).fetchall()
         for year, areas, *column_counts in result:
             for column, count in zip(columns, column_counts):

@@ -240,6 +240,8 @@ def test_models_are_validated_and_gate_3_decides_what_is_published(pipeline):
         assert chosen["version"] == stored[0] and chosen["chosen"]["params"] == json.loads(stored[1]), outcome
         assert {"r2", "ridge_r2", "margin_lower", "margin_upper"} <= set(chosen["nested"]), outcome
         assert chosen["reference"]["r2"] is not None, outcome
+        # each model was trained right after its (re-)selection: its CV took the selection's outer-fold fits
+        assert json.loads(metrics)["cross_validation_fits"] == "model selection's outer folds", outcome
     card = (pipeline["settings"].duckdb_path.parent / "reports" / "model_card.md").read_text(encoding="utf-8")
     assert "## Model selection: nested grouped cross-validation" in card
     for outcome in ("lbm", "fys", "onv", "soc", "vrz", "won"):

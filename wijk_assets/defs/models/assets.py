@@ -8,6 +8,7 @@ hyperparameters, seed, training-data version and metrics) beside the database, a
 
 import hashlib
 import json
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -217,7 +218,8 @@ def liveability_model(
 ) -> dg.MaterializeResult:
     import lightgbm
 
-    from wijk_assets.defs.models.store import load_selection
+    from wijk_assets.defs.models.store import load_selection, outer_fits_dir, outer_fits_key_for
+    from wijk_assets.lib.ml.outer_fits import load_outer_fits
     from wijk_assets.lib.ml.gate import compare_oof
     from wijk_assets.lib.ml.reuse import REUSED, TRAINED, reusable_run, training_fingerprint
     from wijk_assets.lib.ml.selection import exact_rows, recipe_features, training_mask
@@ -261,9 +263,13 @@ def liveability_model(
         n_rows, n_features, params = int(current["n_rows"]), int(current["n_features"]), json.loads(current["params"])
     else:
         action = TRAINED
-        # exactly the stored choice: one setting, so the cross-validation's own fold models are kept
+        # exactly the stored choice: one setting, so the cross-validation's own fold models are kept; right
+        # after a selection its outer-fold fits are these very fits (same key: same inputs) and are used
+        handed_over = load_outer_fits(outer_fits_dir(models_root(duckdb), outcome), outer_fits_key_for(
+            frame, outcome, features, mask, choice["params"], selection.kept, seed=SEED, code_version=ML_CODE_VERSION))
         artifact = train_outcome(frame, outcome, features, params=choice["params"], seed=SEED,
-                                 n_jobs=settings.ml_n_jobs, train_mask=mask, baseline_features=selection.kept)
+                                 n_jobs=settings.ml_n_jobs, train_mask=mask, baseline_features=selection.kept,
+                                 outer_fits=handed_over)
         model_version = model_version_of(artifact.model_string)
         target_dir = models_root(duckdb) / outcome / model_version
         save_artifact(artifact, target_dir)
@@ -298,6 +304,7 @@ def liveability_model(
             },
             "fold_models": len(fold_models),
             "fold_models_max_abs_diff_vs_oof": fold_refit_diff,
+            "cross_validation_fits": artifact.cv_fits_from,
         }
         n_rows, n_features, params = artifact.n_rows, len(features), artifact.params
         run_row = pd.DataFrame([{
@@ -321,6 +328,7 @@ def liveability_model(
         _write_partition(duckdb, "ml.model_runs", run_row, MODEL_RUNS_COLUMNS, outcome)
         oof.insert(0, "outcome", outcome)
         _write_partition(duckdb, "ml.oof_predictions", oof, sql_types(oof), outcome)
+    shutil.rmtree(outer_fits_dir(models_root(duckdb), outcome), ignore_errors=True)  # used, or of no use
     _log_run(duckdb, {
         "outcome": outcome, "model_version": model_version, "data_version": training_version,
         "training_fingerprint": fingerprint, "action": action, "run_id": context.run.run_id,

@@ -5,6 +5,7 @@ without importing the selection asset (which imports the model module).
 """
 
 import json
+from pathlib import Path
 
 import pandas as pd
 
@@ -52,3 +53,31 @@ def training_rows_for(frame: pd.DataFrame, outcome: str) -> pd.DataFrame:
     """The rows a model of ``outcome`` learns from, in the canonical order (the model asset uses the same)."""
     rows = frame[frame[outcome].notna()].sort_values(["area_code", "outcome_year"], kind="mergesort")
     return rows.reset_index(drop=True)
+
+
+# The model selection's outer-fold fits of its choice, handed to the model step (see
+# wijk_assets.lib.ml.outer_fits): one folder per outcome beside the model artifacts.
+OUTER_FITS_FOLDER = "selection_outer_fits"
+
+
+def outer_fits_dir(models_root: Path, outcome: str) -> Path:
+    return Path(models_root) / outcome / OUTER_FITS_FOLDER
+
+
+def outer_fits_key_for(frame: pd.DataFrame, outcome: str, features: list[str], train_mask, params: dict,
+                       baseline_features: list[str], *, seed: int, code_version: str) -> str:
+    """The key of the outer-fold fits that the model step's cross-validation of ``params`` on
+    ``features`` would make (``frame``: the outcome's training rows, as both steps read them)."""
+    import numpy as np
+
+    from wijk_assets.lib.ml.outer_fits import outer_fits_key
+    from wijk_assets.lib.ml.selection import N_OUTER
+    from wijk_assets.lib.ml.training import data_version, feature_matrix
+
+    y = frame[outcome].to_numpy(dtype=np.float64)
+    return outer_fits_key(
+        training_version=data_version(feature_matrix(frame, features), y, features),
+        baseline_version=data_version(feature_matrix(frame, baseline_features), y, baseline_features),
+        groups=frame["gemeente_code"].astype(str).tolist(), train_mask=train_mask, params=params, seed=seed,
+        n_folds=N_OUTER, code_version=code_version,
+    )

@@ -30,17 +30,20 @@ def _init_fits(matrices, y, names, seed, n_jobs) -> None:
                   bins={fs: _SharedBins(X, y, names[fs]) for fs, X in matrices.items()})
 
 
-def _fit_task(payload) -> dict[int, np.ndarray]:
-    feature_set, params, checkpoints, fit_rows, predict_rows = payload
+def _fit_task(payload) -> tuple[dict[int, np.ndarray], str | None]:
+    """(predictions per checkpoint, the model text when the payload asks to keep the model)."""
+    feature_set, params, checkpoints, fit_rows, predict_rows, keep_model = payload
     X, y = _STATE["matrices"][feature_set], _STATE["y"]
     native, rounds = resolve_params(params, _STATE["seed"], _STATE["n_jobs"])
     booster = _fit(X[fit_rows], y[fit_rows], native, rounds, _STATE["names"][feature_set],
                    _STATE["bins"][feature_set].subset(native, fit_rows, None))
-    return {k: booster.predict(X[predict_rows], num_iteration=k) for k in checkpoints}
+    predictions = {k: booster.predict(X[predict_rows], num_iteration=k) for k in checkpoints}
+    return predictions, (booster.model_to_string() if keep_model else None)
 
 
-def run_fits(payloads, matrices, y, names, seed, n_jobs, workers) -> list[dict[int, np.ndarray]]:
-    """Every fit of ``payloads``, in order: in this process, or in ``workers`` spawned processes.
+def run_fits(payloads, matrices, y, names, seed, n_jobs, workers) -> list[tuple[dict[int, np.ndarray], str | None]]:
+    """Every fit of ``payloads``, in order: in this process, or in ``workers`` spawned processes. Each
+    gives its predictions per checkpoint, and its model text when the payload's last item is true.
 
     In worker processes each fit gets ``n_jobs // workers`` LightGBM threads (at least one): two
     processes with two spinning OpenMP threads each on two cores are several times slower than one

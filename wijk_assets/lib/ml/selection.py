@@ -68,6 +68,7 @@ import numpy as np
 import pandas as pd
 
 from wijk_assets.lib.ml.gate import compare_with_baseline
+from wijk_assets.lib.ml.outer_fits import OuterFits, cut_to_rounds
 from wijk_assets.lib.ml.parallel_fits import run_fits
 from wijk_assets.lib.ml.reference import own_health_features
 from wijk_assets.lib.ml.training import (
@@ -164,6 +165,8 @@ class SelectionResult:
     training: dict[str, Any]  # what the choice was made on (for the re-selection rule)
     seconds: float = 0.0
     outer_choices: list[str] = field(default_factory=list)
+    # the chosen configuration's outer-fold fits and the ridge's (not part of the record or the version)
+    chosen_outer_fits: OuterFits | None = None
 
     @property
     def version(self) -> str:
@@ -287,17 +290,21 @@ def select_model(
                     tasks.append((o, i, recipe, fit_rows, ite, train[ite]))
         for recipe in recipes:
             tasks.append((o, None, recipe, train[masks[recipe.name][train]], test, test))
-    payloads = [(recipe.feature_set, dict(recipe.params), _configs(recipe), fit_rows, predict_rows)
-                for _, _, recipe, fit_rows, _, predict_rows in tasks]
+    # the outer fits keep their model text: the chosen configuration's are the model step's fold models
+    payloads = [(recipe.feature_set, dict(recipe.params), _configs(recipe), fit_rows, predict_rows, i is None)
+                for _, i, recipe, fit_rows, _, predict_rows in tasks]
     names = {fs: _model_feature_names(cols) for fs, cols in feature_sets.items()}
     results = run_fits(payloads, matrices, y, names, seed, n_jobs, workers)
     inner_pred = {o: {label: np.full(train.size, np.nan) for label in labels} for o, (train, _) in enumerate(outer)}
-    for (o, i, recipe, _, predict_at, _), predictions in zip(tasks, results):
+    outer_models: dict[tuple[int, str], str] = {}
+    for (o, i, recipe, _, predict_at, _), (predictions, model_text) in zip(tasks, results):
         for k, pred in predictions.items():
             if i is None:
                 outer_pred[f"{recipe.name}@{k}"][predict_at] = pred
             else:
                 inner_pred[o][f"{recipe.name}@{k}"][predict_at] = pred
+        if i is None:
+            outer_models[(o, recipe.name)] = model_text
     for o, (train, test) in enumerate(outer):
         inner_scored = scored[train]
         inner_rmse = [_rmse(y[train][inner_scored], inner_pred[o][label][inner_scored]) for label in labels]
@@ -327,6 +334,11 @@ def select_model(
         "training_rows": chosen_recipe.training_rows,
         "params": {**dict(chosen_recipe.params), "n_estimators": int(chosen_k)},
     }
+    chosen_fits = OuterFits(
+        fold_of=fold_of.copy(),
+        models=[cut_to_rounds(outer_models[(o, chosen_recipe.name)], chosen_k) for o in range(len(outer))],
+        ridge=ridge_pred.copy(),
+    )
 
     def versus_ridge(pred: np.ndarray) -> dict[str, Any]:
         comparison = compare_with_baseline(y[scored], pred[scored], ridge_pred[scored], groups[scored], fold_of[scored])
@@ -354,6 +366,7 @@ def select_model(
         training=training_summary(data, outcome, features),
         seconds=time.perf_counter() - t0,
         outer_choices=outer_choices,
+        chosen_outer_fits=chosen_fits,
     )
 
 

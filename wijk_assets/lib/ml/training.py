@@ -38,6 +38,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from wijk_assets.lib.ml.outer_fits import OuterFits
 from wijk_assets.lib.ml.validation import (
     Fold,
     calibration,
@@ -484,6 +485,11 @@ def _fit_predict_ridge(X_train, y_train, X_test, groups_train, seed: int) -> np.
 
 # ----------------------------------------------------------------------------------------- evaluation
 
+# How a cross-validation's fits were obtained: fitted here, or the model selection's own outer-fold fits
+# of the same setting on the same folds (identical fits; see wijk_assets.lib.ml.outer_fits).
+FITS_FITTED = "fitted"
+FITS_FROM_SELECTION = "model selection's outer folds"
+
 
 @dataclass
 class EvaluationResult:
@@ -497,6 +503,7 @@ class EvaluationResult:
     calibration_table: pd.DataFrame
     seconds: dict[str, float] = field(default_factory=dict)
     fold_models: list[lgb.Booster] | None = None  # only for a single setting (see evaluate)
+    fits_from: str = "fitted"  # FITS_FITTED or FITS_FROM_SELECTION
 
 
 def _outcome_rows(frame: pd.DataFrame, outcome: str) -> pd.DataFrame:
@@ -518,6 +525,7 @@ def evaluate(
     baselines: bool = True,
     train_mask: np.ndarray | None = None,
     baseline_features: Sequence[str] | None = None,
+    outer_fits: OuterFits | None = None,
 ) -> EvaluationResult:
     """Grouped-CV metrics for LightGBM and the baselines on the same folds.
 
@@ -531,6 +539,11 @@ def evaluate(
     ``baseline_features`` (default: ``features``). With a single setting (a mapping) the fold models are
     returned in ``fold_models``: they produced the out-of-fold predictions, so nothing is refitted for
     the drivers.
+
+    ``outer_fits`` (a single setting only): the model selection's fits of this very setting on these
+    folds (see :mod:`wijk_assets.lib.ml.outer_fits`; the caller checks they were made from the same
+    inputs). They are used instead of fitting again when their fold assignment is this one;
+    ``fits_from`` says which way the fits were obtained.
     """
     features = list(features)
     if not features:
@@ -550,15 +563,21 @@ def evaluate(
     fold_of = np.full(len(data), -1, dtype=np.int64)
 
     t0 = time.perf_counter()
-    bins = _SharedBins(X, y, names)
+    for fold_no, (_, test) in enumerate(folds):
+        fold_of[test] = fold_no
+    given = None
+    if (outer_fits is not None and len(resolved) == 1 and not use_checkpoints
+            and len(outer_fits.models) == len(folds) and np.array_equal(outer_fits.fold_of, fold_of)):
+        given = outer_fits.boosters()
+    bins = _SharedBins(X, y, names) if given is None else None
     fold_models: list[lgb.Booster] = []
     for fold_no, (train, test) in enumerate(folds):
-        fold_of[test] = fold_no
         fit_rows = train[mask[train]]
         if fit_rows.size == 0:
             raise ValueError(f"{outcome}: fold {fold_no} has no training row inside the training mask")
         for ci, (native, rounds) in enumerate(resolved):
-            booster = _fit(X[fit_rows], y[fit_rows], native, rounds, names, bins.subset(native, fit_rows, fold_no))
+            booster = (given[fold_no] if given is not None else
+                       _fit(X[fit_rows], y[fit_rows], native, rounds, names, bins.subset(native, fit_rows, fold_no)))
             for k in _checkpoints(rounds, use_checkpoints):
                 oof[(ci, k)][test] = booster.predict(X[test], num_iteration=k)
             if len(resolved) == 1 and not use_checkpoints:
@@ -594,7 +613,10 @@ def evaluate(
         t1 = time.perf_counter()
         for train, test in folds:
             pred_mean[test] = float(np.mean(y[train]))
-            pred_ridge[test] = _fit_predict_ridge(X_base[train], y[train], X_base[test], groups[train], seed)
+            if given is None:
+                pred_ridge[test] = _fit_predict_ridge(X_base[train], y[train], X_base[test], groups[train], seed)
+        if given is not None:
+            pred_ridge = np.asarray(outer_fits.ridge, dtype=np.float64).copy()
         seconds["ridge_cv"] = time.perf_counter() - t1
         oof_frame["ridge"] = pred_ridge
         oof_frame["mean"] = pred_mean
@@ -612,6 +634,7 @@ def evaluate(
         calibration_table=calibration(y, pred_lgb)["table"],
         seconds=seconds,
         fold_models=fold_models or None,
+        fits_from=FITS_FROM_SELECTION if given is not None else FITS_FITTED,
     )
 
 
@@ -712,6 +735,7 @@ class ModelArtifact:
     tuning: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
     fold_models: list[lgb.Booster] | None = None  # the CV's own fold models (single setting only)
+    cv_fits_from: str = "fitted"  # how the CV's fits were obtained (see evaluate's ``fits_from``)
 
     @property
     def model_string(self) -> str:
@@ -773,6 +797,7 @@ def train_outcome(
     baselines: bool = True,
     train_mask: np.ndarray | None = None,
     baseline_features: Sequence[str] | None = None,
+    outer_fits: OuterFits | None = None,
 ) -> ModelArtifact:
     """Evaluate (grouped CV, tuning as in :func:`evaluate`), then refit the winner on every row with the
     outcome present (inside ``train_mask``, see :func:`evaluate`); add the temporal check (latest
@@ -781,7 +806,7 @@ def train_outcome(
     n_jobs = max(1, min(2, n_jobs if n_jobs is not None else _default_n_jobs()))
     t0 = time.perf_counter()
     result = evaluate(frame, outcome, features, params, seed, n_splits=n_splits, n_jobs=n_jobs, baselines=baselines,
-                      train_mask=train_mask, baseline_features=baseline_features)
+                      train_mask=train_mask, baseline_features=baseline_features, outer_fits=outer_fits)
     t1 = time.perf_counter()
     data = _outcome_rows(frame, outcome)
     mask = _train_mask(train_mask, len(data))
@@ -814,6 +839,7 @@ def train_outcome(
         calibration_table=result.calibration_table,
         tuning=result.tuning,
         fold_models=result.fold_models,
+        cv_fits_from=result.fits_from,
         timings={
             "cv_seconds": t1 - t0,
             "final_fit_seconds": t2 - t1,

@@ -1,0 +1,120 @@
+"""The model selection's outer-fold fits of the chosen configuration, handed to the model step.
+
+The nested CV (:func:`wijk_assets.lib.ml.selection.select_model`) fits every candidate on each of the 5
+outer folds grouped by gemeente, and the ridge baseline on the same folds. The model step
+(:func:`wijk_assets.lib.ml.training.evaluate`) then cross-validates the chosen configuration on exactly
+those folds: same rows (outcome rows in canonical order), same fold assignment (same seed and
+gemeente codes), same training mask, same shared bins, same LightGBM parameters and the same ridge
+call. A boosting run read at ``k`` rounds is the run of ``k`` rounds (the trees are added one after the
+other; the selection's checkpoints rely on that too), so those fits *are* the model step's fits.
+Fitting them again cost the model step about half its time right after every selection.
+
+So the selection stores them (the chosen configuration's five fold models, cut to the chosen number of
+rounds, and the ridge's out-of-fold predictions) under a **key** over everything that decides them
+(:func:`outer_fits_key`), and the model step uses them only when its own inputs give the same key and
+the fold assignment matches; otherwise it fits as before. Results are the same either way; the
+model card says which way the cross-validation's fits were obtained.
+
+Pure: no Dagster, no DuckDB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+FOLD_FILE = "fold_{}.txt"
+ARRAYS_FILE = "arrays.npz"
+KEY_FILE = "key.txt"
+
+
+@dataclass
+class OuterFits:
+    """Outer-fold fits of one configuration: ``models[f]`` (LightGBM model text) was trained without
+    fold ``f``; ``fold_of`` gives each outcome row its test fold; ``ridge`` the ridge baseline's
+    out-of-fold predictions on the same folds."""
+
+    fold_of: np.ndarray
+    models: list[str]
+    ridge: np.ndarray
+
+    def boosters(self) -> list[lgb.Booster]:
+        return [lgb.Booster(model_str=text) for text in self.models]
+
+
+def cut_to_rounds(model_text: str, rounds: int) -> str:
+    """The model text of the first ``rounds`` trees of a fitted model (what a ``rounds``-round fit gives)."""
+    return lgb.Booster(model_str=model_text).model_to_string(num_iteration=int(rounds))
+
+
+def outer_fits_key(
+    *,
+    training_version: str,
+    baseline_version: str,
+    groups: Sequence[Any],
+    train_mask: np.ndarray,
+    params: Mapping[str, Any],
+    seed: int,
+    n_folds: int,
+    code_version: str,
+) -> str:
+    """sha256 over everything that decides the outer-fold fits: the training matrix and outcome
+    (``training_version``: :func:`wijk_assets.lib.ml.training.data_version` of the chosen features),
+    the ridge's matrix (``baseline_version``), the gemeente of every row (the folds), the training
+    mask, the parameters with the number of rounds, the seed, the number of folds, the code version
+    and the LightGBM version."""
+    payload = json.dumps({
+        "training_version": training_version,
+        "baseline_version": baseline_version,
+        "groups": hashlib.sha256("\n".join(str(g) for g in groups).encode()).hexdigest(),
+        "train_mask": hashlib.sha256(np.asarray(train_mask, dtype=bool).tobytes()).hexdigest(),
+        "params": dict(params),
+        "seed": int(seed),
+        "n_folds": int(n_folds),
+        "code_version": code_version,
+        "lightgbm": lgb.__version__,
+    }, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def save_outer_fits(fits: OuterFits, directory: str | Path, key: str) -> Path:
+    """Write the fits to ``directory`` (replacing what was there): written beside it first, then moved
+    in, so a reader finds the whole set or none."""
+    directory = Path(directory)
+    staging = directory.with_name(directory.name + ".incoming")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for fold, text in enumerate(fits.models):
+        (staging / FOLD_FILE.format(fold)).write_text(text, encoding="utf-8")
+    np.savez(staging / ARRAYS_FILE, fold_of=np.asarray(fits.fold_of, dtype=np.int64),
+             ridge=np.asarray(fits.ridge, dtype=np.float64))
+    (staging / KEY_FILE).write_text(key, encoding="utf-8")
+    shutil.rmtree(directory, ignore_errors=True)
+    staging.rename(directory)
+    return directory
+
+
+def load_outer_fits(directory: str | Path, key: str) -> OuterFits | None:
+    """The fits stored in ``directory`` under ``key``; None when there are none, or for another key."""
+    directory = Path(directory)
+    try:
+        if (directory / KEY_FILE).read_text(encoding="utf-8") != key:
+            return None
+        with np.load(directory / ARRAYS_FILE, allow_pickle=False) as arrays:
+            fold_of, ridge = arrays["fold_of"], arrays["ridge"]
+        n_folds = int(fold_of.max()) + 1 if fold_of.size else 0
+        models = [(directory / FOLD_FILE.format(f)).read_text(encoding="utf-8") for f in range(n_folds)]
+    except (OSError, KeyError, ValueError):
+        return None
+    return OuterFits(fold_of=fold_of, models=models, ridge=ridge)
+
+
+__all__ = ["OuterFits", "cut_to_rounds", "load_outer_fits", "outer_fits_key", "save_outer_fits"]

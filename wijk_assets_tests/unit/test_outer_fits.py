@@ -1,0 +1,102 @@
+"""The model selection's outer-fold fits handed to the model step (wijk_assets.lib.ml.outer_fits), on
+SYNTHETIC data (a made-up country, see test_model_selection.rough_frame).
+
+The model step may use the selection's fits instead of fitting again only because they are the same
+fits: these tests check that a model trained with them is the model trained without them, bit for bit
+(out-of-fold predictions, metrics, final model, fold models' predictions and SHAP values), and that
+fits made on other folds or stored under another key are not used.
+"""
+
+from __future__ import annotations
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from wijk_assets.lib.ml.outer_fits import OuterFits, cut_to_rounds, load_outer_fits, outer_fits_key, save_outer_fits
+from wijk_assets.lib.ml.selection import exact_rows, recipe_features, select_model, training_mask
+from wijk_assets.lib.ml.training import FITS_FITTED, FITS_FROM_SELECTION, evaluate, feature_matrix, train_outcome
+from wijk_assets_tests.unit.test_ml import synthetic_catalog
+from wijk_assets_tests.unit.test_model_selection import FAST, RECIPES, rough_frame
+
+SEED = 3
+
+
+@pytest.fixture(scope="module")
+def selected():
+    frame = rough_frame()
+    features = [c for c in frame.columns if c.startswith("health_")]
+    catalog = synthetic_catalog(frame)
+    result = select_model(frame, "lbm", features, catalog, seed=SEED, recipes=RECIPES)
+    chosen = result.chosen
+    model_features = recipe_features(chosen["feature_set"], features, catalog)
+    mask = training_mask(chosen["training_rows"], exact_rows(frame))
+    return frame, features, model_features, mask, result
+
+
+def _train(selected, outer_fits):
+    frame, features, model_features, mask, result = selected
+    return train_outcome(frame, "lbm", model_features, params=result.chosen["params"], seed=SEED, n_jobs=1,
+                         train_mask=mask, baseline_features=features, outer_fits=outer_fits)
+
+
+def _assert_same_model(fresh, given, X):
+    pd.testing.assert_frame_equal(fresh.oof_predictions, given.oof_predictions, check_exact=True)
+    assert fresh.cv_metrics == given.cv_metrics and fresh.baseline_metrics == given.baseline_metrics
+    assert fresh.model_string == given.model_string
+    assert len(fresh.fold_models) == len(given.fold_models) == 5
+    for a, b in zip(fresh.fold_models, given.fold_models):
+        assert np.array_equal(a.predict(X), b.predict(X))
+        assert np.array_equal(a.predict(X, pred_contrib=True), b.predict(X, pred_contrib=True))
+
+
+def test_a_model_trained_with_the_selections_outer_fits_is_the_model_trained_without(selected):
+    frame, _, model_features, _, result = selected
+    fits = result.chosen_outer_fits
+    assert len(fits.models) == 5 and fits.fold_of.shape == (len(frame),) and np.isfinite(fits.ridge).all()
+    fresh, given = _train(selected, None), _train(selected, fits)
+    assert fresh.cv_fits_from == FITS_FITTED and given.cv_fits_from == FITS_FROM_SELECTION
+    _assert_same_model(fresh, given, feature_matrix(frame, model_features))
+    assert given.timings["lightgbm_cv_seconds"] < fresh.timings["lightgbm_cv_seconds"]
+
+
+def test_fits_made_on_other_folds_are_not_used(selected):
+    frame, _, model_features, _, result = selected
+    fits = result.chosen_outer_fits
+    other = OuterFits(fold_of=(fits.fold_of + 1) % 5, models=fits.models, ridge=fits.ridge)
+    fresh, trained = _train(selected, None), _train(selected, other)
+    assert trained.cv_fits_from == FITS_FITTED
+    _assert_same_model(fresh, trained, feature_matrix(frame, model_features))
+
+
+def test_a_fit_cut_to_k_rounds_is_the_fit_of_k_rounds(selected):
+    frame, features, _, _, _ = selected
+    long = evaluate(frame, "lbm", features, FAST, seed=SEED, n_jobs=1, baselines=False)
+    short = evaluate(frame, "lbm", features, {**FAST, "n_estimators": 20}, seed=SEED, n_jobs=1, baselines=False)
+    X = feature_matrix(frame, features)
+    for a, b in zip(long.fold_models, short.fold_models):
+        cut = cut_to_rounds(a.model_to_string(), 20)
+        assert np.array_equal(lgb.Booster(model_str=cut).predict(X), b.predict(X))
+        assert not np.array_equal(a.predict(X), b.predict(X))  # the uncut fit is another model
+
+
+def test_stored_fits_are_found_only_under_their_own_key(selected, tmp_path):
+    frame, _, _, mask, result = selected
+    key = outer_fits_key(training_version="t", baseline_version="b", groups=frame["gemeente_code"], train_mask=mask,
+                         params=result.chosen["params"], seed=SEED, n_folds=5, code_version="c")
+    other_mask = mask.copy()
+    other_mask[0] = not other_mask[0]
+    other = outer_fits_key(training_version="t", baseline_version="b", groups=frame["gemeente_code"],
+                           train_mask=other_mask, params=result.chosen["params"], seed=SEED, n_folds=5, code_version="c")
+    assert key != other
+    directory = tmp_path / "lbm" / "selection_outer_fits"
+    assert load_outer_fits(directory, key) is None  # nothing stored
+    save_outer_fits(result.chosen_outer_fits, directory, key)
+    loaded = load_outer_fits(directory, key)
+    assert loaded.models == result.chosen_outer_fits.models
+    assert np.array_equal(loaded.fold_of, result.chosen_outer_fits.fold_of)
+    assert np.array_equal(loaded.ridge, result.chosen_outer_fits.ridge)
+    assert load_outer_fits(directory, other) is None
+    (directory / "fold_2.txt").unlink()  # damaged: not used
+    assert load_outer_fits(directory, key) is None

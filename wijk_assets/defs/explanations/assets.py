@@ -34,7 +34,13 @@ from wijk_assets.keys import (
 )
 from wijk_assets.defs.models.gate import load_model_run, load_verdict
 from wijk_assets.defs.column_lineage import explanation_lineage
-from wijk_assets.defs.explanations.reuse import INPUTS_VERSION_KEY, inputs_version, reusable_results
+from wijk_assets.defs.explanations.reuse import (
+    INPUTS_VERSION_KEY,
+    catalog_digest,
+    inputs_version,
+    reusable_results,
+    training_rows_digest,
+)
 from wijk_assets.defs.automation.conditions import downstream_automation_condition
 from wijk_assets.lib.warehouse import replace_partition, replace_table, sql_types
 
@@ -94,6 +100,16 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource, s
     if not verdict["passed"]:
         yield from _withheld(duckdb, outcome, run["model_version"], verdict["problems"])
         return
+    # Once per model version: nothing they are made of changed -> keep the stored tables (see reuse.py).
+    # Checked before anything is loaded: the digests are computed in DuckDB.
+    with duckdb.connect(read_only=True) as con:
+        version = inputs_version(EXPLAIN_CODE_VERSION, run["model_version"], verdict["passed"],
+                                 training_rows_digest(con, outcome), catalog_digest(con), settings.gemeente)
+    reused = reusable_results(context.instance, duckdb, outcome, version, EXPLANATION_TABLES, RESIDUAL_SIDE_TABLES)
+    if reused is not None:
+        context.log.info(f"{outcome}: explanation inputs unchanged ({version}); stored explanations kept")
+        yield from reused
+        return
     artifact = load_artifact(run["artifact_path"])
     frame, catalog = load_training_frame(duckdb, context.run.run_id)
 
@@ -108,14 +124,6 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource, s
             f"{outcome}: marts.mart_wijk_training no longer matches the model's out-of-fold table "
             f"({len(data)} vs {len(oof)} rows): re-materialise models/liveability_model[{outcome}]"
         )
-    # Once per model version: nothing they are made of changed -> keep the stored tables (see reuse.py).
-    version = inputs_version(EXPLAIN_CODE_VERSION, run["model_version"], verdict["passed"], data, catalog,
-                             settings.gemeente)
-    reused = reusable_results(context.instance, duckdb, outcome, version, EXPLANATION_TABLES, RESIDUAL_SIDE_TABLES)
-    if reused is not None:
-        context.log.info(f"{outcome}: explanation inputs unchanged ({version}); stored explanations kept")
-        yield from reused
-        return
     fold_models = load_fold_models(run["artifact_path"])  # only now: the reuse above needs none of them
     fold_of = oof["fold"].to_numpy()
     # The published prediction: each wijk's out-of-fold prediction, from the model of its own fold.

@@ -45,10 +45,13 @@ class Settings:
     min_respondents: int = 10
     sensitive_opt_in: tuple[str, ...] = field(default_factory=tuple)
     release_sensor_interval_seconds: int = 3600
-    # LightGBM threads per fit. Built here directly: 1 (safe where other work shares the cores); from the
-    # environment (load_settings): WIJK_ML_N_JOBS, default the CPU count up to 2 (see training._default_n_jobs)
+    # LightGBM threads per fit, and worker processes of the model selection's fits. Built here directly:
+    # 1 and 1 (safe where other work shares the cores, e.g. the test suite's parallel workers: spawned
+    # selection workers there cost ~16 % more CPU for nothing, measured on fys); from the environment
+    # (load_settings): WIJK_ML_N_JOBS and WIJK_ML_WORKERS, default the CPU count up to 2 (see
+    # training._default_n_jobs and _default_workers). Results are identical for any value of either.
     ml_n_jobs: int = 1
-    ml_workers: int = 2
+    ml_workers: int = 1
     dbt_target_path: Path = Path("target")  # relative paths are inside dbt_project/
     dagster_home: Path | None = None
 

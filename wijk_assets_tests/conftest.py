@@ -30,8 +30,14 @@ if _WORKER and "WIJK_DBT_TARGET_PATH" not in os.environ:
     os.environ["WIJK_DBT_TARGET_PATH"] = f"target/pytest-{_WORKER}"
 # Two workers share two cores: one LightGBM thread per fit (2-thread fits of two busy processes spin
 # and take ~2.8x as long; the thread count does not change any prediction, see training._default_n_jobs).
+# Likewise the model selection's fits run in this process, not in two spawned worker processes each:
+# both cores are busy already, and the spawned interpreters (imports, a copy of the feature matrices)
+# cost ~16 % more CPU per selection (fys: 33.3 s instead of 28.6 s). Settings built directly in the
+# fixtures have both at 1 already (settings.Settings); these cover load_settings() in the same
+# processes. The parallel path has its own test (test_model_selection.py).
 if _WORKER:
     os.environ.setdefault("WIJK_ML_N_JOBS", "1")
+    os.environ.setdefault("WIJK_ML_WORKERS", "1")
 
 REAL_DATA_FIXTURE = "shared_data_dir"
 

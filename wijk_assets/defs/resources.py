@@ -33,7 +33,7 @@ class SettingsResource(dg.ConfigurableResource):
     min_respondents: int = 10
     sensitive_opt_in: list[str] = []
     ml_n_jobs: int = 1
-    ml_workers: int = 2
+    ml_workers: int = 1  # as Settings built directly (see settings.Settings)
 
     @classmethod
     def from_settings(cls, settings) -> "SettingsResource":

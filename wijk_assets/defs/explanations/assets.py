@@ -357,8 +357,8 @@ def match_rule_errors(residual, match_rules: pd.Series, quality: pd.Series) -> p
 def correlations_table(duckdb: WarehouseResource) -> dg.MaterializeResult:
     from wijk_assets.lib.ml.explain import correlations
 
-    frame, catalog = load_training_frame(duckdb)
-    latest = frame[frame["outcome_year"] == frame.loc[frame["fys"].notna(), "outcome_year"].max()]
+    # only the latest outcome year of the health monitor's outcome: that is all the table is made of
+    latest, catalog = load_training_frame(duckdb, latest_year_of="fys")
     own = [f for f in catalog["feature"] if f in latest.columns and not f.startswith(("gm__", "bu_"))]
     table = correlations(latest, own, [o for o in OUTCOMES if latest[o].notna().any()])
     table = table.merge(catalog[["feature", "label", "source"]], on="feature", how="left")

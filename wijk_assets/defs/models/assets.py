@@ -27,7 +27,9 @@ from wijk_assets.keys import (
     TRAINING_KEY,
     outcome_partitions,
 )
-from wijk_assets.lib.warehouse import add_missing_columns, ensure_table, replace_partition, sql_types, table_exists
+from wijk_assets.lib.warehouse import (
+    add_missing_columns, ensure_table, quote_ident, replace_partition, sql_types, table_exists,
+)
 
 
 SEED = 20240917
@@ -95,16 +97,22 @@ def forget_run_frames() -> None:
     _RUN_FRAME.clear()
 
 
-def load_training_frame(duckdb: WarehouseResource, run_id: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_training_frame(duckdb: WarehouseResource, run_id: str | None = None,
+                        latest_year_of: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The wijk training mart and a catalog covering every model input column (context columns
     ``gm__x`` / ``bu_sd__x`` … inherit the label of ``x`` with a prefix in words). With ``run_id``
-    (the Dagster run's), the frame is read once per run (see ``_RUN_FRAME``)."""
-    key = (str(Path(duckdb.path).resolve()), run_id) if run_id else None
+    (the Dagster run's), the frame is read once per run (see ``_RUN_FRAME``). ``latest_year_of`` (an
+    outcome; not with ``run_id``): only the rows of the latest outcome year with a value for it."""
+    key = (str(Path(duckdb.path).resolve()), run_id) if run_id and not latest_year_of else None
     if key is None or key not in _RUN_FRAME:
+        latest = "" if not latest_year_of else (
+            " AND outcome_year = (SELECT max(outcome_year) FROM marts.mart_wijk_training "
+            f"WHERE feature_year IS NOT NULL AND {quote_ident(latest_year_of)} IS NOT NULL)")
         with duckdb.connect(read_only=True) as con:
             # sorted by the mart's keys: the models see the same rows in the same order on every build
             frame = con.execute(
-                "SELECT * FROM marts.mart_wijk_training WHERE feature_year IS NOT NULL ORDER BY area_code, outcome_year"
+                f"SELECT * FROM marts.mart_wijk_training WHERE feature_year IS NOT NULL{latest} "
+                "ORDER BY area_code, outcome_year"
             ).df()
             base = con.execute(
                 "SELECT feature, label, unit, source, cbs_table_ids, sensitive FROM marts.feature_catalog ORDER BY feature"

@@ -81,14 +81,14 @@ def test_a_fit_cut_to_k_rounds_is_the_fit_of_k_rounds(selected):
 
 
 def test_stored_fits_are_found_only_under_their_own_key(selected, tmp_path):
-    frame, _, _, mask, result = selected
-    key = outer_fits_key(training_version="t", baseline_version="b", groups=frame["gemeente_code"], train_mask=mask,
-                         params=result.chosen["params"], seed=SEED, n_folds=5, code_version="c")
-    other_mask = mask.copy()
-    other_mask[0] = not other_mask[0]
-    other = outer_fits_key(training_version="t", baseline_version="b", groups=frame["gemeente_code"],
-                           train_mask=other_mask, params=result.chosen["params"], seed=SEED, n_folds=5, code_version="c")
+    frame, _, _, _, result = selected
+    key = outer_fits_key(training_fingerprint="f", baseline_version="b", groups=frame["gemeente_code"], n_folds=5)
+    moved = frame["gemeente_code"].copy()
+    moved.iloc[0] = moved.iloc[-1]  # one row in another gemeente: other folds
+    other = outer_fits_key(training_fingerprint="f", baseline_version="b", groups=moved, n_folds=5)
     assert key != other
+    assert outer_fits_key(training_fingerprint="g", baseline_version="b", groups=frame["gemeente_code"],
+                          n_folds=5) != key
     directory = tmp_path / "lbm" / "selection_outer_fits"
     assert load_outer_fits(directory, key) is None  # nothing stored
     save_outer_fits(result.chosen_outer_fits, directory, key)

@@ -148,6 +148,28 @@ CONTEXT_PREFIXES = {
 }
 
 
+def model_inputs(frame: pd.DataFrame, outcome: str, kept: list[str], catalog: pd.DataFrame, choice: dict) -> tuple:
+    """(features, training mask, training-data version, training fingerprint) of the model a stored
+    choice (``feature_set``, ``training_rows``, ``params``) trains on ``frame`` (the outcome's rows). The
+    fingerprint covers everything that decides the fitted model (see :mod:`wijk_assets.lib.ml.reuse`)."""
+    import lightgbm
+
+    from wijk_assets.lib.ml.reuse import training_fingerprint
+    from wijk_assets.lib.ml.selection import exact_rows, recipe_features, training_mask
+    from wijk_assets.lib.ml.training import data_version, feature_matrix
+
+    features = recipe_features(choice["feature_set"], kept, catalog)
+    mask = training_mask(choice["training_rows"], exact_rows(frame))
+    training_version = data_version(feature_matrix(frame, features), frame[outcome].to_numpy(dtype="float64"), features)
+    fingerprint = training_fingerprint(
+        training_version, code_version=ML_CODE_VERSION, seed=SEED,
+        grid={"training_rows": choice["training_rows"], "params": choice["params"],
+              "train_mask_sha": hashlib.sha256(mask.tobytes()).hexdigest()},
+        library_version=lightgbm.__version__,
+    )
+    return features, mask, training_version, fingerprint
+
+
 def model_feature_catalog(frame: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
     by_feature = base.set_index("feature")
     rows = []
@@ -224,16 +246,12 @@ def _log_run(duckdb: WarehouseResource, entry: dict) -> None:
 def liveability_model(
     context: dg.AssetExecutionContext, duckdb: WarehouseResource, settings: SettingsResource
 ) -> dg.MaterializeResult:
-    import lightgbm
-
     from wijk_assets.defs.models.store import load_selection, outer_fits_dir, outer_fits_key_for
     from wijk_assets.lib.ml.outer_fits import load_outer_fits
     from wijk_assets.lib.ml.gate import compare_oof
-    from wijk_assets.lib.ml.reuse import REUSED, TRAINED, reusable_run, training_fingerprint
-    from wijk_assets.lib.ml.selection import exact_rows, recipe_features, training_mask
+    from wijk_assets.lib.ml.reuse import REUSED, TRAINED, reusable_run
     from wijk_assets.lib.ml.training import (
         MODEL_FILE,
-        data_version,
         feature_matrix,
         fold_predictions,
         model_version_of,
@@ -248,17 +266,7 @@ def liveability_model(
     choice = load_selection(duckdb, outcome)
     if choice is None:
         raise dg.Failure(f"no stored model selection for {outcome!r}: materialise models/model_selection first")
-    features = recipe_features(choice["feature_set"], selection.kept, catalog)
-    mask = training_mask(choice["training_rows"], exact_rows(frame))
-    training_version = data_version(
-        feature_matrix(frame, features), frame[outcome].to_numpy(dtype="float64"), features
-    )
-    fingerprint = training_fingerprint(
-        training_version, code_version=ML_CODE_VERSION, seed=SEED,
-        grid={"training_rows": choice["training_rows"], "params": choice["params"],
-              "train_mask_sha": hashlib.sha256(mask.tobytes()).hexdigest()},
-        library_version=lightgbm.__version__,
-    )
+    features, mask, training_version, fingerprint = model_inputs(frame, outcome, selection.kept, catalog, choice)
     current = _current_run(duckdb, outcome)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     if reusable_run(current, fingerprint, MODEL_FILE):
@@ -273,8 +281,8 @@ def liveability_model(
         action = TRAINED
         # exactly the stored choice: one setting, so the cross-validation's own fold models are kept; right
         # after a selection its outer-fold fits are these very fits (same key: same inputs) and are used
-        handed_over = load_outer_fits(outer_fits_dir(models_root(duckdb), outcome), outer_fits_key_for(
-            frame, outcome, features, mask, choice["params"], selection.kept, seed=SEED, code_version=ML_CODE_VERSION))
+        handed_over = load_outer_fits(outer_fits_dir(models_root(duckdb), outcome),
+                                      outer_fits_key_for(frame, outcome, fingerprint, selection.kept))
         artifact = train_outcome(frame, outcome, features, params=choice["params"], seed=SEED,
                                  n_jobs=settings.ml_n_jobs, train_mask=mask, baseline_features=selection.kept,
                                  outer_fits=handed_over)

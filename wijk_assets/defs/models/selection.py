@@ -21,7 +21,7 @@ import pandas as pd
 
 from wijk_assets.defs.automation.conditions import downstream_automation_condition
 from wijk_assets.defs.house_style import rounded
-from wijk_assets.defs.models.assets import ML_CODE_VERSION, SEED, models_root, outcome_training_inputs
+from wijk_assets.defs.models.assets import SEED, model_inputs, models_root, outcome_training_inputs
 from wijk_assets.defs.resources import DUCKDB_POOL, SettingsResource, WarehouseResource
 from wijk_assets.keys import FEATURE_CATALOG_KEY, OUTCOME_LABELS, SELECTION_KEY, TRAINING_KEY, outcome_partitions
 from wijk_assets.defs.models.store import (
@@ -58,9 +58,7 @@ def model_selection(
     context: dg.AssetExecutionContext, config: SelectionConfig, duckdb: WarehouseResource, settings: SettingsResource
 ) -> dg.MaterializeResult:
     from wijk_assets.lib.ml.outer_fits import save_outer_fits
-    from wijk_assets.lib.ml.selection import (
-        exact_rows, recipe_features, retune_reason, select_model, training_mask, training_summary,
-    )
+    from wijk_assets.lib.ml.selection import retune_reason, select_model, training_summary
 
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     outcome = context.partition_key
@@ -79,13 +77,10 @@ def model_selection(
                               workers=settings.ml_workers)
         record, version = result.record(), result.version
         # the chosen configuration's outer-fold fits are the model step's cross-validation fits: handed over
-        chosen = result.chosen
-        key = outer_fits_key_for(
-            frame, outcome, recipe_features(chosen["feature_set"], features, catalog),
-            training_mask(chosen["training_rows"], exact_rows(frame)), chosen["params"], features,
-            seed=SEED, code_version=ML_CODE_VERSION,
-        )
-        save_outer_fits(result.chosen_outer_fits, outer_fits_dir(models_root(duckdb), outcome), key)
+        # (keyed by the fingerprint of the model the model step will train from this choice)
+        fingerprint = model_inputs(frame, outcome, features, catalog, result.chosen)[3]
+        save_outer_fits(result.chosen_outer_fits, outer_fits_dir(models_root(duckdb), outcome),
+                        outer_fits_key_for(frame, outcome, fingerprint, features))
         row = pd.DataFrame([{
             "outcome": outcome, "selection_version": version, "recipe": result.chosen["recipe"],
             "feature_set": result.chosen["feature_set"], "training_rows": result.chosen["training_rows"],

@@ -64,10 +64,10 @@ def outer_fits_dir(models_root: Path, outcome: str) -> Path:
     return Path(models_root) / outcome / OUTER_FITS_FOLDER
 
 
-def outer_fits_key_for(frame: pd.DataFrame, outcome: str, features: list[str], train_mask, params: dict,
-                       baseline_features: list[str], *, seed: int, code_version: str) -> str:
-    """The key of the outer-fold fits that the model step's cross-validation of ``params`` on
-    ``features`` would make (``frame``: the outcome's training rows, as both steps read them)."""
+def outer_fits_key_for(frame: pd.DataFrame, outcome: str, fingerprint: str, baseline_features: list[str]) -> str:
+    """The key of the outer-fold fits that the model step's cross-validation would make of the model
+    with training ``fingerprint`` (see ``assets.model_inputs``; ``frame``: the outcome's training rows, as
+    both steps read them), with the ridge on ``baseline_features``."""
     import numpy as np
 
     from wijk_assets.lib.ml.outer_fits import outer_fits_key
@@ -76,8 +76,7 @@ def outer_fits_key_for(frame: pd.DataFrame, outcome: str, features: list[str], t
 
     y = frame[outcome].to_numpy(dtype=np.float64)
     return outer_fits_key(
-        training_version=data_version(feature_matrix(frame, features), y, features),
+        training_fingerprint=fingerprint,
         baseline_version=data_version(feature_matrix(frame, baseline_features), y, baseline_features),
-        groups=frame["gemeente_code"].astype(str).tolist(), train_mask=train_mask, params=params, seed=seed,
-        n_folds=N_OUTER, code_version=code_version,
+        groups=frame["gemeente_code"].astype(str).tolist(), n_folds=N_OUTER,
     )

@@ -12,8 +12,8 @@ Fitting them again cost the model step about half its time right after every sel
 So the selection stores them (the chosen configuration's five fold models, cut to the chosen number of
 rounds, and the ridge's out-of-fold predictions) under a **key** over everything that decides them
 (:func:`outer_fits_key`), and the model step uses them only when its own inputs give the same key and
-the fold assignment matches; otherwise it fits as before. Results are the same either way; the
-model card says which way the cross-validation's fits were obtained.
+the fold assignment matches; otherwise it fits as before. Results are the same either way; the model's
+metrics (``ml.model_runs``, ``cross_validation_fits``) say which way the fits were obtained.
 
 Pure: no Dagster, no DuckDB.
 """
@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,33 +55,17 @@ def cut_to_rounds(model_text: str, rounds: int) -> str:
     return lgb.Booster(model_str=model_text).model_to_string(num_iteration=int(rounds))
 
 
-def outer_fits_key(
-    *,
-    training_version: str,
-    baseline_version: str,
-    groups: Sequence[Any],
-    train_mask: np.ndarray,
-    params: Mapping[str, Any],
-    seed: int,
-    n_folds: int,
-    code_version: str,
-) -> str:
-    """sha256 over everything that decides the outer-fold fits: the training matrix and outcome
-    (``training_version``: :func:`wijk_assets.lib.ml.training.data_version` of the chosen features),
-    the ridge's matrix (``baseline_version``), the gemeente of every row (the folds), the training
-    mask, the parameters with the number of rounds, the seed, the number of folds, the code version
-    and the LightGBM version."""
+def outer_fits_key(*, training_fingerprint: str, baseline_version: str, groups: Sequence[Any], n_folds: int) -> str:
+    """sha256 over everything that decides the outer-fold fits: the model's training fingerprint
+    (:func:`wijk_assets.lib.ml.reuse.training_fingerprint`: training matrix and outcome, parameters with
+    the number of rounds, training mask, seed, code and LightGBM versions), the ridge's matrix
+    (``baseline_version``), the gemeente of every row (the folds) and the number of folds."""
     payload = json.dumps({
-        "training_version": training_version,
+        "training_fingerprint": training_fingerprint,
         "baseline_version": baseline_version,
         "groups": hashlib.sha256("\n".join(str(g) for g in groups).encode()).hexdigest(),
-        "train_mask": hashlib.sha256(np.asarray(train_mask, dtype=bool).tobytes()).hexdigest(),
-        "params": dict(params),
-        "seed": int(seed),
         "n_folds": int(n_folds),
-        "code_version": code_version,
-        "lightgbm": lgb.__version__,
-    }, sort_keys=True, default=str)
+    }, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -503,7 +503,7 @@ class EvaluationResult:
     calibration_table: pd.DataFrame
     seconds: dict[str, float] = field(default_factory=dict)
     fold_models: list[lgb.Booster] | None = None  # only for a single setting (see evaluate)
-    fits_from: str = "fitted"  # FITS_FITTED or FITS_FROM_SELECTION
+    fits_from: str = FITS_FITTED  # or FITS_FROM_SELECTION
 
 
 def _outcome_rows(frame: pd.DataFrame, outcome: str) -> pd.DataFrame:
@@ -735,7 +735,7 @@ class ModelArtifact:
     tuning: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
     fold_models: list[lgb.Booster] | None = None  # the CV's own fold models (single setting only)
-    cv_fits_from: str = "fitted"  # how the CV's fits were obtained (see evaluate's ``fits_from``)
+    cv_fits_from: str = FITS_FITTED  # how the CV's fits were obtained (see evaluate's ``fits_from``)
 
     @property
     def model_string(self) -> str:

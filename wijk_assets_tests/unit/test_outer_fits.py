@@ -69,6 +69,20 @@ def test_fits_made_on_other_folds_are_not_used(selected):
     _assert_same_model(fresh, trained, feature_matrix(frame, model_features))
 
 
+def test_a_damaged_fit_file_is_not_used_and_the_model_is_fitted(selected, tmp_path):
+    """A handed-over model file cut in half (LightGBM would crash the process parsing it) is found by
+    its checksum: nothing is handed over, the model step fits, and the model is the same."""
+    frame, _, model_features, _, result = selected
+    directory = save_outer_fits(result.chosen_outer_fits, tmp_path / "selection_outer_fits", "k")
+    assert load_outer_fits(directory, "k") is not None
+    text = (directory / "fold_0.txt").read_text(encoding="utf-8")
+    (directory / "fold_0.txt").write_text(text[: len(text) // 2], encoding="utf-8")
+    assert load_outer_fits(directory, "k") is None
+    fresh, trained = _train(selected, None), _train(selected, load_outer_fits(directory, "k"))
+    assert trained.cv_fits_from == FITS_FITTED
+    _assert_same_model(fresh, trained, feature_matrix(frame, model_features))
+
+
 def test_a_fit_cut_to_k_rounds_is_the_fit_of_k_rounds(selected):
     frame, features, _, _, _ = selected
     long = evaluate(frame, "lbm", features, FAST, seed=SEED, n_jobs=1, baselines=False)

@@ -34,6 +34,7 @@ import numpy as np
 FOLD_FILE = "fold_{}.txt"
 ARRAYS_FILE = "arrays.npz"
 KEY_FILE = "key.txt"
+CHECKSUM_FILE = "sha256.json"
 
 
 @dataclass
@@ -81,13 +82,20 @@ def save_outer_fits(fits: OuterFits, directory: str | Path, key: str) -> Path:
     np.savez(staging / ARRAYS_FILE, fold_of=np.asarray(fits.fold_of, dtype=np.int64),
              ridge=np.asarray(fits.ridge, dtype=np.float64))
     (staging / KEY_FILE).write_text(key, encoding="utf-8")
+    (staging / CHECKSUM_FILE).write_text(json.dumps([_sha256(text) for text in fits.models]), encoding="utf-8")
     shutil.rmtree(directory, ignore_errors=True)
     staging.rename(directory)
     return directory
 
 
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def load_outer_fits(directory: str | Path, key: str) -> OuterFits | None:
-    """The fits stored in ``directory`` under ``key``; None when there are none, or for another key."""
+    """The fits stored in ``directory`` under ``key``; None when there are none, for another key, or when
+    a file is damaged: every model text is checked against the sha256 written with it before anything
+    parses it (LightGBM crashes the process on a truncated model text instead of raising)."""
     directory = Path(directory)
     try:
         if (directory / KEY_FILE).read_text(encoding="utf-8") != key:
@@ -96,6 +104,8 @@ def load_outer_fits(directory: str | Path, key: str) -> OuterFits | None:
             fold_of, ridge = arrays["fold_of"], arrays["ridge"]
         n_folds = int(fold_of.max()) + 1 if fold_of.size else 0
         models = [(directory / FOLD_FILE.format(f)).read_text(encoding="utf-8") for f in range(n_folds)]
+        if json.loads((directory / CHECKSUM_FILE).read_text(encoding="utf-8")) != [_sha256(m) for m in models]:
+            return None
     except (OSError, KeyError, ValueError):
         return None
     return OuterFits(fold_of=fold_of, models=models, ridge=ridge)

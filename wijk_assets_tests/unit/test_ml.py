@@ -419,6 +419,42 @@ def test_area_drivers_text_and_numbers():
         assert "neighbourhood" not in sentence.lower()
 
 
+def _top_by_sorting(frame: pd.DataFrame, keys: list[str], top_n: int) -> pd.DataFrame:
+    """The previous formulation of the driver choice (a pandas sort of the whole frame), as the reference."""
+    df = frame.loc[frame["feature_value"].notna() & (frame["shap_value"] != 0)].copy()
+    df["abs_shap"] = df["shap_value"].abs()
+    df = df.sort_values(keys + ["abs_shap", "feature"], ascending=[True] * len(keys) + [False, True], kind="mergesort")
+    top = df.groupby(keys, observed=True, sort=False, dropna=False).head(top_n).copy()
+    top["rank"] = top.groupby(keys, observed=True, sort=False, dropna=False).cumcount() + 1
+    return top.drop(columns="abs_shap")
+
+
+@pytest.mark.parametrize("categorical", [False, True])
+def test_top_drivers_by_integer_codes_equal_the_sorted_frame(categorical):
+    """SYNTHETIC: ties in |SHAP| (broken by feature name), zero SHAP values, missing feature values and
+    years, several outcomes; with categorical key columns (unsorted categories) as well."""
+    rng = np.random.default_rng(7)
+    n = 4000
+    frame = pd.DataFrame({
+        "area_code": rng.choice([f"WK{i:04d}" for i in (9, 3, 12, 5, 1, 40)], n),
+        "year": rng.choice([2020.0, 2022.0, np.nan], n),
+        "outcome": rng.choice(["lbm", "fys"], n),
+        "feature": rng.choice([f"f_{c}" for c in "qwertyuiopasdfgh"], n),
+        "feature_value": np.where(rng.random(n) < 0.1, np.nan, rng.normal(size=n)),
+        "shap_value": rng.choice([0.0, 0.5, -0.5, 0.25, -0.125, 0.3, 1e-3], n) * rng.choice([1, 1, 2], n),
+    })
+    frame = frame.drop_duplicates(["area_code", "year", "outcome", "feature"]).reset_index(drop=True)
+    if categorical:
+        for column, categories in (("area_code", ["WK0040", "WK0001", "WK0012", "WK0009", "WK0005", "WK0003"]),
+                                   ("feature", sorted(frame["feature"].unique(), reverse=True))):
+            frame[column] = pd.Categorical(frame[column], categories=categories)
+    keys = ["outcome", "area_code", "year"]
+    expected = _top_by_sorting(frame, keys, 3)
+    got = explain._top_by_abs_shap(frame, keys, 3)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert got["rank"].max() == 3 and len(got) > 100
+
+
 def test_neutral_wording_guard():
     assert assert_neutral_text("share who smoke: 20.0% raises the predicted score by 0.02")
     for text in ("a problem area", "the worst wijk", "bad neighbourhood", "Probleemwijk Noord"):

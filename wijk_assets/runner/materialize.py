@@ -94,18 +94,21 @@ def materialize_keys(
     The one place runs are launched from code: ``wijk-assets materialize`` and ``wijk-assets refresh``.
     The run belongs to the stage's named job, so the UI lists it under that name.
     """
+    from wijk_assets.defs.dbt.checks import forget_run_verdicts
+    from wijk_assets.defs.models.frame_cache import forget_run_digests, forget_training_frames, reads_training_frame
     from wijk_assets.lib.warehouse import release_free_memory
 
+    if not reads_training_frame(keys):
+        # The training frame kept for the outcome runs (see frame_cache) does not sit on this run's peak.
+        forget_training_frames()
+        release_free_memory()
     try:
         return _execute(defs, instance, keys, partition_key, trigger=trigger, tags=tags, raise_on_error=raise_on_error)
     finally:
         # Runs execute one after another in this process: what a run kept for its own steps is dropped
         # and what its frames freed goes back to the operating system before the next one, so each
-        # run's peak does not sit on the last one's.
-        from wijk_assets.defs.dbt.checks import forget_run_verdicts
-        from wijk_assets.defs.models.assets import forget_run_frames
-
-        forget_run_frames()
+        # run's peak does not sit on the last one's (the training frame stays for the next outcome run).
+        forget_run_digests()
         forget_run_verdicts()
         release_free_memory()
 

@@ -83,47 +83,34 @@ def models_root(duckdb: WarehouseResource) -> Path:
     return Path(duckdb.path).resolve().parent / "models"
 
 
-# One run's training frame, read once: an outcome's run reads it in four assets (selection, model,
-# gate 3, explanations; ~1 s each on the national mart). Keyed by database file and run id: inside
-# one run nothing rewrites the mart after its first reader (dbt is upstream of every reader), and
-# every run reads afresh. Callers get copies, so no asset sees another's changes.
-_RUN_FRAME: dict[tuple[str, str], tuple[pd.DataFrame, pd.DataFrame]] = {}
-
-
-def forget_run_frames() -> None:
-    """Drop the run's training frame (~150 MB on the national mart) when the run is over: it is never read
-    by another run, and a process that runs one run after another (``refresh``, ``materialize``) would
-    otherwise carry it into the next run's peak, e.g. a national RIVM load."""
-    _RUN_FRAME.clear()
-
-
 def load_training_frame(duckdb: WarehouseResource, run_id: str | None = None,
                         latest_year_of: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The wijk training mart and a catalog covering every model input column (context columns
     ``gm__x`` / ``bu_sd__x`` … inherit the label of ``x`` with a prefix in words). With ``run_id``
-    (the Dagster run's), the frame is read once per run (see ``_RUN_FRAME``). ``latest_year_of`` (an
-    outcome; not with ``run_id``): only the rows of the latest outcome year with a value for it."""
-    key = (str(Path(duckdb.path).resolve()), run_id) if run_id and not latest_year_of else None
-    if key is None or key not in _RUN_FRAME:
-        latest = "" if not latest_year_of else (
-            " AND outcome_year = (SELECT max(outcome_year) FROM marts.mart_wijk_training "
-            f"WHERE feature_year IS NOT NULL AND {quote_ident(latest_year_of)} IS NOT NULL)")
-        with duckdb.connect(read_only=True) as con:
-            # sorted by the mart's keys: the models see the same rows in the same order on every build
-            frame = con.execute(
-                f"SELECT * FROM marts.mart_wijk_training WHERE feature_year IS NOT NULL{latest} "
-                "ORDER BY area_code, outcome_year"
-            ).df()
-            base = con.execute(
-                "SELECT feature, label, unit, source, cbs_table_ids, sensitive FROM marts.feature_catalog ORDER BY feature"
-            ).df()
-        loaded = (frame, model_feature_catalog(frame, base))
-        if key is None:
-            return loaded
-        _RUN_FRAME.clear()  # one run at a time is kept
-        _RUN_FRAME[key] = loaded
-    frame, catalog = _RUN_FRAME[key]
-    return frame.copy(), catalog.copy()
+    (the Dagster run's), the frame is read once for as long as the mart and the catalog do not change
+    (:mod:`.frame_cache`; callers get copies). ``latest_year_of`` (an outcome; not with ``run_id``):
+    only the rows of the latest outcome year with a value for it."""
+    from wijk_assets.defs.models.frame_cache import cached_frame
+
+    latest = "" if not latest_year_of else (
+        " AND outcome_year = (SELECT max(outcome_year) FROM marts.mart_wijk_training "
+        f"WHERE feature_year IS NOT NULL AND {quote_ident(latest_year_of)} IS NOT NULL)")
+
+    def read(con) -> tuple[pd.DataFrame, pd.DataFrame]:
+        # sorted by the mart's keys: the models see the same rows in the same order on every build
+        frame = con.execute(
+            f"SELECT * FROM marts.mart_wijk_training WHERE feature_year IS NOT NULL{latest} "
+            "ORDER BY area_code, outcome_year"
+        ).df()
+        base = con.execute(
+            "SELECT feature, label, unit, source, cbs_table_ids, sensitive FROM marts.feature_catalog ORDER BY feature"
+        ).df()
+        return frame, model_feature_catalog(frame, base)
+
+    with duckdb.connect(read_only=True) as con:
+        if run_id and not latest_year_of:
+            return cached_frame(str(Path(duckdb.path).resolve()), run_id, con, lambda: read(con))
+        return read(con)
 
 
 def outcome_training_inputs(duckdb: WarehouseResource, outcome: str, opt_in, run_id: str | None = None) -> tuple:

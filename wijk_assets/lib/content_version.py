@@ -86,4 +86,20 @@ def content_version(con, schema: str, name: str, only: Sequence[str] | None = No
     return f"{rows}-{digest[:32]}"
 
 
-__all__ = ["SIGNIFICANT_DIGITS", "canonical_row_hash_sql", "canonical_value_sql", "content_version", "table_columns"]
+def exact_rows_digest(con, schema: str, name: str, where: str | None = None) -> str:
+    """sha256 over the table's column names and types, its row count and its sorted row hashes, the values
+    *as they are* (DuckDB's ``hash()`` of each whole row, no rounding; values DuckDB holds equal, such as
+    0.0 and -0.0, hash alike). Unlike :func:`content_version` a last-digit difference counts: for caches
+    and reuse checks whose result must be what a fresh read gives. ``where``: only the rows it keeps."""
+    import hashlib
+
+    header = "\x1f".join(f"{c}:{t}" for c, t in table_columns(con, schema, name))
+    rows, digest = con.execute(
+        "SELECT count(*), sha256(coalesce(string_agg(CAST(h AS VARCHAR), ',' ORDER BY h), '')) FROM "
+        f"(SELECT hash(t) AS h FROM {_quote(schema)}.{_quote(name)} AS t{f' WHERE {where}' if where else ''})"
+    ).fetchone()
+    return hashlib.sha256(f"{header}\n{rows}\n{digest}".encode()).hexdigest()
+
+
+__all__ = ["SIGNIFICANT_DIGITS", "canonical_row_hash_sql", "canonical_value_sql", "content_version", "exact_rows_digest",
+           "table_columns"]

@@ -29,17 +29,11 @@ def training_rows_digest(con, outcome: str) -> str:
     the column names and types, and each row's hash, sorted (row order does not matter; the compute
     path checks the order against the model's out-of-fold table). ~0.15 s on the national mart, where
     reading the rows into pandas and hashing them there took ~1-1.5 s per published outcome on a refresh."""
-    from wijk_assets.lib.content_version import table_columns
+    from wijk_assets.lib.content_version import exact_rows_digest
     from wijk_assets.lib.warehouse import quote_ident
 
-    columns = table_columns(con, "marts", "mart_wijk_training")
-    header = "\x1f".join(f"{c}:{t}" for c, t in columns)
-    rows, digest = con.execute(
-        "SELECT count(*), sha256(coalesce(string_agg(CAST(h AS VARCHAR), ',' ORDER BY h), '')) FROM "
-        "(SELECT hash(t) AS h FROM marts.mart_wijk_training AS t "
-        f"WHERE feature_year IS NOT NULL AND {quote_ident(outcome)} IS NOT NULL)"
-    ).fetchone()
-    return hashlib.sha256(f"{header}\n{rows}\n{digest}".encode()).hexdigest()
+    return exact_rows_digest(con, "marts", "mart_wijk_training",
+                             f"feature_year IS NOT NULL AND {quote_ident(outcome)} IS NOT NULL")
 
 
 def catalog_digest(con) -> str:

@@ -18,9 +18,9 @@ the mart (:func:`reads_training_frame`), so it never sits on a raw load's or a r
 before a different mart is read (the old frame goes first). Runs that Dagster starts in their own
 process (``dagster dev``) simply start empty.
 
-Row hashes are DuckDB's 64-bit ``hash()`` of typed values, as in
-:func:`wijk_assets.defs.explanations.reuse.training_rows_digest`: values DuckDB holds equal (0.0 and
--0.0) hash alike.
+The rows' digest is :func:`wijk_assets.lib.content_version.exact_rows_digest`, as the explanations'
+reuse check uses it (DuckDB's 64-bit ``hash()`` of typed values: values DuckDB holds equal, 0.0 and
+-0.0, hash alike).
 """
 
 from __future__ import annotations
@@ -40,18 +40,13 @@ _RUN_DIGESTS: dict[tuple[str, str], str] = {}
 def mart_digest(con) -> str:
     """Exact digest of the training rows (every column; rows with a feature year) and of the catalog
     columns :func:`wijk_assets.defs.models.assets.load_training_frame` reads."""
-    from wijk_assets.lib.content_version import table_columns
+    from wijk_assets.lib.content_version import exact_rows_digest
 
-    columns = table_columns(con, "marts", "mart_wijk_training")
-    header = "\x1f".join(f"{c}:{t}" for c, t in columns)
-    rows, digest = con.execute(
-        "SELECT count(*), sha256(coalesce(string_agg(CAST(h AS VARCHAR), ',' ORDER BY h), '')) FROM "
-        "(SELECT hash(t) AS h FROM marts.mart_wijk_training AS t WHERE feature_year IS NOT NULL)"
-    ).fetchone()
+    rows = exact_rows_digest(con, "marts", "mart_wijk_training", "feature_year IS NOT NULL")
     catalog = con.execute(
         "SELECT feature, label, unit, source, cbs_table_ids, sensitive FROM marts.feature_catalog ORDER BY ALL"
     ).fetchall()
-    payload = "\n".join([header, str(rows), digest, *("\x1f".join(map(repr, row)) for row in catalog)])
+    payload = "\n".join([rows, *("\x1f".join(map(repr, row)) for row in catalog)])
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -784,7 +784,9 @@ def _compact_for_ge(frame: pd.DataFrame, spec: dict, *, copy: bool = True) -> pd
     """
     used, keep_object = _referenced_columns(spec)
     if spec.get("prepare") == "raw_long":
-        frame = frame[[c for c in frame.columns if c not in DERIVED_RAW_COLUMNS or c in used]]
+        # a new frame of the kept columns; its columns are replaced below, never written into, so a
+        # shallow copy (no "copy of a slice" flag, no data copied) is enough
+        frame = frame[[c for c in frame.columns if c not in DERIVED_RAW_COLUMNS or c in used]].copy(deep=False)
     elif copy:
         frame = frame.copy()
     for name in frame.columns:
@@ -802,15 +804,18 @@ def _drop_unused_categories(part: pd.DataFrame) -> pd.DataFrame:
 
     A column whose every category occurs (always so for one batch of a factorized frame) is left as it
     is: the check is a count over the codes, while ``remove_unused_categories`` rebuilt the column
-    (~1 s over the ~15 text columns of a national RIVM year)."""
+    (~1 s over the ~15 text columns of a national RIVM year). A changed column goes into a shallow copy:
+    the batch passed in (a group of the frame, or the frame itself) is not written into."""
+    shallow = None
     for name in part.columns:
         column = part[name]
         if isinstance(column.dtype, pd.CategoricalDtype):
             codes = column.cat.codes.to_numpy()
             used = np.bincount(codes[codes >= 0], minlength=len(column.cat.categories))
             if not used.all():
-                part[name] = column.cat.remove_unused_categories()
-    return part
+                shallow = part.copy(deep=False) if shallow is None else shallow
+                shallow[name] = column.cat.remove_unused_categories()
+    return part if shallow is None else shallow
 
 
 def _batches(df: pd.DataFrame, batch_by: list[str] | None) -> list[tuple[str | None, pd.DataFrame]]:

@@ -51,11 +51,14 @@ class RefreshReport:
     runs: list[ExecutedRun] = field(default_factory=list)
     ticks: int = 0  # automation ticks evaluated, the last of which requested nothing
     automation_cursor: object | None = None
+    # source -> why its files/tables could not be listed (e.g. a file in another format): the release
+    # check could not see that source's releases, so the refresh did not do all it was asked to
+    unreadable: dict[str, str] = field(default_factory=dict)
 
     @property
     def success(self) -> bool:
         # a withheld outcome (gate 3) is a successful run with verdict "withheld", not a failure
-        return all(r.success for r in self.runs)
+        return all(r.success for r in self.runs) and not self.unreadable
 
     def materialised(self) -> dict[str, list[str | None]]:
         """asset key -> partitions the runs materialised, in execution order (a run stopped by a gate
@@ -257,14 +260,15 @@ def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | Non
     forget_unloaded_orphans(instance, defs.resources["cbs"], RAW_SOURCES, log=log)
     plan, listing = weekly_refresh_plan(defs.resources["cbs"], instance, RAW_SOURCES)
     for source, error in listing.errors.items():
-        log(f"could not list {source}: {error}")
+        log(f"could not list {source}: {error}; its partitions keep their previous content")
+    report.unreadable = dict(listing.errors)
     log(f"release check: {plan.summary()}")
     for source, years in plan.new_partitions.items():
         log(f"partition added: {source} {', '.join(years)}")
     report.runs += apply_sensor_result(
         defs, instance, dg.SensorResult(run_requests=run_requests(plan, "refresh")), trigger="refresh", log=log
     )
-    if not report.success:
+    if not all(run.success for run in report.runs):
         log("a raw load failed: its partition keeps its previous content (validated before the swap); "
             "the changes of every other source follow below")
     followed = follow_automation(defs, instance, cursor=report.automation_cursor, log=log)

@@ -24,7 +24,7 @@ import pytest
 
 from wijk_assets.runner.materialize import materialize_all
 from wijk_assets.definitions import build_definitions
-from wijk_assets.runner.refresh import apply_sensor_result, follow_automation
+from wijk_assets.runner.refresh import apply_sensor_result, follow_automation, refresh
 from wijk_assets.lib.responsible.stigma import find_judgemental_labels
 from wijk_assets.settings import Settings
 
@@ -417,3 +417,33 @@ def test_every_materialised_dbt_model_reports_its_row_count(pipeline):
         assert metadata["dagster/row_count"].value == con.execute(f'SELECT count(*) FROM "{schema}"."{name}"').fetchone()[0]
         checked += 1
     assert checked >= 30
+
+
+def test_a_source_file_in_another_format_fails_the_refresh_and_keeps_the_live_rows(pipeline):
+    """The Leefbaarometer file re-saved with ';' as separator (same rows; not the layout the reader
+    takes): the refresh cannot list that source's releases. It says which file, which row and what it
+    expected, reports failure (the CLI exits 1, as for a refused load), and every live row stays."""
+    con = _con(pipeline)
+    raw_before = con.execute("SELECT count(*), bit_xor(hash(release_year, area_code, measure_key, value_raw, "
+                             "source_sha256)) FROM raw.leefbaarometer").fetchone()
+    con.close()
+    link = next((pipeline["data"] / "leefbaarometer").glob("*.csv"))
+    original = link.resolve()
+    link.unlink()
+    link.write_text(original.read_text(encoding="utf-8").replace(",", ";"), encoding="utf-8")
+    lines: list[str] = []
+    try:
+        report = refresh(pipeline["settings"], pipeline["instance"], log=lines.append)
+        assert not report.success
+        assert list(report.unreadable) == ["leefbaarometer"]
+        message = report.unreadable["leefbaarometer"]
+        assert link.name in message and "row 1" in message and "semicolon" in message, message
+        assert any(line.startswith("could not list leefbaarometer") for line in lines), lines
+        assert report.runs == []  # nothing else changed, so nothing ran
+        con = _con(pipeline)
+        assert con.execute("SELECT count(*), bit_xor(hash(release_year, area_code, measure_key, value_raw, "
+                           "source_sha256)) FROM raw.leefbaarometer").fetchone() == raw_before
+        con.close()
+    finally:
+        link.unlink()
+        link.symlink_to(original)

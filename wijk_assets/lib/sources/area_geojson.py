@@ -9,7 +9,17 @@ name, ``value_raw`` = its text; a property that is absent stays absent, as in th
 ``measure_key = 'geometry'`` whose ``value_raw`` is the feature's geometry as compact GeoJSON text, so
 the boundary travels with its provenance (file, sha256, feature number) like any figure. The code goes
 to ``area_code``, the names to ``area_name`` / ``gemeente_name``; ``source_row`` is the 1-based feature
-number. Pure: no geometry library is needed to read (shapely is used downstream for neighbours).
+number.
+
+**Coordinates end up in WGS84 lon/lat**, what the maps and the neighbour computation downstream expect.
+A file in another reference system says so in a ``crs`` member, as GDAL and PDOK's WFS write it (e.g.
+``urn:ogc:def:crs:EPSG::28992``, RD New: the CBS wijk- en buurtkaart and PDOK's default output); it is
+converted to WGS84 when read (pyproj, axis order x/y as GeoJSON writes it, 6 decimals, ~0.1 m) and the
+read's metadata records the reference system it came from. A file without ``crs`` is WGS84 (RFC 7946).
+After conversion every coordinate must lie in the Netherlands' box (:data:`NL_LONLAT`); a file that does
+not is refused, naming the feature, its code and the coordinate, with what it looks like: RD New
+coordinates in a file that does not declare them, or latitude/longitude in swapped order (WFS 2.0 with
+``EPSG:4326``). Accepted as they were, such files drew every map wrong without any error.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import json
 import re
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from wijk_assets.lib.sources.base import RAW_DATA_COLUMNS, RawExtract, SourceFormatError
@@ -41,6 +52,13 @@ _CODE = {
     "gemeente": re.compile(r"^GM\d{4}$"),
 }
 GEOMETRY_TYPES = ("Polygon", "MultiPolygon")
+# (lon min, lat min, lon max, lat max): the European Netherlands with a margin (the real 2024 wijk layer,
+# water and "Buitenland" included, spans 3.31-7.23 E, 50.75-53.58 N).
+NL_LONLAT = (2.5, 50.0, 8.0, 54.5)
+# RD New (EPSG:28992) x/y of the Netherlands, with a margin: only to name what a refused file looks like.
+RD_XY = (-10_000.0, 280_000.0, 310_000.0, 640_000.0)
+WGS84 = "OGC:CRS84"
+DECIMALS = 6
 
 
 def _layer(source: str, properties: dict, row: int) -> tuple[str, str, str]:
@@ -53,6 +71,85 @@ def _layer(source: str, properties: dict, row: int) -> tuple[str, str, str]:
         f"properties {sorted(properties)[:8]}",
         row=row,
     )
+
+
+def _declared_crs(source: str, document: dict):
+    """(the ``crs`` member's name or None, a pyproj CRS to convert from or None when the file is WGS84)."""
+    member = document.get("crs")
+    if member is None:
+        return None, None
+    name = (member.get("properties") or {}).get("name") if isinstance(member, dict) else None
+    if not isinstance(name, str) or not name.strip():
+        raise SourceFormatError(source, "a 'crs' member with properties.name (e.g. urn:ogc:def:crs:EPSG::28992)",
+                                repr(member)[:120], column="crs")
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        crs = CRS.from_user_input(name.strip())
+    except CRSError as error:
+        raise SourceFormatError(source, "a coordinate reference system PROJ knows", repr(name), column="crs",
+                                hint=str(error)) from error
+    return name.strip(), (None if crs.equals(CRS.from_user_input(WGS84), ignore_axis_order=True) else crs)
+
+
+def _coordinates(geometry: dict) -> list[np.ndarray]:
+    """Every ring of a Polygon or MultiPolygon as an (n, 2+) float array."""
+    polygons = [geometry["coordinates"]] if geometry["type"] == "Polygon" else geometry["coordinates"]
+    return [np.asarray(ring, dtype=np.float64) for polygon in polygons for ring in polygon]
+
+
+def _inside(box: tuple[float, float, float, float], x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return (x >= box[0]) & (x <= box[2]) & (y >= box[1]) & (y <= box[3])
+
+
+def _to_wgs84(source: str, geometry: dict, transformer, row: int, code: str) -> dict:
+    """The geometry in WGS84 (converted when ``transformer`` is given), checked to lie in the Netherlands."""
+    try:
+        rings = _coordinates(geometry)
+    except (TypeError, ValueError) as error:
+        raise SourceFormatError(source, "rings of [x, y] number pairs", f"{type(error).__name__}: {error}",
+                                row=row, column=GEOMETRY_KEY) from error
+    if any(ring.ndim != 2 or ring.shape[0] == 0 or ring.shape[1] < 2 for ring in rings):
+        raise SourceFormatError(source, "rings of [x, y] number pairs", f"a ring of shape "
+                                f"{next(r.shape for r in rings if r.ndim != 2 or r.shape[0] == 0 or r.shape[1] < 2)}",
+                                row=row, column=GEOMETRY_KEY)
+    out = []
+    for ring in rings:
+        x, y = ring[:, 0], ring[:, 1]
+        if transformer is not None:
+            x, y = transformer.transform(x, y)
+            x, y = np.round(x, DECIMALS), np.round(y, DECIMALS)
+        ok = _inside(NL_LONLAT, x, y)
+        if not ok.all():
+            bad = int(np.argmin(ok))
+            found = ring[bad, :2].tolist()
+            if transformer is None and _inside(RD_XY, ring[:, 0], ring[:, 1]).all():
+                hint = ("These look like RD New (EPSG:28992) metres in a file that names no reference system: "
+                        "add \"crs\": {\"type\": \"name\", \"properties\": {\"name\": "
+                        "\"urn:ogc:def:crs:EPSG::28992\"}} or export in WGS84 (ogr2ogr -t_srs EPSG:4326)")
+            elif transformer is None and _inside(NL_LONLAT, ring[:, 1], ring[:, 0]).all():
+                hint = ("These look like latitude/longitude in swapped order (as WFS 2.0 writes EPSG:4326): "
+                        "GeoJSON takes [longitude, latitude]; export with srsName=CRS:84 or ogr2ogr -t_srs EPSG:4326")
+            else:
+                hint = "A boundary file for Dutch wijken lies within the Netherlands"
+            raise SourceFormatError(
+                source,
+                f"WGS84 [longitude, latitude] within {NL_LONLAT[0]}-{NL_LONLAT[2]} E, {NL_LONLAT[1]}-{NL_LONLAT[3]} N"
+                + (" after conversion" if transformer is not None else ""),
+                f"{found} in {code}", row=row, column=GEOMETRY_KEY, hint=hint,
+            )
+        if transformer is not None:
+            out.append(np.column_stack([x, y]).tolist())
+    if transformer is None:
+        return geometry
+    if geometry["type"] == "Polygon":
+        return {"type": "Polygon", "coordinates": out}
+    converted, at = [], 0
+    for polygon in geometry["coordinates"]:
+        converted.append(out[at:at + len(polygon)])
+        at += len(polygon)
+    return {"type": "MultiPolygon", "coordinates": converted}
 
 
 def read_area_geojson(source_file: "SourceFile") -> RawExtract:
@@ -71,6 +168,12 @@ def read_area_geojson(source_file: "SourceFile") -> RawExtract:
     if not isinstance(features, list) or not features:
         raise SourceFormatError(source, "a non-empty 'features' list", repr(type(features).__name__))
 
+    crs_name, crs = _declared_crs(source, document)
+    transformer = None
+    if crs is not None:
+        from pyproj import Transformer
+
+        transformer = Transformer.from_crs(crs, WGS84, always_xy=True)
     year = source_file.filename_year
     columns: dict[str, list] = {name: [] for name in RAW_DATA_COLUMNS}
     seen: dict[str, int] = {}
@@ -105,6 +208,7 @@ def read_area_geojson(source_file: "SourceFile") -> RawExtract:
                 source, f"a {' or '.join(GEOMETRY_TYPES)} geometry with coordinates", repr(found), row=row,
                 column=GEOMETRY_KEY,
             )
+        geometry = _to_wgs84(source, geometry, transformer, row, code.strip())
         items = [(k, value_text(v)) for k, v in properties.items() if k not in (code_key, name_key, GEMEENTE_NAME)]
         items.append((GEOMETRY_KEY, json.dumps(geometry, separators=(",", ":"))))
         for key, value in items:
@@ -129,6 +233,8 @@ def read_area_geojson(source_file: "SourceFile") -> RawExtract:
         "features": len(features),
         "level": level_of_file,
         "file_metadata": document.get("metadata"),
+        "crs": crs_name or "not stated: WGS84 (RFC 7946)",
+        "converted_to_wgs84": crs is not None,
         "geometry_types": {
             t: int(n)
             for t, n in pd.Series([f["geometry"]["type"] for f in features]).value_counts().sort_index().items()

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import shapely
 from pyproj import Transformer
+from shapely.geometry import mapping, shape
 
 from wijk_assets.lib.sources import read_source_file
 from wijk_assets.lib.sources.base import SourceFormatError
@@ -34,15 +36,11 @@ def _real(shared_data_dir: Path) -> SourceFile:
 
 
 def _map_coordinates(document: dict, fn) -> dict:
+    """``document`` with ``fn(x, y) -> (x, y)`` applied to every coordinate of every feature."""
     out = copy.deepcopy(document)
     for feature in out["features"]:
-        geometry = feature["geometry"]
-        polygons = [geometry["coordinates"]] if geometry["type"] == "Polygon" else geometry["coordinates"]
-        for polygon in polygons:
-            for i, ring in enumerate(polygon):
-                xy = np.asarray(ring, dtype=float)
-                x, y = fn(xy[:, 0], xy[:, 1])
-                polygon[i] = np.column_stack([x, y]).tolist()
+        moved = shapely.transform(shape(feature["geometry"]), lambda xy: np.column_stack(fn(xy[:, 0], xy[:, 1])))
+        feature["geometry"] = json.loads(json.dumps(mapping(moved)))
     return out
 
 

@@ -14,8 +14,8 @@ number.
 **Coordinates end up in WGS84 lon/lat**, what the maps and the neighbour computation downstream expect.
 A file in another reference system says so in a ``crs`` member, as GDAL and PDOK's WFS write it (e.g.
 ``urn:ogc:def:crs:EPSG::28992``, RD New: the CBS wijk- en buurtkaart and PDOK's default output); it is
-converted to WGS84 when read (pyproj, axis order x/y as GeoJSON writes it, 6 decimals, ~0.1 m) and the
-read's metadata records the reference system it came from. A file without ``crs`` is WGS84 (RFC 7946).
+converted to WGS84 when read (pyproj through shapely, axis order x/y as GeoJSON writes it, 6 decimals,
+~0.1 m) and the read's metadata records the reference system it came from. A file without ``crs`` is WGS84 (RFC 7946).
 After conversion every coordinate must lie in the Netherlands' box (:data:`NL_LONLAT`); a file that does
 not is refused, naming the feature, its code and the coordinate, with what it looks like: RD New
 coordinates in a file that does not declare them, or latitude/longitude in swapped order (WFS 2.0 with
@@ -93,63 +93,48 @@ def _declared_crs(source: str, document: dict):
     return name.strip(), (None if crs.equals(CRS.from_user_input(WGS84), ignore_axis_order=True) else crs)
 
 
-def _coordinates(geometry: dict) -> list[np.ndarray]:
-    """Every ring of a Polygon or MultiPolygon as an (n, 2+) float array."""
-    polygons = [geometry["coordinates"]] if geometry["type"] == "Polygon" else geometry["coordinates"]
-    return [np.asarray(ring, dtype=np.float64) for polygon in polygons for ring in polygon]
-
-
-def _inside(box: tuple[float, float, float, float], x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return (x >= box[0]) & (x <= box[2]) & (y >= box[1]) & (y <= box[3])
+def _inside(box: tuple[float, float, float, float], xy: np.ndarray) -> np.ndarray:
+    return (xy[:, 0] >= box[0]) & (xy[:, 0] <= box[2]) & (xy[:, 1] >= box[1]) & (xy[:, 1] <= box[3])
 
 
 def _to_wgs84(source: str, geometry: dict, transformer, row: int, code: str) -> dict:
     """The geometry in WGS84 (converted when ``transformer`` is given), checked to lie in the Netherlands."""
+    import shapely
+    from shapely.geometry import mapping, shape
+
+    expected = "rings of [x, y] number pairs"
     try:
-        rings = _coordinates(geometry)
-    except (TypeError, ValueError) as error:
-        raise SourceFormatError(source, "rings of [x, y] number pairs", f"{type(error).__name__}: {error}",
-                                row=row, column=GEOMETRY_KEY) from error
-    if any(ring.ndim != 2 or ring.shape[0] == 0 or ring.shape[1] < 2 for ring in rings):
-        raise SourceFormatError(source, "rings of [x, y] number pairs", f"a ring of shape "
-                                f"{next(r.shape for r in rings if r.ndim != 2 or r.shape[0] == 0 or r.shape[1] < 2)}",
-                                row=row, column=GEOMETRY_KEY)
-    out = []
-    for ring in rings:
-        x, y = ring[:, 0], ring[:, 1]
-        if transformer is not None:
-            x, y = transformer.transform(x, y)
-            x, y = np.round(x, DECIMALS), np.round(y, DECIMALS)
-        ok = _inside(NL_LONLAT, x, y)
-        if not ok.all():
-            bad = int(np.argmin(ok))
-            found = ring[bad, :2].tolist()
-            if transformer is None and _inside(RD_XY, ring[:, 0], ring[:, 1]).all():
-                hint = ("These look like RD New (EPSG:28992) metres in a file that names no reference system: "
-                        "add \"crs\": {\"type\": \"name\", \"properties\": {\"name\": "
-                        "\"urn:ogc:def:crs:EPSG::28992\"}} or export in WGS84 (ogr2ogr -t_srs EPSG:4326)")
-            elif transformer is None and _inside(NL_LONLAT, ring[:, 1], ring[:, 0]).all():
-                hint = ("These look like latitude/longitude in swapped order (as WFS 2.0 writes EPSG:4326): "
-                        "GeoJSON takes [longitude, latitude]; export with srsName=CRS:84 or ogr2ogr -t_srs EPSG:4326")
-            else:
-                hint = "A boundary file for Dutch wijken lies within the Netherlands"
-            raise SourceFormatError(
-                source,
-                f"WGS84 [longitude, latitude] within {NL_LONLAT[0]}-{NL_LONLAT[2]} E, {NL_LONLAT[1]}-{NL_LONLAT[3]} N"
-                + (" after conversion" if transformer is not None else ""),
-                f"{found} in {code}", row=row, column=GEOMETRY_KEY, hint=hint,
-            )
-        if transformer is not None:
-            out.append(np.column_stack([x, y]).tolist())
-    if transformer is None:
-        return geometry
-    if geometry["type"] == "Polygon":
-        return {"type": "Polygon", "coordinates": out}
-    converted, at = [], 0
-    for polygon in geometry["coordinates"]:
-        converted.append(out[at:at + len(polygon)])
-        at += len(polygon)
-    return {"type": "MultiPolygon", "coordinates": converted}
+        polygon = shape(geometry)
+        xy = shapely.get_coordinates(polygon)
+    except (TypeError, ValueError, shapely.errors.ShapelyError) as error:
+        raise SourceFormatError(source, expected, f"{type(error).__name__}: {error}", row=row,
+                                column=GEOMETRY_KEY) from error
+    if not len(xy):
+        raise SourceFormatError(source, expected, "no coordinates", row=row, column=GEOMETRY_KEY)
+    if transformer is not None:
+        def to_wgs84(coordinates: np.ndarray) -> np.ndarray:
+            return np.round(np.column_stack(transformer.transform(coordinates[:, 0], coordinates[:, 1])), DECIMALS)
+
+        polygon = shapely.transform(polygon, to_wgs84)
+    ok = _inside(NL_LONLAT, shapely.get_coordinates(polygon))
+    if not ok.all():
+        found = xy[int(np.argmin(ok))].tolist()
+        if transformer is None and _inside(RD_XY, xy).all():
+            hint = ("These look like RD New (EPSG:28992) metres in a file that names no reference system: "
+                    "add \"crs\": {\"type\": \"name\", \"properties\": {\"name\": "
+                    "\"urn:ogc:def:crs:EPSG::28992\"}} or export in WGS84 (ogr2ogr -t_srs EPSG:4326)")
+        elif transformer is None and _inside(NL_LONLAT, xy[:, ::-1]).all():
+            hint = ("These look like latitude/longitude in swapped order (as WFS 2.0 writes EPSG:4326): "
+                    "GeoJSON takes [longitude, latitude]; export with srsName=CRS:84 or ogr2ogr -t_srs EPSG:4326")
+        else:
+            hint = "A boundary file for Dutch wijken lies within the Netherlands"
+        raise SourceFormatError(
+            source,
+            f"WGS84 [longitude, latitude] within {NL_LONLAT[0]}-{NL_LONLAT[2]} E, {NL_LONLAT[1]}-{NL_LONLAT[3]} N"
+            + (" after conversion" if transformer is not None else ""),
+            f"{found} in {code}", row=row, column=GEOMETRY_KEY, hint=hint,
+        )
+    return geometry if transformer is None else mapping(polygon)
 
 
 def read_area_geojson(source_file: "SourceFile") -> RawExtract:

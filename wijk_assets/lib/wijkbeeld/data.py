@@ -40,6 +40,8 @@ class GemeenteData:
     comparables: pd.DataFrame = field(default_factory=pd.DataFrame)  # nearest wijken (comparable.py)
     buurt_values: pd.DataFrame = field(default_factory=pd.DataFrame)  # buurt figures behind bu_max/bu_min drivers
     notes: list[str] = field(default_factory=list)
+    # site._health_index: the health table indexed once for all pages (not an input: not compared)
+    health_index: tuple | None = field(default=None, repr=False, compare=False)
 
 
 def _tables(con) -> set[str]:

@@ -70,13 +70,14 @@ def render_map(
     ys = [p[1] for g in parsed.values() for ring in _rings(g) for p in ring]
     if not xs:
         raise ValueError("no geometry to draw: every wijk lacks a GeoJSON boundary")
-    kx = math.cos(math.radians((min(ys) + max(ys)) / 2))
-    span_x, span_y = (max(xs) - min(xs)) * kx, max(ys) - min(ys)
+    x_min, x_max, y_min, y_max = min(xs), max(xs), min(ys), max(ys)  # once: project() runs per point
+    kx = math.cos(math.radians((y_min + y_max) / 2))
+    span_x, span_y = (x_max - x_min) * kx, y_max - y_min
     scale = (width - 20) / max(span_x, span_y * 0.8, 1e-9)
     height = int(span_y * scale) + 20
 
     def project(lon: float, lat: float) -> tuple[float, float]:
-        return 10 + (lon - min(xs)) * kx * scale, 10 + (max(ys) - lat) * scale
+        return 10 + (lon - x_min) * kx * scale, 10 + (y_max - lat) * scale
 
     colourings = [(ind, *classify(ind.values)) for ind in indicators]
     out = [f'<svg id="{element_id}" class="kaart" viewBox="0 0 {width} {height}" role="img" '

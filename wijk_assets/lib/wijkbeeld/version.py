@@ -49,6 +49,8 @@ def inputs_version(data: GemeenteData, *, min_inhabitants: int, out_dir: Path) -
     digest.update(json.dumps({"code": code_digest(), "min_inhabitants": int(min_inhabitants),
                               "out_dir": str(Path(out_dir).resolve())}).encode())
     for spec in fields(data):
+        if not spec.compare:  # derived from the inputs (a cache), not an input
+            continue
         value = getattr(data, spec.name)
         digest.update(f"\n{spec.name}\n".encode())
         if isinstance(value, pd.DataFrame):

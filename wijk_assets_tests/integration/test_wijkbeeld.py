@@ -30,7 +30,7 @@ from wijk_assets.keys import WIJKBEELD_KEY
 from wijk_assets.lib.responsible.stigma import find_judgemental_labels
 from wijk_assets.lib.wijkbeeld.data import NoWijkenError, load_gemeente
 from wijk_assets.lib.wijkbeeld.fmt import nl_int, nl_number, nl_pct
-from wijk_assets.lib.wijkbeeld.site import SUPPRESSED, write_site
+from wijk_assets.lib.wijkbeeld.site import NOT_LINKED, SUPPRESSED, build_wijk, write_site
 from wijk_assets.runner.materialize import materialize_keys
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
@@ -331,3 +331,58 @@ def test_comparable_wijken_are_published_neighbours_in_feature_space(built, con)
     for r in near.itertuples(index=False):
         assert r.other_code in published.index  # never a suppressed wijk
         assert f"<td>{r.other_name}</td>" in table and f"{nl_number(published[r.other_code], 2)} (" in table
+
+
+def _health_cell(context: dict, feature: str, year: int) -> str:
+    row = next(h for h in context["health"] if h["feature"] == feature)
+    return row["cells"][context["health_years"].index(year)]["wijk"]
+
+
+def test_a_renumbered_gemeente_shows_the_figures_of_the_wijk_with_the_same_name(con):
+    """Amsterdam renumbered all its wijken (2024: WK0363AD Burgwallen-Nieuwe Zijde; the Leefbaarometer,
+    the models and the 2020 health layout: WK036301). Matched by code, every Amsterdam page said "niet
+    gemeten" for all health figures and showed no Leefbaarometer score and no model result."""
+
+    data = load_gemeente(con, "GM0363")
+    rules = data.links.set_index("area_code")["link_rule"]
+    assert (rules == "name_within_gemeente").sum() >= 70 and (rules == "exact").sum() == 0
+    link = data.links.set_index("area_code").loc["WK0363AD"]
+    assert (link["lbm_wijk_code"], link["lbm_wijk_name"]) == ("WK036301", "Burgwallen-Nieuwe Zijde")
+
+    page = build_wijk(data, "WK0363AD", 50, {c: f"{c}.html" for c in data.wijken["area_code"]})
+    assert "WK036301" in page["link_note"] and "Burgwallen-Nieuwe Zijde" in page["link_note"]
+    feature, value = con.execute(
+        "SELECT feature, value FROM marts.fct_area_feature_values WHERE source = 'rivm_gezondheid' AND year = 2020 "
+        "AND area_code = 'WK036301' AND feature LIKE '%__18plus' AND value IS NOT NULL ORDER BY feature LIMIT 1").fetchone()
+    assert _health_cell(page, feature, 2020) == nl_pct(value)
+    lbm_2022 = con.execute("SELECT lbm FROM marts.fct_liveability_outcomes WHERE wijk_code = 'WK036301' AND year = 2022").fetchone()[0]
+    chart = next(c for c in page["lbm_charts"] if c["key"] == "lbm")
+    assert "rij" in chart["lineage"] and "geen score" not in chart["lineage"]
+    assert data.lbm.loc[(data.lbm["wijk_code"] == "WK0363AD") & (data.lbm["year"] == 2022), "lbm"].item() == pytest.approx(lbm_2022)
+    published = con.execute("SELECT actual FROM publish.area_comparison WHERE area_code = 'WK036301' AND outcome = 'lbm'").fetchone()
+    lbm_section = next(m for m in page["models"] if m["outcome"] == "lbm")
+    assert lbm_section["published"] and published is not None and nl_number(published[0], 2) in lbm_section["score"]
+
+
+def test_a_reused_code_does_not_show_the_health_figures_of_another_area(con):
+    """Almere's WK003402 is the small "De Werven" in the 2024 and Leefbaarometer layouts but a district of
+    Almere Haven in the 2020 health layout (the harmonisation finds no evidence it is the same area). The
+    page showed that district's figures as De Werven's; it now shows its Leefbaarometer scores and says the
+    health figures cannot be assigned."""
+
+    assert con.execute(
+        "SELECT DISTINCT unmatched_reason FROM intermediate.int_area_code_harmonisation "
+        "WHERE source = 'rivm_gezondheid' AND lbm_wijk_code = 'WK003402'").fetchall() == [("code_reused_area_unproven",)]
+    data = load_gemeente(con, "GM0034")
+    assert data.links.set_index("area_code").loc["WK003402", "link_rule"] == "exact_code_and_name"
+    page = build_wijk(data, "WK003402", 50, {c: f"{c}.html" for c in data.wijken["area_code"]})
+    other = dict(con.execute(
+        "SELECT feature, value FROM marts.fct_area_feature_values WHERE source = 'rivm_gezondheid' AND year = 2020 "
+        "AND area_code = 'WK003402' AND feature LIKE '%__18plus' AND value IS NOT NULL").fetchall())
+    assert len(other) > 10
+    cells = {h["feature"]: _health_cell(page, h["feature"], 2020) for h in page["health"]}
+    assert set(cells.values()) == {NOT_LINKED} and page["not_linked"]
+    assert not data.lbm[data.lbm["wijk_code"] == "WK003402"].empty  # its own Leefbaarometer scores stay
+
+    assen = load_gemeente(con, "GM0106")  # same codes in every layout: linked by code, as before
+    assert set(assen.links["link_rule"]) == {"exact"} and len(assen.links) == len(ASSEN)

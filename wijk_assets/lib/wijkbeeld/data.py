@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from wijk_assets.lib.wijkbeeld.links import health_targets, linked_codes, load_links, to_page_codes
+
 NATIONAL_CODE = "NL00"
 HEALTH_SOURCE = "rivm_gezondheid"
 HEALTH_GROUP = "18plus"  # the age group the pages show (all adults)
@@ -40,6 +42,11 @@ class GemeenteData:
     comparables: pd.DataFrame = field(default_factory=pd.DataFrame)  # nearest wijken (comparable.py)
     buurt_values: pd.DataFrame = field(default_factory=pd.DataFrame)  # buurt figures behind bu_max/bu_min drivers
     notes: list[str] = field(default_factory=list)
+    # page wijk -> Leefbaarometer wijk (links.py: area_code, lbm_wijk_code, lbm_wijk_name, lbm_layout_year,
+    # link_rule) and, per health-monitor year, the area whose figures are the wijk's (area_code, year,
+    # target_area_code, match_rule)
+    links: pd.DataFrame = field(default_factory=pd.DataFrame)
+    health_links: pd.DataFrame = field(default_factory=pd.DataFrame)
     # site._health_index: the health table indexed once for all pages (not an input: not compared)
     health_index: tuple | None = field(default=None, repr=False, compare=False)
 
@@ -113,27 +120,50 @@ def load_gemeente(con, gemeente_code: str) -> GemeenteData:
         """,
         [codes],
     ).df() if "raw.cbs_wijkgrenzen" in tables else pd.DataFrame()
-    lbm = _frame(con, tables, "marts.fct_liveability_outcomes",
-                 "SELECT * FROM marts.fct_liveability_outcomes WHERE wijk_code IN (SELECT unnest(?)) ORDER BY wijk_code, year",
-                 [codes], notes)
-    lbm_reference = _frame(con, tables, "marts.fct_liveability_outcomes", _LBM_REFERENCE_SQL, [codes], notes)
-    health = con.execute(
-        """
-        SELECT area_code, area_level, feature, concept, year, value, missing_reason, cbs_table_id,
-               source_file, source_row
-        FROM marts.fct_area_feature_values
-        WHERE source = ? AND ends_with(feature, ?) AND (area_code IN (SELECT unnest(?)) OR area_code IN (?, ?))
-        ORDER BY feature, year, area_code, source_file, source_row
-        """,
-        [HEALTH_SOURCE, f"__{HEALTH_GROUP}", codes, gemeente_code, NATIONAL_CODE],
-    ).df()
+    # The Leefbaarometer, the models and the health monitor use older layouts: figures are read for the
+    # wijk each page wijk is linked to (links.py) and carry the page wijk's code from here on.
+    links = load_links(con, tables, gemeente_code)
+    lbm_codes = linked_codes(links)
+    lbm = to_page_codes(_frame(
+        con, tables, "marts.fct_liveability_outcomes",
+        "SELECT * FROM marts.fct_liveability_outcomes WHERE wijk_code IN (SELECT unnest(?)) ORDER BY wijk_code, year",
+        [lbm_codes], notes), "wijk_code", links)
+    if not lbm.empty:
+        lbm = lbm.sort_values(["wijk_code", "year"], kind="stable").reset_index(drop=True)
+    # the gemeente's mean over its wijken in the Leefbaarometer's own layout
+    lbm_reference = _frame(con, tables, "marts.fct_liveability_outcomes", _LBM_REFERENCE_SQL, [gemeente_code], notes)
+    health_links = health_targets(con, tables, links, HEALTH_SOURCE)
+    con.register("__health_links", health_links[["area_code", "year", "target_area_code"]])
+    try:
+        health = con.execute(
+            """
+            WITH v AS (
+                SELECT area_code, area_level, feature, concept, year, value, missing_reason, cbs_table_id,
+                       source_file, source_row
+                FROM marts.fct_area_feature_values WHERE source = ? AND ends_with(feature, ?)
+            )
+            SELECT * FROM (
+                SELECT l.area_code, v.area_level, v.feature, v.concept, v.year, v.value, v.missing_reason,
+                       v.cbs_table_id, v.source_file, v.source_row
+                FROM v JOIN __health_links AS l ON v.area_code = l.target_area_code AND v.year = l.year
+                UNION ALL
+                SELECT * FROM v WHERE area_code IN (?, ?)
+            )
+            ORDER BY feature, year, area_code, source_file, source_row
+            """,
+            [HEALTH_SOURCE, f"__{HEALTH_GROUP}", gemeente_code, NATIONAL_CODE],
+        ).df()
+    finally:
+        con.unregister("__health_links")
     health = health[health["feature"].str.endswith(f"__{HEALTH_GROUP}")]
-    comparison = _frame(con, tables, "publish.area_comparison",
-                        "SELECT * FROM publish.area_comparison WHERE area_code IN (SELECT unnest(?)) ORDER BY area_code, outcome",
-                        [codes], notes)
-    drivers = _frame(con, tables, "publish.area_drivers",
-                     "SELECT * FROM publish.area_drivers WHERE area_code IN (SELECT unnest(?)) ORDER BY outcome, side, rank",
-                     [codes], notes)
+    comparison = to_page_codes(_frame(
+        con, tables, "publish.area_comparison",
+        "SELECT * FROM publish.area_comparison WHERE area_code IN (SELECT unnest(?)) ORDER BY area_code, outcome",
+        [lbm_codes], notes), "area_code", links)
+    drivers = to_page_codes(_frame(
+        con, tables, "publish.area_drivers",
+        "SELECT * FROM publish.area_drivers WHERE area_code IN (SELECT unnest(?)) ORDER BY outcome, side, rank",
+        [lbm_codes], notes), "area_code", links)
     importance = _frame(
         con, tables, "ml.global_importance",
         "SELECT i.* FROM ml.global_importance i JOIN ml.model_runs r USING (outcome, model_version) "
@@ -151,7 +181,7 @@ def load_gemeente(con, gemeente_code: str) -> GemeenteData:
         survey = survey[survey["survey"].map(lambda s: str(s).split("_inwonersenquete")[0]) == _slug(gemeente_name)]
     from wijk_assets.lib.wijkbeeld.comparable import nearest_wijken
 
-    comparables = nearest_wijken(con, codes, tables)
+    comparables = to_page_codes(nearest_wijken(con, lbm_codes, tables), "area_code", links)
     buurt_values = pd.DataFrame()
     if not drivers.empty:
         aggregated = sorted({f.split("__", 1)[1] for f in drivers["feature"] if re.match(r"^bu_(max|min)__", str(f))})
@@ -163,7 +193,7 @@ def load_gemeente(con, gemeente_code: str) -> GemeenteData:
                 [aggregated, "BU" + gemeente_code[2:]],
             ).df()
     return GemeenteData(gemeente_code, gemeente_name, wijken, ages, lbm, lbm_reference, health, comparison,
-                        drivers, importance, gate, survey, comparables, buurt_values, notes)
+                        drivers, importance, gate, survey, comparables, buurt_values, notes, links, health_links)
 
 
 # Gemeente: the plain mean over its wijken (the Leefbaarometer file has wijk scores only); Nederland:
@@ -176,7 +206,7 @@ WITH nat AS (
 ), gem AS (
     SELECT year, avg(lbm) AS lbm, avg(fys) AS fys, avg(onv) AS onv, avg(soc) AS soc, avg(vrz) AS vrz,
            avg(won) AS won, count(lbm) AS n_wijken
-    FROM marts.fct_liveability_outcomes WHERE wijk_code IN (SELECT unnest(?)) GROUP BY year
+    FROM marts.fct_liveability_outcomes WHERE gemeente_code = ? GROUP BY year
 )
 SELECT gem.*, nat.nl_lbm FROM gem LEFT JOIN nat USING (year) ORDER BY year
 """

@@ -72,6 +72,9 @@ def _buurt_of(data, code: str, d) -> str:
     if not feature.startswith(("bu_max__", "bu_min__")) or data.buurt_values.empty or _v(d["feature_value"]) is None:
         return ""
     base = feature.split("__", 1)[1]
+    if not data.links.empty:  # the drivers are of the Leefbaarometer wijk the page wijk is linked to
+        linked = data.links.loc[data.links["area_code"] == code, "lbm_wijk_code"].dropna()
+        code = linked.iloc[0] if len(linked) else code
     rows = data.buurt_values[(data.buurt_values["feature"] == base) & (data.buurt_values["year"] == d.get("feature_year"))
                              & data.buurt_values["area_code"].str.startswith("BU" + code[2:])]
     hits = rows.loc[(rows["value"] - float(d["feature_value"])).abs() < 0.05, "area_code"]

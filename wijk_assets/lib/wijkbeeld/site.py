@@ -165,7 +165,7 @@ def _lbm_charts(data: GemeenteData, code: str, name: str) -> list[dict]:
     return out
 
 
-def _health_index(data: GemeenteData) -> tuple[list[int], list[str], dict[tuple[str, int, str], dict]]:
+def _health_index(data: GemeenteData) -> tuple:
     """(years, features, first row per (feature, year, area code)) of ``data.health``, built once per
     GemeenteData: every wijk page reads it, and a mask over the whole table per cell made a gemeente
     of 110 wijken (Amsterdam) spend ~20 s here."""
@@ -175,14 +175,18 @@ def _health_index(data: GemeenteData) -> tuple[list[int], list[str], dict[tuple[
         features = sorted(health["feature"].unique())
         first = health.drop_duplicates(["feature", "year", "area_code"], keep="first")
         rows = {(r["feature"], int(r["year"]), r["area_code"]): r for r in first.to_dict("records")}
-        data.health_index = (years, features, rows)
+        # (page wijk, year) pairs whose own health figures are known (links.py); None: every code is
+        # its own area (a GemeenteData built without links)
+        linked = None if data.links.empty else {(a, int(y)) for a, y in zip(data.health_links["area_code"],
+                                                                             data.health_links["year"])}
+        data.health_index = (years, features, rows, linked)
     return data.health_index
 
 
 def _health_rows(data: GemeenteData, code: str) -> tuple[list[int], list[dict]]:
     if data.health.empty:
         return [], []
-    years, features, index = _health_index(data)
+    years, features, index, linked = _health_index(data)
     rows = []
     for feature in features:
         cells = []
@@ -194,15 +198,37 @@ def _health_rows(data: GemeenteData, code: str) -> tuple[list[int], list[dict]]:
                 v = _val(r["value"])
                 return r, (nl_pct(v) if v is not None else
                            ("niet gemeten" if r["missing_reason"] in ("not_measured", "not_applicable") else NOT_PUBLISHED))
-            own, own_text = pick(code)
+            own, own_text = pick(code) if linked is None or (code, year) in linked else (None, NOT_LINKED)
             _g, gem_text = pick(data.gemeente_code)
             _n, nl_text = pick(NATIONAL_CODE)
             lineage = f"{own['source_file']}, rij {own['source_row']}" if own is not None else ""
             cells.append({"wijk": own_text, "gemeente": gem_text, "nl": nl_text, "lineage": lineage})
-        if all(c["wijk"] == "niet gemeten" and c["nl"] == "niet gemeten" for c in cells):
+        if all(c["wijk"] in ("niet gemeten", NOT_LINKED) and c["nl"] == "niet gemeten" for c in cells):
             continue
         rows.append({"label": feature_label_nl(feature.split("__")[0]), "feature": feature, "cells": cells})
     return years, rows
+
+
+NOT_LINKED = "niet te koppelen"
+
+
+def link_note(data: GemeenteData, code: str) -> str | None:
+    """Dutch sentence on how the page wijk was found in the older layouts (links.py); None when by code."""
+    if data.links.empty:
+        return None
+    row = data.links[data.links["area_code"] == code]
+    if row.empty or row.iloc[0]["link_rule"] in ("exact", "exact_code_and_name"):
+        return None
+    row = row.iloc[0]
+    if row["link_rule"] == "name_within_gemeente":
+        year = f" ({int(row['lbm_layout_year'])})" if _val(row["lbm_layout_year"]) is not None else ""
+        return (f"De Leefbaarometer en de modellen gebruiken een oudere wijkindeling{year}. Daarin heeft deze wijk "
+                f"dezelfde naam ({row['lbm_wijk_name']}) en een andere code ({row['lbm_wijk_code']}): de scores, "
+                "modeluitkomsten en gezondheidscijfers op deze pagina zijn van die wijk.")
+    return (f"{data.gemeente_name} heeft haar wijken opnieuw ingedeeld. Deze wijk komt in de oudere wijkindeling van "
+            "de Leefbaarometer en de modellen niet met zekerheid voor (niet met dezelfde code én naam, en niet "
+            "onder een andere code met dezelfde naam). Scores, modeluitkomsten en gezondheidscijfers van de oude "
+            "wijken staan daarom niet bij deze wijk.")
 
 
 def survey_table(data: GemeenteData, wijk_name: str | None) -> dict | None:
@@ -243,12 +269,14 @@ def build_wijk(data: GemeenteData, code: str, min_inhabitants: int, links: dict[
     if hidden:
         return context
     years, health = _health_rows(data, code)
+    link = link_note(data, code)
     context.update({
         "inhabitants": nl_int(w.inhabitants), "inhabitants_year": int(w.inhabitants_year) if _val(w.inhabitants_year) else None,
         "src_inhabitants": f"{SRC_KWB} {int(w.inhabitants_year) if _val(w.inhabitants_year) else ''} "
                            f"({w.inhabitants_table}); herkomst: {w.inhabitants_file}, rij {w.inhabitants_row}",
         "ages": _age_rows(data, code), "lbm_charts": _lbm_charts(data, code, w.area_name) if not data.lbm.empty else [],
-        "health_years": years, "health": health, "src_health": SRC_HEALTH,
+        "health_years": years, "health": health, "src_health": SRC_HEALTH, "link_note": link,
+        "not_linked": any(c["wijk"] == NOT_LINKED for h in health for c in h["cells"]),
         "models": model_sections(data, code), "comparable": _comparable_rows(data, code),
     })
     return context

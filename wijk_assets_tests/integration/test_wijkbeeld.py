@@ -196,18 +196,32 @@ def test_numbers_on_the_pages_equal_the_warehouse(built, con):
 
 
 def test_publisher_suppression_is_shown_as_not_published(con, tmp_path):
-    # a health cell the publisher suppressed for a wijk that is itself shown (no Assen wijk has one, so
-    # the first such wijk in the country): the page says "niet gepubliceerd", never blank, never a number
-    row = con.execute(
+    """A health cell the publisher suppressed reads "niet gepubliceerd", never blank, never a number.
+
+    The only suppressed 18+ cell of a shown, published wijk in the national data is Schiedam's WK060605
+    (2020), and that code is "Nieuw Mathenesse" in the health layout but "Kethel" in 2024: its page says
+    the figure cannot be assigned (links.py). The rendering of a suppression is then checked on Assen's
+    real data with one cell marked suppressed (a synthetic edit, labelled as such)."""
+    rows = con.execute(
         "SELECT f.area_code, d.gemeente_code, f.feature, f.year FROM marts.fct_area_feature_values f "
         "JOIN marts.dim_area d USING (area_code) JOIN publish.area_comparison p ON p.area_code = f.area_code "
         "AND p.outcome = 'lbm' AND p.suppressed_reason IS NULL "
         "WHERE f.area_level = 'wijk' AND f.source = 'rivm_gezondheid' AND ends_with(f.feature, '__18plus') "
         "AND f.missing_reason = 'suppressed' AND f.area_code IN (SELECT area_code FROM intermediate.int_wijk_geometry) "
-        "ORDER BY f.area_code, f.feature, f.year LIMIT 1").fetchone()
-    assert row is not None, "expected a suppressed 18+ health figure for a published wijk"
-    code, gemeente, feature, year = row
-    site = write_site(load_gemeente(con, gemeente), tmp_path / gemeente, min_inhabitants=50)
+        "ORDER BY f.area_code, f.feature, f.year").fetchall()
+    assert ("WK060605", "GM0606", "pct_alcohol_drinkers__18plus", 2020) in rows
+    schiedam = load_gemeente(con, "GM0606")
+    assert schiedam.links.set_index("area_code").loc["WK060605", "link_rule"] == "unlinked"
+    kethel = build_wijk(schiedam, "WK060605", 50, {c: f"{c}.html" for c in schiedam.wijken["area_code"]})
+    assert _health_cell(kethel, "pct_alcohol_drinkers__18plus", 2020) == NOT_LINKED
+
+    data = load_gemeente(con, "GM0106")
+    code, feature, year = "WK010604", "pct_smokers__18plus", int(data.health["year"].max())
+    cell = (data.health["area_code"] == code) & (data.health["feature"] == feature) & (data.health["year"] == year)
+    assert cell.sum() == 1 and data.health.loc[cell, "value"].notna().all()
+    data.health = data.health.copy()
+    data.health.loc[cell, ["value", "missing_reason"]] = [None, "suppressed"]  # synthetic: as the publisher writes it
+    site = write_site(data, tmp_path / "GM0106", min_inhabitants=50)
     page = site.wijk_pages[code].read_text(encoding="utf-8")
     years = [int(y) for y in re.findall(r'<th class="num" colspan="3">(\d{4})</th>', page)]
     cells = re.findall(r'<td class="num"[^>]*>([^<]*)</td>',

@@ -398,5 +398,12 @@ def test_a_reused_code_does_not_show_the_health_figures_of_another_area(con):
     assert set(cells.values()) == {NOT_LINKED} and page["not_linked"]
     assert not data.lbm[data.lbm["wijk_code"] == "WK003402"].empty  # its own Leefbaarometer scores stay
 
+    # a gemeente formed after the Leefbaarometer's layout: its wijken are found under the former gemeenten
+    voorne = load_gemeente(con, "GM1992")
+    linked = voorne.links.set_index("area_code")
+    assert (linked.loc["WK199200", "lbm_wijk_code"], linked.loc["WK199200", "link_rule"]) == ("WK053000", "name_within_gemeente")
+    assert (linked["link_rule"] == "name_within_gemeente").sum() >= 15
+    assert not voorne.lbm[voorne.lbm["wijk_code"] == "WK199200"].empty and not voorne.lbm_reference.empty
+
     assen = load_gemeente(con, "GM0106")  # same codes in every layout: linked by code, as before
     assert set(assen.links["link_rule"]) == {"exact"} and len(assen.links) == len(ASSEN)

@@ -71,6 +71,24 @@ def test_a_renumbered_wijk_is_found_by_its_name_once_and_only_when_unambiguous()
     }
 
 
+def test_a_merged_gemeente_finds_its_wijken_among_those_of_the_gemeenten_it_was_formed_from():
+    # GM0003 was formed from GM0001 and GM0002; the Leefbaarometer still has the old gemeenten's wijken
+    con = _con([("GM0003", "WK000300", "Dorp"), ("GM0003", "WK000301", "Haven"), ("GM0003", "WK000302", "Centrum")],
+               [("GM0001", "WK000100", "Wijk 00 Dorp"), ("GM0002", "WK000200", "Haven"),
+                ("GM0001", "WK000101", "Centrum"), ("GM0002", "WK000201", "Centrum"), ("GM0009", "WK000900", "Haven")])
+    con.execute("CREATE SCHEMA staging")
+    con.execute("CREATE TABLE staging.gemeente_changes (old_code VARCHAR, new_code VARCHAR)")
+    con.execute("INSERT INTO staging.gemeente_changes VALUES ('GM0001', 'GM0003'), ('GM0002', 'GM0003')")
+    without_seed = _rules(con, "GM0003")
+    assert set(r for _c, r in without_seed.values()) == {"unlinked"}  # the seed is not in TABLES yet
+    links = load_links(con, TABLES | {"staging.gemeente_changes"}, "GM0003")
+    assert {a: (c, r) for a, c, r in zip(links["area_code"], links["lbm_wijk_code"], links["link_rule"])} == {
+        "WK000300": ("WK000100", "name_within_gemeente"),
+        "WK000301": ("WK000200", "name_within_gemeente"),  # not GM0009's Haven: not a predecessor
+        "WK000302": (None, "unlinked"),  # a Centrum in both former gemeenten: ambiguous
+    }
+
+
 def test_health_follows_the_link_only_through_rules_that_give_the_wijks_own_area():
     con = _con([("GM0001", "WK0001AA", "Centrum"), ("GM0001", "WK0001AB", "Zuid")],
                [("GM0001", "WK000100", "Centrum"), ("GM0001", "WK000101", "Zuid")],

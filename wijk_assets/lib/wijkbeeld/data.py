@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from wijk_assets.lib.wijkbeeld.links import health_targets, linked_codes, load_links, to_page_codes
+from wijk_assets.lib.wijkbeeld.links import (
+    health_targets,
+    linked_codes,
+    load_links,
+    reference_gemeenten,
+    to_page_codes,
+)
 
 NATIONAL_CODE = "NL00"
 HEALTH_SOURCE = "rivm_gezondheid"
@@ -131,7 +137,8 @@ def load_gemeente(con, gemeente_code: str) -> GemeenteData:
     if not lbm.empty:
         lbm = lbm.sort_values(["wijk_code", "year"], kind="stable").reset_index(drop=True)
     # the gemeente's mean over its wijken in the Leefbaarometer's own layout
-    lbm_reference = _frame(con, tables, "marts.fct_liveability_outcomes", _LBM_REFERENCE_SQL, [gemeente_code], notes)
+    lbm_reference = _frame(con, tables, "marts.fct_liveability_outcomes", _LBM_REFERENCE_SQL,
+                           [reference_gemeenten(con, tables, gemeente_code)], notes)
     health_links = health_targets(con, tables, links, HEALTH_SOURCE)
     con.register("__health_links", health_links[["area_code", "year", "target_area_code"]])
     try:
@@ -206,7 +213,7 @@ WITH nat AS (
 ), gem AS (
     SELECT year, avg(lbm) AS lbm, avg(fys) AS fys, avg(onv) AS onv, avg(soc) AS soc, avg(vrz) AS vrz,
            avg(won) AS won, count(lbm) AS n_wijken
-    FROM marts.fct_liveability_outcomes WHERE gemeente_code = ? GROUP BY year
+    FROM marts.fct_liveability_outcomes WHERE gemeente_code IN (SELECT unnest(?)) GROUP BY year
 )
 SELECT gem.*, nat.nl_lbm FROM gem LEFT JOIN nat USING (year) ORDER BY year
 """

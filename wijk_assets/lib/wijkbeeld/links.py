@@ -17,7 +17,10 @@ layer as the "source":
 - ``exact_code_and_name``: same code in a re-divided gemeente, and the same name (name key: case,
   accents, punctuation and a 'Wijk 01' prefix ignored);
 - ``name_within_gemeente``: a different code, and exactly one Leefbaarometer wijk of the gemeente whose
-  code the boundary layer lacks has the same name (and no other page wijk has that name).
+  code the boundary layer lacks has the same name (and no other page wijk has that name). The wijken of a
+  gemeente that merged into this one (seed ``gemeente_changes``) count as the gemeente's here: the
+  Leefbaarometer keeps the layout of the year before a merger (Voorne aan Zee, formed in 2023, has the wijken
+  of Brielle, Hellevoetsluis and Westvoorne there; Amsterdam those of Weesp).
 
 Anything else is ``unlinked``: the page says the figures of the older layout cannot be assigned to it.
 The health figures then follow the Leefbaarometer wijk to the health layout through
@@ -42,15 +45,24 @@ def name_key(expr: str) -> str:
             f"'[^a-z0-9]', '', 'g')")
 
 
-_LINKS_SQL = f"""
-WITH page AS (
+_LINKS_SQL = """
+WITH predecessors AS (
+    {predecessors}
+), page AS (
     SELECT area_code, area_name FROM intermediate.int_wijk_geometry
     WHERE gemeente_code = $gemeente AND year = (SELECT max(year) FROM intermediate.int_wijk_geometry)
 ), lbm AS (
     SELECT area_code AS lbm_wijk_code, arg_max(area_name, year) AS lbm_wijk_name,
            max(layout_year) AS lbm_layout_year
     FROM intermediate.int_area_names
-    WHERE source = '{LBM_SOURCE}' AND area_level = 'wijk' AND gemeente_code = $gemeente
+    WHERE source = '{lbm_source}' AND area_level = 'wijk' AND gemeente_code = $gemeente
+    GROUP BY area_code
+), lbm_named AS (  -- for the name rule: also the wijken of gemeenten that merged into this one
+    SELECT * FROM lbm
+    UNION ALL
+    SELECT area_code, arg_max(area_name, year), max(layout_year)
+    FROM intermediate.int_area_names
+    WHERE source = '{lbm_source}' AND area_level = 'wijk' AND gemeente_code IN (SELECT code FROM predecessors)
     GROUP BY area_code
 ), same_set AS (
     SELECT NOT EXISTS (SELECT 1 FROM page WHERE area_code NOT IN (SELECT lbm_wijk_code FROM lbm))
@@ -59,11 +71,11 @@ WITH page AS (
     SELECT p.area_code, l.lbm_wijk_code, l.lbm_wijk_name, l.lbm_layout_year,
            CASE WHEN s.unchanged THEN 'exact' ELSE 'exact_code_and_name' END AS link_rule
     FROM page AS p JOIN lbm AS l ON l.lbm_wijk_code = p.area_code CROSS JOIN same_set AS s
-    WHERE s.unchanged OR (p.area_name IS NOT NULL AND {name_key('p.area_name')} = {name_key('l.lbm_wijk_name')})
+    WHERE s.unchanged OR (p.area_name IS NOT NULL AND {page_key} = {lbm_key})
 ), by_name AS (
     SELECT p.area_code, l.lbm_wijk_code, l.lbm_wijk_name, l.lbm_layout_year, 'name_within_gemeente' AS link_rule
-    FROM page AS p JOIN lbm AS l
-      ON p.area_name IS NOT NULL AND {name_key('p.area_name')} = {name_key('l.lbm_wijk_name')}
+    FROM page AS p JOIN lbm_named AS l
+      ON p.area_name IS NOT NULL AND {page_key} = {lbm_key}
     WHERE p.area_code NOT IN (SELECT area_code FROM by_code)
       AND l.lbm_wijk_code NOT IN (SELECT area_code FROM page)
     QUALIFY count(*) OVER (PARTITION BY p.area_code) = 1 AND count(*) OVER (PARTITION BY l.lbm_wijk_code) = 1
@@ -71,7 +83,7 @@ WITH page AS (
     SELECT * FROM by_code UNION ALL SELECT * FROM by_name
 )
 SELECT p.area_code, k.lbm_wijk_code, k.lbm_wijk_name, k.lbm_layout_year,
-       coalesce(k.link_rule, '{UNLINKED}') AS link_rule
+       coalesce(k.link_rule, '{unlinked}') AS link_rule
 FROM page AS p LEFT JOIN linked AS k USING (area_code)
 ORDER BY p.area_code
 """
@@ -88,7 +100,26 @@ def load_links(con, tables: set[str], gemeente_code: str) -> pd.DataFrame:
             "(SELECT max(year) FROM intermediate.int_wijk_geometry) ORDER BY area_code", [gemeente_code]).df()
         return codes.assign(lbm_wijk_code=codes["area_code"], lbm_wijk_name=None, lbm_layout_year=None,
                             link_rule="exact")[LINK_COLUMNS]
-    return con.execute(_LINKS_SQL, {"gemeente": gemeente_code}).df()[LINK_COLUMNS]
+    sql = _LINKS_SQL.format(predecessors=_predecessors_sql(tables), lbm_source=LBM_SOURCE, unlinked=UNLINKED,
+                            page_key=name_key("p.area_name"), lbm_key=name_key("l.lbm_wijk_name"))
+    return con.execute(sql, {"gemeente": gemeente_code}).df()[LINK_COLUMNS]
+
+
+def _predecessors_sql(tables: set[str]) -> str:
+    if "staging.gemeente_changes" not in tables:
+        return "SELECT NULL::VARCHAR AS code WHERE false"
+    return "SELECT old_code AS code FROM staging.gemeente_changes WHERE new_code = $gemeente AND old_code <> $gemeente"
+
+
+def reference_gemeenten(con, tables: set[str], gemeente_code: str) -> list[str]:
+    """The gemeente codes whose Leefbaarometer wijken make up the gemeente's mean: its own, or, when the
+    Leefbaarometer has none under its code (formed after the Leefbaarometer's layout year), those of the
+    gemeenten that merged into it."""
+    if "marts.fct_liveability_outcomes" not in tables or con.execute(
+            "SELECT count(*) FROM marts.fct_liveability_outcomes WHERE gemeente_code = ?", [gemeente_code]).fetchone()[0]:
+        return [gemeente_code]
+    rows = con.execute(_predecessors_sql(tables) + " ORDER BY 1", {"gemeente": gemeente_code}).fetchall()
+    return [gemeente_code, *(r[0] for r in rows)]
 
 
 def linked_codes(links: pd.DataFrame) -> list[str]:

@@ -166,9 +166,9 @@ def _lbm_charts(data: GemeenteData, code: str, name: str) -> list[dict]:
 
 
 def _health_index(data: GemeenteData) -> tuple:
-    """(years, features, first row per (feature, year, area code)) of ``data.health``, built once per
-    GemeenteData: every wijk page reads it, and a mask over the whole table per cell made a gemeente
-    of 110 wijken (Amsterdam) spend ~20 s here."""
+    """(years, features, first row per (feature, year, area code), linked (wijk, year) pairs or None) of
+    ``data.health``, built once per GemeenteData: every wijk page reads it, and a mask over the whole
+    table per cell made a gemeente of 110 wijken (Amsterdam) spend ~20 s here."""
     if data.health_index is None:
         health = data.health
         years = sorted(int(y) for y in health["year"].unique())

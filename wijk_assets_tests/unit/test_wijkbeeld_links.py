@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import duckdb
 import pandas as pd
-from wijk_assets.lib.wijkbeeld.links import health_targets, linked_codes, load_links, to_page_codes
+from wijk_assets.lib.wijkbeeld.links import (
+    health_targets,
+    linked_codes,
+    load_links,
+    reference_gemeenten,
+    to_page_codes,
+)
 
 TABLES = {"intermediate.int_wijk_geometry", "intermediate.int_area_names",
           "intermediate.int_area_code_harmonisation", "marts.fct_area_feature_values"}
@@ -115,3 +121,17 @@ def test_without_the_names_table_codes_link_as_before():
     links = load_links(con, TABLES - {"intermediate.int_area_names"}, "GM0001")
     assert links[["area_code", "lbm_wijk_code", "link_rule"]].to_dict("records") == [
         {"area_code": "WK000100", "lbm_wijk_code": "WK000100", "link_rule": "exact"}]
+
+
+def test_the_gemeente_mean_of_a_merged_gemeente_uses_its_former_gemeenten_and_needs_no_seed():
+    con = _con([("GM0003", "WK000300", "Dorp")], [("GM0001", "WK000100", "Dorp")])
+    con.execute("CREATE SCHEMA marts")
+    con.execute("CREATE TABLE marts.fct_liveability_outcomes (wijk_code VARCHAR, gemeente_code VARCHAR)")
+    con.execute("INSERT INTO marts.fct_liveability_outcomes VALUES ('WK000100', 'GM0001')")
+    tables = TABLES | {"marts.fct_liveability_outcomes"}
+    assert reference_gemeenten(con, tables, "GM0003") == ["GM0003"]  # without the seed: its own code only
+    con.execute("CREATE SCHEMA staging")
+    con.execute("CREATE TABLE staging.gemeente_changes (old_code VARCHAR, new_code VARCHAR)")
+    con.execute("INSERT INTO staging.gemeente_changes VALUES ('GM0001', 'GM0003')")
+    assert reference_gemeenten(con, tables | {"staging.gemeente_changes"}, "GM0003") == ["GM0003", "GM0001"]
+    assert reference_gemeenten(con, tables | {"staging.gemeente_changes"}, "GM0001") == ["GM0001"]

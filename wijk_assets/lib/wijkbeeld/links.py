@@ -115,7 +115,7 @@ def reference_gemeenten(con, tables: set[str], gemeente_code: str) -> list[str]:
     """The gemeente codes whose Leefbaarometer wijken make up the gemeente's mean: its own, or, when the
     Leefbaarometer has none under its code (formed after the Leefbaarometer's layout year), those of the
     gemeenten that merged into it."""
-    if "marts.fct_liveability_outcomes" not in tables or con.execute(
+    if "staging.gemeente_changes" not in tables or "marts.fct_liveability_outcomes" not in tables or con.execute(
             "SELECT count(*) FROM marts.fct_liveability_outcomes WHERE gemeente_code = ?", [gemeente_code]).fetchone()[0]:
         return [gemeente_code]
     rows = con.execute(_predecessors_sql(tables) + " ORDER BY 1", {"gemeente": gemeente_code}).fetchall()

@@ -52,6 +52,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
+from overhead import DagsterOverhead  # noqa: E402
 from rss import MIB, TreeRssSampler  # noqa: E402
 
 PHASES = ("bare", "full", "reuse", "incremental", "nochange", "nochange_cli")
@@ -75,6 +76,7 @@ class Line:
     peak_bytes: int | None = None
     note: str = ""
     ok: bool = True
+    overhead: str = ""  # Dagster event storage and automation evaluations, measured (bench/overhead.py)
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -173,14 +175,17 @@ def run_full(settings, instance, sampler: TreeRssSampler) -> tuple[Line, object]
     sampler.reset()
     since = time.time()
     start = time.perf_counter()
-    report = materialize_all(settings, instance=instance, log=lambda m: print(f"  {m}", flush=True))
+    with DagsterOverhead(instance) as overhead:
+        report = materialize_all(settings, instance=instance, log=lambda m: print(f"  {m}", flush=True))
     seconds = time.perf_counter() - start
-    line = Line("full", "(a) full materialisation, fresh DuckDB", seconds, sampler.peak_bytes, ok=report.success)
+    line = Line("full", "(a) full materialisation, fresh DuckDB", seconds, sampler.peak_bytes, ok=report.success,
+                overhead=overhead.summary())
     if report.blocked:
         line.note = f"gate 3 withheld: {', '.join(b.split(':')[0] for b in report.blocked)}"
     if not report.success:
         line.note = "FAILED: " + ", ".join(t.label for t in report.timings if not t.success)[:200]
     print_full_breakdown(report)
+    print(f"  outside our code (measured): {line.overhead}")
     print_step_peaks(instance, since, sampler)
     return line, report
 
@@ -251,16 +256,19 @@ def run_reuse(settings, source_db: Path, sampler: TreeRssSampler) -> Line:
     start = time.perf_counter()
     (target.parent / "dagster_home").mkdir()
     reuse_instance = dg.DagsterInstance.local_temp(str(target.parent / "dagster_home"))
-    report = materialize_all(replace(settings, duckdb_path=target), instance=reuse_instance,
-                             log=lambda m: print(f"  {m}", flush=True))
+    with DagsterOverhead(reuse_instance) as overhead:
+        report = materialize_all(replace(settings, duckdb_path=target), instance=reuse_instance,
+                                 log=lambda m: print(f"  {m}", flush=True))
     seconds = time.perf_counter() - start
-    line = Line("reuse", "(b) full, models reuse stored selection", seconds, sampler.peak_bytes, ok=report.success)
+    line = Line("reuse", "(b) full, models reuse stored selection", seconds, sampler.peak_bytes, ok=report.success,
+                overhead=overhead.summary())
     with duckdb.connect(str(target), read_only=True) as con:
         actions = con.execute("SELECT action, count(*) FROM ml.model_selection_log GROUP BY 1 ORDER BY 1").fetchall()
     line.note = "selection: " + ", ".join(f"{n} {a}" for a, n in actions)
     if not report.success:
         line.note = "FAILED: " + ", ".join(t.label for t in report.timings if not t.success)[:200]
     print_full_breakdown(report)
+    print(f"  outside our code (measured): {line.overhead}")
     print_step_peaks(reuse_instance, since, sampler)
     return line
 
@@ -284,9 +292,10 @@ def run_refresh(name: str, label: str, settings, instance, sampler: TreeRssSampl
     sampler.reset()
     since = time.time()
     start = time.perf_counter()
-    report = refresh(settings, instance, log=lambda m: print(f"  {m}", flush=True))
+    with DagsterOverhead(instance) as overhead:
+        report = refresh(settings, instance, log=lambda m: print(f"  {m}", flush=True))
     seconds = time.perf_counter() - start
-    line = Line(name, label, seconds, sampler.peak_bytes, ok=report.success)
+    line = Line(name, label, seconds, sampler.peak_bytes, ok=report.success, overhead=overhead.summary())
     after = training_state(settings.duckdb_path)
     retrained = sorted(o for o, v in after["model_versions"].items() if before["model_versions"].get(o) != v)
     stages: dict[str, float] = defaultdict(float)
@@ -298,6 +307,7 @@ def run_refresh(name: str, label: str, settings, instance, sampler: TreeRssSampl
             stages[_stage(step)] += step_seconds
     for stage, stage_seconds in sorted(stages.items(), key=lambda kv: -kv[1]):
         print(f"  stage {stage:<28} {stage_seconds:8.2f} s")
+    print(f"  outside our code (measured): {line.overhead}")
     print_step_peaks(instance, since, sampler)
     line.note = (f"{len(report.runs)} runs, {report.ticks} automation ticks; training rows "
                  f"{before['training_rows']} -> {after['training_rows']}; models retrained: "
@@ -401,6 +411,11 @@ def print_summary(lines: list[Line], overall_peak: int, scope: str) -> None:
               f"{(runs[1] - runs[0]) / runs[0]:+.0%}, the machine's drift during this benchmark)")
     print(f"peak RSS of the whole run (this process + all descendants, sampled every 0.2 s): "
           f"{overall_peak / MIB:.0f} MiB (target for the full run {PEAK_TARGET})")
+    measured = [line for line in lines if line.overhead]
+    if measured:
+        print("Dagster's own share, measured (bench/overhead.py; events written during a step also count in its step time):")
+        for line in measured:
+            print(f"  {line.label:<46} {line.overhead}")
 
 
 # --------------------------------------------------------------------------------------------- main

@@ -20,6 +20,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent))
 
+from overhead import DagsterOverhead  # noqa: E402
 from bare_reference import area_blocks, feature_year_of, parse_numbers, training_table  # noqa: E402
 from rss import MIB, TreeRssSampler, tree_rss_bytes  # noqa: E402
 from run_bench import KWB_REAL, relabel_kwb  # noqa: E402
@@ -141,3 +142,50 @@ def test_relabelled_kwb_copy_reads_as_the_new_year_with_identical_cells(shared_d
     pd.testing.assert_frame_equal(relabelled.frame[columns], original.frame[columns])
     with pytest.raises(SystemExit, match="no sheet named kwb-2019"):
         relabel_kwb(real, tmp_path / "other.xlsx", 2019, 2024)
+
+
+def test_dagster_overhead_counts_the_events_a_run_stores_and_unwraps_on_exit():
+    """Synthetic: a two-asset run in an ephemeral instance; every event it stores is counted, and the
+    instance's storage is the unwrapped one again afterwards."""
+    import dagster as dg
+
+    @dg.asset
+    def first() -> int:
+        return 1
+
+    @dg.asset
+    def second(first: int) -> int:
+        return first + 1
+
+    instance = dg.DagsterInstance.ephemeral()
+    storage = instance.event_log_storage
+    with DagsterOverhead(instance) as overhead:
+        result = dg.materialize([first, second], instance=instance)
+    assert result.success
+    stored = len(instance.all_logs(result.run_id))
+    assert overhead.events.calls == stored > 0
+    assert overhead.events.seconds > 0 and overhead.evaluations.calls == 0
+    assert "store_event" not in vars(storage)  # the class's method again
+    dg.materialize([first], instance=instance)
+    assert overhead.events.calls == stored  # no longer counted
+    assert overhead.summary().startswith(f"event storage {overhead.events.seconds:.1f} s for {stored} events")
+
+
+def test_dagster_overhead_counts_automation_evaluations_of_the_refresh_runner():
+    """Synthetic: one evaluation of a one-asset graph through the runner's module function."""
+    import dagster as dg
+
+    from wijk_assets.runner import refresh as refresh_module
+
+    @dg.asset(automation_condition=dg.AutomationCondition.eager())
+    def lone() -> int:
+        return 1
+
+    defs = dg.Definitions(assets=[lone])
+    instance = dg.DagsterInstance.ephemeral()
+    original = refresh_module.evaluate_automation
+    with DagsterOverhead(instance) as overhead:
+        refresh_module.evaluate_automation(defs, instance)
+    assert overhead.evaluations.calls == 1 and overhead.evaluations.seconds > 0
+    assert refresh_module.evaluate_automation is original
+    assert "automation evaluations" in overhead.summary()

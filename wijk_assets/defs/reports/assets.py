@@ -6,7 +6,6 @@
 - ``reports/audit_trail``: every materialisation with code version, data versions and check outcomes.
 """
 
-import hashlib
 import json
 import subprocess
 from datetime import datetime, timezone
@@ -291,18 +290,21 @@ def register_and_model_card(
     ),
 )
 def audit_trail(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
-    from wijk_assets.defs.reports.audit import audit_trail_rows
+    from wijk_assets.defs.reports.audit_table import AUDIT_TABLE, update_audit_table
 
-    rows = audit_trail_rows(context.instance)
-    rows = rows.astype({c: "string" for c in rows.columns if rows[c].dtype == object})
     with duckdb.connect() as con:
-        replace_table(con, "audit.audit_trail", rows)
-    failed = int((rows["checks_passed"] == False).sum()) if "checks_passed" in rows else 0  # noqa: E712
-    # The trail is a log of the instance, not a function of its inputs: version it by its content.
-    content = hashlib.sha256(rows.to_csv(index=False).encode("utf-8")).hexdigest()
+        update = update_audit_table(context.instance, con)
+        # The trail is a log of the instance, not a function of its inputs: version it by its content
+        # (in a fixed row order, so an extended trail and one written at once give the same version).
+        content = con.execute(
+            f"SELECT sha256(string_agg(md5(CAST(t AS VARCHAR)), '' ORDER BY asset_key, storage_id)) FROM {AUDIT_TABLE} AS t"
+        ).fetchone()[0]
+        failed = con.execute(f"SELECT count(*) FROM {AUDIT_TABLE} WHERE checks_passed = false").fetchone()[0]
+    context.log.info(f"audit trail: {update.mode}; {update.written} rows written, {update.rows} in the trail")
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": len(rows), "materialisations_with_failed_checks": failed},
-        data_version=dg.DataVersion(content),
+        metadata={"dagster/row_count": update.rows, "materialisations_with_failed_checks": int(failed),
+                  "rows_written": update.written, "update": update.mode},
+        data_version=dg.DataVersion(content or "empty"),
     )
 
 

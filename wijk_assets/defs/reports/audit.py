@@ -43,7 +43,8 @@ AUDIT_COLUMNS = [
     "checks",  # JSON list of {check_name, status, passed, severity, description}
     "n_checks",
     "n_checks_failed",
-    "checks_passed",  # True/False, None when no check ran in that run
+    "checks_passed",  # True/False, None when no check ran in that run (or one had not finished yet)
+    "run_ended",  # the run had ended when the row was written (else its check outcomes may be incomplete)
 ]
 
 
@@ -101,15 +102,16 @@ def _input_data_versions(tags: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def _fetch_all_materializations(
-    instance: DagsterInstance, key: AssetKey, limit: int
+def fetch_materializations_after(
+    instance: DagsterInstance, key: AssetKey, after_storage_id: int | None, limit: int
 ) -> list[Any]:
+    """The materialisation records of ``key`` after ``after_storage_id`` (None: all), oldest first."""
     records: list[Any] = []
     cursor = None
+    records_filter = dg.AssetRecordsFilter(asset_key=key, after_storage_id=after_storage_id)
     while len(records) < limit:
-        result = instance.fetch_materializations(
-            key, limit=min(1000, limit - len(records)), cursor=cursor, ascending=True
-        )
+        result = instance.fetch_materializations(records_filter, limit=min(1000, limit - len(records)), cursor=cursor,
+                                                 ascending=True)
         records.extend(result.records)
         if not result.has_more:
             break
@@ -117,15 +119,77 @@ def _fetch_all_materializations(
     return records
 
 
-def _run_check_evaluations(
-    instance: DagsterInstance, run_id: str, cache: dict[str, list[Any]]
-) -> list[Any]:
+ENDED_RUN_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
+PENDING_CHECK_STATUSES = frozenset({"IN_PROGRESS", "PLANNED"})
+
+
+def _run_of(instance: DagsterInstance, run_id: str, cache: dict[str, Any]) -> Any:
+    """The run record (None when deleted from run storage), read once per run."""
     if run_id not in cache:
-        entries = instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
-        cache[run_id] = [
-            e.dagster_event.asset_check_evaluation_data for e in entries if e.dagster_event
-        ]
+        cache[run_id] = instance.get_run_by_id(run_id)
     return cache[run_id]
+
+
+def _status_name(run: Any) -> str | None:
+    return None if run is None else getattr(run.status, "value", str(run.status))
+
+
+def _planned_status(run: Any) -> str:
+    """A planned check without an evaluation: IN_PROGRESS while its run is going, EXECUTION_FAILED when
+    the run failed, SKIPPED when it succeeded without evaluating it (as the Dagster UI resolves it)."""
+    name = _status_name(run)
+    if name is None:
+        return "PLANNED"  # run deleted from run storage
+    if name in ("FAILURE", "CANCELED"):
+        return "EXECUTION_FAILED"
+    if name == "SUCCESS":
+        return "SKIPPED"
+    return "IN_PROGRESS"
+
+
+def _run_check_outcomes(
+    instance: DagsterInstance, run_id: str, cache: dict[str, list[dict[str, Any]]], runs: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Every check outcome of one run, read with one event-log query: each evaluation, and each check
+    that was planned in the run but never evaluated (a check that crashed, or a run stopped before it),
+    with its status resolved from the run's."""
+    if run_id in cache:
+        return cache[run_id]
+    entries = instance.all_logs(
+        run_id, of_type={DagsterEventType.ASSET_CHECK_EVALUATION, DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED}
+    )
+    outcomes: list[dict[str, Any]] = []
+    planned = []
+    for entry in entries:
+        event = entry.dagster_event
+        if event is None:
+            continue
+        data = event.event_specific_data
+        if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            outcomes.append({
+                "asset_key": data.asset_key, "partition": data.partition, "check_name": data.check_name,
+                "status": "SUCCEEDED" if data.passed else "FAILED", "passed": bool(data.passed),
+                "severity": data.severity.value, "description": data.description, "planned_only": False,
+            })
+        else:
+            planned.append(data)
+    if planned:
+        run = _run_of(instance, run_id, runs)
+        run_partition = None if run is None else run.tags.get("dagster/partition")
+        evaluated = {(o["asset_key"], o["check_name"], o["partition"]) for o in outcomes}
+        for data in planned:
+            subset = getattr(data, "partitions_subset", None)
+            partitions = list(subset.get_partition_keys()) if subset is not None else [run_partition]
+            for partition in partitions:
+                if {(data.asset_key, data.check_name, partition), (data.asset_key, data.check_name, None)} & evaluated:
+                    continue
+                outcomes.append({
+                    "asset_key": data.asset_key, "partition": partition, "check_name": data.check_name,
+                    "status": _planned_status(run), "passed": None, "severity": None, "description": None,
+                    "planned_only": True,
+                })
+    cache[run_id] = outcomes
+    return outcomes
 
 
 def _check_history(
@@ -134,25 +198,12 @@ def _check_history(
     return list(instance.event_log_storage.get_asset_check_execution_history(check_key, limit=limit))
 
 
-def _resolved_status(instance: DagsterInstance, record: Any, run_status_cache: dict[str, Any]) -> str:
-    """SUCCEEDED / FAILED as stored; a PLANNED record becomes IN_PROGRESS while its run is going,
-    EXECUTION_FAILED when the run failed and SKIPPED when the run ended without evaluating it (the
-    same resolution the Dagster UI applies)."""
+def _resolved_status(instance: DagsterInstance, record: Any, run_cache: dict[str, Any]) -> str:
+    """SUCCEEDED / FAILED as stored; a PLANNED record is resolved from its run (:func:`_planned_status`)."""
     status = record.status.value
     if status != "PLANNED":
         return status
-    if record.run_id not in run_status_cache:
-        run = instance.get_run_by_id(record.run_id)
-        run_status_cache[record.run_id] = None if run is None else run.status
-    run_status = run_status_cache[record.run_id]
-    if run_status is None:
-        return "PLANNED"  # run deleted from run storage
-    name = getattr(run_status, "value", str(run_status))
-    if name in ("FAILURE", "CANCELED"):
-        return "EXECUTION_FAILED"
-    if name == "SUCCESS":
-        return "SKIPPED"
-    return "IN_PROGRESS"
+    return _planned_status(_run_of(instance, record.run_id, run_cache))
 
 
 def _record_outcome(
@@ -183,6 +234,62 @@ def _record_outcome(
 # --------------------------------------------------------------------------------------------------
 
 
+class AuditRowBuilder:
+    """Audit rows of materialisation records; each run's check outcomes and record are read once."""
+
+    def __init__(self, instance: DagsterInstance, check_keys: Iterable[AssetCheckKey] | None = None):
+        self.instance = instance
+        self.only_planned = None if check_keys is None else set(check_keys)
+        self.outcomes: dict[str, list[dict[str, Any]]] = {}
+        self.runs: dict[str, Any] = {}
+
+    def row(self, key: AssetKey, record: Any) -> dict[str, Any]:
+        mat = record.asset_materialization
+        tags = dict(mat.tags or {}) if mat is not None else {}
+        metadata = dict(mat.metadata or {}) if mat is not None else {}
+        partition = record.partition_key
+        checks: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        outcomes = _run_check_outcomes(self.instance, record.run_id, self.outcomes, self.runs)
+        # evaluations first (all of them, in event order), then planned checks that produced none
+        for planned_only in (False, True):
+            for outcome in outcomes:
+                if outcome["asset_key"] != key or outcome["planned_only"] != planned_only:
+                    continue
+                if partition is not None and outcome["partition"] not in (None, partition):
+                    continue
+                if planned_only:
+                    if outcome["check_name"] in seen:
+                        continue
+                    if self.only_planned is not None and AssetCheckKey(key, outcome["check_name"]) not in self.only_planned:
+                        continue
+                checks.append({k: outcome[k] for k in ("check_name", "status", "passed", "severity", "description")})
+                seen.add(outcome["check_name"])
+        checks.sort(key=lambda c: c["check_name"])
+        failed = [c for c in checks if c["passed"] is False or (c["passed"] is None and c["status"] not in PENDING_CHECK_STATUSES)]
+        pending = [c for c in checks if c["passed"] is None and c["status"] in PENDING_CHECK_STATUSES]
+        sha = _sha256_metadata(metadata)
+        run_status = _status_name(_run_of(self.instance, record.run_id, self.runs))
+        return {
+            "asset_key": key.to_user_string(),
+            "partition": partition,
+            "run_id": record.run_id,
+            "timestamp": pd.Timestamp(record.timestamp, unit="s", tz="UTC"),
+            "storage_id": int(record.storage_id),
+            "code_version": tags.get(CODE_VERSION_TAG),
+            "data_version": tags.get(DATA_VERSION_TAG) or tags.get("dagster/logical_version"),
+            "input_data_versions": json.dumps(_input_data_versions(tags), sort_keys=True),
+            "source_sha256": json.dumps(sha, sort_keys=True, default=str) if sha else None,
+            "row_count": _row_count(metadata),
+            "checks": json.dumps(checks, default=str),
+            "n_checks": len(checks),
+            "n_checks_failed": len(failed),
+            # None: no check ran, or one is still running (see run_ended)
+            "checks_passed": False if failed else (None if pending or not checks else True),
+            "run_ended": run_status is None or run_status in ENDED_RUN_STATUSES,
+        }
+
+
 def audit_trail_rows(
     instance: DagsterInstance,
     asset_keys: Iterable[AssetKey | str | Sequence[str]] | None = None,
@@ -193,81 +300,19 @@ def audit_trail_rows(
     """One row per materialisation (oldest first per asset) with columns :data:`AUDIT_COLUMNS`.
 
     ``asset_keys``: AssetKeys or user strings (``"raw/leefbaarometer"``); default: every asset key
-    the instance knows. Check outcomes come from the ASSET_CHECK_EVALUATION events of the
-    materialisation's run for that asset (and partition); pass ``check_keys`` (e.g.
-    ``defs.resolve_asset_graph().asset_check_keys``) to also list checks that were planned in that
-    run but never produced an evaluation (status ``PLANNED`` = did not run to completion).
+    the instance knows. Check outcomes come from the materialisation's run, for that asset (and
+    partition): every ASSET_CHECK_EVALUATION, and every check that was planned in the run but produced
+    no evaluation (it crashed, or the run stopped first): status EXECUTION_FAILED, SKIPPED or, while
+    the run is going, IN_PROGRESS (see :func:`_planned_status`). A crashed check is never a row without
+    checks. ``check_keys`` limits the planned-only checks listed to these (default: all).
     """
     keys = (
         [_as_asset_key(k) for k in asset_keys]
         if asset_keys is not None
         else list(instance.get_asset_keys())
     )
-    check_keys_by_asset: dict[AssetKey, list[AssetCheckKey]] = {}
-    for ck in check_keys or ():
-        check_keys_by_asset.setdefault(ck.asset_key, []).append(ck)
-
-    run_cache: dict[str, list[Any]] = {}
-    run_status_cache: dict[str, Any] = {}
-    rows: list[dict[str, Any]] = []
-    for key in keys:
-        planned_by_run: dict[str, list[dict[str, Any]]] = {}
-        for ck in check_keys_by_asset.get(key, []):
-            for rec in _check_history(instance, ck, limit_per_asset):
-                planned_by_run.setdefault(rec.run_id, []).append(
-                    _record_outcome(rec, instance, run_status_cache)
-                )
-
-        for record in _fetch_all_materializations(instance, key, limit_per_asset):
-            mat = record.asset_materialization
-            tags = dict(mat.tags or {}) if mat is not None else {}
-            metadata = dict(mat.metadata or {}) if mat is not None else {}
-            partition = record.partition_key
-            checks: list[dict[str, Any]] = []
-            for ev in _run_check_evaluations(instance, record.run_id, run_cache):
-                if ev.asset_key != key:
-                    continue
-                if partition is not None and ev.partition is not None and ev.partition != partition:
-                    continue
-                checks.append(
-                    {
-                        "check_name": ev.check_name,
-                        "status": "SUCCEEDED" if ev.passed else "FAILED",
-                        "passed": bool(ev.passed),
-                        "severity": ev.severity.value,
-                        "description": ev.description,
-                    }
-                )
-            seen = {c["check_name"] for c in checks}
-            for outcome in planned_by_run.get(record.run_id, []):
-                if partition is not None and outcome["partition"] not in (None, partition):
-                    continue
-                if outcome["check_name"] not in seen:
-                    checks.append(
-                        {k: outcome[k] for k in ("check_name", "status", "passed", "severity", "description")}
-                    )
-                    seen.add(outcome["check_name"])
-            checks.sort(key=lambda c: c["check_name"])
-            failed = [c for c in checks if c["passed"] is not True]
-            sha = _sha256_metadata(metadata)
-            rows.append(
-                {
-                    "asset_key": key.to_user_string(),
-                    "partition": partition,
-                    "run_id": record.run_id,
-                    "timestamp": pd.Timestamp(record.timestamp, unit="s", tz="UTC"),
-                    "storage_id": int(record.storage_id),
-                    "code_version": tags.get(CODE_VERSION_TAG),
-                    "data_version": tags.get(DATA_VERSION_TAG) or tags.get("dagster/logical_version"),
-                    "input_data_versions": json.dumps(_input_data_versions(tags), sort_keys=True),
-                    "source_sha256": json.dumps(sha, sort_keys=True, default=str) if sha else None,
-                    "row_count": _row_count(metadata),
-                    "checks": json.dumps(checks, default=str),
-                    "n_checks": len(checks),
-                    "n_checks_failed": len(failed),
-                    "checks_passed": (len(failed) == 0) if checks else None,
-                }
-            )
+    builder = AuditRowBuilder(instance, check_keys)
+    rows = [builder.row(key, record) for key in keys for record in fetch_materializations_after(instance, key, None, limit_per_asset)]
     frame = pd.DataFrame(rows, columns=AUDIT_COLUMNS)
     frame["row_count"] = frame["row_count"].astype("Int64")
     frame["n_checks"] = frame["n_checks"].astype("int64")

@@ -27,7 +27,9 @@ reference runs, and the summary shows how far apart they were and each line's ra
 Dagster instances keep their storage on disk in the benchmark folder, as the README command's instance
 (DAGSTER_HOME) does. Peak RSS is the largest SUM of the RSS of this process and all its descendants
 (dbt subprocesses, model-selection workers, the bare reference), sampled every 0.2 s (bench/rss.py), per
-line and overall, and per step (the steps with the highest peaks are listed). Figures are printed, never
+line and overall, and per step (the steps with the highest peaks are listed). Dagster's own share of (a),
+(b), (c) and (d) is measured too: the seconds its event storage took and for how many events, and the
+seconds of the refresh's automation evaluations (bench/overhead.py). Figures are printed, never
 asserted: timing belongs in a report, not in a test.
 """
 

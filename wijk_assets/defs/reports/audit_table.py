@@ -9,6 +9,7 @@ that had not ended then. The stored rows stay, in one transaction with the new o
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import dagster as dg
 import pandas as pd
 from dagster import AssetKey, DagsterInstance
@@ -23,6 +24,8 @@ AUDIT_SQL_TYPES = {
     "source_sha256": "VARCHAR", "row_count": "BIGINT", "checks": "VARCHAR", "n_checks": "BIGINT",
     "n_checks_failed": "BIGINT", "checks_passed": "BOOLEAN", "run_ended": "BOOLEAN",
 }
+if list(AUDIT_SQL_TYPES) != AUDIT_COLUMNS:  # a column added to one list only would fail every update
+    raise RuntimeError("AUDIT_SQL_TYPES must declare exactly the AUDIT_COLUMNS, in their order")
 AUDIT_TABLE = "audit.audit_trail"
 
 

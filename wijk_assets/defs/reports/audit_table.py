@@ -17,7 +17,8 @@ from dagster import AssetKey, DagsterInstance
 from wijk_assets.defs.reports.audit import AUDIT_COLUMNS, AuditRowBuilder, fetch_materializations_after
 
 # The table's column types: declared, not inferred from a frame (a frame's object column of True/False/None
-# became VARCHAR 'True'/'False', which ``WHERE checks_passed = false`` cannot find).
+# became VARCHAR 'True'/'False': DuckDB casts it back in SQL, but a pandas reader's ``== False`` never
+# matched, and so the asset's own count of materialisations with failed checks was always 0).
 AUDIT_SQL_TYPES = {
     "asset_key": "VARCHAR", "partition": "VARCHAR", "run_id": "VARCHAR", "timestamp": "TIMESTAMPTZ",
     "storage_id": "BIGINT", "code_version": "VARCHAR", "data_version": "VARCHAR", "input_data_versions": "VARCHAR",

@@ -30,7 +30,7 @@ from wijk_assets.keys import WIJKBEELD_KEY
 from wijk_assets.lib.responsible.stigma import find_judgemental_labels
 from wijk_assets.lib.wijkbeeld.data import NoWijkenError, load_gemeente
 from wijk_assets.lib.wijkbeeld.fmt import nl_int, nl_number, nl_pct
-from wijk_assets.lib.wijkbeeld.site import NOT_LINKED, SUPPRESSED, build_wijk, write_site
+from wijk_assets.lib.wijkbeeld.site import NOT_LINKED, OTHER_GEMEENTE_LAYOUT, SUPPRESSED, build_wijk, write_site
 from wijk_assets.runner.materialize import materialize_keys
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
@@ -404,6 +404,15 @@ def test_a_reused_code_does_not_show_the_health_figures_of_another_area(con):
     assert (linked.loc["WK199200", "lbm_wijk_code"], linked.loc["WK199200", "link_rule"]) == ("WK053000", "name_within_gemeente")
     assert (linked["link_rule"] == "name_within_gemeente").sum() >= 15
     assert not voorne.lbm[voorne.lbm["wijk_code"] == "WK199200"].empty and not voorne.lbm_reference.empty
+    # The health monitor's layouts predate the 2023 merger: the gemeente column said "niet gemeten" ("not asked
+    # that year"); it was asked, under the former gemeenten. The wijk's own figures come through its link.
+    assert not con.execute("SELECT count(*) FROM marts.fct_area_feature_values WHERE source = 'rivm_gezondheid' "
+                           "AND area_code = 'GM1992'").fetchone()[0]
+    hellevoet = build_wijk(voorne, "WK199200", 50, {c: f"{c}.html" for c in voorne.wijken["area_code"]})
+    cells = [c for h in hellevoet["health"] for c in h["cells"]]
+    assert cells and {c["gemeente"] for c in cells} == {OTHER_GEMEENTE_LAYOUT} and hellevoet["gemeente_other_layout"]
+    assert sum(c["wijk"][0].isdigit() for c in cells) > 10  # the wijk's own percentages
 
     assen = load_gemeente(con, "GM0106")  # same codes in every layout: linked by code, as before
     assert set(assen.links["link_rule"]) == {"exact"} and len(assen.links) == len(ASSEN)
+    assert not build_wijk(assen, "WK010600", 50, {c: f"{c}.html" for c in assen.wijken["area_code"]})["gemeente_other_layout"]

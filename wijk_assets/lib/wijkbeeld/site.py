@@ -166,7 +166,8 @@ def _lbm_charts(data: GemeenteData, code: str, name: str) -> list[dict]:
 
 
 def _health_index(data: GemeenteData) -> tuple:
-    """(years, features, first row per (feature, year, area code), linked (wijk, year) pairs or None) of
+    """(years, features, first row per (feature, year, area code), linked (wijk, year) pairs or None, the
+    years with figures of the gemeente itself) of
     ``data.health``, built once per GemeenteData: every wijk page reads it, and a mask over the whole
     table per cell made a gemeente of 110 wijken (Amsterdam) spend ~20 s here."""
     if data.health_index is None:
@@ -179,14 +180,17 @@ def _health_index(data: GemeenteData) -> tuple:
         # its own area (a GemeenteData built without links)
         linked = None if data.links.empty else {(a, int(y)) for a, y in zip(data.health_links["area_code"],
                                                                              data.health_links["year"])}
-        data.health_index = (years, features, rows, linked)
+        # the years whose layout holds the gemeente itself: a gemeente formed later by a merger has no
+        # figures of its own in an earlier year (they are under the gemeenten it was formed from)
+        gemeente_years = {int(y) for y in health.loc[health["area_code"] == data.gemeente_code, "year"].unique()}
+        data.health_index = (years, features, rows, linked, gemeente_years)
     return data.health_index
 
 
 def _health_rows(data: GemeenteData, code: str) -> tuple[list[int], list[dict]]:
     if data.health.empty:
         return [], []
-    years, features, index, linked = _health_index(data)
+    years, features, index, linked, gemeente_years = _health_index(data)
     rows = []
     for feature in features:
         cells = []
@@ -199,7 +203,7 @@ def _health_rows(data: GemeenteData, code: str) -> tuple[list[int], list[dict]]:
                 return r, (nl_pct(v) if v is not None else
                            ("niet gemeten" if r["missing_reason"] in ("not_measured", "not_applicable") else NOT_PUBLISHED))
             own, own_text = pick(code) if linked is None or (code, year) in linked else (None, NOT_LINKED)
-            _g, gem_text = pick(data.gemeente_code)
+            _g, gem_text = pick(data.gemeente_code) if year in gemeente_years else (None, OTHER_GEMEENTE_LAYOUT)
             _n, nl_text = pick(NATIONAL_CODE)
             lineage = f"{own['source_file']}, rij {own['source_row']}" if own is not None else ""
             cells.append({"wijk": own_text, "gemeente": gem_text, "nl": nl_text, "lineage": lineage})
@@ -210,6 +214,7 @@ def _health_rows(data: GemeenteData, code: str) -> tuple[list[int], list[dict]]:
 
 
 NOT_LINKED = "niet te koppelen"
+OTHER_GEMEENTE_LAYOUT = "andere indeling"
 
 
 def link_note(data: GemeenteData, code: str) -> str | None:
@@ -277,6 +282,7 @@ def build_wijk(data: GemeenteData, code: str, min_inhabitants: int, links: dict[
         "ages": _age_rows(data, code), "lbm_charts": _lbm_charts(data, code, w.area_name) if not data.lbm.empty else [],
         "health_years": years, "health": health, "src_health": SRC_HEALTH, "link_note": link,
         "not_linked": any(c["wijk"] == NOT_LINKED for h in health for c in h["cells"]),
+        "gemeente_other_layout": any(c["gemeente"] == OTHER_GEMEENTE_LAYOUT for h in health for c in h["cells"]),
         "models": model_sections(data, code), "comparable": _comparable_rows(data, code),
     })
     return context

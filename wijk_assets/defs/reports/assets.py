@@ -291,20 +291,19 @@ def register_and_model_card(
 )
 def audit_trail(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     from wijk_assets.defs.reports.audit_table import AUDIT_TABLE, update_audit_table
+    from wijk_assets.lib.content_version import content_version
 
     with duckdb.connect() as con:
         update = update_audit_table(context.instance, con)
         # The trail is a log of the instance, not a function of its inputs: version it by its content
-        # (in a fixed row order, so an extended trail and one written at once give the same version).
-        content = con.execute(
-            f"SELECT sha256(string_agg(md5(CAST(t AS VARCHAR)), '' ORDER BY asset_key, storage_id)) FROM {AUDIT_TABLE} AS t"
-        ).fetchone()[0]
+        # (row order does not count, so an extended trail and one written at once get the same version).
+        content = content_version(con, *AUDIT_TABLE.split("."))
         failed = con.execute(f"SELECT count(*) FROM {AUDIT_TABLE} WHERE checks_passed = false").fetchone()[0]
     context.log.info(f"audit trail: {update.mode}; {update.written} rows written, {update.rows} in the trail")
     return dg.MaterializeResult(
         metadata={"dagster/row_count": update.rows, "materialisations_with_failed_checks": int(failed),
                   "rows_written": update.written, "update": update.mode},
-        data_version=dg.DataVersion(content or "empty"),
+        data_version=dg.DataVersion(content),
     )
 
 

@@ -234,7 +234,7 @@ def _record_outcome(
 # --------------------------------------------------------------------------------------------------
 
 
-class AuditRowBuilder:
+class _RowBuilder:
     """Audit rows of materialisation records; each run's check outcomes and record are read once."""
 
     def __init__(self, instance: DagsterInstance, check_keys: Iterable[AssetCheckKey] | None = None):
@@ -248,23 +248,15 @@ class AuditRowBuilder:
         tags = dict(mat.tags or {}) if mat is not None else {}
         metadata = dict(mat.metadata or {}) if mat is not None else {}
         partition = record.partition_key
-        checks: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        outcomes = _run_check_outcomes(self.instance, record.run_id, self.outcomes, self.runs)
-        # evaluations first (all of them, in event order), then planned checks that produced none
-        for planned_only in (False, True):
-            for outcome in outcomes:
-                if outcome["asset_key"] != key or outcome["planned_only"] != planned_only:
-                    continue
-                if partition is not None and outcome["partition"] not in (None, partition):
-                    continue
-                if planned_only:
-                    if outcome["check_name"] in seen:
-                        continue
-                    if self.only_planned is not None and AssetCheckKey(key, outcome["check_name"]) not in self.only_planned:
-                        continue
-                checks.append({k: outcome[k] for k in ("check_name", "status", "passed", "severity", "description")})
-                seen.add(outcome["check_name"])
+        outcomes = [o for o in _run_check_outcomes(self.instance, record.run_id, self.outcomes, self.runs)
+                    if o["asset_key"] == key and (partition is None or o["partition"] in (None, partition))]
+        # every evaluation, then the planned checks that produced none (one per check name)
+        evaluated = [o for o in outcomes if not o["planned_only"]]
+        seen = {o["check_name"] for o in evaluated}
+        planned = {o["check_name"]: o for o in outcomes if o["planned_only"] and o["check_name"] not in seen
+                   and (self.only_planned is None or AssetCheckKey(key, o["check_name"]) in self.only_planned)}
+        fields = ("check_name", "status", "passed", "severity", "description")
+        checks = [{k: o[k] for k in fields} for o in [*evaluated, *planned.values()]]
         checks.sort(key=lambda c: c["check_name"])
         failed = [c for c in checks if c["passed"] is False or (c["passed"] is None and c["status"] not in PENDING_CHECK_STATUSES)]
         pending = [c for c in checks if c["passed"] is None and c["status"] in PENDING_CHECK_STATUSES]
@@ -296,6 +288,7 @@ def audit_trail_rows(
     *,
     check_keys: Iterable[AssetCheckKey] | None = None,
     limit_per_asset: int = 10_000,
+    after: Mapping[str, int] | None = None,
 ) -> pd.DataFrame:
     """One row per materialisation (oldest first per asset) with columns :data:`AUDIT_COLUMNS`.
 
@@ -304,15 +297,18 @@ def audit_trail_rows(
     partition): every ASSET_CHECK_EVALUATION, and every check that was planned in the run but produced
     no evaluation (it crashed, or the run stopped first): status EXECUTION_FAILED, SKIPPED or, while
     the run is going, IN_PROGRESS (see :func:`_planned_status`). A crashed check is never a row without
-    checks. ``check_keys`` limits the planned-only checks listed to these (default: all).
+    checks. ``check_keys`` limits the planned-only checks listed to these (default: all). ``after``:
+    asset key (user string) -> only its materialisations after this storage id (the audit table's update).
     """
     keys = (
         [_as_asset_key(k) for k in asset_keys]
         if asset_keys is not None
         else list(instance.get_asset_keys())
     )
-    builder = AuditRowBuilder(instance, check_keys)
-    rows = [builder.row(key, record) for key in keys for record in fetch_materializations_after(instance, key, None, limit_per_asset)]
+    builder = _RowBuilder(instance, check_keys)
+    after = after or {}
+    rows = [builder.row(key, record) for key in keys
+            for record in fetch_materializations_after(instance, key, after.get(key.to_user_string()), limit_per_asset)]
     frame = pd.DataFrame(rows, columns=AUDIT_COLUMNS)
     frame["row_count"] = frame["row_count"].astype("Int64")
     frame["n_checks"] = frame["n_checks"].astype("int64")

@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import dagster as dg
-import pandas as pd
 from dagster import AssetKey, DagsterInstance
 
-from wijk_assets.defs.reports.audit import AUDIT_COLUMNS, AuditRowBuilder, fetch_materializations_after
+from wijk_assets.defs.reports.audit import AUDIT_COLUMNS, audit_trail_rows
 
 # The table's column types: declared, not inferred from a frame (a frame's object column of True/False/None
 # became VARCHAR 'True'/'False': DuckDB casts it back in SQL, but a pandas reader's ``== False`` never
@@ -84,17 +83,13 @@ def update_audit_table(instance: DagsterInstance, con, table: str = AUDIT_TABLE,
         }
     else:
         stored = {}
-    builder = AuditRowBuilder(instance)
     rewrite: dict[str, int] = {}  # asset key -> rows after this storage id are written again
-    rows = []
-    for key in instance.get_asset_keys():
-        name = key.to_user_string()
-        last, first_open = stored.get(name, (None, None))
-        after = last
+    after: dict[str, int] = {}
+    for name, (last, first_open) in stored.items():
+        after[name] = last
         if first_open is not None:
-            after = rewrite[name] = first_open - 1
-        rows += [builder.row(key, record) for record in fetch_materializations_after(instance, key, after, limit_per_asset)]
-    frame = pd.DataFrame(rows, columns=AUDIT_COLUMNS)
+            after[name] = rewrite[name] = first_open - 1
+    frame = audit_trail_rows(instance, limit_per_asset=limit_per_asset, after=after)
     schema = table.split(".", 1)[0]
     columns = ", ".join(f"{quote_ident(c)} {t}" for c, t in AUDIT_SQL_TYPES.items())
     # on a cursor of its own: ``register`` refuses a connection with an unfetched result from a read above

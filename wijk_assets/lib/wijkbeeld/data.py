@@ -38,7 +38,10 @@ class GemeenteData:
     wijken: pd.DataFrame  # area_code, area_name, geometry_geojson, inhabitants, provenance
     ages: pd.DataFrame  # area_code, age_key, pct, source_file, source_row
     lbm: pd.DataFrame  # fct_liveability_outcomes rows of the gemeente's wijken
-    lbm_reference: pd.DataFrame  # year, outcome, gemeente, nederland
+    # per year: the gemeente's mean of each Leefbaarometer column over its wijken (without the wijken
+    # publish.* suppresses) and Nederland's (nl_lbm); the pages use page_reference(), which also leaves
+    # out the wijken they do not show
+    lbm_reference: pd.DataFrame
     health: pd.DataFrame  # area_code, feature, year, value, missing_reason, provenance
     comparison: pd.DataFrame  # publish.area_comparison rows of the gemeente
     drivers: pd.DataFrame  # publish.area_drivers rows of the gemeente
@@ -53,8 +56,13 @@ class GemeenteData:
     # target_area_code, match_rule)
     links: pd.DataFrame = field(default_factory=pd.DataFrame)
     health_links: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # the Leefbaarometer rows behind lbm_reference: one per wijk (its own layout) and year, with the page
+    # wijk it is linked to (page_code) and whether publish.* suppresses it (publish_suppressed)
+    lbm_reference_rows: pd.DataFrame = field(default_factory=pd.DataFrame)
     # site._health_index: the health table indexed once for all pages (not an input: not compared)
     health_index: tuple | None = field(default=None, repr=False, compare=False)
+    # page_reference() per set of hidden page wijken (a cache, not an input)
+    reference_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def _tables(con) -> set[str]:
@@ -136,9 +144,21 @@ def load_gemeente(con, gemeente_code: str) -> GemeenteData:
         [lbm_codes], notes), "wijk_code", links)
     if not lbm.empty:
         lbm = lbm.sort_values(["wijk_code", "year"], kind="stable").reset_index(drop=True)
-    # the gemeente's mean over its wijken in the Leefbaarometer's own layout
-    lbm_reference = _frame(con, tables, "marts.fct_liveability_outcomes", _LBM_REFERENCE_SQL,
-                           [reference_gemeenten(con, tables, gemeente_code)], notes)
+    # the gemeente's mean over its wijken in the Leefbaarometer's own layout (see page_reference)
+    lbm_reference_rows = _frame(con, tables, "marts.fct_liveability_outcomes", _LBM_REFERENCE_ROWS_SQL,
+                                [reference_gemeenten(con, tables, gemeente_code)], notes)
+    national = _frame(con, tables, "marts.fct_liveability_outcomes", _NATIONAL_SQL, [], notes)
+    if not lbm_reference_rows.empty:
+        page_of = dict(zip(links["lbm_wijk_code"].dropna(), links.loc[links["lbm_wijk_code"].notna(), "area_code"]))
+        lbm_reference_rows["page_code"] = lbm_reference_rows["wijk_code"].map(page_of)
+        suppressed = set()
+        if "publish.area_comparison" in tables:
+            suppressed = {r[0] for r in con.execute(
+                "SELECT DISTINCT area_code FROM publish.area_comparison WHERE suppressed_reason IS NOT NULL "
+                "AND area_code IN (SELECT unnest(?))", [sorted(set(lbm_reference_rows["wijk_code"]))]).fetchall()}
+        lbm_reference_rows["publish_suppressed"] = lbm_reference_rows["wijk_code"].isin(suppressed)
+        lbm_reference_rows = lbm_reference_rows.merge(national, on="year", how="left")
+    lbm_reference = _reference_means(lbm_reference_rows, set())
     health_links = health_targets(con, tables, links, HEALTH_SOURCE)
     con.register("__health_links", health_links[["area_code", "year", "target_area_code"]])
     try:
@@ -200,20 +220,53 @@ def load_gemeente(con, gemeente_code: str) -> GemeenteData:
                 [aggregated, "BU" + gemeente_code[2:]],
             ).df()
     return GemeenteData(gemeente_code, gemeente_name, wijken, ages, lbm, lbm_reference, health, comparison,
-                        drivers, importance, gate, survey, comparables, buurt_values, notes, links, health_links)
+                        drivers, importance, gate, survey, comparables, buurt_values, notes, links, health_links,
+                        lbm_reference_rows)
 
 
 # Gemeente: the plain mean over its wijken (the Leefbaarometer file has wijk scores only); Nederland:
 # the total score minus its deviation from the national mean (afw), i.e. the national mean itself; the
 # five dimensions are deviations from the national level, so Nederland is 0 for them.
-_LBM_REFERENCE_SQL = """
-WITH nat AS (
-    SELECT year, avg(lbm - afw) AS nl_lbm FROM marts.fct_liveability_outcomes
-    WHERE lbm IS NOT NULL AND afw IS NOT NULL GROUP BY year
-), gem AS (
-    SELECT year, avg(lbm) AS lbm, avg(fys) AS fys, avg(onv) AS onv, avg(soc) AS soc, avg(vrz) AS vrz,
-           avg(won) AS won, count(lbm) AS n_wijken
-    FROM marts.fct_liveability_outcomes WHERE gemeente_code IN (SELECT unnest(?)) GROUP BY year
-)
-SELECT gem.*, nat.nl_lbm FROM gem LEFT JOIN nat USING (year) ORDER BY year
+_LBM_REFERENCE_ROWS_SQL = """
+SELECT wijk_code, year, lbm, fys, onv, soc, vrz, won FROM marts.fct_liveability_outcomes
+WHERE gemeente_code IN (SELECT unnest(?)) ORDER BY wijk_code, year
 """
+_NATIONAL_SQL = """
+SELECT year, avg(lbm - afw) AS nl_lbm FROM marts.fct_liveability_outcomes
+WHERE lbm IS NOT NULL AND afw IS NOT NULL GROUP BY year ORDER BY year
+"""
+REFERENCE_COLUMNS = ("lbm", "fys", "onv", "soc", "vrz", "won")
+
+
+def _reference_means(rows: pd.DataFrame, hidden: set[str]) -> pd.DataFrame:
+    """Per year the mean of every Leefbaarometer column over the wijken that are shown: without those
+    publish.* suppresses and those linked to a hidden page wijk. A mean that still held a wijk the pages
+    hide would give that wijk's score away: the mean minus the shown wijken's differences from it."""
+    columns = ["year", *REFERENCE_COLUMNS, "n_wijken", "nl_lbm"]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    shown = rows[~rows["publish_suppressed"] & ~rows["page_code"].isin(hidden)]
+    years = rows[["year", "nl_lbm"]].drop_duplicates("year").sort_values("year")
+    means = shown.groupby("year")[list(REFERENCE_COLUMNS)].mean()
+    out = years.merge(means, on="year", how="left")
+    out["n_wijken"] = out["year"].map(shown.groupby("year")["lbm"].count()).fillna(0).astype(int)
+    return out[columns].reset_index(drop=True)
+
+
+def page_reference(data: GemeenteData, hidden: set[str]) -> pd.DataFrame:
+    """``data.lbm_reference`` without the page wijken in ``hidden`` (site.suppressed_codes) either."""
+    if data.lbm_reference_rows.empty:
+        return data.lbm_reference
+    key = frozenset(hidden)
+    if key not in data.reference_cache:
+        data.reference_cache[key] = _reference_means(data.lbm_reference_rows, set(hidden))
+    return data.reference_cache[key]
+
+
+def hidden_in_reference(data: GemeenteData, hidden: set[str]) -> int:
+    """How many Leefbaarometer wijken of the gemeente the page mean leaves out (suppressed or hidden)."""
+    rows = data.lbm_reference_rows
+    if rows.empty:
+        return 0
+    left_out = rows[rows["publish_suppressed"] | rows["page_code"].isin(hidden)]
+    return int(left_out["wijk_code"].nunique())

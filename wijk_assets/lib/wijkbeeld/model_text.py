@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from wijk_assets.lib.wijkbeeld.data import page_reference
 from wijk_assets.lib.wijkbeeld.fmt import nl_int, nl_number, nl_pct
 from wijk_assets.lib.wijkbeeld.labels import DIMENSIONS, HIGHER_IS_BETTER, HIGHER_IS_WORSE, OUTCOMES_NL, feature_label_nl
 
@@ -150,13 +151,32 @@ def _ranges_overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return not (a[1] < b[0] or b[1] < a[0])
 
 
+def order_text(codes: list[str], ranges: dict[str, tuple[float, float]]) -> str:
+    """Whether the uncertainty allows an order of the wijken with a published model outcome (``codes``):
+    a pair is ordered only when both have a simulated rank range (a wijk without one is not
+    distinguishable from most wijken) and the ranges do not overlap."""
+    if not codes:
+        return "Er zijn geen gepubliceerde modeluitkomsten om een volgorde op te beoordelen."
+    if len(codes) == 1:
+        return "Er is maar één wijk met een gepubliceerde modeluitkomst: er is geen volgorde te beoordelen."
+    pairs = [(a, b) for i, a in enumerate(codes) for b in codes[i + 1:]]
+    separable = sum(a in ranges and b in ranges and not _ranges_overlap(ranges[a], ranges[b]) for a, b in pairs)
+    if separable == 0:
+        return ("De onzekerheid laat geen volgorde toe: de gesimuleerde rangplaatsen van de wijken overlappen. "
+                "Daarom staan de wijken hieronder op alfabet, met hun signalen, en niet in een rangorde.")
+    others = len(pairs) - separable
+    return (f"Bij {separable} van de {len(pairs)} paren wijken met een modeluitkomst laat de onzekerheid een "
+            f"volgorde toe; bij de andere {others} niet. Daarom staan de wijken op alfabet, met hun signalen, "
+            "en niet in een rangorde.")
+
+
 def next_wijk_signals(data, latest: int | None, earlier: int | None, hidden: set[str], far_pp: float) -> dict:
     """Per wijk the neutral signals for "Welke wijk als volgende?", each with its uncertainty, and
     whether the uncertainty allows an order at all (judged on the simulated rank ranges of the total)."""
     per_wijk: dict[str, list[str]] = {}
     model: dict[str, str] = {}
     lbm = data.lbm
-    ref = data.lbm_reference
+    ref = page_reference(data, hidden)  # the gemeente's mean over the wijken shown
     gem_now = ref.loc[ref["year"] == latest, "lbm"].iloc[0] if latest is not None and not ref.empty else None
     nl_now = ref.loc[ref["year"] == latest, "nl_lbm"].iloc[0] if latest is not None and not ref.empty else None
     comparison = data.comparison[data.comparison["outcome"] == "lbm"] if not data.comparison.empty else pd.DataFrame()
@@ -205,17 +225,7 @@ def next_wijk_signals(data, latest: int | None, earlier: int | None, hidden: set
                                "dan landelijk: " + "; ".join(t for _g, t in far[:3]) + more
                                + " (schattingen van de Gezondheidsmonitor, met eigen onzekerheid)")
         per_wijk[code] = signals
-    codes = sorted(ranges)
-    pairs = [(a, b) for i, a in enumerate(codes) for b in codes[i + 1:]]
-    separable = sum(not _ranges_overlap(ranges[a], ranges[b]) for a, b in pairs)
-    if not pairs:
-        order = "Er zijn geen gepubliceerde modeluitkomsten om een volgorde op te beoordelen."
-    elif separable == 0:
-        order = ("De onzekerheid laat geen volgorde toe: de gesimuleerde rangplaatsen van alle wijken overlappen. "
-                 "Daarom staan de wijken hieronder op alfabet, met hun signalen, en niet in een rangorde.")
-    else:
-        order = (f"Bij {separable} van de {len(pairs)} paren wijken laat de onzekerheid een volgorde toe; bij de andere "
-                 "niet. Daarom staan de wijken op alfabet, met hun signalen, en niet in een rangorde.")
+    order = order_text(sorted(model), ranges)
     names = dict(zip(data.wijken["area_code"], data.wijken["area_name"]))
     listed = sorted(((names[c], s) for c, s in per_wijk.items() if s), key=lambda t: t[0])
     return {"per_wijk": per_wijk, "model": model, "order_text": order, "listed": listed,

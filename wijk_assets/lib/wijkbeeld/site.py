@@ -15,10 +15,11 @@ import jinja2
 import pandas as pd
 
 from wijk_assets.lib.wijkbeeld import charts, svgmap
-from wijk_assets.lib.wijkbeeld.data import AGE_KEYS, NATIONAL_CODE, GemeenteData
+from wijk_assets.lib.wijkbeeld.data import AGE_KEYS, NATIONAL_CODE, GemeenteData, hidden_in_reference, page_reference
 from wijk_assets.lib.wijkbeeld.fmt import nl_int, nl_number, nl_pct
 from wijk_assets.lib.wijkbeeld.labels import DIMENSIONS, OUTCOMES_NL, feature_label_nl
-from wijk_assets.lib.wijkbeeld.model_text import model_sections, next_wijk_signals
+from wijk_assets.lib.wijkbeeld.links import UNLINKED
+from wijk_assets.lib.wijkbeeld.model_text import model_sections, next_wijk_signals, withheld_reason
 
 SUPPRESSED = "te klein om te tonen"
 NOT_PUBLISHED = "niet gepubliceerd"
@@ -74,9 +75,10 @@ def _lbm_value(data: GemeenteData, code: str, year: int | None, column: str) -> 
     return _val(rows.iloc[0][column]) if not rows.empty else None
 
 
-def _reference(data: GemeenteData, year: int | None, column: str) -> tuple[float | None, float | None]:
-    """(gemeente, Nederland) for a Leefbaarometer column in ``year``."""
-    ref = data.lbm_reference
+def _reference(data: GemeenteData, year: int | None, column: str, hidden: set[str]) -> tuple[float | None, float | None]:
+    """(gemeente, Nederland) for a Leefbaarometer column in ``year``; the gemeente's mean over the wijken
+    shown (``hidden``: site.suppressed_codes)."""
+    ref = page_reference(data, hidden)
     if year is None or ref.empty or (ref["year"] == year).sum() == 0:
         return None, None
     row = ref[ref["year"] == year].iloc[0]
@@ -111,7 +113,7 @@ def build_overview(data: GemeenteData, min_inhabitants: int, links: dict[str, st
         row = {"code": code, "name": w.area_name, "link": links[code], "suppressed": code in hidden,
                "inhabitants": nl_int(w.inhabitants), "signals": signals["per_wijk"].get(code, [])}
         if code not in hidden:
-            gem, nl = _reference(data, latest, "lbm")
+            gem, nl = _reference(data, latest, "lbm", hidden)
             total = _lbm_value(data, code, latest, "lbm")
             row["lbm"] = nl_number(total, 2)
             row["vs_gemeente"] = nl_number(None if total is None or gem is None else total - gem, 3, sign=True)
@@ -121,15 +123,62 @@ def build_overview(data: GemeenteData, min_inhabitants: int, links: dict[str, st
             row["trend"] = nl_number(None if total is None or then is None else total - then, 3, sign=True)
             row["model"] = signals["model"].get(code, "geen modeluitkomst")
         rows.append(row)
-    gem_lbm, nl_lbm = _reference(data, latest, "lbm")
+    gem_lbm, nl_lbm = _reference(data, latest, "lbm", hidden)
+    notes = overview_notes(data, hidden, signals["model"])
+    for row in rows:
+        if not row["suppressed"] and notes["model_withheld"]:
+            row["model"] = "model niet gepubliceerd"
     return {
         "title": f"Wijkbeeld {data.gemeente_name}", "gemeente": data.gemeente_name, "code": data.gemeente_code,
         "latest": latest, "earlier": earlier, "map_svg": map_svg, "indicators": indicators, "legends": legends,
         "rows": rows, "dims": [OUTCOMES_NL[d] for d in DIMENSIONS], "gem_lbm": nl_number(gem_lbm, 2),
-        "nl_lbm": nl_number(nl_lbm, 2), "gem_dims": [nl_number(_reference(data, latest, d)[0], 3, sign=True) for d in DIMENSIONS],
+        "nl_lbm": nl_number(nl_lbm, 2), "gem_dims": [nl_number(_reference(data, latest, d, hidden)[0], 3, sign=True) for d in DIMENSIONS],
+        "reference_left_out": hidden_in_reference(data, hidden),
         "next": signals, "src_lbm": f"{SRC_LBM} {latest}", "src_map": SRC_MAP, "survey": survey_table(data, None),
         "notes": data.notes, "far_pp": nl_number(HEALTH_FAR_PP, 0),
+        "table_notes": notes["table"], "next_notes": notes["next"],
     }
+
+
+def _wijken_text(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " en " + names[-1]
+
+
+def overview_notes(data: GemeenteData, hidden: set[str], model: dict[str, str]) -> dict:
+    """The overview's explanations of its gaps: a gemeente mean without the hidden wijken, wijken whose
+    older-layout figures cannot be linked ("–"), wijken without a model outcome, a withheld model. A
+    gap the overview does not explain reads as "nothing to report" in "Welke wijk als volgende?"."""
+    names = dict(zip(data.wijken["area_code"], data.wijken["area_name"]))
+    shown = [c for c in data.wijken["area_code"] if c not in hidden]
+    table, after_signals = [], []
+    left_out = hidden_in_reference(data, hidden)
+    if left_out:
+        table.append(f"Het gemiddelde van de wijken telt {'de wijk die' if left_out == 1 else f'de {left_out} wijken die'} "
+                     f"te klein {'is' if left_out == 1 else 'zijn'} om te tonen niet mee, zodat er geen score van af te "
+                     "leiden is.")
+    rules = dict(zip(data.links["area_code"], data.links["link_rule"])) if not data.links.empty else {}
+    unlinked = sorted(names[c] for c in shown if rules.get(c) == UNLINKED)
+    if unlinked:
+        n = len(unlinked)
+        table.append(f"{n} {'wijk' if n == 1 else 'wijken'} met alleen “–”: de Leefbaarometer, het model en de "
+                     "Gezondheidsmonitor gebruiken een oudere wijkindeling, waarvan de cijfers niet aan "
+                     f"{'deze wijk' if n == 1 else 'deze wijken'} te koppelen zijn: {_wijken_text(unlinked)}. "
+                     "De wijkpagina's leggen dit uit.")
+        after_signals.append(f"Zonder cijfers, en daarom zonder signalen: {_wijken_text(unlinked)} (niet te koppelen aan "
+                             "de oudere wijkindeling van de bronnen).")
+    gate = {r.outcome: r for r in data.gate.itertuples(index=False)} if not data.gate.empty else {}
+    verdict = gate.get("lbm")
+    withheld = verdict is not None and not verdict.passed
+    if withheld:
+        table.append(f"Model niet gepubliceerd: {withheld_reason(verdict.problems)}.")
+    elif verdict is not None:
+        without = sorted(names[c] for c in shown if c not in model and rules.get(c) != UNLINKED)
+        if without:
+            n = len(without)
+            table.append(f"“geen modeluitkomst” ({n} {'wijk' if n == 1 else 'wijken'}): het model heeft voor het jaar "
+                         "van de score geen kenmerken die aan de wijk te koppelen zijn (bijvoorbeeld omdat de "
+                         "Gezondheidsmonitor een andere wijkindeling gebruikt), en geeft dus geen verwachte score.")
+    return {"table": table, "next": after_signals, "model_withheld": withheld}
 
 
 def _age_rows(data: GemeenteData, code: str) -> list[dict]:
@@ -143,11 +192,11 @@ def _age_rows(data: GemeenteData, code: str) -> list[dict]:
     return rows
 
 
-def _lbm_charts(data: GemeenteData, code: str, name: str) -> list[dict]:
+def _lbm_charts(data: GemeenteData, code: str, name: str, hidden: set[str]) -> list[dict]:
     out = []
     for key in ("lbm", *DIMENSIONS):
         own = data.lbm[data.lbm["wijk_code"] == code].sort_values("year")
-        ref = data.lbm_reference.sort_values("year")
+        ref = page_reference(data, hidden).sort_values("year")
         series = {
             name: [(int(y), _val(v)) for y, v in zip(own["year"], own[key])],
             f"gemiddelde wijken {data.gemeente_name}": [(int(y), _val(v)) for y, v in zip(ref["year"], ref[key])],
@@ -261,7 +310,8 @@ def survey_table(data: GemeenteData, wijk_name: str | None) -> dict | None:
 
 def build_wijk(data: GemeenteData, code: str, min_inhabitants: int, links: dict[str, str]) -> dict:
     w = data.wijken[data.wijken["area_code"] == code].iloc[0]
-    hidden = code in suppressed_codes(data, min_inhabitants)
+    all_hidden = suppressed_codes(data, min_inhabitants)
+    hidden = code in all_hidden
     names = dict(zip(data.wijken["area_code"], data.wijken["area_name"]))
     locator = svgmap.render_map(dict(zip(data.wijken["area_code"], data.wijken["geometry_geojson"])), names, [],
                                 width=300, highlight=code, links=links, labels=False, element_id="locator")
@@ -279,7 +329,7 @@ def build_wijk(data: GemeenteData, code: str, min_inhabitants: int, links: dict[
         "inhabitants": nl_int(w.inhabitants), "inhabitants_year": int(w.inhabitants_year) if _val(w.inhabitants_year) else None,
         "src_inhabitants": f"{SRC_KWB} {int(w.inhabitants_year) if _val(w.inhabitants_year) else ''} "
                            f"({w.inhabitants_table}); herkomst: {w.inhabitants_file}, rij {w.inhabitants_row}",
-        "ages": _age_rows(data, code), "lbm_charts": _lbm_charts(data, code, w.area_name) if not data.lbm.empty else [],
+        "ages": _age_rows(data, code), "lbm_charts": _lbm_charts(data, code, w.area_name, all_hidden) if not data.lbm.empty else [],
         "health_years": years, "health": health, "src_health": SRC_HEALTH, "link_note": link,
         "not_linked": any(c["wijk"] == NOT_LINKED for h in health for c in h["cells"]),
         "gemeente_other_layout": any(c["gemeente"] == OTHER_GEMEENTE_LAYOUT for h in health for c in h["cells"]),

@@ -134,7 +134,8 @@ def test_register_lists_the_feeding_sources_apart_from_the_describing_ones(share
     measures = entry["risicobeheer"]["maatregelen_in_deze_run"]
     assert measures["gebieden_onderdrukt_te_weinig_inwoners"] == 1
     assert measures["gebieden_onderdrukt_signaal_bron"] == 0
-    assert measures["gebieden_inwonertal_bekend"] == 27 and measures["bron_inwonertal"].startswith("cbs_kwb 2024")
+    assert measures["gebieden_inwonertal_bekend"] == 27
+    assert measures["bron_inwonertal"] == "Kerncijfers wijken en buurten 2024 (CBS-tabel 85984NED): 27 gebieden"
     assert "Rule 1, real inhabitants (27 of 29 areas, from cbs_kwb 2024" in card
 
 

@@ -112,10 +112,10 @@ def test_register_entry_states_withheld_outcomes_in_dutch():
     assert fys["kwaliteitspoort"]["interval"] == [-0.0278, 0.0212]
     assert fys["omschrijving"] == "Leefbaarometer-dimensie fysieke omgeving"
     assert fys["validatiemethode"].startswith("5-voudige kruisvalidatie")
-    assert technical["achtergehouden_uitkomsten"][0].startswith("fys: niet aangetoond")
+    assert technical["achtergehouden_uitkomsten"][0].startswith("Fysieke omgeving: niet aangetoond")
     markdown = render_register_markdown(entry)
-    assert "**Achtergehouden uitkomsten**: fys: niet aangetoond" in markdown
-    assert "| lbm | gepubliceerd |" in markdown
+    assert "**Achtergehouden uitkomsten**: Fysieke omgeving: niet aangetoond" in markdown
+    assert "| Leefbaarometer totaalscore | gepubliceerd |" in markdown
     for english in ("withheld", "not shown", "NOT PUBLISHED", "physical environment", "cross-validation"):
         assert english not in markdown, english
         assert english not in register_json(entry), english
@@ -205,7 +205,7 @@ def test_an_outcome_gate_3_has_not_judged_is_not_reported_as_published():
     entry = build_register_entry(facts, load_register_config())
     won = next(v for v in entry["technische_werking"]["validatie"] if v["uitkomst"] == "won")
     assert won["kwaliteitspoort"]["oordeel"] == "niet beoordeeld"
-    assert any(line.startswith("won: kwaliteitspoort 3 heeft dit model niet beoordeeld")
+    assert any(line.startswith("Woningvoorraad: kwaliteitspoort 3 heeft dit model niet beoordeeld")
                for line in entry["technische_werking"]["achtergehouden_uitkomsten"])
     card = build_model_card(facts)
     assert "| won | not judged |" in card and "**Withheld outcomes**: fys, won" in card
@@ -318,7 +318,7 @@ def test_model_card_shows_nested_cv_and_the_reference_fit_with_margins_over_ridg
     from wijk_assets.lib.responsible.register import render_register_markdown
 
     markdown = render_register_markdown(entry)
-    assert ("| lbm | alle geselecteerde kenmerken | alle gekoppelde wijk-jaren | 0,653 | 0,643 | +0,0100 | "
+    assert ("| Leefbaarometer totaalscore | alle geselecteerde kenmerken | alle gekoppelde wijk-jaren | 0,653 | 0,643 | +0,0100 | "
             "-0,0005 tot +0,0245 |") in markdown
 
 

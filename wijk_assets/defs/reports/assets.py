@@ -109,7 +109,12 @@ def code_version() -> str:
 def run_facts(duckdb: WarehouseResource, run_id: str, settings: SettingsResource) -> dict:
     """Everything the register entry and model card state about this run, read from the warehouse."""
     from wijk_assets.lib.sources.catalog import load_catalog
-    from wijk_assets.lib.responsible.model_sources import context_source_years, model_source_years
+    from wijk_assets.lib.responsible.model_sources import (
+        context_source_years,
+        files_with_gemeente,
+        mark_files_with_gemeente,
+        model_source_years,
+    )
 
     catalog = load_catalog()
     with duckdb.connect(read_only=True) as con:
@@ -141,6 +146,9 @@ def run_facts(duckdb: WarehouseResource, run_id: str, settings: SettingsResource
             for source in RAW_SOURCES
             if source != "gemeente_survey"  # the municipality's own survey: published on its own, never a model input
         }
+        # which loaded files hold rows of this gemeente: the entry names only those of the files that do
+        # not feed the model (another gemeente's sample is counted, not named)
+        covering = files_with_gemeente(con, list(files_by_source), settings.gemeente)
     model_features = sorted({f for run in runs.itertuples(index=False) for f in json.loads(run.features)})
     boundary_years = files_by_source.get("cbs_wijkgrenzen", pd.DataFrame({"release_year": []}))["release_year"]
     feeding = model_source_years(
@@ -169,7 +177,8 @@ def run_facts(duckdb: WarehouseResource, run_id: str, settings: SettingsResource
 
     sources = [source_fact(s["name"], s["years"], role=s["role"], **({"features": s["features"]} if s["features"] else {}))
                for s in feeding]
-    context_sources = [source_fact(name, years) for name, years in describing.items()]
+    context_sources = mark_files_with_gemeente([source_fact(name, years) for name, years in describing.items()],
+                                               covering)
     from wijk_assets.lib.responsible.register import outcome_facts
 
     outcomes, features, params = [], set(), {}

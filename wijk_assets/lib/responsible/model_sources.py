@@ -100,4 +100,34 @@ def context_source_years(loaded: Mapping[str, Iterable[int]], model: list[dict])
     return out
 
 
-__all__ = ["base_feature", "context_source_years", "model_source_years", "sources_of_features"]
+def files_with_gemeente(con, sources: Iterable[str], gemeente: str) -> dict[str, set[str]]:
+    """source -> the files of ``raw.<source>`` that hold rows of ``gemeente`` (its own code, or a wijk or
+    buurt code of it: ``GM0106``, ``WK0106..``, ``BU0106....``). ``con``: a DuckDB connection.
+
+    The register entry names a loaded file that does not feed the model only when it holds rows of the
+    gemeente in focus (it describes that gemeente's present); a file of another gemeente, whose name
+    may say so, is counted there but not named.
+    """
+    digits = gemeente[2:] if re.fullmatch(r"GM\d{4}", gemeente or "") else None
+    out: dict[str, set[str]] = {}
+    for source in sources:
+        if digits is None:
+            out[source] = set()
+            continue
+        rows = con.execute(
+            f"SELECT DISTINCT source_file FROM raw.{source} "
+            "WHERE area_code = ? OR area_code LIKE ? OR area_code LIKE ?",
+            [gemeente, f"WK{digits}%", f"BU{digits}%"],
+        ).fetchall()
+        out[source] = {r[0] for r in rows}
+    return out
+
+
+def mark_files_with_gemeente(source_facts: list[dict], covering: Mapping[str, set[str]]) -> list[dict]:
+    """Set ``covers_gemeente`` on every file of ``source_facts`` (register DataSourceFact dicts)."""
+    return [{**s, "files": [{**f, "covers_gemeente": f["path"] in covering.get(s["name"], set())} for f in s["files"]]}
+            for s in source_facts]
+
+
+__all__ = ["base_feature", "context_source_years", "files_with_gemeente", "mark_files_with_gemeente",
+           "model_source_years", "sources_of_features"]

@@ -17,10 +17,15 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any, Mapping, NotRequired, Required, TypedDict
 
 import yaml
+
+from wijk_assets.lib.responsible.model_sources import CONTEXT_PREFIXES, STRUCTURAL, base_feature
+from wijk_assets.lib.wijkbeeld.fmt import nl_number
+from wijk_assets.lib.wijkbeeld.labels import AGE_GROUPS_NL, DIMENSIONS, OUTCOMES_NL, feature_label_nl
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "register_config.yaml"
 
@@ -29,9 +34,13 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "register_config.yaml"
 # --------------------------------------------------------------------------------------------------
 
 
-class SourceFileFact(TypedDict):
-    path: str  # relative to the data folder, or the feed URL
-    sha256: str  # 64 hex characters
+class SourceFileFact(TypedDict, total=False):
+    path: Required[str]  # relative to the data folder, or the feed URL
+    sha256: Required[str]  # 64 hex characters
+    # Whether the file holds rows of the gemeente in focus (model_sources.files_with_gemeente). Only
+    # files of a describing source (context_sources) that do are named in the register entry; the
+    # others are counted and given by sha256 only, as their names may name another gemeente.
+    covers_gemeente: NotRequired[bool]
 
 
 class DataSourceFact(TypedDict, total=False):
@@ -118,6 +127,31 @@ class MissingFactError(ValueError):
         super().__init__(
             "register/model card needs facts from the run; fix these (no placeholders allowed): "
             + "; ".join(problems)
+        )
+
+
+# Where the reports asset (``run_facts``) looks up the official name of the gemeente in focus.
+GEMEENTE_NAME_TABLE = "marts.dim_area"
+_GEMEENTE_CODE = re.compile(r"^GM\d{4}$")
+
+
+class UnknownGemeenteError(MissingFactError):
+    """The gemeente in focus has no official name in the loaded data: not a gemeente there."""
+
+    def __init__(self, code: Any, where: str = "organisatie") -> None:
+        if isinstance(code, str) and _GEMEENTE_CODE.match(code):
+            problem = (
+                f"gemeente {code!r} is not a gemeente in the loaded data: {GEMEENTE_NAME_TABLE} (the area codes "
+                f"of the CBS Kerncijfers wijken en buurten and the wijk- en buurtkaart) has no area {code!r}, "
+                f"so its name ({{gemeente_naam}} in config field {where!r}) is unknown"
+            )
+        else:
+            problem = f"{code!r} is not a CBS gemeente code (GM followed by four digits)"
+        self.problems = [problem]
+        ValueError.__init__(
+            self,
+            problem + "; expected the code of a gemeente in the KWB/area tables, like GM0106 (Assen): "
+            "check WIJK_GEMEENTE",
         )
 
 
@@ -339,6 +373,8 @@ def fill_template(value: Any, values: Mapping[str, str | None], where: str) -> A
                     f"register config field {where!r} uses unknown placeholder {{{name}}}; "
                     f"known: {', '.join('{' + k + '}' for k in values)}"
                 )
+            if values[name] is None and name == "gemeente_naam":
+                raise UnknownGemeenteError(values.get("gemeente_code"), where)
             if values[name] is None:
                 raise MissingFactError([f"facts needed for {{{name}}} in config field {where!r} are missing"])
             return str(values[name])
@@ -420,6 +456,7 @@ def _validate_config(config: Mapping[str, Any]) -> bool:
 
 
 def _fmt_number(value: Any) -> str:
+    """A number in the (English) model card: decimal point, 3 decimals."""
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, int):
@@ -431,16 +468,154 @@ def _fmt_number(value: Any) -> str:
     return str(value)
 
 
+# --------------------------------------------------------------------------------------------------
+# Dutch text of the register entry: numbers, outcome names, model texts, features
+# --------------------------------------------------------------------------------------------------
+
+
+def _nl(value: Any, decimals: int = 3, *, sign: bool = False) -> str:
+    """A number in the Dutch entry: wijkbeeld's ``nl_number`` (decimal comma, thousands dot), with the
+    ASCII minus the rest of the entry uses; ``-`` when there is no number."""
+    return nl_number(value, decimals, sign=sign, missing="-").replace("\u2212", "-")
+
+
+def _nl_value(value: Any) -> str:
+    """Any value of the Dutch entry as text: counts with a thousands dot, fractions with a comma."""
+    if isinstance(value, bool):
+        return "ja" if value else "nee"
+    if isinstance(value, int):
+        return _nl(value, 0)
+    if isinstance(value, float):
+        return _nl(value, 0 if value.is_integer() and abs(value) >= 1000 else 3)
+    return str(value)
+
+
+# The Dutch outcome names are wijkbeeld's (what the municipality's pages say).
 OUTCOME_LABELS_NL = {
-    "lbm": "Leefbaarometer: totaalscore",
-    "fys": "Leefbaarometer-dimensie fysieke omgeving",
-    "onv": "Leefbaarometer-dimensie overlast en onveiligheid",
-    "soc": "Leefbaarometer-dimensie sociale samenhang",
-    "vrz": "Leefbaarometer-dimensie voorzieningen",
-    "won": "Leefbaarometer-dimensie woningvoorraad",
+    "lbm": OUTCOMES_NL["lbm"],
+    **{d: f"Leefbaarometer-dimensie {OUTCOMES_NL[d][0].lower()}{OUTCOMES_NL[d][1:]}" for d in DIMENSIONS},
 }
+
+
+def outcome_name_nl(outcome: str) -> str:
+    """``fys`` -> 'Fysieke omgeving' (the name in the entry's tables); an unknown code stays as it is."""
+    return OUTCOMES_NL.get(outcome, outcome)
+
+
+BASELINES_NL = {"ridge": "lineair (ridge)", "linear": "lineair", "mean": "gemiddelde"}
+
+# The model texts run_facts states in English (the model card's language), as the entry says them.
+MODEL_TEXT_NL = {
+    "LightGBM gradient-boosted regression trees, one model per outcome":
+        "LightGBM: een regressiemodel van beslisbomen (gradient boosting), één model per uitkomst",
+    "TreeSHAP via LightGBM pred_contrib (checked equal to shap.TreeExplainer)":
+        "TreeSHAP-waarden uit LightGBM (pred_contrib), gecontroleerd: gelijk aan die van shap.TreeExplainer",
+    "all Dutch wijken with a Leefbaarometer score, outcome years with features at most 4 years older":
+        "alle wijken van Nederland met een Leefbaarometer-score, in de uitkomstjaren waarvoor cijfers van "
+        "hoogstens 4 jaar eerder bestaan",
+}
+
+
+def model_text_nl(text: Any) -> Any:
+    """The Dutch wording of a model fact; a text without a known translation stays as it is."""
+    return MODEL_TEXT_NL.get(text, text) if isinstance(text, str) else text
+
+
+def model_versions_nl(version: str) -> str:
+    """``fys=02ab, lbm=1a89`` -> 'Fysieke omgeving: 02ab; Leefbaarometer totaalscore: 1a89'."""
+    pairs = [part.strip().split("=", 1) for part in version.split(",")]
+    if not all(len(p) == 2 and p[0].strip() and p[1].strip() for p in pairs):
+        return version
+    return "; ".join(f"{outcome_name_nl(k.strip())}: {v.strip()}" for k, v in pairs)
+
+
+_POPULATION_PART = re.compile(r"^(?P<source>[a-z_]+) (?P<year>\d{4})(?: \((?P<table>[^)]*)\))?: (?P<n>[\d,]+) areas$")
+
+
+def population_source_nl(text: str, titles: Mapping[str, str]) -> str:
+    """publish's 'cbs_kwb 2024 (85984NED): 2,478 areas' in Dutch, with the source's title for its code:
+    'Kerncijfers wijken en buurten 2024 (CBS-tabel 85984NED): 2.478 gebieden'."""
+    if text.startswith("none:"):
+        return "geen: voor de gepubliceerde gebieden is geen inwonertal bekend"
+    parts = []
+    for part in text.split("; "):
+        m = _POPULATION_PART.match(part.strip())
+        if not m:
+            return text
+        table = f" (CBS-tabel {m['table']})" if m["table"] else ""
+        parts.append(f"{titles.get(m['source'], m['source'])} {m['year']}{table}: "
+                     f"{_nl(int(m['n'].replace(',', '')), 0)} gebieden")
+    return "; ".join(parts)
+
+
+# The kind of a model feature, by the prefix of its column (model_sources.CONTEXT_PREFIXES).
+FEATURE_KINDS_NL = {
+    "": "cijfer van de wijk zelf",
+    "gm": "cijfer van de hele gemeente",
+    "bu_max": "hoogste buurtwaarde in de wijk",
+    "bu_min": "laagste buurtwaarde in de wijk",
+    "bu_sd": "spreiding tussen de buurten in de wijk",
+    "bu_mean": "gemiddelde van de buurten in de wijk",
+    "nb_mean": "gemiddelde van de aangrenzende wijken",
+}
+STRUCTURAL_NL = {"n_buurten": "aantal buurten in de wijk", "n_neighbours": "aantal aangrenzende wijken"}
+FEATURE_LIST_WHERE_NL = (
+    "de volledige lijst (met codes) staat in de modelkaart en in de JSON-versie van deze registratie; "
+    "de omschrijving per kenmerk in de tabel marts.feature_catalog"
+)
+
+
+def _sort_key_nl(text: str) -> str:
+    """Alphabetical as a reader expects: accents and punctuation ignored ('één' under e, '(heel) veel' under h)."""
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9 ]", "", plain.lower())
+
+
+def _feature_parts(feature: str) -> tuple[str, str, str | None]:
+    """``bu_max__pct_obese__65plus`` -> ('bu_max', 'pct_obese', '65plus')."""
+    kind = next((p for p in CONTEXT_PREFIXES if feature.startswith(p + "__")), "")
+    parts = base_feature(feature).split("__")
+    return kind, parts[0], (parts[1] if len(parts) > 1 else None)
+
+
+def feature_summary_nl(features: list[str], sources: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """A readable Dutch summary of the model's features: how many per source and per kind, the
+    subjects (wijkbeeld's Dutch labels) and age groups, and where the full list is."""
+    source_of: dict[str, str] = {}
+    for s in sources:
+        for f in s.get("features") or []:
+            source_of.setdefault(f, s["title"])
+    per_source: dict[str, int] = {}
+    per_kind: dict[str, int] = {}
+    subjects: list[str] = []
+    groups: list[str] = []
+    for f in features:
+        kind, concept, group = _feature_parts(f)
+        if concept in STRUCTURAL:
+            origin, subject = "afgeleid uit de gebiedsindeling", STRUCTURAL_NL.get(concept, concept)
+        else:
+            origin, subject = source_of.get(f, "bron niet vastgelegd"), feature_label_nl(concept)
+        per_source[origin] = per_source.get(origin, 0) + 1
+        kind_nl = subject if concept in STRUCTURAL and not kind else FEATURE_KINDS_NL.get(kind, kind)
+        per_kind[kind_nl] = per_kind.get(kind_nl, 0) + 1
+        if concept not in STRUCTURAL and subject not in subjects:
+            subjects.append(subject)
+        if group and AGE_GROUPS_NL.get(group, group) not in groups:
+            groups.append(AGE_GROUPS_NL.get(group, group))
+    order = list(FEATURE_KINDS_NL.values())
+    return {
+        "aantal": len(features),
+        "per_bron": per_source,
+        "per_soort": dict(sorted(per_kind.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))),
+        "onderwerpen": sorted(subjects, key=_sort_key_nl),
+        **({"leeftijdsgroepen": groups} if groups else {}),
+        "volledige_lijst": FEATURE_LIST_WHERE_NL,
+    }
+
+
 VERDICT_NL = {"published": "gepubliceerd", "withheld": "achtergehouden", "not judged": "niet beoordeeld"}
 TEMPORAL_METRIC = "r2_temporal"
+TEMPORAL_METRIC_NL = "R² nieuw jaar"
 
 
 def _pick(metrics: Mapping[str, Any] | None) -> dict[str, float]:
@@ -474,8 +649,8 @@ def outcome_facts(outcome: str, label: str, metrics: Mapping[str, Any], n_rows: 
         test_year = temporal.get("test_year")
         validation += (f"; {TEMPORAL_METRIC}: trained on years before {test_year}, tested on {test_year} in "
                        f"gemeenten not trained on (n={unseen.get('n_test')})")
-        validation_nl += (f"; {TEMPORAL_METRIC}: getraind op jaren voor {test_year}, getest op {test_year} in "
-                          f"gemeenten die niet in de training zaten (n={unseen.get('n_test')})")
+        validation_nl += (f"; {TEMPORAL_METRIC_NL}: getraind op de jaren vóór {test_year}, getest op {test_year} "
+                          f"in gemeenten die niet in de training zaten (n = {_nl(unseen.get('n_test'), 0)} wijken)")
     verdict = (gate or {}).get("verdict")
     fact: dict[str, Any] = {
         "outcome": outcome,
@@ -515,8 +690,9 @@ def _gate_reason_nl(o: Mapping[str, Any]) -> str:
     if not gate:
         return "kwaliteitspoort 3 heeft dit model niet beoordeeld; het wordt niet gepubliceerd"
     level = gate.get("level") or 0.9
-    margin = (f"marge {gate['margin']:+.4f} R² boven het lineaire basismodel (ridge), {level:.0%}-interval "
-              f"{gate['lower']:+.4f} tot {gate['upper']:+.4f}") if gate.get("margin") is not None else ""
+    margin = (f"marge {_nl(gate['margin'], 4, sign=True)} R² boven het lineaire basismodel (ridge), "
+              f"{level:.0%}-interval {_nl(gate['lower'], 4, sign=True)} tot {_nl(gate['upper'], 4, sign=True)}"
+              ) if gate.get("margin") is not None else ""
     if gate.get("verdict") == "published":
         return f"aangetoond beter dan het lineaire basismodel: {margin}"
     parts = []
@@ -535,20 +711,54 @@ def _selection_nl(sel: Mapping[str, Any]) -> dict:
     """Dutch summary of the model choice (nested grouped cross-validation) for the register entry."""
     nested = sel.get("nested") or {}
 
-    def comma(value: Any, fmt: str) -> str | None:
-        return format(value, fmt).replace(".", ",") if isinstance(value, (int, float)) else None
+    def r2(value: Any) -> str | None:
+        return _nl(value, 3) if isinstance(value, (int, float)) else None
+
+    def margin(value: Any) -> str | None:
+        return _nl(value, 4, sign=True) if isinstance(value, (int, float)) else None
 
     return {
         "werkwijze": ("gekozen met geneste kruisvalidatie, gegroepeerd per gemeente: welke kenmerken, welke "
                       "trainingsrijen en welke instellingen het model gebruikt, is door de gegevens bepaald"),
         "kenmerken": FEATURE_SET_NL.get(sel.get("feature_set"), sel.get("feature_set")),
         "trainingsrijen": TRAINING_ROWS_NL.get(sel.get("training_rows"), sel.get("training_rows")),
-        "r2_geneste_kruisvalidatie": comma(nested.get("r2"), ".3f"),
-        "r2_lineair_basismodel": comma(nested.get("ridge_r2"), ".3f"),
-        "marge_boven_basismodel": comma(nested.get("margin_r2"), "+.4f"),
-        "interval_marge": (f"{comma(nested.get('margin_lower'), '+.4f')} tot {comma(nested.get('margin_upper'), '+.4f')}"
+        "r2_geneste_kruisvalidatie": r2(nested.get("r2")),
+        "r2_lineair_basismodel": r2(nested.get("ridge_r2")),
+        "marge_boven_basismodel": margin(nested.get("margin_r2")),
+        "interval_marge": (f"{margin(nested.get('margin_lower'))} tot {margin(nested.get('margin_upper'))}"
                            if nested.get("margin_lower") is not None else None),
     }
+
+
+def _named_files(facts: Mapping[str, Any]) -> tuple[list[dict], list[dict]]:
+    """The files the entry names, each once, and the loaded files it gives by sha256 only.
+
+    Named: every file of a source that feeds the model (the models are trained on national data, so
+    these are the provenance of the model), then every file of a describing source that holds rows of
+    the gemeente in focus (``covers_gemeente``), which describes its present. Not named: describing
+    files without rows of this gemeente, or not known to have them - their names may name another
+    gemeente."""
+    named: list[dict] = []
+    seen: set[tuple[str, str]] = set()
+    for role, sources in (("model", facts["sources"]), ("beschrijvend", facts.get("context_sources") or [])):
+        for s in sources:
+            for f in s["files"]:
+                key = (f["path"], f["sha256"].lower())
+                if key in seen or (role == "beschrijvend" and f.get("covers_gemeente") is not True):
+                    continue
+                seen.add(key)
+                named.append({"pad": f["path"], "sha256": f["sha256"].lower(), "bron": s["name"],
+                              "titel": s["title"], "gebruik": role})
+    unnamed: list[dict] = []
+    for s in facts.get("context_sources") or []:
+        for f in s["files"]:
+            key = (f["path"], f["sha256"].lower())
+            if key in seen:
+                continue
+            seen.add(key)
+            unnamed.append({"bron": s["name"], "titel": s["title"], "sha256": f["sha256"].lower(),
+                            "bevat_deze_gemeente": f.get("covers_gemeente")})
+    return named, unnamed
 
 
 def build_register_entry(facts: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> dict:
@@ -566,7 +776,9 @@ def build_register_entry(facts: Mapping[str, Any], config: Mapping[str, Any] | N
 
     supp = facts["suppression"]
 
-    def source_entry(s: Mapping[str, Any]) -> dict:
+    def source_entry(s: Mapping[str, Any], describing: bool = False) -> dict:
+        # a describing source's file is named only where it holds rows of this gemeente (_named_files)
+        files = [f for f in s["files"] if not describing or f.get("covers_gemeente") is True]
         return {
             "bron": s["name"],
             "rol": s.get("role", "kenmerken"),
@@ -577,14 +789,17 @@ def build_register_entry(facts: Mapping[str, Any], config: Mapping[str, Any] | N
             "jaren": sorted(int(y) for y in s["years"]),
             "niveau": s.get("level"),
             **({"kenmerken": list(s["features"])} if s.get("features") else {}),
-            "bestanden": [{"pad": f["path"], "sha256": f["sha256"].lower()} for f in s["files"]],
+            "bestanden": [{"pad": f["path"], "sha256": f["sha256"].lower()} for f in files],
         }
 
     sources = [source_entry(s) for s in facts["sources"]]
-    context_sources = [source_entry(s) for s in facts.get("context_sources") or []]
+    context_sources = [source_entry(s, describing=True) for s in facts.get("context_sources") or []]
+    named_files, other_files = _named_files(facts)
+    titles = {s["name"]: s["title"] for s in [*facts["sources"], *(facts.get("context_sources") or [])]}
     validation = [
         {
             "uitkomst": o["outcome"],
+            "naam": outcome_name_nl(o["outcome"]),
             "omschrijving": o.get("description_nl") or o.get("description"),
             "validatiemethode": o.get("validation_nl") or o["validation"],
             "aantal_gebieden": int(o["n_areas"]),
@@ -626,7 +841,8 @@ def build_register_entry(facts: Mapping[str, Any], config: Mapping[str, Any] | N
                 "gebieden_onderdrukt_signaal_bron": int(supp["n_suppressed_signal"]),
                 "gebieden_inwonertal_bekend": int(supp["n_areas"]) - int(supp["n_population_unknown"]),
                 "gebieden_inwonertal_onbekend": int(supp["n_population_unknown"]),
-                **({"bron_inwonertal": supp["population_source"]} if supp.get("population_source") else {}),
+                **({"bron_inwonertal": population_source_nl(supp["population_source"], titles)}
+                   if supp.get("population_source") else {}),
                 **(
                     {"enquetecellen_onderdrukt_te_weinig_respondenten": int(supp["n_suppressed_respondents"])}
                     if supp.get("n_suppressed_respondents") is not None else {}
@@ -649,21 +865,24 @@ def build_register_entry(facts: Mapping[str, Any], config: Mapping[str, Any] | N
             "gebiedsindeling_jaar": facts.get("classification_year"),
             "bronnen": sources,
             "alleen_beschrijvend": context_sources,
+            "bestanden": named_files,
+            "overige_geladen_bestanden": other_files,
         },
         "technische_werking": {
             "toelichting": c("technische_werking_toelichting"),
-            "modeltype": model["type"],
-            "modelversie": model["version"],
+            "modeltype": model_text_nl(model["type"]),
+            "modelversie": model_versions_nl(model["version"]),
             "bibliotheek": model.get("library"),
-            "uitleg": model.get("explainer"),
-            "getraind_op": model.get("trained_on"),
+            "uitleg": model_text_nl(model.get("explainer")),
+            "getraind_op": model_text_nl(model.get("trained_on")),
             "kenmerken": list(facts["features"]),
             "aantal_kenmerken": len(facts["features"]),
+            "kenmerken_samenvatting": feature_summary_nl(list(facts["features"]), facts["sources"]),
             "gevoelige_indicatoren_opt_in": list(facts["sensitive_opt_in"]),
             "validatie": validation,
             **(
                 {"achtergehouden_uitkomsten": [
-                    f"{o['uitkomst']}: {o['kwaliteitspoort']['toelichting']}" for o in validation
+                    f"{o['naam']}: {o['kwaliteitspoort']['toelichting']}" for o in validation
                     if o.get("kwaliteitspoort") and o["uitkomst"] in withheld
                 ] or ["geen"]}
                 if any("verdict" in o for o in facts["outcomes"]) else {}
@@ -733,9 +952,9 @@ def _md_value(value: Any, indent: int = 0) -> list[str]:
                 lines.append(f"{pad}- **{k.replace('_', ' ')}**:")
                 lines.extend(_md_value(v, indent + 1))
             elif isinstance(v, list):
-                lines.append(f"{pad}- **{k.replace('_', ' ')}**: {', '.join(_fmt_number(x) for x in v) or '(geen)'}")
+                lines.append(f"{pad}- **{k.replace('_', ' ')}**: {', '.join(_nl_value(x) for x in v) or '(geen)'}")
             else:
-                lines.append(f"{pad}- **{k.replace('_', ' ')}**: {_fmt_number(v)}")
+                lines.append(f"{pad}- **{k.replace('_', ' ')}**: {_nl_value(v)}")
         return lines
     if isinstance(value, list):
         lines = []
@@ -746,34 +965,127 @@ def _md_value(value: Any, indent: int = 0) -> list[str]:
                     lines.append(f"{pad}- " + sub[0].strip()[2:])
                     lines.extend(sub[1:])
             else:
-                lines.append(f"{pad}- {_fmt_number(item)}")
+                lines.append(f"{pad}- {_nl_value(item)}")
         return lines
     return [f"{pad}{value}"]
 
 
 def _metrics_table(outcomes: list[Mapping[str, Any]], *, model_key: str, baselines_key: str,
-                   outcome_key: str, validation_key: str, n_key: str, lang: str) -> list[str]:
+                   outcome_key: str, validation_key: str, n_key: str, lang: str = "en") -> list[str]:
+    """The model card's metrics table (English, decimal points); the entry's is :func:`_validation_table_nl`."""
+    names = _metric_names(outcomes, model_key, baselines_key)
+    shown = ["r2 temporal" if m == TEMPORAL_METRIC else m for m in names]
+    head = ["outcome", "model / baseline", *shown, "validation", "n"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for o in outcomes:
+        rows = [("model: LightGBM", o[model_key])] + [(f"baseline: {k}", v) for k, v in o[baselines_key].items()]
+        for label, metrics in rows:
+            cells = [_md_escape(o[outcome_key]), label]
+            cells += [_fmt_number(metrics[m]) if m in metrics else "" for m in names]
+            cells += [_md_escape(o[validation_key]), _fmt_number(int(o[n_key]))]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _metric_names(outcomes: list[Mapping[str, Any]], model_key: str, baselines_key: str) -> list[str]:
     names: list[str] = []
     for o in outcomes:
         for m in list(o[model_key]) + [k for b in o[baselines_key].values() for k in b]:
             if m not in names:
                 names.append(m)
     order = ["r2", "rmse", "mae", "spearman"]
-    names.sort(key=lambda m: (order.index(m) if m in order else len(order), m))
-    shown = [("r2 temporeel" if lang == "nl" else "r2 temporal") if m == TEMPORAL_METRIC else m for m in names]
-    head = ["uitkomst", "model / basismodel", *shown, "validatie", "n"] if lang == "nl" else [
-        "outcome", "model / baseline", *shown, "validation", "n"]
+    return sorted(names, key=lambda m: (order.index(m) if m in order else len(order), m))
+
+
+METRICS_NL = {"r2": "R²", "rmse": "RMSE", "mae": "MAE", "spearman": "Spearman-correlatie",
+              TEMPORAL_METRIC: TEMPORAL_METRIC_NL}
+METRIC_EXPLANATIONS_NL = {
+    "r2": "R²: het deel van de verschillen tussen wijken dat het model verklaart (1 = alles, 0 = niet beter "
+          "dan steeds het gemiddelde voorspellen, onder 0 = slechter dan dat)",
+    "rmse": "RMSE (wortel van de gemiddelde gekwadrateerde fout) en MAE (gemiddelde absolute fout): hoe ver de "
+            "voorspelling gemiddeld naast de gemeten score ligt, in punten van de score; lager is beter",
+    "spearman": "Spearman-correlatie: hoe goed de volgorde van de voorspellingen die van de metingen volgt",
+    TEMPORAL_METRIC: f"{TEMPORAL_METRIC_NL}: R² op een jaar en gemeenten die het model niet heeft gezien "
+                     "(zie de validatie hieronder)",
+}
+
+
+def _validation_table_nl(validatie: list[Mapping[str, Any]]) -> list[str]:
+    """The entry's validation table: Dutch outcome, model and metric names, decimal commas, and below it
+    what the figures mean and how they were validated (once, not on every row)."""
+    names = _metric_names(validatie, "model", "basismodellen")
+    head = ["uitkomst", "model of basismodel", *(METRICS_NL.get(m, m) for m in names), "n"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for o in outcomes:
-        rows = [("model: LightGBM", o[model_key])] + [
-            (f"basismodel: {k}" if lang == "nl" else f"baseline: {k}", v)
-            for k, v in o[baselines_key].items()
-        ]
+    for o in validatie:
+        rows = [("model (LightGBM)", o["model"])] + [
+            (f"basismodel: {BASELINES_NL.get(k, k)}", v) for k, v in o["basismodellen"].items()]
         for label, metrics in rows:
-            cells = [_md_escape(o[outcome_key]), label]
-            cells += [_fmt_number(metrics[m]) if m in metrics else "" for m in names]
-            cells += [_md_escape(o[validation_key]), _fmt_number(int(o[n_key]))]
+            cells = [_md_escape(o.get("naam") or o["uitkomst"]), label]
+            cells += [_nl(metrics[m], 3) if m in metrics else "" for m in names]
+            cells.append(_nl(int(o["aantal_gebieden"]), 0))
             lines.append("| " + " | ".join(cells) + " |")
+    legend = [METRIC_EXPLANATIONS_NL[m] for m in names if m in METRIC_EXPLANATIONS_NL and m != "mae"]
+    if "mae" in names and "rmse" not in names:
+        legend.append("MAE (gemiddelde absolute fout): hoe ver de voorspelling gemiddeld naast de gemeten score "
+                      "ligt; lager is beter")
+    baselines = [k for o in validatie for k in o["basismodellen"]]
+    if "ridge" in baselines or "linear" in baselines:
+        legend.append("basismodel lineair: een lineair regressiemodel op dezelfde kenmerken")
+    if "mean" in baselines:
+        legend.append("basismodel gemiddelde: voorspelt voor elke wijk het gemiddelde van de trainingswijken")
+    legend.append("n: aantal gebieden (wijk-jaren) in de validatie")
+    lines += ["", "Toelichting: " + "; ".join(legend) + "."]
+    methods = list(dict.fromkeys(o["validatiemethode"] for o in validatie))
+    if len(methods) == 1:
+        lines += ["", f"Validatie: {methods[0]}."]
+    else:
+        lines += ["", "Validatie:", ""] + [f"- {o.get('naam') or o['uitkomst']}: {o['validatiemethode']}"
+                                            for o in validatie]
+    return lines
+
+
+def _features_md(tw: Mapping[str, Any]) -> list[str]:
+    """The features as a readable Dutch summary (the codes are in the JSON and the model card)."""
+    summary = tw.get("kenmerken_samenvatting")
+    if not summary:
+        return [f"- **Kenmerken ({_nl(tw['aantal_kenmerken'], 0)})**: {', '.join(tw['kenmerken'])}"]
+    lines = [f"- **Kenmerken**: {_nl(summary['aantal'], 0)}"]
+    lines.append("  - per bron: " + "; ".join(f"{k}: {_nl(v, 0)}" for k, v in summary["per_bron"].items()))
+    lines.append("  - per soort: " + "; ".join(f"{k}: {_nl(v, 0)}" for k, v in summary["per_soort"].items()))
+    lines.append(f"  - onderwerpen ({_nl(len(summary['onderwerpen']), 0)}): " + "; ".join(summary["onderwerpen"]))
+    if summary.get("leeftijdsgroepen"):
+        lines.append("  - leeftijdsgroepen: " + "; ".join(summary["leeftijdsgroepen"]))
+    lines.append(f"  - {summary['volledige_lijst']}")
+    return lines
+
+
+def _files_md(g: Mapping[str, Any]) -> list[str]:
+    """The sha256 list: every file that feeds the model once, then the describing files with rows of
+    this gemeente; the other loaded files counted per source, not named."""
+    gemeente = f"de gemeente {g['gemeente_naam']}" if g.get("gemeente_naam") else f"gemeente {g['gemeente']}"
+    model = [f for f in g["bestanden"] if f["gebruik"] == "model"]
+    describing = [f for f in g["bestanden"] if f["gebruik"] != "model"]
+    lines = ["Bestanden die het model voeden, elk één keer (sha256):", ""]
+    lines += [f"- `{f['pad']}` - `{f['sha256']}`" for f in model]
+    if describing:
+        lines += ["", f"Geladen bestanden met gegevens van {gemeente} die het model niet voeden (sha256):", ""]
+        lines += [f"- `{f['pad']}` - `{f['sha256']}`" for f in describing]
+    for known in (False, None):
+        others = [f for f in g.get("overige_geladen_bestanden") or [] if f.get("bevat_deze_gemeente") is known]
+        if not others:
+            continue
+        count: dict[str, int] = {}
+        for f in others:
+            count[f["titel"]] = count.get(f["titel"], 0) + 1
+        one = len(others) == 1
+        it, they = ("het", "bevat") if one else ("ze", "bevatten")
+        why = (f"{they} geen gegevens van {gemeente}" if known is False
+               else f"de run heeft niet vastgelegd of {it} gegevens van {gemeente} {they}")
+        lines += ["", f"Daarnaast {'is' if one else 'zijn'} {_nl(len(others), 0)} geladen "
+                  f"{'bestand' if one else 'bestanden'} niet bij naam genoemd: {it} "
+                  f"{'voedt' if one else 'voeden'} het model niet en {why}. De sha256 staat in de "
+                  "JSON-versie van deze registratie. Per bron:", ""]
+        lines += [f"- {t}: {_nl(n, 0)} {'bestand' if n == 1 else 'bestanden'}" for t, n in count.items()]
     return lines
 
 
@@ -801,15 +1113,13 @@ def render_register_markdown(entry: Mapping[str, Any]) -> str:
                              ("Getraind op", "getraind_op")):
                 if tw.get(k):
                     lines.append(f"- **{label}**: {tw[k]}")
-            lines.append(f"- **Kenmerken ({tw['aantal_kenmerken']})**: {', '.join(tw['kenmerken'])}")
+            lines.extend(_features_md(tw))
             opt = tw["gevoelige_indicatoren_opt_in"]
             lines.append("- **Gevoelige indicatoren (opt-in)**: " + (", ".join(opt) if opt else "geen"))
             lines.append("")
             lines.append("Validatie per uitkomst, met basismodellen:")
             lines.append("")
-            lines.extend(_metrics_table(tw["validatie"], model_key="model", baselines_key="basismodellen",
-                                        outcome_key="uitkomst", validation_key="validatiemethode",
-                                        n_key="aantal_gebieden", lang="nl"))
+            lines.extend(_validation_table_nl(tw["validatie"]))
             gated = [o for o in tw["validatie"] if o.get("kwaliteitspoort")]
             if gated:
                 lines += ["", "Kwaliteitspoort 3 per uitkomst (alleen gepubliceerde uitkomsten krijgen uitleg "
@@ -817,7 +1127,8 @@ def render_register_markdown(entry: Mapping[str, Any]) -> str:
                           "| uitkomst | oordeel | toelichting |", "|---|---|---|"]
                 for o in gated:
                     gate = o["kwaliteitspoort"]
-                    lines.append(f"| {_md_escape(o['uitkomst'])} | {gate['oordeel']} | {_md_escape(gate['toelichting'])} |")
+                    lines.append(f"| {_md_escape(o.get('naam') or o['uitkomst'])} | {gate['oordeel']} | "
+                                 f"{_md_escape(gate['toelichting'])} |")
                 lines += ["", "**Achtergehouden uitkomsten**: " + "; ".join(tw.get("achtergehouden_uitkomsten") or ["geen"])]
             chosen = [o for o in tw["validatie"] if o.get("modelkeuze")]
             if chosen:
@@ -826,8 +1137,9 @@ def render_register_markdown(entry: Mapping[str, Any]) -> str:
                           "| marge | interval |", "|---|---|---|---|---|---|---|"]
                 for o in chosen:
                     k = o["modelkeuze"]
-                    lines.append(f"| {_md_escape(o['uitkomst'])} | {k['kenmerken']} | {k['trainingsrijen']} | "
-                                 f"{k['r2_geneste_kruisvalidatie'] or '-'} | {k['r2_lineair_basismodel'] or '-'} | "
+                    lines.append(f"| {_md_escape(o.get('naam') or o['uitkomst'])} | {k['kenmerken']} | "
+                                 f"{k['trainingsrijen']} | {k['r2_geneste_kruisvalidatie'] or '-'} | "
+                                 f"{k['r2_lineair_basismodel'] or '-'} | "
                                  f"{k['marge_boven_basismodel'] or '-'} | {k['interval_marge'] or '-'} |")
         elif key == "gegevens":
             g = value
@@ -840,11 +1152,11 @@ def render_register_markdown(entry: Mapping[str, Any]) -> str:
             lines.append("")
             lines.append("Bronnen die het model voeden (als kenmerk of als uitkomst):")
             lines.append("")
-            lines.append("| bron | rol | titel | uitgever | CBS-tabel | jaren | licentie |")
-            lines.append("|---|---|---|---|---|---|---|")
+            lines.append("| titel | rol | uitgever | CBS-tabel | jaren | licentie |")
+            lines.append("|---|---|---|---|---|---|")
             for s in g["bronnen"]:
                 lines.append("| " + " | ".join([
-                    _md_escape(s["bron"]), _md_escape(s["rol"]), _md_escape(s["titel"]), _md_escape(s["uitgever"]),
+                    _md_escape(s["titel"]), _md_escape(s["rol"]), _md_escape(s["uitgever"]),
                     ", ".join(s["cbs_tabellen"]) or "(geen CBS-tabel)",
                     ", ".join(str(y) for y in s["jaren"]), _md_escape(s["licentie"]),
                 ]) + " |")
@@ -855,15 +1167,12 @@ def render_register_markdown(entry: Mapping[str, Any]) -> str:
                              "inwonertal en grenzen, die de huidige situatie beschrijven):")
                 lines.append("")
                 for s in g["alleen_beschrijvend"]:
-                    lines.append(f"- {_md_escape(s['titel'])} ({_md_escape(s['bron'])}; "
-                                 f"{', '.join(s['cbs_tabellen']) or 'geen CBS-tabel'}; "
+                    tables = ", ".join(s["cbs_tabellen"])
+                    lines.append(f"- {_md_escape(s['titel'])} ({_md_escape(s['uitgever'])}; "
+                                 f"{'CBS-tabel ' + tables if tables else 'geen CBS-tabel'}; "
                                  f"{', '.join(str(y) for y in s['jaren'])})")
             lines.append("")
-            lines.append("Bestanden (sha256):")
-            lines.append("")
-            for s in [*g["bronnen"], *g.get("alleen_beschrijvend", [])]:
-                for f in s["bestanden"]:
-                    lines.append(f"- `{f['pad']}` - `{f['sha256']}`")
+            lines.extend(_files_md(g))
         elif isinstance(value, (Mapping, list)):
             if isinstance(value, Mapping) and "toelichting" in value:
                 lines.append(str(value["toelichting"]))
@@ -1121,6 +1430,7 @@ __all__ = [
     "OutcomeFact",
     "SuppressionFact",
     "MissingFactError",
+    "UnknownGemeenteError",
     "RegisterConfigError",
     "DEFAULT_CONFIG_PATH",
     "load_register_config",
@@ -1131,4 +1441,9 @@ __all__ = [
     "build_model_card",
     "outcome_facts",
     "OUTCOME_LABELS_NL",
+    "MODEL_TEXT_NL",
+    "feature_summary_nl",
+    "model_text_nl",
+    "outcome_name_nl",
+    "population_source_nl",
 ]

@@ -315,9 +315,9 @@ def stale_assets(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[Ass
             elif status == StaleStatus.STALE:
                 causes = resolver.get_stale_root_causes(key, partition)
                 cause = causes[0] if causes else None
-                text = f"{cause.key.to_user_string()}: {cause.reason}" if cause else ""
+                text = f"{cause.asset_key.to_user_string()}: {cause.reason}" if cause else ""
                 if cause is not None and cause.partition_key:
-                    text = f"{cause.key.to_user_string()} [{cause.partition_key}]: {cause.reason}"
+                    text = f"{cause.asset_key.to_user_string()} [{cause.partition_key}]: {cause.reason}"
                 out.append(AssetState(key.to_user_string(), partition, "stale", text))
     return out
 

@@ -121,3 +121,19 @@ def test_a_stored_nan_counts_as_missing_like_a_null():
         ratios = ratios_in_duckdb(con, "t", catalog)
     assert ratios.to_dict("records") == [
         {"source": "kwb", "year": 2024, "feature": "x", "areas": 4, "missing": 2, "null_ratio": 0.5}]
+
+
+def test_buurten_of_another_source_do_not_count_against_a_source_without_buurt_figures():
+    """A buurt-level release (the health monitor) in a year of a wijk-level one (the national KWB, no
+    buurten): the KWB's footprint stays its gemeenten's gemeente and wijk rows. Judged on the buurten
+    too, a valid health release made 78 % of the KWB 2024 features 'missing' and gate 2 refused it."""
+    frame, catalog = _table()
+    buurten = pd.DataFrame([
+        {"area_code": f"BU000{g}{w:02d}{b:02d}", "area_level": "buurt", "gemeente_code": f"GM000{g}", "year": 2024,
+         "wijk_code": f"WK000{g}{w:02d}", "health": 50.0, "income": np.nan, "cars": np.nan, "late": np.nan}
+        for g in range(3) for w in range(10) for b in range(4)])
+    ratios = footprint_null_ratios(pd.concat([frame, buurten], ignore_index=True), catalog)
+    kwb = ratios[ratios["source"] == "kwb"]
+    assert (kwb["areas"] == 22).all() and (kwb["null_ratio"] == 0.0).all()
+    rivm = ratios[(ratios["source"] == "rivm") & (ratios["year"] == 2024)]
+    assert (rivm["areas"] == 33 + 120).all()  # the health monitor's own footprint takes its buurten in

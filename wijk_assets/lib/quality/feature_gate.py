@@ -197,7 +197,10 @@ FOOTPRINT_COLUMNS = ["source", "year", "feature", "areas", "missing", "null_rati
 
 def footprint_null_ratios(con, table: str, catalog: pd.DataFrame) -> pd.DataFrame:
     """One row per source, year and feature the source published that year: how many areas of the
-    source's footprint that year (the gemeenten where it has any value, at the gated levels) lack it.
+    source's footprint that year lack it. The footprint: the areas of the gemeenten where the source has
+    any value that year, at the gated levels the source has any value at that year. A wijk-level source
+    (the national KWB) is not judged on the buurten another source (the health monitor) brings into the
+    same year; a gemeente whose wijken are all empty at a level the source publishes still counts.
 
     A feature the source did not publish at all that year (e.g. not measured in 2012) is "not measured",
     recorded by staging, not a gap, and has no row. A NaN counts as missing, as a NULL does.
@@ -231,10 +234,13 @@ def footprint_null_ratios(con, table: str, catalog: pd.DataFrame) -> pd.DataFram
         result = con.execute(
             f"""
             WITH base AS (SELECT * FROM {source_sql} WHERE {GATED_LEVELS_SQL}),
-            footprint AS (SELECT DISTINCT year, gemeente_code FROM base WHERE {' OR '.join(present(c) for c in columns)})
+            valued AS (SELECT year, gemeente_code, area_level FROM base WHERE {' OR '.join(present(c) for c in columns)}),
+            gemeenten AS (SELECT DISTINCT year, gemeente_code FROM valued),
+            levels AS (SELECT DISTINCT year, area_level FROM valued)
             SELECT b.year, count(*), {counts}
-            FROM base AS b SEMI JOIN footprint AS f
-              ON b.year = f.year AND b.gemeente_code IS NOT DISTINCT FROM f.gemeente_code
+            FROM base AS b SEMI JOIN gemeenten AS g
+              ON b.year = g.year AND b.gemeente_code IS NOT DISTINCT FROM g.gemeente_code
+            WHERE (b.year, b.area_level) IN (SELECT (year, area_level) FROM levels)
             GROUP BY b.year ORDER BY b.year
             """,
             list(LEVELS),

@@ -216,6 +216,9 @@ def materialize_all(
                 for line in _withheld(result):
                     report.withheld.append(line)
                     log(f"   WITHHELD by gate 3: {line} - this outcome is not published")
+                for line in check_warnings(result):
+                    first, *rest = line.splitlines()
+                    log("\n".join([f"   WARNING {first}", *(f"      {more}" for more in rest)]))
                 if blocked_only:
                     report.blocked.extend(f"{partition_key}: {g}" for g in gate)
                     log(f"   gate: {'; '.join(gate)} - this partition's outputs are not published")
@@ -248,6 +251,20 @@ def _blocking_gate_failures(result) -> list[str]:
             problems = evaluation.metadata.get("problems")
             detail = getattr(problems, "value", None) or ""
             out.append(f"{evaluation.check_name}: {detail}".strip(": "))
+    return out
+
+
+def check_warnings(result) -> list[str]:
+    """"<asset> <check>: <what it found>" for every warning (a failed non-blocking check of severity WARN)
+    the run's checks gave: the run succeeds, but the person who started it should read them."""
+    import dagster as dg
+
+    out = []
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN:
+            summary = evaluation.metadata.get("summary")
+            detail = str(getattr(summary, "value", "") or evaluation.description or "").strip()
+            out.append(f"{evaluation.asset_key.to_user_string()} {evaluation.check_name}: {detail}".strip(": "))
     return out
 
 

@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from wijk_assets.runner.materialize import _blocking_gate_failures, _withheld, ensure_dagster_home, materialize_keys
+from wijk_assets.runner.materialize import (
+    _blocking_gate_failures,
+    _withheld,
+    check_warnings,
+    ensure_dagster_home,
+    materialize_keys,
+)
 from wijk_assets.settings import Settings, load_settings
 
 MAX_AUTOMATION_TICKS = 25
@@ -44,6 +50,7 @@ class ExecutedRun:
     error: str = ""  # the first failed step's error, in one line (no stack trace)
     materialised: list[tuple[str, str | None]] = field(default_factory=list)  # (asset key, partition)
     withheld_outcomes: list[str] = field(default_factory=list)  # "<outcome>: <reason>" from gate 3's verdict asset
+    warnings: list[str] = field(default_factory=list)  # failed warning checks: "<asset> <check>: <summary>"
 
 
 @dataclass
@@ -102,6 +109,7 @@ def execute(
             for e in [e.event_specific_data.materialization]
         ],
         withheld_outcomes=_withheld(result),
+        warnings=check_warnings(result),
     )
 
 
@@ -233,6 +241,11 @@ def _log_run(log, run: ExecutedRun) -> None:
     log(f"{status} {run.trigger}: {names}{part} {run.seconds:.1f}s{checks}")
     for line in run.withheld_outcomes:
         log(f"   WITHHELD by gate 3: {line} - this outcome is not published")
+    for line in run.warnings:
+        first, *rest = line.splitlines()
+        log(f"   WARNING {first}")
+        for more in rest:
+            log(f"      {more}")
     if run.error:
         log(f"   error: {run.error}")
 

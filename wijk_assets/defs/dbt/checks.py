@@ -164,18 +164,36 @@ def remember_passed_verdict(run_id: str, verdict: FeatureGateVerdict) -> None:
     pool="duckdb",
     description=(
         "Warning only: per feature and level, how the distribution moved between the two latest years "
-        "in which it was published (median shift in IQRs, PSI, KS, rank stability)."
+        "in which it was published (median shift in IQRs, PSI, KS, rank stability); and a source's new "
+        "release that lacks features it published before while bringing columns the concept map does not "
+        "know (a renamed column?)."
     ),
 )
 def feature_shift_check(duckdb: WarehouseResource) -> dg.AssetCheckResult:
+    from wijk_assets.lib.quality.renamed_columns import possible_renames, renames_summary
+
     areas, catalog = load_feature_table(duckdb)
     feature_source = dict(zip(catalog["feature"], catalog["source"]))
     table, not_published = shift_since_last_publication(areas, feature_source)
     flagged = table[table["flagged"]] if not table.empty else table
+    with duckdb.connect(read_only=True) as con:
+        renames = possible_renames(con, not_published)
+    summary = []
+    if not flagged.empty:
+        summary.append(f"{len(flagged)} feature distribution(s) moved implausibly since their previous year "
+                       f"(e.g. {', '.join(flagged['feature'].astype(str).unique()[:5])}); see flagged_features")
+    if not renames.empty:
+        summary.append(renames_summary(renames))
     return dg.AssetCheckResult(
-        passed=flagged.empty,
+        passed=flagged.empty and renames.empty,
         severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(summary) or "no implausible shift, no feature missing beside an unmapped new column",
         metadata={
+            "summary": "\n".join(summary) or "none",
+            "possible_renamed_columns": dg.MetadataValue.md(
+                renames.assign(**{c: renames[c].map(lambda v: ", ".join(map(str, v)))
+                                  for c in ("missing_features", "last_published", "new_unmapped_columns")})
+                .to_markdown(index=False) if not renames.empty else "none"),
             "features_compared": len(table),
             "flagged": len(flagged),
             "not_published_in_latest_year": len(not_published),

@@ -276,6 +276,11 @@ def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | Non
         log(f"could not list {source}: {error}; its partitions keep their previous content")
     report.unreadable = dict(listing.errors)
     log(f"release check: {plan.summary()}")
+    if settings.data_dir is not None:
+        from wijk_assets.lib.sources.catalog import unmatched_file_lines
+
+        for line in unmatched_file_lines(settings.data_dir):
+            log(line)
     for source, years in plan.new_partitions.items():
         log(f"partition added: {source} {', '.join(years)}")
     report.runs += apply_sensor_result(

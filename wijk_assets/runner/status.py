@@ -376,6 +376,10 @@ def print_status(settings, *, stale: bool, instance=None) -> int:
         lines = lines[:-1] if stuck or rejected or interrupted else []
         if (rejected or interrupted) and not stuck:
             lines = lines[1:]  # not "no stuck raw partitions" in front of the build blocks
+    if settings.data_dir is not None:  # a release under a name no source reads: not loaded, not an error
+        from wijk_assets.lib.sources.catalog import unmatched_file_lines
+
+        lines += unmatched_file_lines(settings.data_dir)
     for line in lines:
         print(line)
     return len(stuck) + len(rejected) + (1 if interrupted else 0)

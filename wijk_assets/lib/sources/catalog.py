@@ -136,3 +136,37 @@ def find_source_files(source: str, data_dir: Path) -> list[SourceFile]:
                 )
             )
     return found
+
+
+# Files in a source folder that are documentation, not data.
+_NOT_DATA = re.compile(r"(?i)^(\.|readme|provenance|licen[cs]e)|\.(md|txt|pdf)$")
+
+
+def unmatched_files(data_dir: Path) -> list[tuple[str, list[str]]]:
+    """Files in the folders the catalog reads from that no source's ``glob`` matches: (path relative to
+    ``data_dir``, the globs of that folder). A release saved under another name (StatLine's own download
+    name, a different case) would otherwise be ignored without a word."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        return []
+    specs = [f for source in load_catalog().values() for f in source.files]
+    matched = {path.resolve() for f in specs for path in data_dir.glob(f.glob)}
+    folders: dict[Path, list[str]] = {}
+    for f in specs:
+        folder_glob = f.glob.rsplit("/", 1)[0] if "/" in f.glob else "."
+        for folder in sorted(data_dir.glob(folder_glob)):
+            if folder.is_dir():
+                folders.setdefault(folder, []).append(f.glob)
+    out = []
+    for folder, globs in sorted(folders.items()):
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and not _NOT_DATA.search(path.name) and path.resolve() not in matched:
+                out.append((path.relative_to(data_dir).as_posix(), sorted(set(globs))))
+    return out
+
+
+def unmatched_file_lines(data_dir: Path) -> list[str]:
+    """One line per :func:`unmatched_files` entry, for the refresh log and ``wijk-assets status``."""
+    return [f"not loaded: {path} matches no file pattern of the source catalog ({', '.join(globs)}); "
+            "if it is a release, rename it to match (wijk_assets/lib/sources/catalog.yaml)"
+            for path, globs in unmatched_files(data_dir)]

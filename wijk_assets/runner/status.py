@@ -353,7 +353,17 @@ __all__ = [
     "stale_assets",
     "status_lines",
     "stuck_partitions",
+    "unreadable_sources",
 ]
+
+
+def unreadable_sources(cbs, sources: list[str] | None = None) -> dict[str, str]:
+    """source -> why the release check cannot list it (e.g. a file in another format): the refresh says so
+    and exits 1, but no run failed, so it is no stuck partition; ``status`` must say so too."""
+    from wijk_assets.defs.raw.assets import RAW_SOURCES
+    from wijk_assets.lib.release.listing import list_available
+
+    return dict(list_available(cbs, sources or RAW_SOURCES).errors)
 
 
 def print_status(settings, *, stale: bool, instance=None) -> int:
@@ -371,15 +381,18 @@ def print_status(settings, *, stale: bool, instance=None) -> int:
     stuck = stuck_partitions(instance, defs.resources["cbs"], settings.duckdb_path)
     rejected = rejected_builds(instance, settings.duckdb_path)
     interrupted = interrupted_build(settings.duckdb_path)
+    unreadable = unreadable_sources(defs.resources["cbs"])
     lines = status_lines(stuck, stale_assets(defs, instance) if stale else [], rejected, interrupted)
     if not stale:
         lines = lines[:-1] if stuck or rejected or interrupted else []
         if (rejected or interrupted) and not stuck:
             lines = lines[1:]  # not "no stuck raw partitions" in front of the build blocks
+    lines += [f"UNREADABLE source {source}: {error}\n   its partitions keep their previous content; "
+              "to do: correct or replace the file, then run `wijk-assets refresh`" for source, error in unreadable.items()]
     if settings.data_dir is not None:  # a release under a name no source reads: not loaded, not an error
         from wijk_assets.lib.sources.catalog import unmatched_file_lines
 
         lines += unmatched_file_lines(settings.data_dir)
     for line in lines:
         print(line)
-    return len(stuck) + len(rejected) + (1 if interrupted else 0)
+    return len(stuck) + len(rejected) + (1 if interrupted else 0) + len(unreadable)

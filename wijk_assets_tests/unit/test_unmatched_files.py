@@ -23,3 +23,22 @@ def test_a_file_in_a_source_folder_that_no_pattern_matches_is_named(tmp_path):
 
 def test_every_file_of_the_real_layout_is_matched(shared_data_dir):
     assert unmatched_files(shared_data_dir) == []
+
+
+def test_status_names_a_source_the_release_check_cannot_read(tmp_path):
+    """A Leefbaarometer release saved by Dutch Excel (';' and decimal commas; SYNTHETIC two-row file): the
+    refresh cannot list the source and exits 1, but no run failed, so it is no stuck partition; status
+    names it (and exits 1 for it, see print_status)."""
+    from wijk_assets.defs.resources import CbsSourceResource
+    from wijk_assets.runner.status import unreadable_sources
+
+    folder = tmp_path / "leefbaarometer"
+    folder.mkdir()
+    (folder / "lbm3_scores_wijken_2002-2024.csv").write_text(
+        "wk_code;wk_naam;jaar;lbm;afw;fys;onv;soc;vrz;won\nWK010600;Centrum;2024;4,1;0,05;NA;NA;NA;NA;NA\n")
+    errors = unreadable_sources(CbsSourceResource(data_dir=str(tmp_path)), ["leefbaarometer"])
+    assert list(errors) == ["leefbaarometer"]
+    assert "lbm3_scores_wijken_2002-2024.csv, row 1" in errors["leefbaarometer"] and "semicolon" in errors["leefbaarometer"]
+    (folder / "lbm3_scores_wijken_2002-2024.csv").write_text(
+        "wk_code,wk_naam,jaar,lbm,afw,fys,onv,soc,vrz,won\nWK010600,Centrum,2024,4.1,0.05,NA,NA,NA,NA,NA\n")
+    assert unreadable_sources(CbsSourceResource(data_dir=str(tmp_path)), ["leefbaarometer"]) == {}

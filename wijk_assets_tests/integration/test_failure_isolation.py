@@ -156,8 +156,11 @@ def test_refused_revision_of_a_loaded_year_is_stuck_with_its_quarantine(world, s
     assert (stuck.source, stuck.year, stuck.stage, stuck.loaded_before) == ("leefbaarometer", "2022", "gate_1", True)
     assert stuck.files == [LBM.as_posix()] and "area_code_clean" in stuck.reason
     assert f"quarantine.leefbaarometer WHERE run_id = '{result.run_id}'" in stuck.block()
-    # a file put back in its place recovers the partition
+    # the file that is live put back in its place: nothing is left to load, so nothing is stuck (it stayed
+    # stuck for good: the release check saw no change and every refresh exited 1)
     shutil.copyfile(shared_data_dir / LBM, data / LBM)
+    assert stuck_partitions(instance, defs.resources["cbs"], world["db"]) == []
+    # ... and loading it again is a success too
     assert materialize_keys(defs, instance, [LBM_KEY], "2022", trigger="test").success
     assert stuck_partitions(instance, defs.resources["cbs"], world["db"]) == []
 

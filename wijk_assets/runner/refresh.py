@@ -275,7 +275,8 @@ def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | Non
     for source, error in listing.errors.items():
         log(f"could not list {source}: {error}; its partitions keep their previous content")
     report.unreadable = dict(listing.errors)
-    log(f"release check: {plan.summary()}")
+    # after a "could not list" line: the check's verdict is about the sources it could read
+    log(f"release check{' of the other sources' if listing.errors else ''}: {plan.summary()}")
     if settings.data_dir is not None:
         from wijk_assets.lib.sources.catalog import unmatched_file_lines
 

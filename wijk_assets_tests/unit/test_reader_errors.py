@@ -100,6 +100,15 @@ def test_truncated_kwb_xlsx(shared_data_dir, tmp_path):
     _error(_copy_as(real, path))
 
 
+def test_web_page_saved_as_xlsx_is_named_as_such(shared_data_dir, tmp_path):
+    """A failed download (an HTML error page, SYNTHETIC) saved under the workbook's name."""
+    real = _real(shared_data_dir, "rivm_gezondheid", RIVM)
+    path = tmp_path / RIVM
+    path.write_text("<!DOCTYPE html><html><body>503 Service Unavailable</body></html>")
+    error = str(_error(_copy_as(real, path)))
+    assert "a web page or error message, not a workbook" in error and "<!doctype html" in error
+
+
 def test_csv_saved_as_xlsx(shared_data_dir, tmp_path):
     real = _real(shared_data_dir, "cbs_kwb", KWB)
     path = tmp_path / KWB

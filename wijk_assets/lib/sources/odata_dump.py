@@ -68,11 +68,18 @@ def cell_text(value: object) -> str | None:
     return str(value)
 
 
-def _unreadable(source: str, error: Exception, sheet: str | None = None) -> SourceFormatError:
+def _unreadable(source: str, error: Exception, sheet: str | None = None, path: Path | None = None) -> SourceFormatError:
+    found = f"{type(error).__name__}: {error}"
+    try:  # a failed download saved under the workbook's name is usually a web page
+        head = Path(path).read_bytes()[:512].lstrip().lower() if path is not None else b""
+    except OSError:
+        head = b""
+    if head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<")):
+        found += f"; the file starts with {head[:40].decode('utf-8', 'replace')!r}: a web page or error message, not a workbook"
     return SourceFormatError(
         source,
         "a complete .xlsx workbook (a zip archive of XML parts)",
-        f"{type(error).__name__}: {error}",
+        found,
         sheet=sheet,
         hint="The file is truncated, corrupt or not an xlsx; download it again",
     )
@@ -133,7 +140,7 @@ def read_xlsx_sheet(
         workbook = CalamineWorkbook.from_path(str(path))
         sheet_names = list(workbook.sheet_names)
     except Exception as error:  # calamine raises ZipError/XmlError/CalamineError and OSError
-        raise _unreadable(source, error) from error
+        raise _unreadable(source, error, path=path) from error
 
     def header_of(name: str) -> list[str]:
         """The first non-empty row of a sheet as text (read lazily: only that row is parsed)."""

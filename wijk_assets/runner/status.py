@@ -28,6 +28,7 @@ from pathlib import Path
 import dagster as dg
 
 from wijk_assets.lib.warehouse import REJECTIONS_TABLE, connect, quarantine_table
+from wijk_assets.runner.source_checks import offered_as_loaded, unreadable_sources
 
 
 @dataclass
@@ -131,26 +132,6 @@ def _loaded(instance: dg.DagsterInstance, source: str, year: str) -> bool:
     )
 
 
-def _offered_as_loaded(instance: dg.DagsterInstance, cbs, source: str, years: list[str]) -> set[str]:
-    """The ``years`` for which the source now offers exactly what their live partition was last loaded
-    from (files by sha256, live tables by Modified). A refused file that was replaced by the one loaded
-    before leaves a failed latest attempt, but the live rows are those of the file on offer: the release
-    check has nothing to run, so the partition is not stuck (it stayed so for good: every refresh exited 1)."""
-    from wijk_assets.defs.automation.release_sensor import fingerprints_from_materializations
-    from wijk_assets.lib.release.listing import list_available
-
-    listing = list_available(cbs, [source])
-    if source in listing.errors:
-        return set()
-    loaded = fingerprints_from_materializations(instance, listing, {source: years}).get(source, {})
-    offered = listing.available().get(source, {})
-
-    def at(state: dict[str, dict[str, str]], year: str) -> dict[str, str]:
-        return {item: fps[year] for item, fps in state.items() if year in fps}
-
-    return {year for year in years if at(loaded, year) and at(loaded, year) == at(offered, year)}
-
-
 def stuck_partitions(
     instance: dg.DagsterInstance, cbs, duckdb_path: Path | str, sources: list[str] | None = None
 ) -> list[StuckPartition]:
@@ -166,7 +147,7 @@ def stuck_partitions(
             offered = {str(y) for y in cbs.available_years(source)}
         except Exception:  # noqa: BLE001 - an unreadable file may be what hides its year: keep all
             offered = set(failed)
-        live = _offered_as_loaded(instance, cbs, source, list(failed))
+        live = offered_as_loaded(instance, cbs, source, list(failed))
         rejections = _rejections(duckdb_path, list(failed.values()))
         for year, run_id in sorted(failed.items()):
             if year not in offered:
@@ -376,17 +357,7 @@ __all__ = [
     "stale_assets",
     "status_lines",
     "stuck_partitions",
-    "unreadable_sources",
 ]
-
-
-def unreadable_sources(cbs, sources: list[str] | None = None) -> dict[str, str]:
-    """source -> why the release check cannot list it (e.g. a file in another format): the refresh says so
-    and exits 1, but no run failed, so it is no stuck partition; ``status`` must say so too."""
-    from wijk_assets.defs.raw.assets import RAW_SOURCES
-    from wijk_assets.lib.release.listing import list_available
-
-    return dict(list_available(cbs, sources or RAW_SOURCES).errors)
 
 
 def print_status(settings, *, stale: bool, instance=None) -> int:

@@ -61,6 +61,7 @@ SHARED_BUILD_MODULES = frozenset({
     "wijk_assets_tests/integration/test_dbt_models.py",
     "wijk_assets_tests/integration/test_model_outputs.py",
     "wijk_assets_tests/integration/test_wijkbeeld.py",
+    "wijk_assets_tests/integration/test_wijkbeeld_phone.py",
     "wijk_assets_tests/integration/test_determinism.py",
     "wijk_assets_tests/integration/test_refused_builds.py",
     "wijk_assets_tests/integration/test_unchanged_training_inputs.py",

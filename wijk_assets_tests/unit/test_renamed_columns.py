@@ -57,6 +57,9 @@ def test_no_warning_without_a_new_column_or_without_a_missing_feature():
     without = [r for r in MAP_ROWS if r[2] != "g_woz"]
     assert possible_renames(_warehouse(without), NOT_PUBLISHED).empty
     assert possible_renames(_warehouse(), NOT_PUBLISHED.iloc[0:0]).empty
+    # a source with a new unmapped column but no missing feature at all, beside one that has both
+    assert list(possible_renames(_warehouse(), NOT_PUBLISHED[NOT_PUBLISHED["source"] == "nabij"])["source"]) == []
+    assert list(possible_renames(_warehouse(), NOT_PUBLISHED[NOT_PUBLISHED["source"] == "kwb"])["source"]) == ["kwb"]
 
 
 def test_a_warning_check_is_printed_by_the_runner_and_the_run_still_succeeds():

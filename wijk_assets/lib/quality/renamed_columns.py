@@ -50,7 +50,8 @@ def possible_renames(con, not_published: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (source, year), group in new.groupby(["source", "year"], sort=True):
         gone = not_published[(not_published["source"] == source) & (not_published["source_latest"] == year)]
-        gone = gone[[(source, int(year), f) not in mapped for f in gone["feature"]]].sort_values("feature")
+        still_mapped = gone["feature"].map(lambda f: (source, int(year), f) in mapped).astype(bool)
+        gone = gone.loc[~still_mapped].sort_values("feature")
         if not gone.empty:
             rows.append({"source": source, "year": int(year), "missing_features": list(gone["feature"]),
                          "last_published": sorted({int(y) for y in gone["last_published"]}),

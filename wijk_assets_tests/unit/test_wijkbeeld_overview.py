@@ -109,3 +109,14 @@ def test_the_overview_explains_unlinked_wijken_and_missing_or_withheld_model_out
 ])
 def test_the_order_statement_counts_every_wijk_with_a_model_outcome(codes, ranges, expected):
     assert order_text(codes, ranges).startswith(expected)
+
+
+def test_the_signal_count_is_spelled_in_dutch(tmp_path):
+    """'2 signalen', '1 signaal' (the page said '2 signaalen')."""
+    from wijk_assets.lib.wijkbeeld.site import write_site
+
+    data = _data(small_inhabitants=800)
+    # Zuid: below the gemeente and Nederland, and lower than its features predict: two signals
+    data.comparison.loc[data.comparison["area_code"] == "WK999003", "flag"] = "lower than its indicators predict"
+    html = write_site(data, tmp_path, min_inhabitants=50).index.read_text(encoding="utf-8")
+    assert "2 signalen" in html and "signaalen" not in html

@@ -216,9 +216,8 @@ def materialize_all(
                 for line in _withheld(result):
                     report.withheld.append(line)
                     log(f"   WITHHELD by gate 3: {line} - this outcome is not published")
-                for line in check_warnings(result):
-                    first, *rest = line.splitlines()
-                    log("\n".join([f"   WARNING {first}", *(f"      {more}" for more in rest)]))
+                for line in warning_lines(check_warnings(result)):
+                    log(line)
                 if blocked_only:
                     report.blocked.extend(f"{partition_key}: {g}" for g in gate)
                     log(f"   gate: {'; '.join(gate)} - this partition's outputs are not published")
@@ -251,6 +250,15 @@ def _blocking_gate_failures(result) -> list[str]:
             problems = evaluation.metadata.get("problems")
             detail = getattr(problems, "value", None) or ""
             out.append(f"{evaluation.check_name}: {detail}".strip(": "))
+    return out
+
+
+def warning_lines(warnings: list[str]) -> list[str]:
+    """The log lines of :func:`check_warnings`: ``   WARNING <first line>``, further lines indented."""
+    out = []
+    for warning in warnings:
+        first, *rest = warning.splitlines() or [""]
+        out += [f"   WARNING {first}", *(f"      {more}" for more in rest)]
     return out
 
 

@@ -28,6 +28,7 @@ from wijk_assets.runner.materialize import (
     _blocking_gate_failures,
     _withheld,
     check_warnings,
+    warning_lines,
     ensure_dagster_home,
     materialize_keys,
 )
@@ -241,11 +242,8 @@ def _log_run(log, run: ExecutedRun) -> None:
     log(f"{status} {run.trigger}: {names}{part} {run.seconds:.1f}s{checks}")
     for line in run.withheld_outcomes:
         log(f"   WITHHELD by gate 3: {line} - this outcome is not published")
-    for line in run.warnings:
-        first, *rest = line.splitlines()
-        log(f"   WARNING {first}")
-        for more in rest:
-            log(f"      {more}")
+    for line in warning_lines(run.warnings):
+        log(line)
     if run.error:
         log(f"   error: {run.error}")
 

@@ -16,7 +16,10 @@ from wijk_assets.keys import RAW_PREFIX
 
 
 def downstream_automation_condition(
-    triggered_by: Iterable[dg.AssetKey] | None = None, may_be_missing: Iterable[dg.AssetKey] = ()
+    triggered_by: Iterable[dg.AssetKey] | None = None,
+    may_be_missing: Iterable[dg.AssetKey] = (),
+    triggered_after_update_by: Iterable[dg.AssetKey] = (),
+    waits_for_retraining_on: Iterable[dg.AssetKey] = (),
 ) -> dg.AutomationCondition:
     """For the dbt, ML and report assets: run once after upstream *data* changed, when complete and checked.
 
@@ -44,7 +47,17 @@ def downstream_automation_condition(
     progress, failed blocking checks) still look at every dependency, except that partitions of
     ``may_be_missing`` may be missing: the published tables must follow the explanations of the
     outcomes that passed gate 3 although a withheld outcome has none.
-    """
+
+    ``triggered_after_update_by`` and ``waits_for_retraining_on`` close a diamond across partitionings,
+    where "requested in the same run" cannot: the published tables read the feature values
+    (unpartitioned) and the explanations (one partition per outcome). New feature values trigger a run
+    only once they are materialised (never in the same run as the marts), so the next tick sees
+    whether that build also gave new data to what the models are trained on
+    (``waits_for_retraining_on``: the training mart, the feature catalog). If so, or if one of those is
+    requested in this tick, the asset waits: the models retrain and their explanations follow, and it
+    runs once, after them, instead of now on the feature values and again after the explanations. Its
+    trigger is kept (``since_last_handled``): if the models do not run after all, it runs a tick later.
+        """
     AC = dg.AutomationCondition
     new_data_upstream = AC.any_deps_match(
         (AC.newly_updated() & AC.data_version_changed() & ~AC.executed_with_root_target()).with_label(
@@ -54,6 +67,11 @@ def downstream_automation_condition(
     )
     if triggered_by is not None:
         new_data_upstream = new_data_upstream.allow(dg.AssetSelection.assets(*triggered_by))
+    after_update = list(triggered_after_update_by)
+    if after_update:
+        new_data_upstream = new_data_upstream | AC.any_deps_match(
+            AC.newly_updated() & AC.data_version_changed() & ~AC.executed_with_root_target()
+        ).allow(dg.AssetSelection.assets(*after_update)).with_label("any_deps_updated_with_new_data")
     new_data_upstream = new_data_upstream.with_label("any_deps_have_new_data")
     deps_missing = AC.any_deps_missing()
     may_be_missing = list(may_be_missing)
@@ -70,16 +88,23 @@ def downstream_automation_condition(
     # Likewise for the raw gate: a failed load leaves its check *planned but never evaluated*, which
     # ``check_passed`` reads as "not passed" and froze everything downstream. Raw partitions are
     # validated before they go live, so for raw dependencies only an actual gate failure holds back.
+    retraining = list(waits_for_retraining_on)
     checks_ok = AC.all_deps_blocking_checks_passed().ignore(raw_keys) & AC.all_deps_match(
         AC.all_checks_match(~AC.check_failed(), blocking_only=True)
     ).allow(raw_keys).with_label("no_raw_dep_gate_failed")
-    return (
+    condition = (
         (AC.newly_missing() | new_data_upstream).since_last_handled()
         & ~deps_missing
         & ~AC.any_deps_in_progress()
         & ~AC.in_progress()
         & checks_ok
-    ).with_label("wijk_downstream")
+    )
+    if retraining:
+        condition = condition & ~AC.any_deps_match(
+            (AC.newly_updated() & AC.data_version_changed() & ~AC.executed_with_root_target())
+            | AC.will_be_requested()
+        ).allow(dg.AssetSelection.assets(*retraining)).with_label("models_retrain_this_tick")
+    return condition.with_label("wijk_downstream")
 
 
 automation_sensor = dg.AutomationConditionSensorDefinition(

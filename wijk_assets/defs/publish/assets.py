@@ -19,6 +19,8 @@ from wijk_assets.defs.automation.conditions import downstream_automation_conditi
 from wijk_assets.defs.resources import DUCKDB_POOL, SettingsResource, WarehouseResource
 from wijk_assets.keys import (
     DRIVERS_KEY,
+    FEATURE_CATALOG_KEY,
+    FEATURE_VALUES_KEY,
     GATE_KEY,
     OUTCOME_LABELS,
     PUBLISH_KEY,
@@ -40,12 +42,15 @@ def small_area_signal(training_latest: pd.DataFrame, own_rivm_features: list[str
 
 @dg.asset(
     key=PUBLISH_KEY,
-    deps=[DRIVERS_KEY, RESIDUALS_KEY, TRAINING_KEY, GATE_KEY],
+    deps=[DRIVERS_KEY, RESIDUALS_KEY, TRAINING_KEY, GATE_KEY, FEATURE_VALUES_KEY, FEATURE_CATALOG_KEY],
     group_name="publish",
     pool=DUCKDB_POOL,
     code_version="publish-2",
+    # After the explanations, and after new feature values (the inhabitants that decide suppression) of a
+    # release that retrains nothing; when a release retrains, once, after the new explanations.
     automation_condition=downstream_automation_condition(
-        triggered_by=[DRIVERS_KEY, RESIDUALS_KEY], may_be_missing=[DRIVERS_KEY, RESIDUALS_KEY]
+        triggered_by=[DRIVERS_KEY, RESIDUALS_KEY], may_be_missing=[DRIVERS_KEY, RESIDUALS_KEY],
+        triggered_after_update_by=[FEATURE_VALUES_KEY], waits_for_retraining_on=[TRAINING_KEY, FEATURE_CATALOG_KEY],
     ),
     description=(
         "Resident-facing tables (publish.area_drivers, publish.area_comparison): small areas "

@@ -353,7 +353,9 @@ def match_rule_errors(residual, match_rules: pd.Series, quality: pd.Series) -> p
     group_name="explanations",
     pool=DUCKDB_POOL,
     code_version="explain-1",
-    automation_condition=downstream_automation_condition(),
+    # Only after the training mart has new content: not requested together with every rebuild of the
+    # mart (a release that adds no training row rebuilds it to the same content).
+    automation_condition=downstream_automation_condition(triggered_by=[], triggered_after_update_by=[TRAINING_KEY]),
     description=(
         "Spearman correlation of every wijk feature with every Leefbaarometer outcome in the latest "
         "outcome year, with Benjamini-Hochberg q-values: the relations the models build on. "

@@ -32,7 +32,7 @@ def _synthetic_gemeente(n_categories: int = 14) -> GemeenteData:
     wijken = pd.DataFrame({
         "area_code": codes, "area_name": names, "geometry_geojson": [_square(6.50, 53.0), _square(6.51, 53.0)],
         "inhabitants": [5000, 6000], "inhabitants_year": [2024, 2024],
-        "source_file": ["synthetic_boundaries.geojson"] * 2, "source_row": [1, 2],
+        "source_file": ["synthetic_boundaries.geojson"] * 2, "source_row": [1, 2], "boundary_year": [2024] * 2,
         "inhabitants_table": ["synthetic"] * 2, "inhabitants_file": ["synthetic_kwb.json"] * 2,
         "inhabitants_row": [1, 2]})
     ages = pd.DataFrame([{"area_code": c, "age_key": k, "pct": 20.0, "source_file": "synthetic_kwb.json",
@@ -212,7 +212,7 @@ def test_overview_says_when_names_are_left_off_the_map(tmp_path):
         "area_code": codes, "area_name": [f"Synthetische buurt {i} en omgeving" for i in range(60)],
         "geometry_geojson": [_square(6.5 + (i % 10) * 0.011, 53.0 + (i // 10) * 0.007) for i in range(60)],
         "inhabitants": 1000, "inhabitants_year": 2024, "source_file": "synthetic_boundaries.geojson",
-        "source_row": range(60), "inhabitants_table": "synthetic", "inhabitants_file": "synthetic_kwb.json",
+        "source_row": range(60), "boundary_year": 2024, "inhabitants_table": "synthetic", "inhabitants_file": "synthetic_kwb.json",
         "inhabitants_row": range(60)})
     data.ages = data.ages.iloc[0:0]
     site = write_site(data, tmp_path / "crowded", min_inhabitants=50)

@@ -30,7 +30,7 @@ def _data(*, small_inhabitants: int = 20, lbm_passed: bool = True) -> GemeenteDa
         "geometry_geojson": [_square(6.5 + i / 50) for i in range(4)],
         "inhabitants": [small_inhabitants, 4000, 5000, 3000], "inhabitants_year": [2024] * 4,
         "inhabitants_table": ["85984NED"] * 4, "inhabitants_file": ["kwb.json"] * 4, "inhabitants_row": [1, 2, 3, 4],
-        "source_file": ["grenzen.geojson"] * 4, "source_row": [1, 2, 3, 4],
+        "source_file": ["grenzen.geojson"] * 4, "source_row": [1, 2, 3, 4], "boundary_year": [2025] * 4,
     })
     scores = {"WK999001": 4.60, "WK999002": 4.00, "WK999003": 3.90}
     lbm_rows = []
@@ -120,3 +120,13 @@ def test_the_signal_count_is_spelled_in_dutch(tmp_path):
     data.comparison.loc[data.comparison["area_code"] == "WK999003", "flag"] = "lower than its indicators predict"
     html = write_site(data, tmp_path, min_inhabitants=50).index.read_text(encoding="utf-8")
     assert "2 signalen" in html and "signaalen" not in html
+
+
+def test_the_map_source_names_the_year_of_the_boundaries_drawn(tmp_path):
+    """The source line under the maps said 'Wijk- en buurtkaart 2024' whatever boundaries were drawn."""
+    from wijk_assets.lib.wijkbeeld.site import write_site
+
+    site = write_site(_data(small_inhabitants=800), tmp_path, min_inhabitants=50)
+    for page in (site.index, *site.wijk_pages.values()):
+        html = page.read_text(encoding="utf-8")
+        assert "Wijk- en buurtkaart 2025" in html and "buurtkaart 2024" not in html, page.name

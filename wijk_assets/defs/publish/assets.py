@@ -18,6 +18,7 @@ import pandas as pd
 from wijk_assets.defs.automation.conditions import downstream_automation_condition
 from wijk_assets.defs.resources import DUCKDB_POOL, SettingsResource, WarehouseResource
 from wijk_assets.keys import (
+    DIM_AREA_KEY,
     DRIVERS_KEY,
     FEATURE_CATALOG_KEY,
     FEATURE_VALUES_KEY,
@@ -42,15 +43,18 @@ def small_area_signal(training_latest: pd.DataFrame, own_rivm_features: list[str
 
 @dg.asset(
     key=PUBLISH_KEY,
-    deps=[DRIVERS_KEY, RESIDUALS_KEY, TRAINING_KEY, GATE_KEY, FEATURE_VALUES_KEY, FEATURE_CATALOG_KEY],
+    deps=[DRIVERS_KEY, RESIDUALS_KEY, TRAINING_KEY, GATE_KEY, FEATURE_VALUES_KEY, FEATURE_CATALOG_KEY, DIM_AREA_KEY],
     group_name="publish",
     pool=DUCKDB_POOL,
     code_version="publish-2",
-    # After the explanations, and after new feature values (the inhabitants that decide suppression) of a
-    # release that retrains nothing; when a release retrains, once, after the new explanations.
+    # After the explanations, and after a release that retrains nothing: new feature values (the
+    # inhabitants that decide suppression) or new areas and names (dim_area; new boundaries change it,
+    # and the wijkbeeld, which follows this table, draws them). When a release retrains, once, after the
+    # new explanations.
     automation_condition=downstream_automation_condition(
         triggered_by=[DRIVERS_KEY, RESIDUALS_KEY], may_be_missing=[DRIVERS_KEY, RESIDUALS_KEY],
-        triggered_after_update_by=[FEATURE_VALUES_KEY], waits_for_retraining_on=[TRAINING_KEY, FEATURE_CATALOG_KEY],
+        triggered_after_update_by=[FEATURE_VALUES_KEY, DIM_AREA_KEY],
+        waits_for_retraining_on=[TRAINING_KEY, FEATURE_CATALOG_KEY],
     ),
     description=(
         "Resident-facing tables (publish.area_drivers, publish.area_comparison): small areas "

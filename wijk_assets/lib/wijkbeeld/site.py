@@ -25,7 +25,7 @@ SUPPRESSED = "te klein om te tonen"
 NOT_PUBLISHED = "niet gepubliceerd"
 SRC_LBM = "Leefbaarometer 3.0 (ministerie van BZK), wijkscores"
 SRC_KWB = "CBS, Kerncijfers wijken en buurten"
-SRC_MAP = "CBS/Kadaster, Wijk- en buurtkaart 2024 (PDOK), wijklaag"
+SRC_MAP = "CBS/Kadaster, Wijk- en buurtkaart {year} (PDOK), wijklaag"  # the year of the boundaries drawn
 SRC_HEALTH = "RIVM/GGD's/CBS, Gezondheidsmonitor Volwassenen en Ouderen, CBS-tabel 50090NED"
 HEALTH_FAR_PP = 5.0  # percentage points from the national figure that the overview lists as a signal
 
@@ -134,7 +134,8 @@ def build_overview(data: GemeenteData, min_inhabitants: int, links: dict[str, st
         "rows": rows, "dims": [OUTCOMES_NL[d] for d in DIMENSIONS], "gem_lbm": nl_number(gem_lbm, 2),
         "nl_lbm": nl_number(nl_lbm, 2), "gem_dims": [nl_number(_reference(data, latest, d, hidden)[0], 3, sign=True) for d in DIMENSIONS],
         "reference_left_out": hidden_in_reference(data, hidden),
-        "next": signals, "src_lbm": f"{SRC_LBM} {latest}", "src_map": SRC_MAP, "survey": survey_table(data, None),
+        "next": signals, "src_lbm": f"{SRC_LBM} {latest}", "src_map": SRC_MAP.format(year=int(data.wijken["boundary_year"].max())),
+        "survey": survey_table(data, None),
         "notes": data.notes, "far_pp": nl_number(HEALTH_FAR_PP, 0),
         "table_notes": notes["table"], "next_notes": notes["next"],
     }
@@ -190,6 +191,13 @@ def _age_rows(data: GemeenteData, code: str) -> list[dict]:
         rows.append({"label": label, "pct": pct, "text": nl_pct(pct, 0, missing=NOT_PUBLISHED),
                      "lineage": f"{match.iloc[0]['source_file']}, rij {match.iloc[0]['source_row']}" if not match.empty else ""})
     return rows
+
+
+def _ages_year(data: GemeenteData, boundary_year: int) -> int:
+    """The release year of the boundary file the age shares are read from (the latest), else the map's."""
+    if data.ages.empty or "year" not in data.ages or data.ages["year"].isna().all():
+        return boundary_year
+    return int(data.ages["year"].max())
 
 
 def _lbm_charts(data: GemeenteData, code: str, name: str, hidden: set[str]) -> list[dict]:
@@ -318,7 +326,7 @@ def build_wijk(data: GemeenteData, code: str, min_inhabitants: int, links: dict[
     context = {
         "title": f"{w.area_name} — wijkbeeld {data.gemeente_name}", "name": w.area_name, "code": code,
         "gemeente": data.gemeente_name, "gemeente_code": data.gemeente_code, "suppressed": hidden,
-        "locator_svg": locator, "src_map": f"{SRC_MAP}; herkomst: {w.source_file}, rij {w.source_row}",
+        "locator_svg": locator, "src_map": f"{SRC_MAP.format(year=int(w.boundary_year))}; herkomst: {w.source_file}, rij {w.source_row}",
         "survey": survey_table(data, w.area_name),
     }
     if hidden:
@@ -329,7 +337,7 @@ def build_wijk(data: GemeenteData, code: str, min_inhabitants: int, links: dict[
         "inhabitants": nl_int(w.inhabitants), "inhabitants_year": int(w.inhabitants_year) if _val(w.inhabitants_year) else None,
         "src_inhabitants": f"{SRC_KWB} {int(w.inhabitants_year) if _val(w.inhabitants_year) else ''} "
                            f"({w.inhabitants_table}); herkomst: {w.inhabitants_file}, rij {w.inhabitants_row}",
-        "ages": _age_rows(data, code), "lbm_charts": _lbm_charts(data, code, w.area_name, all_hidden) if not data.lbm.empty else [],
+        "ages": _age_rows(data, code), "ages_year": _ages_year(data, int(w.boundary_year)), "lbm_charts": _lbm_charts(data, code, w.area_name, all_hidden) if not data.lbm.empty else [],
         "health_years": years, "health": health, "src_health": SRC_HEALTH, "link_note": link,
         "not_linked": any(c["wijk"] == NOT_LINKED for h in health for c in h["cells"]),
         "gemeente_other_layout": any(c["gemeente"] == OTHER_GEMEENTE_LAYOUT for h in health for c in h["cells"]),

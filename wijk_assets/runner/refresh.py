@@ -35,6 +35,9 @@ from wijk_assets.runner.materialize import (
 from wijk_assets.settings import Settings, load_settings
 
 MAX_AUTOMATION_TICKS = 25
+# Where ``refresh`` keeps its automation cursor between invocations: the instance's key-value store (the
+# daemon keeps its sensors' cursors in the same run storage).
+CURSOR_KEY = "wijk_assets/refresh_automation_cursor"
 
 
 @dataclass
@@ -201,6 +204,24 @@ def evaluate_automation(defs: dg.Definitions, instance: dg.DagsterInstance, curs
         return dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
 
 
+def stored_cursor(instance: dg.DagsterInstance, log=print):
+    """The automation cursor the last ``refresh`` on this instance left (:func:`store_cursor`), or None
+    (none yet, or one this Dagster version cannot read: the refresh then starts from a baseline)."""
+    raw = instance.run_storage.get_cursor_values({CURSOR_KEY}).get(CURSOR_KEY)
+    if not raw:
+        return None
+    try:
+        return dg.deserialize_value(raw)
+    except Exception as error:  # noqa: BLE001 - e.g. written by another Dagster version
+        log(f"the stored automation cursor cannot be read ({type(error).__name__}: {error}); "
+            "this refresh starts from a new baseline")
+        return None
+
+
+def store_cursor(instance: dg.DagsterInstance, cursor) -> None:
+    instance.run_storage.set_cursor_values({CURSOR_KEY: dg.serialize_value(cursor)})
+
+
 def follow_automation(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -208,26 +229,33 @@ def follow_automation(
     cursor=None,
     max_ticks: int = MAX_AUTOMATION_TICKS,
     log=print,
+    persist: bool = False,
 ) -> RefreshReport:
     """Evaluate the assets' automation conditions and execute what they request until nothing is.
 
     Pass the ``cursor`` of an earlier call (``report.automation_cursor``): conditions such as "a
     dependency has new data" compare with the previous evaluation, so the first evaluation ever only
     establishes that baseline (and requests missing assets).
+
+    ``persist``: store the cursor in the instance (:func:`store_cursor`) after each tick's runs have
+    finished, so the next ``refresh`` continues from it. Stored only then: a process that dies during a
+    tick's runs leaves the previous tick's cursor, and the next refresh requests that tick again.
     """
     report = RefreshReport(automation_cursor=cursor)
     graph = defs.resolve_asset_graph()
     for tick in range(1, max_ticks + 1):
         result = evaluate_automation(defs, instance, report.automation_cursor)
-        report.automation_cursor = result.cursor
         report.ticks = tick
         requested = _requested(result, graph)
-        if not requested:
-            return report
         for partition, keys in _run_groups(graph, requested):
             run = execute(defs, instance, keys, partition, trigger=f"automation tick {tick}")
             report.runs.append(run)
             _log_run(log, run)
+        report.automation_cursor = result.cursor
+        if persist:
+            store_cursor(instance, result.cursor)
+        if not requested:
+            return report
     raise RuntimeError(
         f"automation still requested runs after {max_ticks} ticks; a condition keeps re-triggering "
         "(see the runs above)"
@@ -248,11 +276,20 @@ def _log_run(log, run: ExecutedRun) -> None:
         log(f"   error: {run.error}")
 
 
-def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | None = None, *, log=print) -> RefreshReport:
+def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | None = None, *, log=print,
+            defs: dg.Definitions | None = None) -> RefreshReport:
     """``wijk-assets refresh``: load new or changed source releases, then everything that follows from them.
 
-    Stateless: what counts as "changed" is decided against the files/tables the raw partitions were
-    last materialised from (the weekly schedule's comparison), so it needs no sensor cursor.
+    What counts as a new or changed release is decided against the files/tables the raw partitions
+    were last materialised from (the weekly schedule's comparison), so it needs no sensor cursor.
+
+    The automation's cursor is kept in the instance from one refresh to the next (:data:`CURSOR_KEY`),
+    as the daemon keeps its own: "a dependency has new data" means new since the last evaluation, also
+    across refreshes. Without it every refresh began with a baseline evaluation, which counted
+    everything before it as already handled, so raw partitions a refresh had loaded before it was
+    stopped (a crash, a killed cron job), or that someone materialised in the UI, never reached the
+    marts, models and pages. The first refresh on an instance still begins with that baseline.
+    ``defs``: the definitions to run (default: :func:`wijk_assets.definitions.build_definitions`).
     """
     from wijk_assets.defs.raw.assets import RAW_SOURCES
     from wijk_assets.definitions import build_definitions
@@ -264,9 +301,14 @@ def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | Non
     if instance is None:
         ensure_dagster_home()
         instance = dg.DagsterInstance.get()
-    defs = build_definitions(settings)
-    # Baseline evaluation first: "new data upstream" is relative to the previous evaluation.
-    report = follow_automation(defs, instance, log=log)
+    defs = defs or build_definitions(settings)
+    cursor = stored_cursor(instance, log=log)
+    if cursor is None:
+        # The first refresh here: a baseline evaluation first ("new data upstream" is relative to the
+        # previous evaluation), which also requests what is missing.
+        report = follow_automation(defs, instance, log=log, persist=True)
+    else:  # what happened since the last refresh is followed below, with this release's runs
+        report = RefreshReport(automation_cursor=cursor)
     # A partition that never loaded and whose files were removed is dropped (neither missing nor stuck).
     forget_unloaded_orphans(instance, defs.resources["cbs"], RAW_SOURCES, log=log)
     plan, listing = weekly_refresh_plan(defs.resources["cbs"], instance, RAW_SOURCES)
@@ -288,12 +330,12 @@ def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | Non
     if not all(run.success for run in report.runs):
         log("a raw load failed: its partition keeps its previous content (validated before the swap); "
             "the changes of every other source follow below")
-    followed = follow_automation(defs, instance, cursor=report.automation_cursor, log=log)
+    followed = follow_automation(defs, instance, cursor=report.automation_cursor, log=log, persist=True)
     report.runs += followed.runs
     report.ticks += followed.ticks
     report.automation_cursor = followed.automation_cursor
     return report
 
 
-__all__ = ["ExecutedRun", "RefreshReport", "apply_sensor_result", "dynamic_partitions_read_once", "evaluate_automation",
+__all__ = ["CURSOR_KEY", "ExecutedRun", "RefreshReport", "apply_sensor_result", "stored_cursor", "store_cursor", "dynamic_partitions_read_once", "evaluate_automation",
            "execute", "follow_automation", "refresh"]

@@ -165,6 +165,39 @@ def test_refused_revision_of_a_loaded_year_is_stuck_with_its_quarantine(world, s
     assert stuck_partitions(instance, defs.resources["cbs"], world["db"]) == []
 
 
+def test_a_load_that_no_refresh_followed_reaches_the_marts_at_the_next_refresh(world, monkeypatch):
+    """A refresh that loaded a raw partition and stopped before its automation (a crash, a killed cron
+    job), or a load started by hand: the next `refresh` finds no new release (the partition already
+    holds the file) and must still carry the load downstream. Each refresh began with a baseline
+    evaluation that counted everything before it as handled, so the mart stayed stale for good."""
+    from wijk_assets.runner import refresh as runner
+
+    instance, defs, data, settings = world["instance"], world["defs"], world["data"], world["settings"]
+    assert materialize_keys(defs, instance, [dg.AssetKey("mart")], None, trigger="test").success
+    quiet = lambda *_: None  # noqa: E731
+    # the first refresh loads the Leefbaarometer's other release years (the world holds 2022 only)
+    assert runner.refresh(settings, instance, defs=defs, log=quiet).success
+    assert runner.stored_cursor(instance) is not None
+    assert runner.refresh(settings, instance, defs=defs, log=quiet).runs == []  # settled
+
+    # the revised Leefbaarometer is loaded (by a refresh that then died, or by hand); nothing follows it
+    _revise_lbm(data / LBM)
+    for year in instance.get_dynamic_partitions(release_year_partitions("leefbaarometer").name):
+        assert materialize_keys(defs, instance, [LBM_KEY], year, trigger="test").success  # every year of the file
+
+    resumed = runner.refresh(settings, instance, defs=defs, log=quiet)
+    assert [r.asset_keys for r in resumed.runs] == [["mart"]], [(r.trigger, r.asset_keys) for r in resumed.runs]
+    assert resumed.success
+    assert runner.refresh(settings, instance, defs=defs, log=quiet).runs == []  # and once only
+
+    # a cursor this Dagster cannot read: the refresh says so and starts from a baseline, it does not fail
+    instance.run_storage.set_cursor_values({runner.CURSOR_KEY: "not a cursor"})
+    lines = []
+    assert runner.refresh(settings, instance, defs=defs, log=lines.append).success
+    assert any("stored automation cursor cannot be read" in line for line in lines)
+    assert runner.stored_cursor(instance) is not None
+
+
 def test_cli_materialize_prints_a_stuck_block_not_a_stack_trace(shared_data_dir, tmp_path, monkeypatch, capfd):
     """`wijk-assets materialize --raw-only` with a refused new KWB year (thousands separators, generated
     from the real 2023 file): the good year loads, the command ends 1 with one STUCK block."""

@@ -57,21 +57,18 @@ def downstream_automation_condition(
     requested in this tick, the asset waits: the models retrain and their explanations follow, and it
     runs once, after them, instead of now on the feature values and again after the explanations. Its
     trigger is kept (``since_last_handled``): if the models do not run after all, it runs a tick later.
-        """
+    """
     AC = dg.AutomationCondition
-    new_data_upstream = AC.any_deps_match(
-        (AC.newly_updated() & AC.data_version_changed() & ~AC.executed_with_root_target()).with_label(
-            "updated_with_new_data_version"
-        )
-        | AC.will_be_requested()
-    )
+    # a dependency materialised since the last evaluation, with another data version, in another run
+    updated_with_new_data = (AC.newly_updated() & AC.data_version_changed() & ~AC.executed_with_root_target()
+                             ).with_label("updated_with_new_data_version")
+    new_data_upstream = AC.any_deps_match(updated_with_new_data | AC.will_be_requested())
     if triggered_by is not None:
         new_data_upstream = new_data_upstream.allow(dg.AssetSelection.assets(*triggered_by))
     after_update = list(triggered_after_update_by)
     if after_update:
-        new_data_upstream = new_data_upstream | AC.any_deps_match(
-            AC.newly_updated() & AC.data_version_changed() & ~AC.executed_with_root_target()
-        ).allow(dg.AssetSelection.assets(*after_update)).with_label("any_deps_updated_with_new_data")
+        new_data_upstream = new_data_upstream | AC.any_deps_match(updated_with_new_data).allow(
+            dg.AssetSelection.assets(*after_update)).with_label("any_deps_updated_with_new_data")
     new_data_upstream = new_data_upstream.with_label("any_deps_have_new_data")
     deps_missing = AC.any_deps_missing()
     may_be_missing = list(may_be_missing)
@@ -100,10 +97,8 @@ def downstream_automation_condition(
         & checks_ok
     )
     if retraining:
-        condition = condition & ~AC.any_deps_match(
-            (AC.newly_updated() & AC.data_version_changed() & ~AC.executed_with_root_target())
-            | AC.will_be_requested()
-        ).allow(dg.AssetSelection.assets(*retraining)).with_label("models_retrain_this_tick")
+        condition = condition & ~AC.any_deps_match(updated_with_new_data | AC.will_be_requested()).allow(
+            dg.AssetSelection.assets(*retraining)).with_label("models_retrain_this_tick")
     return condition.with_label("wijk_downstream")
 
 

@@ -43,7 +43,10 @@ def _data(*, small_inhabitants: int = 20, lbm_passed: bool = True) -> GemeenteDa
     rows = lbm[["wijk_code", "year", "lbm", *DIMS]].copy()
     rows["page_code"] = rows["wijk_code"]  # the Leefbaarometer wijken keep their codes here
     rows["publish_suppressed"] = False
+    rows["nl_n_wijken"] = 3300
     rows["nl_lbm"] = 4.05
+    for d in DIMS:
+        rows[f"nl_{d}"] = 0.0
     links = pd.DataFrame({"area_code": codes, "lbm_wijk_code": codes[:3] + [None],
                           "lbm_wijk_name": ["Klein", "Noord", "Zuid", None], "lbm_layout_year": [2022, 2022, 2022, None],
                           "link_rule": ["exact_code_and_name"] * 3 + ["unlinked"]})
@@ -130,3 +133,36 @@ def test_the_map_source_names_the_year_of_the_boundaries_drawn(tmp_path):
     for page in (site.index, *site.wijk_pages.values()):
         html = page.read_text(encoding="utf-8")
         assert "Wijk- en buurtkaart 2025" in html and "buurtkaart 2024" not in html, page.name
+
+
+def test_nederland_is_the_mean_of_all_wijken_in_each_year_not_the_fixed_reference_level(monkeypatch):
+    """The pages drew 'Nederland' as lbm − afw (4.10 in every year of the real file) and the dimensions'
+    'Nederland' as 0: afw and the dimensions are deviations from a reference level that is FIXED over the
+    years, while the mean of the wijken rose. A wijk that kept pace with a rising country looked like it
+    held its own, and "gedaald ten opzichte van Nederland" measured the wijk's own change."""
+    from wijk_assets.lib.wijkbeeld import charts
+
+    data = _data(small_inhabitants=800)
+    rows = data.lbm_reference_rows
+    # synthetic: the country's mean rises by 0,05 from 2020 to 2022, its mean fys from −0,020 to +0,030;
+    # Noord rises by 0,01 (4,00 -> 4,01), so it falls 0,04 behind; Zuid keeps pace (3,90 -> 3,95). afw
+    # stays as the fixture has it (the same in both years: the old drift was 0 for every wijk)
+    rows["nl_lbm"] = rows["year"].map({2020: 4.05, 2022: 4.10})
+    for frame in (data.lbm, rows):
+        frame.loc[(frame["wijk_code"] == "WK999003") & (frame["year"] == 2022), "lbm"] = 3.95
+    rows["nl_fys"] = rows["year"].map({2020: -0.02, 2022: 0.03})
+    data.lbm_reference = _reference_means(rows, set())
+    overview = build_overview(data, 50, _links(data))
+    assert overview["nl_lbm"] == "4,10"
+    noord = next(r for r in overview["rows"] if r["code"] == "WK999002")
+    assert noord["vs_nl"] == "−0,090"  # 4,01 − 4,10
+    assert any("ten opzichte van Nederland gedaald sinds 2020 (−0,040)" in s for s in noord["signals"]), noord["signals"]
+    zuid = next(r for r in overview["rows"] if r["code"] == "WK999003")
+    assert not any("gedaald" in s for s in zuid["signals"]), zuid["signals"]
+    drawn = {}
+    monkeypatch.setattr(charts, "line_chart", lambda series, **kw: drawn.setdefault(kw["chart_id"], series) and "<svg/>")
+    page = build_wijk(data, "WK999002", 50, _links(data))
+    assert drawn["lbm-lbm"]["Nederland"] == [(2020, 4.05), (2022, 4.10)]
+    assert drawn["lbm-fys"]["Nederland"] == [(2020, -0.02), (2022, 0.03)]
+    fys = next(c for c in page["lbm_charts"] if c["key"] == "fys")
+    assert "gemiddelde van alle wijken in Nederland" in fys["source"] and "Nederland = 0" not in fys["source"]

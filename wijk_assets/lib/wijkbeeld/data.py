@@ -39,8 +39,8 @@ class GemeenteData:
     ages: pd.DataFrame  # area_code, age_key, pct, source_file, source_row
     lbm: pd.DataFrame  # fct_liveability_outcomes rows of the gemeente's wijken
     # per year: the gemeente's mean of each Leefbaarometer column over its wijken (without the wijken
-    # publish.* suppresses) and Nederland's (nl_lbm); the pages use page_reference(), which also leaves
-    # out the wijken they do not show
+    # publish.* suppresses) and Nederland's (nl_lbm, nl_fys, ...: the mean over all wijken of the
+    # country); the pages use page_reference(), which also leaves out the wijken they do not show
     lbm_reference: pd.DataFrame
     health: pd.DataFrame  # area_code, feature, year, value, missing_reason, provenance
     comparison: pd.DataFrame  # publish.area_comparison rows of the gemeente
@@ -147,7 +147,8 @@ def load_gemeente(con, gemeente_code: str) -> GemeenteData:
     # the gemeente's mean over its wijken in the Leefbaarometer's own layout (see page_reference)
     lbm_reference_rows = _frame(con, tables, "marts.fct_liveability_outcomes", _LBM_REFERENCE_ROWS_SQL,
                                 [reference_gemeenten(con, tables, gemeente_code)], notes)
-    national = _frame(con, tables, "marts.fct_liveability_outcomes", _NATIONAL_SQL, [], notes)
+    national = _frame(con, tables, "marts.fct_liveability_outcomes", _NATIONAL_SQL.format(
+        hidden=_NATIONAL_HIDDEN if "publish.area_comparison" in tables else ""), [], notes)
     if not lbm_reference_rows.empty:
         page_of = dict(zip(links["lbm_wijk_code"].dropna(), links.loc[links["lbm_wijk_code"].notna(), "area_code"]))
         lbm_reference_rows["page_code"] = lbm_reference_rows["wijk_code"].map(page_of)
@@ -225,28 +226,35 @@ def load_gemeente(con, gemeente_code: str) -> GemeenteData:
 
 
 # Gemeente: the plain mean over its wijken (the Leefbaarometer file has wijk scores only); Nederland:
-# the total score minus its deviation from the national mean (afw), i.e. the national mean itself; the
-# five dimensions are deviations from the national level, so Nederland is 0 for them.
+# the plain mean over all wijken of the country, per year and per column. Not ``lbm - afw``: afw and the
+# five dimensions are deviations from a FIXED reference level (lbm - afw is the same 4.1023 in every
+# year of the 2002-2022 file), so they are no national mean of the year: the mean of the wijken rose
+# from 4.096 (2002) to 4.153 (2022), and the dimensions' means are not 0 (vrz about -0.07).
 _LBM_REFERENCE_ROWS_SQL = """
 SELECT wijk_code, year, lbm, fys, onv, soc, vrz, won FROM marts.fct_liveability_outcomes
 WHERE gemeente_code IN (SELECT unnest(?)) ORDER BY wijk_code, year
 """
 _NATIONAL_SQL = """
-SELECT year, avg(lbm - afw) AS nl_lbm FROM marts.fct_liveability_outcomes
-WHERE lbm IS NOT NULL AND afw IS NOT NULL GROUP BY year ORDER BY year
+SELECT year, count(lbm) AS nl_n_wijken, avg(lbm) AS nl_lbm, avg(fys) AS nl_fys, avg(onv) AS nl_onv,
+       avg(soc) AS nl_soc, avg(vrz) AS nl_vrz, avg(won) AS nl_won
+FROM marts.fct_liveability_outcomes WHERE lbm IS NOT NULL {hidden} GROUP BY year ORDER BY year
 """
+# the wijken publish.* suppresses count in no mean the pages show, the national one included
+_NATIONAL_HIDDEN = ("AND wijk_code NOT IN (SELECT area_code FROM publish.area_comparison "
+                    "WHERE suppressed_reason IS NOT NULL)")
 REFERENCE_COLUMNS = ("lbm", "fys", "onv", "soc", "vrz", "won")
+NATIONAL_COLUMNS = ("nl_n_wijken", *(f"nl_{c}" for c in REFERENCE_COLUMNS))
 
 
 def _reference_means(rows: pd.DataFrame, hidden: set[str]) -> pd.DataFrame:
     """Per year the mean of every Leefbaarometer column over the wijken that are shown: without those
     publish.* suppresses and those linked to a hidden page wijk. A mean that still held a wijk the pages
     hide would give that wijk's score away: the mean minus the shown wijken's differences from it."""
-    columns = ["year", *REFERENCE_COLUMNS, "n_wijken", "nl_lbm"]
+    columns = ["year", *REFERENCE_COLUMNS, "n_wijken", *NATIONAL_COLUMNS]
     if rows.empty:
         return pd.DataFrame(columns=columns)
     shown = rows[~rows["publish_suppressed"] & ~rows["page_code"].isin(hidden)]
-    years = rows[["year", "nl_lbm"]].drop_duplicates("year").sort_values("year")
+    years = rows.reindex(columns=["year", *NATIONAL_COLUMNS]).drop_duplicates("year").sort_values("year")
     means = shown.groupby("year")[list(REFERENCE_COLUMNS)].mean()
     out = years.merge(means, on="year", how="left")
     out["n_wijken"] = out["year"].map(shown.groupby("year")["lbm"].count()).fillna(0).astype(int)

@@ -131,7 +131,7 @@ def model_sections(data, code: str) -> list[dict]:
                 decimals = 2 if outcome == "lbm" else 3
                 year = int(row["outcome_year"])
                 ref = data.lbm_reference[data.lbm_reference["year"] == year] if not data.lbm_reference.empty else None
-                national = (_v(ref["nl_lbm"].iloc[0]) if ref is not None and not ref.empty else None) if outcome == "lbm" else 0.0
+                national = _v(ref[f"nl_{outcome}"].iloc[0]) if ref is not None and not ref.empty else None
                 drivers = data.drivers[(data.drivers["outcome"] == outcome) & (data.drivers["area_code"] == code)]
                 section.update({
                     "published": True, "year": year,
@@ -178,7 +178,7 @@ def next_wijk_signals(data, latest: int | None, earlier: int | None, hidden: set
     lbm = data.lbm
     ref = page_reference(data, hidden)  # the gemeente's mean over the wijken shown
     gem_now = ref.loc[ref["year"] == latest, "lbm"].iloc[0] if latest is not None and not ref.empty else None
-    nl_now = ref.loc[ref["year"] == latest, "nl_lbm"].iloc[0] if latest is not None and not ref.empty else None
+    nl_now = _v(ref.loc[ref["year"] == latest, "nl_lbm"].iloc[0]) if latest is not None and not ref.empty else None
     comparison = data.comparison[data.comparison["outcome"] == "lbm"] if not data.comparison.empty else pd.DataFrame()
     ranges: dict[str, tuple[float, float]] = {}
     health = data.health
@@ -192,8 +192,13 @@ def next_wijk_signals(data, latest: int | None, earlier: int | None, hidden: set
         if now is not None and gem_now is not None and now < gem_now and nl_now is not None and now < nl_now:
             signals.append(f"totaalscore {nl_number(now, 2)} onder het gemiddelde van de gemeente ({nl_number(gem_now, 2)}) "
                            f"en van Nederland ({nl_number(nl_now, 2)}); de Leefbaarometer geeft geen foutmarge per wijk")
-        if not own.empty and earlier is not None and _v(own["afw"].get(earlier)) is not None and _v(own["afw"].get(latest)) is not None:
-            drift = own["afw"][latest] - own["afw"][earlier]
+        then = _v(own["lbm"].get(earlier)) if not own.empty and earlier is not None else None
+        nl_then = _v(ref.loc[ref["year"] == earlier, "nl_lbm"].iloc[0]) \
+            if earlier is not None and not ref.empty and (ref["year"] == earlier).any() else None
+        if None not in (now, then, nl_now, nl_then):
+            # the change of the wijk's distance to the national mean (not afw: that is the distance to a
+            # reference level that is fixed over the years, so its change is the wijk's own change)
+            drift = (now - nl_now) - (then - nl_then)
             if drift <= -TREND_MIN:
                 signals.append(f"ten opzichte van Nederland gedaald sinds {earlier} ({nl_number(drift, 3, sign=True)}); "
                                "de Leefbaarometer geeft geen foutmarge per wijk")

@@ -82,7 +82,7 @@ def _reference(data: GemeenteData, year: int | None, column: str, hidden: set[st
     if year is None or ref.empty or (ref["year"] == year).sum() == 0:
         return None, None
     row = ref[ref["year"] == year].iloc[0]
-    return _val(row[column]), (_val(row["nl_lbm"]) if column == "lbm" else 0.0)
+    return _val(row[column]), _val(row.get(f"nl_{column}"))
 
 
 def build_overview(data: GemeenteData, min_inhabitants: int, links: dict[str, str]) -> dict:
@@ -208,8 +208,7 @@ def _lbm_charts(data: GemeenteData, code: str, name: str, hidden: set[str]) -> l
         series = {
             name: [(int(y), _val(v)) for y, v in zip(own["year"], own[key])],
             f"gemiddelde wijken {data.gemeente_name}": [(int(y), _val(v)) for y, v in zip(ref["year"], ref[key])],
-            "Nederland": [(int(y), _val(v) if key == "lbm" else 0.0) for y, v in zip(ref["year"], ref["nl_lbm"])
-                          if key == "lbm" or _val(ref.loc[ref["year"] == y, key].iloc[0]) is not None],
+            "Nederland": [(int(y), _val(v)) for y, v in zip(ref["year"], ref[f"nl_{key}"]) if _val(v) is not None],
         }
         svg = charts.line_chart(series, title=OUTCOMES_NL[key], decimals=2 if key == "lbm" else 3,
                                 chart_id=f"lbm-{key}")
@@ -217,7 +216,9 @@ def _lbm_charts(data: GemeenteData, code: str, name: str, hidden: set[str]) -> l
         lineage = ", ".join(f"{y}: rij {r}" for y, r in zip(own["year"], own["source_row"]))
         out.append({"key": key, "svg": svg, "label": OUTCOMES_NL[key],
                     "source": f"{SRC_LBM}, {min(years) if years else ''}–{max(years) if years else ''}"
-                              + ("; dimensies als afwijking van het landelijk niveau (Nederland = 0)" if key != "lbm" else ""),
+                              + "; Nederland: gemiddelde van alle wijken in Nederland"
+                              + ("; dimensies als afwijking van het vaste referentieniveau van de Leefbaarometer (0)"
+                                 if key != "lbm" else ""),
                     "lineage": f"{own['source_file'].iloc[0]} ({lineage})" if not own.empty else "geen score"})
     return out
 

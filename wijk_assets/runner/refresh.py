@@ -32,6 +32,7 @@ from wijk_assets.runner.materialize import (
     ensure_dagster_home,
     materialize_keys,
 )
+from wijk_assets.runner.retry import failed_with_error, retry_requests
 from wijk_assets.settings import Settings, load_settings
 
 MAX_AUTOMATION_TICKS = 25
@@ -289,9 +290,14 @@ def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | Non
     everything before it as already handled, so raw partitions a refresh had loaded before it was
     stopped (a crash, a killed cron job), or that someone materialised in the UI, never reached the
     marts, models and pages. The first refresh on an instance still begins with that baseline.
+
+    A downstream run that failed with an unexpected error before this refresh (not a refusal, not a raw
+    load: see :mod:`wijk_assets.runner.retry`), and that nothing in this refresh ran again, is retried
+    once at the end, followed by what depends on it; it was counted as handled, so without the retry
+    its asset kept its previous version until the next release of one of its sources.
     ``defs``: the definitions to run (default: :func:`wijk_assets.definitions.build_definitions`).
     """
-    from wijk_assets.defs.raw.assets import RAW_SOURCES
+    from wijk_assets.defs.raw.assets import RAW_SOURCES, raw_asset_key
     from wijk_assets.definitions import build_definitions
     from wijk_assets.runner.status import forget_unloaded_orphans
     from wijk_assets.defs.automation.release_sensor import run_requests
@@ -302,7 +308,12 @@ def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | Non
         ensure_dagster_home()
         instance = dg.DagsterInstance.get()
     defs = defs or build_definitions(settings)
+    graph = defs.resolve_asset_graph()
+    raw_keys = {raw_asset_key(source) for source in RAW_SOURCES}
     cursor = stored_cursor(instance, log=log)
+    # runs that failed with an error before this refresh (see .retry); retried below unless this
+    # refresh runs those assets anyway
+    failed_before = set(failed_with_error(instance, graph, raw_keys)) if cursor is not None else set()
     if cursor is None:
         # The first refresh here: a baseline evaluation first ("new data upstream" is relative to the
         # previous evaluation), which also requests what is missing.
@@ -330,12 +341,41 @@ def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | Non
     if not all(run.success for run in report.runs):
         log("a raw load failed: its partition keeps its previous content (validated before the swap); "
             "the changes of every other source follow below")
+    _follow(defs, instance, report, log)
+    retry_failed_runs(defs, instance, failed_before, report, log=log)
+    return report
+
+
+def retry_failed_runs(defs: dg.Definitions, instance: dg.DagsterInstance, failed_before: set, report: RefreshReport,
+                      *, log=print) -> None:
+    """Run again, once, what ``failed_before`` (:func:`wijk_assets.runner.retry.failed_with_error`, taken
+    before this refresh ran anything) still holds as the latest failed attempt of its asset, i.e. what
+    nothing in this refresh ran again; then follow what depends on it. Appends to ``report``."""
+    if not failed_before:
+        return
+    graph = defs.resolve_asset_graph()
+    others = set(graph.materializable_asset_keys) - {a.key for a in failed_before}
+    still = set(failed_with_error(instance, graph, skip=others))
+    pending = sorted(failed_before & still, key=lambda a: (a.key.to_user_string(), str(a.partition)))
+    if not pending:
+        return
+    for attempt in pending:
+        part = f" [{attempt.partition}]" if attempt.partition else ""
+        log(f"retry: {attempt.key.to_user_string()}{part} failed with an error in run {attempt.run_id[:8]} "
+            f"({attempt.error}); it runs again once")
+    for partition, keys in _run_groups(graph, retry_requests(graph, pending)):
+        run = execute(defs, instance, keys, partition, trigger="retry of a failed run")
+        report.runs.append(run)
+        _log_run(log, run)
+    _follow(defs, instance, report, log)  # what follows from the retried assets
+
+
+def _follow(defs: dg.Definitions, instance: dg.DagsterInstance, report: RefreshReport, log) -> None:
     followed = follow_automation(defs, instance, cursor=report.automation_cursor, log=log, persist=True)
     report.runs += followed.runs
     report.ticks += followed.ticks
     report.automation_cursor = followed.automation_cursor
-    return report
 
 
 __all__ = ["CURSOR_KEY", "ExecutedRun", "RefreshReport", "apply_sensor_result", "stored_cursor", "store_cursor", "dynamic_partitions_read_once", "evaluate_automation",
-           "execute", "follow_automation", "refresh"]
+           "execute", "follow_automation", "refresh", "retry_failed_runs"]

@@ -230,3 +230,67 @@ def test_cli_materialize_prints_a_stuck_block_not_a_stack_trace(shared_data_dir,
     assert "values_have_no_thousands_separator(value_raw)" in out.out and "'367.947'" in out.out
     assert "quarantine.cbs_kwb WHERE run_id" in out.out
     assert "Traceback" not in out.out + out.err
+
+
+# SYNTHETIC stand-ins for a downstream step: "error" raises what an out-of-memory worker or a full disk
+# would, "refuse" refuses on purpose (dg.Failure, as a dbt build refused by its tests or gate 2 does)
+_FLAKY_MODE = {"mode": "ok"}
+
+
+@dg.asset(key="flaky_mart", deps=[LBM_KEY], code_version="1", automation_condition=downstream_automation_condition())
+def flaky_mart() -> None:
+    if _FLAKY_MODE["mode"] == "error":
+        raise MemoryError("synthetic: the worker ran out of memory")
+    if _FLAKY_MODE["mode"] == "refuse":
+        raise dg.Failure("synthetic: the new build was refused by its checks")
+
+
+@dg.asset(key="flaky_report", deps=["flaky_mart"], code_version="1", automation_condition=downstream_automation_condition())
+def flaky_report() -> None:
+    """What follows the mart."""
+
+
+def test_a_run_that_failed_with_an_error_is_retried_once_by_the_next_refresh(world, monkeypatch):
+    """A mart run that failed with an error (not a refusal) counted as handled: the next refreshes found
+    no new release and left the mart and everything after it on their old version, silently, until a
+    source published again. Now the next `refresh` runs it again, once, and what follows it; a
+    deliberate refusal is not retried (the same input gives the same refusal). Partitions, an error that
+    persists and skipped steps: ``unit/test_refresh_retry.py``."""
+    from wijk_assets.runner import refresh as runner
+
+    instance, data, settings = world["instance"], world["data"], world["settings"]
+    # the real Leefbaarometer file cut to its 2022 rows: each revision reloads one partition, not eight
+    with open(data / LBM, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    with open(data / LBM, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle, lineterminator="\n").writerows([rows[0], *(r for r in rows[1:] if r[2] == "2022")])
+    defs = dg.Definitions(assets=[*raw_assets, flaky_mart, flaky_report],
+                          asset_checks=raw_gate_checks(["leefbaarometer", "cbs_kwb"]),
+                          resources=build_resources(settings))
+    monkeypatch.setitem(_FLAKY_MODE, "mode", "ok")
+    quiet = lambda *_: None  # noqa: E731
+    assert runner.refresh(settings, instance, defs=defs, log=quiet).success  # baseline
+    assert runner.refresh(settings, instance, defs=defs, log=quiet).runs == []
+
+    def revise_then_refresh(mode: str):
+        """The Leefbaarometer is revised: the refresh reloads it, and the run of the mart (and the report
+        after it, which is skipped: no error of its own) fails."""
+        _FLAKY_MODE["mode"] = mode
+        _revise_lbm(data / LBM)
+        failed = runner.refresh(settings, instance, defs=defs, log=quiet)
+        assert [(r.trigger, r.asset_keys, r.success) for r in failed.runs] == [
+            ("refresh", [LBM_KEY.to_user_string()], True), ("automation tick 1", ["flaky_mart", "flaky_report"], False)]
+
+    revise_then_refresh("error")
+    _FLAKY_MODE["mode"] = "ok"
+    lines = []
+    retried = runner.refresh(settings, instance, defs=defs, log=lines.append)
+    assert [(r.trigger, r.asset_keys, r.success) for r in retried.runs] == [
+        ("retry of a failed run", ["flaky_mart"], True), ("automation tick 1", ["flaky_report"], True)]
+    assert any(line.startswith("retry: flaky_mart failed with an error") and "ran out of memory" in line
+               for line in lines), lines
+    assert runner.refresh(settings, instance, defs=defs, log=quiet).runs == []  # once only
+
+    revise_then_refresh("refuse")
+    _FLAKY_MODE["mode"] = "ok"
+    assert runner.refresh(settings, instance, defs=defs, log=quiet).runs == []  # a refusal stands

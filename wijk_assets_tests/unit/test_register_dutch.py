@@ -142,6 +142,9 @@ def test_validation_and_gate_figures_have_decimal_commas_and_thousands_dots():
     assert "(n = 1.532 wijken)" in md
     measures = [line for line in md.splitlines() if line.startswith("  - **gebieden")]
     assert "  - **gebieden totaal**: 2.610" in measures and "  - **gebieden inwonertal bekend**: 2.478" in measures
+    # the counts are national, and the entry says so before them (they read as the gemeente's own otherwise)
+    explained = md.index("  - **toelichting gebieden**: gebieden: alle wijken in de gepubliceerde tabellen")
+    assert explained < md.index("  - **gebieden totaal**")
     # the JSON keeps machine-readable numbers numeric
     parsed = json.loads(js)
     fys = parsed["technische_werking"]["validatie"][0]

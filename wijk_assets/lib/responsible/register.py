@@ -834,6 +834,11 @@ def build_register_entry(facts: Mapping[str, Any], config: Mapping[str, Any] | N
         "risicobeheer": {
             "toelichting": c("risicobeheer"),
             "maatregelen_in_deze_run": {
+                # the counts below are national: say so, they read as the gemeente's own otherwise
+                "toelichting_gebieden": ("gebieden: alle wijken in de gepubliceerde tabellen (publish.*), dus van "
+                                         "elke gemeente in de gegevens (landelijk: heel Nederland), niet alleen die "
+                                         "van de eigen gemeente; inwonertal onbekend: wijken zonder inwonertal in "
+                                         "de bron voor het inwonertal"),
                 "drempel_inwoners": int(supp["min_inhabitants"]),
                 "drempel_respondenten": int(supp["min_respondents"]),
                 "gebieden_totaal": int(supp["n_areas"]),

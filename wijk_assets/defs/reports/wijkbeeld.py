@@ -14,23 +14,38 @@ from wijk_assets.keys import (
     DIM_AREA_KEY,
     FEATURE_VALUES_KEY,
     GATE_KEY,
+    IMPORTANCE_KEY,
+    MODEL_KEY,
     OUTCOMES_KEY,
     PUBLISH_KEY,
     SURVEY_KEY,
+    TRAINING_KEY,
     WIJK_GEOMETRY_KEY,
     WIJKBEELD_KEY,
+    raw_asset_key,
 )
+
+# Every table the pages read (lib/wijkbeeld), so lineage from a page leads to all its inputs
+# (unit/test_wijkbeeld_reads.py compares this list with the code's SQL).
+WIJKBEELD_READS = [
+    PUBLISH_KEY, GATE_KEY, OUTCOMES_KEY, FEATURE_VALUES_KEY, DIM_AREA_KEY, WIJK_GEOMETRY_KEY, SURVEY_KEY,
+    IMPORTANCE_KEY, MODEL_KEY, TRAINING_KEY, raw_asset_key("cbs_wijkgrenzen"),
+    dg.AssetKey(["intermediate", "int_area_names"]), dg.AssetKey(["intermediate", "int_area_code_harmonisation"]),
+    dg.AssetKey(["staging", "gemeente_changes"]),
+]
 
 
 @dg.asset(
     key=WIJKBEELD_KEY,
-    deps=[PUBLISH_KEY, GATE_KEY, OUTCOMES_KEY, FEATURE_VALUES_KEY, DIM_AREA_KEY, WIJK_GEOMETRY_KEY, SURVEY_KEY],
+    deps=WIJKBEELD_READS,
     group_name="reports",
     pool=DUCKDB_POOL,
     code_version="wijkbeeld-1",
     # Runs once per refresh, after the published tables (which follow the models), or when the municipal
     # survey changes; not also after the marts it reads, which would build the pages twice (a diamond).
-    automation_condition=downstream_automation_condition(triggered_by=[PUBLISH_KEY, SURVEY_KEY]),
+    # A withheld outcome has no explanations (and a model may be missing): its partitions may be missing.
+    automation_condition=downstream_automation_condition(triggered_by=[PUBLISH_KEY, SURVEY_KEY],
+                                                         may_be_missing=[IMPORTANCE_KEY, MODEL_KEY]),
     description=(
         "Wijkbeeld: a self-contained static site per gemeente (WIJK_GEMEENTE) under "
         "reports/wijkbeeld/<gemeente>/: an overview with a map of the wijken, a table of all wijken and "

@@ -32,7 +32,7 @@ from wijk_assets.runner.materialize import (
     ensure_dagster_home,
     materialize_keys,
 )
-from wijk_assets.runner.retry import failed_with_error, retry_requests
+from wijk_assets.runner.retry import failed_downstream, failed_with_error, retry_requests
 from wijk_assets.settings import Settings, load_settings
 
 MAX_AUTOMATION_TICKS = 25
@@ -297,7 +297,7 @@ def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | Non
     its asset kept its previous version until the next release of one of its sources.
     ``defs``: the definitions to run (default: :func:`wijk_assets.definitions.build_definitions`).
     """
-    from wijk_assets.defs.raw.assets import RAW_SOURCES, raw_asset_key
+    from wijk_assets.defs.raw.assets import RAW_SOURCES
     from wijk_assets.definitions import build_definitions
     from wijk_assets.runner.status import forget_unloaded_orphans
     from wijk_assets.defs.automation.release_sensor import run_requests
@@ -308,12 +308,10 @@ def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | Non
         ensure_dagster_home()
         instance = dg.DagsterInstance.get()
     defs = defs or build_definitions(settings)
-    graph = defs.resolve_asset_graph()
-    raw_keys = {raw_asset_key(source) for source in RAW_SOURCES}
     cursor = stored_cursor(instance, log=log)
     # runs that failed with an error before this refresh (see .retry); retried below unless this
     # refresh runs those assets anyway
-    failed_before = set(failed_with_error(instance, graph, raw_keys)) if cursor is not None else set()
+    failed_before = set(failed_downstream(defs, instance)) if cursor is not None else set()
     if cursor is None:
         # The first refresh here: a baseline evaluation first ("new data upstream" is relative to the
         # previous evaluation), which also requests what is missing.

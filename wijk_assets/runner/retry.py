@@ -31,11 +31,31 @@ class FailedAttempt:
     run_id: str
     error: str  # the step's error, in one line
 
+    def block(self) -> str:
+        """What ``wijk-assets status`` prints for it."""
+        part = f" [{self.partition}]" if self.partition else ""
+        return (f"FAILED {self.key.to_user_string()}{part} - error in run {self.run_id[:8]}: {self.error}\n"
+                "   its previous version stays current; to do: `wijk-assets refresh` runs it again once "
+                "(remove the cause first if it is not a passing one)")
+
+
+def error_text(error) -> str:
+    """The message of a step's error (Dagster's ``SerializableErrorInfo``) a person can act on.
+
+    An exception raised inside an op reaches the event log wrapped in Dagster's
+    ``DagsterExecutionStepExecutionError: Error occurred while executing op …``; the reader's own error
+    (which file, which line, what was expected) is its cause. The module path of the class is dropped."""
+    while error is not None and error.cls_name == "DagsterExecutionStepExecutionError" and error.cause is not None:
+        error = error.cause
+    message = str(error.message) if error is not None else ""
+    head, sep, rest = message.partition(": ")
+    if sep and "." in head and " " not in head:
+        message = f"{head.rsplit('.', 1)[-1]}: {rest}"
+    return message
+
 
 def _step_errors(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
     """step key -> error text of the steps that failed with an unexpected error (not ``dg.Failure``)."""
-    from wijk_assets.runner.status import error_text
-
     out = {}
     for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
         event = record.dagster_event
@@ -112,4 +132,11 @@ def retry_requests(graph, attempts: list[FailedAttempt]) -> dict[dg.AssetKey, se
     return dict(out)
 
 
-__all__ = ["FailedAttempt", "failed_with_error", "retry_requests"]
+def failed_downstream(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[FailedAttempt]:
+    """:func:`failed_with_error` over every non-raw asset of ``defs`` (what ``wijk-assets status`` lists)."""
+    from wijk_assets.defs.raw.assets import RAW_SOURCES, raw_asset_key
+
+    return failed_with_error(instance, defs.resolve_asset_graph(), {raw_asset_key(s) for s in RAW_SOURCES})
+
+
+__all__ = ["FailedAttempt", "error_text", "failed_downstream", "failed_with_error", "retry_requests"]

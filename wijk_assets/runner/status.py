@@ -28,6 +28,7 @@ from pathlib import Path
 import dagster as dg
 
 from wijk_assets.lib.warehouse import REJECTIONS_TABLE, connect, quarantine_table
+from wijk_assets.runner.retry import error_text, failed_downstream
 from wijk_assets.runner.source_checks import offered_as_loaded, unreadable_sources
 
 
@@ -81,21 +82,6 @@ def _rejections(duckdb_path: Path | str, run_ids: list[str]) -> dict[str, dict]:
     except Exception:  # noqa: BLE001 - status must still print what Dagster knows
         return {}
     return {r[0]: {"stage": r[1], "files": [f["source"] for f in json.loads(r[2] or "[]")], "reason": r[3]} for r in rows}
-
-
-def error_text(error) -> str:
-    """The message of a step's error (Dagster's ``SerializableErrorInfo``) a person can act on.
-
-    An exception raised inside an op reaches the event log wrapped in Dagster's
-    ``DagsterExecutionStepExecutionError: Error occurred while executing op …``; the reader's own error
-    (which file, which line, what was expected) is its cause. The module path of the class is dropped."""
-    while error is not None and error.cls_name == "DagsterExecutionStepExecutionError" and error.cause is not None:
-        error = error.cause
-    message = str(error.message) if error is not None else ""
-    head, sep, rest = message.partition(": ")
-    if sep and "." in head and " " not in head:
-        message = f"{head.rsplit('.', 1)[-1]}: {rest}"
-    return message
 
 
 def _run_error(instance: dg.DagsterInstance, run_id: str) -> str:
@@ -363,8 +349,8 @@ __all__ = [
 def print_status(settings, *, stale: bool, instance=None) -> int:
     """Print one block per stuck raw partition (and, with ``stale``, the stale/missing assets).
 
-    Returns the number of stuck partitions plus standing rejected builds (``wijk-assets status`` exits 1
-    when there are any)."""
+    Returns the number of stuck partitions plus standing rejected builds and downstream runs that failed
+    with an error (``wijk-assets status`` exits 1 when there are any)."""
     from wijk_assets.definitions import build_definitions
     from wijk_assets.runner.materialize import ensure_dagster_home
 
@@ -376,11 +362,13 @@ def print_status(settings, *, stale: bool, instance=None) -> int:
     rejected = rejected_builds(instance, settings.duckdb_path)
     interrupted = interrupted_build(settings.duckdb_path)
     unreadable = unreadable_sources(defs.resources["cbs"])
+    failed = failed_downstream(defs, instance)  # runs that failed with an error: the next refresh retries them
     lines = status_lines(stuck, stale_assets(defs, instance) if stale else [], rejected, interrupted)
     if not stale:
         lines = lines[:-1] if stuck or rejected or interrupted else []
         if (rejected or interrupted) and not stuck:
             lines = lines[1:]  # not "no stuck raw partitions" in front of the build blocks
+    lines += [attempt.block() for attempt in failed]
     lines += [f"UNREADABLE source {source}: {error}\n   its partitions keep their previous content; "
               "to do: correct or replace the file, then run `wijk-assets refresh`" for source, error in unreadable.items()]
     if settings.data_dir is not None:  # a release under a name no source reads: not loaded, not an error
@@ -389,4 +377,5 @@ def print_status(settings, *, stale: bool, instance=None) -> int:
         lines += unmatched_file_lines(settings.data_dir)
     for line in lines:
         print(line)
-    return len(stuck) + len(rejected) + (1 if interrupted else 0) + len(unreadable)
+    return len(stuck) + len(rejected) + (1 if interrupted else 0) + len(unreadable) + len(failed)
+

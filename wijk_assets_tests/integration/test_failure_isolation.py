@@ -250,7 +250,7 @@ def flaky_report() -> None:
     """What follows the mart."""
 
 
-def test_a_run_that_failed_with_an_error_is_retried_once_by_the_next_refresh(world, monkeypatch):
+def test_a_run_that_failed_with_an_error_is_retried_once_by_the_next_refresh(world, monkeypatch, capsys):
     """A mart run that failed with an error (not a refusal) counted as handled: the next refreshes found
     no new release and left the mart and everything after it on their old version, silently, until a
     source published again. Now the next `refresh` runs it again, once, and what follows it; a
@@ -282,6 +282,14 @@ def test_a_run_that_failed_with_an_error_is_retried_once_by_the_next_refresh(wor
             ("refresh", [LBM_KEY.to_user_string()], True), ("automation tick 1", ["flaky_mart", "flaky_report"], False)]
 
     revise_then_refresh("error")
+    # `wijk-assets status` names it, with its error and what to do, and exits 1
+    import wijk_assets.definitions
+    from wijk_assets.runner.status import print_status
+
+    monkeypatch.setattr(wijk_assets.definitions, "build_definitions", lambda _settings: defs)
+    assert print_status(settings, stale=False, instance=instance) == 1
+    out = capsys.readouterr().out
+    assert "FAILED flaky_mart - error in run" in out and "MemoryError: synthetic" in out, out
     _FLAKY_MODE["mode"] = "ok"
     lines = []
     retried = runner.refresh(settings, instance, defs=defs, log=lines.append)

@@ -90,6 +90,8 @@ def test_an_error_in_an_unpartitioned_step_is_retried_and_what_follows_it_runs(w
     # the mart failed with an error; the report and the models, skipped after it, have no error of their own
     assert [(a.key, a.partition) for a in failed] == [(MART, None)]
     assert "ran out of memory" in failed[0].error
+    # what `wijk-assets status` prints for it
+    assert failed[0].block().startswith(f"FAILED marts/toy - error in run {failed[0].run_id[:8]}: MemoryError: synthetic")
     runs = world["retry"](failed)
     assert runs[0] == ("retry", ["marts/toy"], None, True)
     assert sorted(runs[1:]) == [("automation", ["models/toy"], "a", True), ("automation", ["models/toy"], "b", True),

@@ -100,6 +100,17 @@ def _latest_attempts(instance: dg.DagsterInstance, key: dg.AssetKey, partitioned
     return {} if done else {None: planned.run_id}
 
 
+def failed_partition_attempts(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str, str]:
+    """partition -> run id, for the partitions of ``key`` whose latest attempt was a failed run that
+    materialised nothing (``status`` uses it for the raw partitions it calls stuck)."""
+    out = {}
+    for partition, run_id in _latest_attempts(instance, key, True, None).items():
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.status == dg.DagsterRunStatus.FAILURE:
+            out[partition] = run_id
+    return out
+
+
 def failed_with_error(instance: dg.DagsterInstance, graph, skip: set[dg.AssetKey]) -> list[FailedAttempt]:
     """The materialisable assets (partitions) outside ``skip`` whose latest attempt was a finished, failed
     run in which their own step failed with an unexpected error, and that materialised nothing since."""
@@ -139,4 +150,5 @@ def failed_downstream(defs: dg.Definitions, instance: dg.DagsterInstance) -> lis
     return failed_with_error(instance, defs.resolve_asset_graph(), {raw_asset_key(s) for s in RAW_SOURCES})
 
 
-__all__ = ["FailedAttempt", "error_text", "failed_downstream", "failed_with_error", "retry_requests"]
+__all__ = ["FailedAttempt", "error_text", "failed_downstream", "failed_partition_attempts", "failed_with_error",
+           "retry_requests"]

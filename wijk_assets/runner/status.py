@@ -28,7 +28,7 @@ from pathlib import Path
 import dagster as dg
 
 from wijk_assets.lib.warehouse import REJECTIONS_TABLE, connect, quarantine_table
-from wijk_assets.runner.retry import error_text, failed_downstream
+from wijk_assets.runner.retry import error_text, failed_downstream, failed_partition_attempts
 from wijk_assets.runner.source_checks import offered_as_loaded, unreadable_sources
 
 
@@ -97,15 +97,7 @@ def _failed_attempts(instance: dg.DagsterInstance, source: str) -> dict[str, str
     """partition -> run id of its latest load attempt, for partitions whose latest attempt failed."""
     from wijk_assets.defs.raw.assets import raw_asset_key
 
-    attempts = instance.event_log_storage.get_latest_asset_partition_materialization_attempts_without_materializations(
-        raw_asset_key(source)
-    )
-    failed = {}
-    for partition, (run_id, _) in attempts.items():
-        run = instance.get_run_by_id(run_id)
-        if run is not None and run.status == dg.DagsterRunStatus.FAILURE:
-            failed[partition] = run_id
-    return failed
+    return failed_partition_attempts(instance, raw_asset_key(source))
 
 
 def _loaded(instance: dg.DagsterInstance, source: str, year: str) -> bool:
@@ -378,4 +370,3 @@ def print_status(settings, *, stale: bool, instance=None) -> int:
     for line in lines:
         print(line)
     return len(stuck) + len(rejected) + (1 if interrupted else 0) + len(unreadable) + len(failed)
-

@@ -43,7 +43,6 @@ def _data(*, small_inhabitants: int = 20, lbm_passed: bool = True) -> GemeenteDa
     rows = lbm[["wijk_code", "year", "lbm", *DIMS]].copy()
     rows["page_code"] = rows["wijk_code"]  # the Leefbaarometer wijken keep their codes here
     rows["publish_suppressed"] = False
-    rows["nl_n_wijken"] = 3300
     rows["nl_lbm"] = 4.05
     for d in DIMS:
         rows[f"nl_{d}"] = 0.0

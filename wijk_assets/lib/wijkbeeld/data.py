@@ -235,7 +235,7 @@ SELECT wijk_code, year, lbm, fys, onv, soc, vrz, won FROM marts.fct_liveability_
 WHERE gemeente_code IN (SELECT unnest(?)) ORDER BY wijk_code, year
 """
 _NATIONAL_SQL = """
-SELECT year, count(lbm) AS nl_n_wijken, avg(lbm) AS nl_lbm, avg(fys) AS nl_fys, avg(onv) AS nl_onv,
+SELECT year, avg(lbm) AS nl_lbm, avg(fys) AS nl_fys, avg(onv) AS nl_onv,
        avg(soc) AS nl_soc, avg(vrz) AS nl_vrz, avg(won) AS nl_won
 FROM marts.fct_liveability_outcomes WHERE lbm IS NOT NULL {hidden} GROUP BY year ORDER BY year
 """
@@ -243,7 +243,7 @@ FROM marts.fct_liveability_outcomes WHERE lbm IS NOT NULL {hidden} GROUP BY year
 _NATIONAL_HIDDEN = ("AND wijk_code NOT IN (SELECT area_code FROM publish.area_comparison "
                     "WHERE suppressed_reason IS NOT NULL)")
 REFERENCE_COLUMNS = ("lbm", "fys", "onv", "soc", "vrz", "won")
-NATIONAL_COLUMNS = ("nl_n_wijken", *(f"nl_{c}" for c in REFERENCE_COLUMNS))
+NATIONAL_COLUMNS = tuple(f"nl_{c}" for c in REFERENCE_COLUMNS)
 
 
 def _reference_means(rows: pd.DataFrame, hidden: set[str]) -> pd.DataFrame:

@@ -9,7 +9,7 @@ Lines (each in wall seconds and as a ratio to the bare reference measured in the
   full   (a)   every asset materialised into a fresh DuckDB file (``runner.materialize.materialize_all``,
                the README main command's code path), with a per-step and per-stage breakdown
   reuse  (b)   the same into another fresh DuckDB file that holds only the model selection stored by (a)
-               (``ml.model_selection``): the selection asset keeps it, so no nested CV runs and every
+               (``ml.model_selection``): the selection asset keeps it, so no selection CV runs and every
                model trains exactly the stored choice
   incremental (c)  after (a): a relabelled copy of the real KWB 2023 file appears as KWB 2025 (newer than
                the last Leefbaarometer outcome year, 2022, so it adds no training row) in the data folder

@@ -30,10 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     tune = sub.add_parser(
         "tune",
-        help="run the model selection (nested grouped CV over features, training rows and settings) again, "
+        help="run the model selection (grouped CV over features, training rows and settings) again, "
         "then retrain what it changed; a refresh never does this unless the training data changed beyond the rule",
     )
     tune.add_argument("--outcome", action="append", help="only this outcome (repeatable; default: all)")
+    tune.add_argument("--nested", action="store_true",
+                      help="score the choice by nested grouped CV (three times the fits) instead of BBC-CV")
     sub.add_parser("partitions", help="list the release years each source offers")
     sub.add_parser(
         "status",
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "tune":
         from wijk_assets.runner.tune import tune as run_tune
 
-        ok = run_tune(settings, args.outcome) and not print_status(settings, stale=False)
+        ok = run_tune(settings, args.outcome, nested=args.nested) and not print_status(settings, stale=False)
         print(f"wijk-assets: tune {'done' if ok else 'FAILED (see above)'}; database: {settings.duckdb_path}")
         return 0 if ok else 1
     if args.command == "materialize":

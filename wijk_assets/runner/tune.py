@@ -1,9 +1,10 @@
-"""``wijk-assets tune``: run the model selection (nested grouped CV) again, on demand, then let the
+"""``wijk-assets tune``: run the model selection again, on demand, then let the
 models and everything after them follow.
 
 A refresh never searches settings: ``models/model_selection`` keeps the stored choice unless the training
 data changed beyond its documented rule (:func:`wijk_assets.lib.ml.selection.retune_reason`). This command
-is the "when asked" route: it runs the ``tune_models`` job with ``retune: true`` for each outcome, prints
+is the "when asked" route: it runs the ``tune_models`` job with ``retune: true`` for each outcome (with
+``--nested``, the choice is scored by nested grouped CV instead of BBC-CV: the auditor's check), prints
 what was chosen and how it scored, and then runs a refresh, so models whose choice changed are retrained
 (and their gate verdicts, explanations and reports follow); an unchanged choice retrains nothing.
 """
@@ -17,11 +18,11 @@ from wijk_assets.settings import Settings
 
 
 def tune(settings: Settings, outcomes: Sequence[str] | None = None, instance=None,
-         log: Callable[[str], None] = print) -> bool:
+         log: Callable[[str], None] = print, *, nested: bool = False) -> bool:
     import dagster as dg
 
     from wijk_assets.definitions import build_definitions
-    from wijk_assets.defs.models.selection import RETUNE_RUN_CONFIG
+    from wijk_assets.defs.models.selection import retune_run_config
     from wijk_assets.defs.resources import WarehouseResource
     from wijk_assets.defs.models.store import load_selection
     from wijk_assets.keys import OUTCOMES
@@ -42,7 +43,7 @@ def tune(settings: Settings, outcomes: Sequence[str] | None = None, instance=Non
     for outcome in chosen:
         before = load_selection(warehouse, outcome)
         result = job.execute_in_process(
-            run_config={**QUIET_RUN_CONFIG, **RETUNE_RUN_CONFIG}, instance=instance, partition_key=outcome,
+            run_config={**QUIET_RUN_CONFIG, **retune_run_config(nested)}, instance=instance, partition_key=outcome,
             raise_on_error=False, tags={"wijk_assets/trigger": "tune"},
         )
         if not result.success:
@@ -50,12 +51,13 @@ def tune(settings: Settings, outcomes: Sequence[str] | None = None, instance=Non
             log(f"FAILED tune [{outcome}]: see the run in the Dagster UI (run id {result.run_id})")
             continue
         after = load_selection(warehouse, outcome)
-        nested = after["record"]["nested"]
+        corrected = after["record"]["corrected"]
         change = ("unchanged" if before and before["selection_version"] == after["selection_version"]
                   else f"new choice (was {before['record']['chosen']['config']})" if before else "first choice")
-        log(f"tuned [{outcome}]: {after['record']['chosen']['config']} ({change}); nested grouped-CV R² "
-            f"{nested['r2']:.4f}, margin over ridge {nested['margin_r2']:+.4f} "
-            f"({nested['level']:.0%} interval {nested['margin_lower']:+.4f} to {nested['margin_upper']:+.4f}); "
+        log(f"tuned [{outcome}]: {after['record']['chosen']['config']} ({change}); R² corrected for the choice "
+            f"({corrected['method']}) {corrected['r2']:.4f}, margin over ridge {corrected['margin_r2']:+.4f} "
+            f"({corrected['level']:.0%} interval {corrected['margin_lower']:+.4f} to "
+            f"{corrected['margin_upper']:+.4f}); "
             f"params {json.dumps(after['params'], sort_keys=True)}")
     report = refresh(settings, instance, log=log)
     return ok and report.success

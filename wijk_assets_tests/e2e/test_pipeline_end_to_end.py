@@ -229,7 +229,7 @@ def test_models_are_validated_and_gate_3_decides_what_is_published(pipeline):
             assert margin_lower > 0, outcome  # and shown to be better, not by noise
     passed = {o for o, _, p, _ in runs if p}
     assert "lbm" in passed
-    # every model trains the stored model selection (nested grouped CV), made once per outcome on the
+    # every model trains the stored model selection (grouped CV, scored by BBC-CV), made once per outcome on the
     # first build; its figures and the reference fit's are what the model card shows
     first = con.execute("SELECT outcome, list(action ORDER BY logged_at)[1] FROM ml.model_selection_log GROUP BY 1").fetchall()
     assert sorted(first) == [(o, "selected") for o in sorted(["lbm", "fys", "onv", "soc", "vrz", "won"])]
@@ -238,14 +238,15 @@ def test_models_are_validated_and_gate_3_decides_what_is_published(pipeline):
         stored = con.execute("SELECT selection_version, params FROM ml.model_selection WHERE outcome = ?",
                              [outcome]).fetchone()
         assert chosen["version"] == stored[0] and chosen["chosen"]["params"] == json.loads(stored[1]), outcome
-        assert {"r2", "ridge_r2", "margin_lower", "margin_upper"} <= set(chosen["nested"]), outcome
+        assert {"r2", "ridge_r2", "margin_lower", "margin_upper"} <= set(chosen["corrected"]), outcome
+        assert chosen["corrected"]["method"] == "bbc", outcome
         assert chosen["reference"]["r2"] is not None, outcome
         # each model was trained right after its (re-)selection: its CV took the selection's outer-fold fits
         assert json.loads(metrics)["cross_validation_fits"] == "model selection's outer folds", outcome
     card = (pipeline["settings"].duckdb_path.parent / "reports" / "model_card.md").read_text(encoding="utf-8")
-    assert "## Model selection: nested grouped cross-validation" in card
+    assert "## Model selection: grouped cross-validation, scored with the choice included" in card
     for outcome in ("lbm", "fys", "onv", "soc", "vrz", "won"):
-        assert re.search(rf"^\| {outcome} \| [a-z_]+@\d+ \| \d+ \| [01]\.\d{{3}} \|", card, re.M), outcome
+        assert re.search(rf"^\| {outcome} \| [a-z_]+@\d+ \| \d+ \| bbc \| [01]\.\d{{3}} \|", card, re.M), outcome
     published = {r[0] for r in con.execute("SELECT DISTINCT outcome FROM publish.area_comparison").fetchall()}
     assert published == passed  # a model that does not beat the linear baseline is not published
 
@@ -343,16 +344,17 @@ def test_published_tables_pass_the_guards_and_audit_trail_lists_runs(pipeline):
 
 
 def test_tune_on_demand_reselects_and_retrains_only_what_changed(pipeline):
-    """``wijk-assets tune``: the nested-CV selection runs again when asked (the refresh never does); on
-    the same data it finds the same choice, so the following refresh retrains nothing."""
+    """``wijk-assets tune --nested``: the selection runs again when asked (the refresh never does), here
+    scored by nested CV (the auditor's check of the BBC-CV figures); on the same data it finds the same
+    choice, so the following refresh retrains nothing."""
     from wijk_assets.runner.tune import tune
 
     with _con(pipeline) as con:
         models_before = con.execute("SELECT count(*) FROM ml.model_run_log").fetchone()[0]
         stored = con.execute("SELECT selection_version FROM ml.model_selection WHERE outcome = 'won'").fetchone()[0]
     lines = []
-    assert tune(pipeline["settings"], ["won"], instance=pipeline["instance"], log=lines.append), lines
-    assert any(line.startswith("tuned [won]:") and "(unchanged)" in line and "nested grouped-CV R²" in line
+    assert tune(pipeline["settings"], ["won"], instance=pipeline["instance"], log=lines.append, nested=True), lines
+    assert any(line.startswith("tuned [won]:") and "(unchanged)" in line and "corrected for the choice (nested)" in line
                for line in lines), lines
     with _con(pipeline) as con:
         last = con.execute("SELECT action, reason, selection_version FROM ml.model_selection_log "

@@ -174,7 +174,7 @@ def test_a_release_that_adds_no_training_row_retrains_no_model(builds):
     assert after["log"][0][1:] == after["log"][1][1:]
     assert builds["before_release_meta"]["models/liveability_model"]["action"] == "trained"
     assert builds["after_release_meta"]["models/liveability_model"]["action"] == "reused"
-    # the model selection (nested CV) ran once and was kept on the release: no search in the refresh path
+    # the model selection (grouped CV, BBC-CV) ran once and was kept on the release: no search in the refresh path
     assert [a for a, _ in after["selection_log"]] == ["selected", "kept"]
     assert after["selection_log"][0][1] == after["selection_log"][1][1] == after["selection"][0]
     assert builds["after_release_meta"]["models/model_selection"]["action"] == "kept"
@@ -189,7 +189,7 @@ def test_an_incremental_build_and_a_shuffled_fresh_build_give_identical_marts(bu
 
 def test_an_incremental_build_and_a_shuffled_fresh_build_give_identical_models_predictions_and_verdicts(builds):
     reference, other = builds["incremental"], builds["shuffled"]
-    assert other["selection"] == reference["selection"]  # the nested-CV choice and every figure of it
+    assert other["selection"] == reference["selection"]  # the choice and every figure of it
     assert other["run"] == reference["run"]  # model version, training data version, fingerprint
     assert other["gate"] == reference["gate"]  # verdict, margin and its interval, bit for bit
     pd.testing.assert_frame_equal(other["oof"], reference["oof"], check_exact=True)

@@ -277,9 +277,10 @@ def test_monitoring_records_changes_for_every_source_that_released():
     assert wk1["abs_change"] == pytest.approx(-2.0) and wk1["source"] == "rivm_gezondheid"
 
 
-def test_model_card_shows_nested_cv_and_the_reference_fit_with_margins_over_ridge():
-    """Issue 12: the published choice's nested grouped-CV R² and the reference fit's, each with its margin
-    over ridge and the interval, and every candidate (SYNTHETIC metrics)."""
+def test_model_card_shows_the_corrected_cv_and_the_reference_fit_with_margins_over_ridge():
+    """Issue 12: the published choice's grouped-CV R² corrected for the choice (issue 14: BBC-CV) and the
+    reference fit's, each with its margin over ridge and the interval, and every candidate (SYNTHETIC
+    metrics)."""
     facts = _facts()
     metrics = _metrics(0.6021, 0.5512, 0.5734, 0.5302, -0.002)
 
@@ -289,32 +290,33 @@ def test_model_card_shows_nested_cv_and_the_reference_fit_with_margins_over_ridg
 
     metrics["model_selection"] = {
         "chosen": {"config": "wide_medium@450", "feature_set": "all", "training_rows": "all_matches"},
-        "nested": fig(0.6534, 0.0100, -0.0005, 0.0245),
+        "corrected": {**fig(0.6534, 0.0100, -0.0005, 0.0245), "method": "bbc"},
         "reference": fig(0.6537, 0.0103, -0.0119, 0.0306),
         "chosen_plain_cv": fig(0.6642, 0.0209, 0.0101, 0.0322),
         "candidates": [
             {"config": "wide_medium@450", "n_features": 386, "n_train_rows": 15626, "r2_exact_rows": 0.6642,
-             "times_chosen_in_outer_folds": 2, "chosen": True},
+             "chosen_share": 0.614, "chosen": True},
             {"config": "reference@100", "n_features": 77, "n_train_rows": 15428, "r2_exact_rows": 0.6537,
-             "times_chosen_in_outer_folds": 0, "chosen": False},
+             "chosen_share": 0.0, "chosen": False},
         ],
-        "method": "nested grouped CV",
+        "method": "grouped 5-fold CV by gemeente of every candidate; the choice scored by BBC-CV",
     }
     facts["outcomes"][1] = outcome_facts("lbm", "Leefbaarometer total score", metrics, 18633,
                                          _gate("published", 0.0509, 0.0401, 0.0611))
     card = build_model_card(facts)
-    assert "## Model selection: nested grouped cross-validation" in card
-    assert ("| lbm | wide_medium@450 | 15428 | 0.653 | 0.643 | +0.0100 | -0.0005 to +0.0245 (90%) | 0.654 | "
+    assert "## Model selection: grouped cross-validation, scored with the choice included" in card
+    assert ("| lbm | wide_medium@450 | 15428 | bbc | 0.653 | 0.643 | +0.0100 | -0.0005 to +0.0245 (90%) | 0.654 | "
             "+0.0103 | -0.0119 to +0.0306 (90%) |") in card
-    assert "| lbm | reference@100 | 77 | 15428 | 0.654 | 0 |  |" in card
-    assert "| lbm | wide_medium@450 | 386 | 15626 | 0.664 | 2 | yes |" in card
+    assert "| lbm | reference@100 | 77 | 15428 | 0.654 | 0% |  |" in card
+    assert "| lbm | wide_medium@450 | 386 | 15626 | 0.664 | 61% | yes |" in card
     # the register entry (Dutch, decimal commas) says how the model was chosen
     from wijk_assets.lib.responsible.register import build_register_entry
 
     entry = build_register_entry(facts)
     keuze = next(v for v in _find_key(entry, "validatie") if v["uitkomst"] == "lbm")["modelkeuze"]
     assert keuze["kenmerken"] == "alle geselecteerde kenmerken"
-    assert keuze["r2_geneste_kruisvalidatie"] == "0,653" and keuze["interval_marge"] == "-0,0005 tot +0,0245"
+    assert keuze["r2_gecorrigeerd_voor_de_keuze"] == "0,653" and keuze["interval_marge"] == "-0,0005 tot +0,0245"
+    assert "bootstrap-gecorrigeerde kruisvalidatie" in keuze["correctie_voor_de_keuze"]
     from wijk_assets.lib.responsible.register import render_register_markdown
 
     markdown = render_register_markdown(entry)

@@ -1,4 +1,5 @@
-"""Model selection by nested grouped CV (wijk_assets.lib.ml.selection) and training with a train mask,
+"""Model selection by grouped CV, scored with the choice included (BBC-CV or nested CV;
+wijk_assets.lib.ml.selection) and training with a train mask,
 on SYNTHETIC data (labelled as such: a made-up country, see test_ml.synthetic_frame).
 
 The synthetic frame gets a match column: a block of gemeenten whose wijk-years are "rough" matches whose
@@ -58,13 +59,15 @@ def test_the_selection_prefers_exact_matches_when_rough_ones_are_noise(selected)
     table = result.candidates.set_index("config")
     assert table.loc["fast_exact@60", "r2_exact_rows"] > table.loc["fast_all@60", "r2_exact_rows"]
     assert table["chosen"].sum() == 1 and table.loc[result.chosen["config"], "chosen"]
-    # nested: one choice per outer fold, the nested score on exact rows only, margin with an interval
-    assert len(result.outer_choices) == 5
-    nested = result.nested
-    assert nested["n_rows"] == int(exact_rows(selected[0]).sum())
-    assert nested["margin_lower"] <= nested["margin_r2"] <= nested["margin_upper"]
-    # each outer fold's prediction is one candidate's: the nested score is bracketed by the candidates'
-    assert nested["r2"] > 0.3 and np.isfinite(nested["ridge_r2"])
+    # BBC-CV (the default): the corrected score on exact rows only, margin with an interval; the shares
+    # of the draws that chose each configuration add up to one
+    assert result.outer_choices == []
+    corrected = result.corrected
+    assert corrected["method"] == "bbc" and corrected["n_rows"] == int(exact_rows(selected[0]).sum())
+    assert corrected["margin_lower"] <= corrected["margin_r2"] <= corrected["margin_upper"]
+    assert corrected["r2"] > 0.3 and np.isfinite(corrected["ridge_r2"])
+    assert table["chosen_share"].sum() == pytest.approx(1.0)
+    assert table.loc[result.chosen["config"], "chosen_share"] > 0.5
 
 
 def test_the_selection_is_deterministic_and_row_order_free(selected):
@@ -73,7 +76,7 @@ def test_the_selection_is_deterministic_and_row_order_free(selected):
     again = select_model(shuffled.reset_index(drop=True), "lbm", features, synthetic_catalog(frame), seed=3,
                          recipes=RECIPES)
     assert again.version == result.version
-    assert again.record()["nested"] == result.record()["nested"]
+    assert again.record()["corrected"] == result.record()["corrected"]
 
 
 def test_fits_in_worker_processes_give_the_same_selection_as_serial_ones(selected):
@@ -82,8 +85,22 @@ def test_fits_in_worker_processes_give_the_same_selection_as_serial_ones(selecte
     serial = select_model(frame, "lbm", features, synthetic_catalog(frame), seed=3, recipes=RECIPES, workers=1)
     parallel = select_model(frame, "lbm", features, synthetic_catalog(frame), seed=3, recipes=RECIPES, workers=2)
     assert serial.record()["candidates"] == parallel.record()["candidates"]
-    assert json.dumps(serial.record()["nested"], sort_keys=True) == json.dumps(parallel.record()["nested"], sort_keys=True)
+    assert json.dumps(serial.record()["corrected"], sort_keys=True) == json.dumps(parallel.record()["corrected"], sort_keys=True)
     assert serial.outer_choices == parallel.outer_choices and serial.version == parallel.version
+
+
+def test_nested_cv_on_request_makes_the_same_choice_with_one_inner_choice_per_outer_fold(selected):
+    """``wijk-assets tune --nested``: the stored choice does not depend on how its figures are corrected
+    (lowest plain grouped-CV RMSE either way); nested CV records one inner choice per outer fold."""
+    frame, features, result = selected
+    nested = select_model(frame, "lbm", features, synthetic_catalog(frame), seed=3, recipes=RECIPES, method="nested")
+    assert nested.chosen == result.chosen and nested.version == result.version
+    assert nested.record()["candidates"] != result.record()["candidates"]  # shares: outer folds, not draws
+    assert len(nested.outer_choices) == 5 and nested.corrected["method"] == "nested"
+    assert nested.corrected["n_rows"] == result.corrected["n_rows"]
+    assert nested.corrected["margin_lower"] <= nested.corrected["margin_r2"] <= nested.corrected["margin_upper"]
+    with pytest.raises(ValueError, match="unknown selection method"):
+        select_model(frame, "lbm", features, synthetic_catalog(frame), seed=3, recipes=RECIPES, method="loocv")
 
 
 def test_a_train_mask_trains_on_its_rows_but_predicts_every_row():

@@ -298,9 +298,10 @@ def liveability_model(
             "timings": artifact.timings,
             # gate 3's evidence: the paired margin over ridge on the same out-of-fold rows
             "margin_over_ridge": compare_oof(oof).to_dict(),
-            # the choice this model was trained with (nested grouped CV, reference fit, candidates)
+            # the choice this model was trained with (its figures corrected for the choice, reference fit,
+            # candidates)
             "model_selection": {
-                "version": choice["selection_version"], "chosen": record["chosen"], "nested": record["nested"],
+                "version": choice["selection_version"], "chosen": record["chosen"], "corrected": record["corrected"],
                 "reference": record.get("reference") or {}, "chosen_plain_cv": record.get("chosen_plain_cv") or {},
                 "candidates": record.get("candidates") or [], "method": record.get("method", ""),
                 "n_training_rows": int(mask.sum()), "n_rows_scored": len(frame),
@@ -360,7 +361,7 @@ def liveability_model(
             "fold_models": int(metrics.get("fold_models", 0)),
             "fold_models_max_abs_diff_vs_oof": float(metrics.get("fold_models_max_abs_diff_vs_oof", float("nan"))),
             "selection": str((metrics.get("model_selection") or {}).get("chosen", {}).get("config", "")),
-            "nested_cv_r2": float((metrics.get("model_selection") or {}).get("nested", {}).get("r2", float("nan"))),
+            "corrected_cv_r2": float((metrics.get("model_selection") or {}).get("corrected", {}).get("r2", float("nan"))),
             "reference_fit_cv_r2": float((metrics.get("model_selection") or {}).get("reference", {}).get("r2", float("nan"))),
             "validation": dg.MetadataValue.json(json.loads(json.dumps(metrics, default=_json_default))),
             "artifact": dg.MetadataValue.path(str(target_dir)),

@@ -666,18 +666,19 @@ def outcome_facts(outcome: str, label: str, metrics: Mapping[str, Any], n_rows: 
     if gate:
         fact["gate"] = {k: gate.get(k) for k in ("verdict", "reason", "margin", "lower", "upper", "level", "method", "rule")}
     chosen = metrics.get("model_selection") or {}
-    if (chosen.get("nested") or {}).get("r2") is not None:
-        nested, reference = chosen["nested"], chosen.get("reference") or {}
+    if (chosen.get("corrected") or {}).get("r2") is not None:
+        corrected, reference = chosen["corrected"], chosen.get("reference") or {}
         fact["model_selection"] = {
             "chosen": (chosen.get("chosen") or {}).get("config"),
             "feature_set": (chosen.get("chosen") or {}).get("feature_set"),
             "training_rows": (chosen.get("chosen") or {}).get("training_rows"),
-            "n_rows_scored": nested.get("n_rows"),
-            "nested": {k: nested.get(k) for k in ("r2", "ridge_r2", "margin_r2", "margin_lower", "margin_upper", "level")},
+            "n_rows_scored": corrected.get("n_rows"),
+            "corrected": {k: corrected.get(k) for k in ("r2", "ridge_r2", "margin_r2", "margin_lower", "margin_upper",
+                                                        "level", "method")},
             "reference": {k: reference.get(k) for k in ("r2", "ridge_r2", "margin_r2", "margin_lower", "margin_upper", "level")},
             "chosen_plain_cv_r2": (chosen.get("chosen_plain_cv") or {}).get("r2"),
             "candidates": [{k: c.get(k) for k in ("config", "n_features", "n_train_rows", "r2_exact_rows",
-                                                 "times_chosen_in_outer_folds", "chosen")}
+                                                 "chosen_share", "chosen")}
                            for c in chosen.get("candidates") or []],
             "method": chosen.get("method", ""),
         }
@@ -704,12 +705,19 @@ def _gate_reason_nl(o: Mapping[str, Any]) -> str:
 
 
 FEATURE_SET_NL = {"all": "alle geselecteerde kenmerken", "own_health": "alleen de eigen gezondheidscijfers van de wijk"}
+CORRECTION_NL = {
+    "bbc": ("de R² is gecorrigeerd voor die keuze: 2000 keer een steekproef van gemeenten, het beste model "
+            "gekozen op de getrokken gemeenten en beoordeeld op de andere (bootstrap-gecorrigeerde kruisvalidatie)"),
+    "nested": ("de R² is gecorrigeerd voor die keuze: de keuze is telkens gemaakt zonder de gemeenten waarop het "
+               "model daarna is beoordeeld (geneste kruisvalidatie)"),
+}
 TRAINING_ROWS_NL = {"all_matches": "alle gekoppelde wijk-jaren", "exact_only": "alleen exact gekoppelde wijk-jaren"}
 
 
 def _selection_nl(sel: Mapping[str, Any]) -> dict:
-    """Dutch summary of the model choice (nested grouped cross-validation) for the register entry."""
-    nested = sel.get("nested") or {}
+    """Dutch summary of the model choice (grouped cross-validation, figures corrected for the choice) for the
+    register entry."""
+    corrected = sel.get("corrected") or {}
 
     def r2(value: Any) -> str | None:
         return _nl(value, 3) if isinstance(value, (int, float)) else None
@@ -718,15 +726,16 @@ def _selection_nl(sel: Mapping[str, Any]) -> dict:
         return _nl(value, 4, sign=True) if isinstance(value, (int, float)) else None
 
     return {
-        "werkwijze": ("gekozen met geneste kruisvalidatie, gegroepeerd per gemeente: welke kenmerken, welke "
+        "werkwijze": ("gekozen met kruisvalidatie, gegroepeerd per gemeente: welke kenmerken, welke "
                       "trainingsrijen en welke instellingen het model gebruikt, is door de gegevens bepaald"),
+        "correctie_voor_de_keuze": CORRECTION_NL.get(corrected.get("method"), corrected.get("method")),
         "kenmerken": FEATURE_SET_NL.get(sel.get("feature_set"), sel.get("feature_set")),
         "trainingsrijen": TRAINING_ROWS_NL.get(sel.get("training_rows"), sel.get("training_rows")),
-        "r2_geneste_kruisvalidatie": r2(nested.get("r2")),
-        "r2_lineair_basismodel": r2(nested.get("ridge_r2")),
-        "marge_boven_basismodel": margin(nested.get("margin_r2")),
-        "interval_marge": (f"{margin(nested.get('margin_lower'))} tot {margin(nested.get('margin_upper'))}"
-                           if nested.get("margin_lower") is not None else None),
+        "r2_gecorrigeerd_voor_de_keuze": r2(corrected.get("r2")),
+        "r2_lineair_basismodel": r2(corrected.get("ridge_r2")),
+        "marge_boven_basismodel": margin(corrected.get("margin_r2")),
+        "interval_marge": (f"{margin(corrected.get('margin_lower'))} tot {margin(corrected.get('margin_upper'))}"
+                           if corrected.get("margin_lower") is not None else None),
     }
 
 
@@ -1137,13 +1146,16 @@ def render_register_markdown(entry: Mapping[str, Any]) -> str:
                 lines += ["", "**Achtergehouden uitkomsten**: " + "; ".join(tw.get("achtergehouden_uitkomsten") or ["geen"])]
             chosen = [o for o in tw["validatie"] if o.get("modelkeuze")]
             if chosen:
-                lines += ["", "Modelkeuze per uitkomst: " + chosen[0]["modelkeuze"]["werkwijze"] + ".", "",
-                          "| uitkomst | kenmerken | trainingsrijen | R² (geneste kruisvalidatie) | R² lineair basismodel "
+                first = chosen[0]["modelkeuze"]
+                lines += ["", "Modelkeuze per uitkomst: " + first["werkwijze"]
+                          + (f"; {first['correctie_voor_de_keuze']}" if first.get("correctie_voor_de_keuze") else "")
+                          + ".", "",
+                          "| uitkomst | kenmerken | trainingsrijen | R² (gecorrigeerd voor de keuze) | R² lineair basismodel "
                           "| marge | interval |", "|---|---|---|---|---|---|---|"]
                 for o in chosen:
                     k = o["modelkeuze"]
                     lines.append(f"| {_md_escape(o.get('naam') or o['uitkomst'])} | {k['kenmerken']} | "
-                                 f"{k['trainingsrijen']} | {k['r2_geneste_kruisvalidatie'] or '-'} | "
+                                 f"{k['trainingsrijen']} | {k['r2_gecorrigeerd_voor_de_keuze'] or '-'} | "
                                  f"{k['r2_lineair_basismodel'] or '-'} | "
                                  f"{k['marge_boven_basismodel'] or '-'} | {k['interval_marge'] or '-'} |")
         elif key == "gegevens":
@@ -1212,40 +1224,51 @@ def _selection_section(outcomes: list[Mapping[str, Any]]) -> list[str]:
     first = outcomes[0]["model_selection"]
     lines = [
         "",
-        "## Model selection: nested grouped cross-validation",
+        "## Model selection: grouped cross-validation, scored with the choice included",
         "",
         "Which features, which training rows and which LightGBM settings each model uses was decided by the "
-        "evidence, not by hand: " + (first.get("method") or "nested grouped CV") + ". The nested R² is the "
-        "score of the whole procedure, the choice included, on gemeenten it never saw. The reference fit "
+        "evidence, not by hand: " + (first.get("method") or "grouped CV") + ". The corrected R² scores the "
+        "whole procedure, the choice included, on gemeenten the choice did not see (BBC-CV: the mean over "
+        "2000 draws of gemeenten, chosen on the drawn ones and scored on the others; its interval is the "
+        "5th-95th percentile of those draws, each scored on about 37 % of the gemeenten, so it is wider "
+        "than an interval for all of them; nested: the outer folds of a nested grouped CV). The chosen "
+        "configuration's plain grouped-CV R² (in the candidates table) is optimistic by the amount the "
+        "choice adds. The reference fit "
         "(LightGBM defaults, the wijk's own health-monitor features, exact matches only) is scored on the "
         "same outer folds and rows. Margins are over the ridge baseline on the same rows, with a percentile "
         "bootstrap interval over gemeenten.",
         "",
-        "| outcome | chosen | rows scored | nested R² | ridge R² | nested margin over ridge | interval "
+        "| outcome | chosen | rows scored | method | corrected R² | ridge R² | corrected margin over ridge | interval "
         "| reference fit R² | reference margin over ridge | interval |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
         sel = o["model_selection"]
-        nested, reference = sel.get("nested") or {}, sel.get("reference") or {}
-        nm, ni = margin(nested)
+        corrected, reference = sel.get("corrected") or {}, sel.get("reference") or {}
+        nm, ni = margin(corrected)
         rm, ri = margin(reference)
         lines.append(f"| {_md_escape(o['outcome'])} | {_md_escape(sel.get('chosen') or '-')} | "
-                     f"{sel.get('n_rows_scored') or '-'} | {r2(nested.get('r2'))} | {r2(nested.get('ridge_r2'))} | "
+                     f"{sel.get('n_rows_scored') or '-'} | {corrected.get('method') or '-'} | "
+                     f"{r2(corrected.get('r2'))} | {r2(corrected.get('ridge_r2'))} | "
                      f"{nm} | {ni} | {r2(reference.get('r2'))} | {rm} | {ri} |")
     lines += [
         "",
         "Candidates (plain grouped-CV R² on the same exact-match rows; `@n`: boosting rounds):",
         "",
-        "| outcome | candidate | features | training rows | R² | chosen in outer folds | chosen |",
+        "| outcome | candidate | features | training rows | R² | share of draws (or outer folds) choosing it "
+        "| chosen |",
         "|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
         for c in o["model_selection"].get("candidates") or []:
             lines.append(f"| {_md_escape(o['outcome'])} | {_md_escape(c.get('config'))} | {c.get('n_features')} | "
                          f"{c.get('n_train_rows')} | {r2(c.get('r2_exact_rows'))} | "
-                         f"{c.get('times_chosen_in_outer_folds')} | {'yes' if c.get('chosen') else ''} |")
+                         f"{_share(c.get('chosen_share'))} | {'yes' if c.get('chosen') else ''} |")
     return lines
+
+
+def _share(value: Any) -> str:
+    return f"{value:.0%}" if isinstance(value, (int, float)) else "-"
 
 
 def build_model_card(facts: Mapping[str, Any], config: Mapping[str, Any] | None = None) -> str:
@@ -1360,7 +1383,7 @@ def build_model_card(facts: Mapping[str, Any], config: Mapping[str, Any] | None 
             margin = f"{gate['margin']:+.4f}" if gate.get("margin") is not None else "-"
             lines.append(f"| {_md_escape(o['outcome'])} | {o['verdict']} | {margin} | {interval} | "
                          f"{_md_escape(gate.get('reason') or ('-' if o['verdict'] == 'published' else 'not judged'))} |")
-        selected = [o for o in gated if (o.get("model_selection") or {}).get("nested", {}).get("r2") is not None]
+        selected = [o for o in gated if (o.get("model_selection") or {}).get("corrected", {}).get("r2") is not None]
         if selected:
             lines.extend(_selection_section(selected))
         rule = next((o["gate"].get("rule") for o in gated if o.get("gate", {}).get("rule")), None)

@@ -41,10 +41,7 @@ the procedure instead:
   two-fold grouped CV (halves of ~120 gemeenten) picks the configuration whose outer fit predicts the
   outer test fold. Twice as many fits again (30 inner fits per outcome on top of the 15).
 
-The choice is the same either way. National data, seed 20240917, R² on exact-match rows, BBC-CV / nested:
-lbm 0.6551 / 0.6593, fys 0.2347 / 0.2244, onv 0.8431 / 0.8462, soc 0.8480 / 0.8529, vrz 0.8198 / 0.8247,
-won 0.7022 / 0.7099 (BBC-CV the lower for five of six); 14.9 s (lbm), 9.0-9.8 s (others) against 33.2 s
-and 21.4 s nested, two cores.
+The choice is the same either way; national figures of both in :mod:`.selection_estimate`.
 
 **When to select again** (:func:`retune_reason`): when asked, when no choice is stored, when the
 candidates or this code changed, when the LightGBM version changed, when the set of outcome years
@@ -61,6 +58,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -73,9 +71,12 @@ from wijk_assets.lib.ml.gate import compare_with_baseline
 from wijk_assets.lib.ml.outer_fits import OuterFits, cut_to_rounds
 from wijk_assets.lib.ml.parallel_fits import run_fits
 from wijk_assets.lib.ml.reference import own_health_features
-from wijk_assets.lib.ml.selection_estimate import BBC, NESTED, bootstrap_corrected, check_method, chosen_shares, method_text
+from wijk_assets.lib.ml.selection_estimate import (
+    BBC, NESTED, bootstrap_corrected, check_method, chosen_shares, finite_rmse, method_text,
+)
 from wijk_assets.lib.ml.training import (
     LIGHTGBM_DEFAULTS,
+    _default_workers,
     _jsonable,
     _checkpoints,
     _fit_predict_ridge,
@@ -280,8 +281,8 @@ def select_model(
     outer = grouped_folds(data, "gemeente_code", n_outer, seed)
 
     # Every LightGBM fit is an independent task: (outer fold, inner fold or None for the outer fit,
-    # recipe). With workers > 1 they run in worker processes (results are identical for any number of
-    # workers); the ridge baseline runs here, one fold after the other. Inner fits only for nested CV.
+    # recipe), run in worker processes when workers > 1 (identical results for any number of workers).
+    # Inner fits only for nested CV. The ridge baseline's folds run in this process (see below).
     tasks = []
     for o, (train, test) in enumerate(outer):
         fold_of[test] = o
@@ -298,7 +299,20 @@ def select_model(
     payloads = [(recipe.feature_set, dict(recipe.params), _configs(recipe), fit_rows, predict_rows, i is None)
                 for _, i, recipe, fit_rows, _, predict_rows in tasks]
     names = {fs: _model_feature_names(cols) for fs, cols in feature_sets.items()}
-    results = run_fits(payloads, matrices, y, names, seed, n_jobs, workers)
+
+    def ridge_folds() -> None:
+        for train, test in outer:
+            ridge_pred[test] = _fit_predict_ridge(X_base[train], y[train], X_base[test], groups[train], seed)
+    n_workers = _default_workers() if workers is None else max(1, int(workers))
+    if n_workers > 1 and len(payloads) > 1:
+        # this thread would only wait for the workers: the ridge folds (one BLAS thread) run meanwhile
+        with ThreadPoolExecutor(max_workers=1) as waiter:
+            pending = waiter.submit(run_fits, payloads, matrices, y, names, seed, n_jobs, n_workers)
+            ridge_folds()
+            results = pending.result()
+    else:
+        results = run_fits(payloads, matrices, y, names, seed, n_jobs, n_workers)
+        ridge_folds()
     inner_pred = {o: {label: np.full(train.size, np.nan) for label in labels} for o, (train, _) in enumerate(outer)}
     outer_models: dict[tuple[int, str], str] = {}
     for (o, i, recipe, _, predict_at, _), (predictions, model_text) in zip(tasks, results):
@@ -309,9 +323,6 @@ def select_model(
                 inner_pred[o][f"{recipe.name}@{k}"][predict_at] = pred
         if i is None:
             outer_models[(o, recipe.name)] = model_text
-    for train, test in outer:
-        ridge_pred[test] = _fit_predict_ridge(X_base[train], y[train], X_base[test], groups[train], seed)
-
     def versus_ridge(pred: np.ndarray) -> dict[str, Any]:
         comparison = compare_with_baseline(y[scored], pred[scored], ridge_pred[scored], groups[scored], fold_of[scored])
         return {
@@ -325,7 +336,7 @@ def select_model(
         nested_pred = np.full(len(data), np.nan)
         for o, (train, test) in enumerate(outer):
             inner_scored = scored[train]
-            inner_rmse = [_rmse(y[train][inner_scored], inner_pred[o][label][inner_scored]) for label in labels]
+            inner_rmse = [finite_rmse(y[train][inner_scored], inner_pred[o][label][inner_scored]) for label in labels]
             outer_choices.append(labels[int(np.nanargmin(inner_rmse))])
             nested_pred[test] = outer_pred[outer_choices[-1]][test]
         corrected = {**versus_ridge(nested_pred),
@@ -379,13 +390,6 @@ def select_model(
         chosen_outer_fits=chosen_fits,
         method_text=method_text(method, n_outer, n_inner),
     )
-
-
-def _rmse(actual: np.ndarray, pred: np.ndarray) -> float:
-    ok = np.isfinite(pred)
-    if not ok.any():
-        return float("inf")
-    return float(np.sqrt(np.mean((actual[ok] - pred[ok]) ** 2)))
 
 
 __all__ = ["RECIPES", "RETUNE_ROW_CHANGE", "Recipe", "SelectionResult", "exact_rows", "recipe_features",

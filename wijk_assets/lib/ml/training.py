@@ -38,6 +38,16 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from wijk_assets.lib.lgbm_fits import (  # noqa: F401  (re-exported: the project's LightGBM settings and fit)
+    BASE_PARAMS,
+    _DATASET_KEYS,
+    _SharedBins,
+    _dataset,
+    _default_n_jobs,
+    _default_workers,
+    _fit,
+    resolve_params,
+)
 from wijk_assets.lib.ml.outer_fits import OuterFits
 from wijk_assets.lib.ml.validation import (
     Fold,
@@ -61,47 +71,6 @@ KEY_COLUMNS: tuple[str, ...] = ("area_code", "gemeente_code", "outcome_year", "f
 LEAKAGE_COLUMNS: frozenset[str] = frozenset(OUTCOMES) | {"afw"}
 LEAKAGE_SOURCES: frozenset[str] = frozenset({"leefbaarometer", "lbm", "leefbaarometer_3"})
 
-
-def _default_n_jobs() -> int:
-    """Threads for LightGBM: ``WIJK_ML_N_JOBS`` (clipped to 1..2), default the CPU count up to 2.
-
-    With ``deterministic=True`` and a fixed histogram layout (``force_col_wise``) a fit with 1 or 2 threads
-    gives the same trees and bit-identical predictions (checked on the national lbm and fys data), so the
-    thread count only changes speed: on an idle 2-core machine a 2-thread fit takes ~0.6x the wall time of a 1-thread one.
-    On a *busy* machine it is the other way round: LightGBM's OpenMP threads spin while they wait, and
-    two processes with 2-thread fits each took ~2.8x the time of 1-thread fits (OMP_WAIT_POLICY=PASSIVE
-    removes the spinning but makes an idle 2-thread fit ~3x slower). So: 2 threads where runs go one at
-    a time (the CLI, the daemon's runs queue for the DuckDB pool), ``WIJK_ML_N_JOBS=1`` where other work
-    shares the cores (the test suite's parallel workers set it). The nested-CV fits run one thread per
-    worker process (:func:`wijk_assets.lib.ml.parallel_fits.run_fits`).
-    """
-    from wijk_assets.settings import load_settings
-
-    return max(1, min(2, load_settings().ml_n_jobs))
-
-
-def _default_workers() -> int:
-    """Worker processes for the nested-CV fits: ``WIJK_ML_WORKERS`` (default: the CPU count, at most 2)."""
-    from wijk_assets.settings import load_settings
-
-    return max(1, load_settings().ml_workers)
-
-
-# Settings shared by every LightGBM fit (the candidates below only override model capacity / speed).
-BASE_PARAMS: dict[str, Any] = {
-    "objective": "regression",
-    "learning_rate": 0.05,
-    "max_bin": 63,
-    "bagging_freq": 1,
-    "deterministic": True,
-    # Column-wise histograms: a tree then builds histograms only for the features its feature_fraction drew
-    # (wide_medium draws 15 % of ~400 columns). On the national data (5-fold CV, lbm and fys, every
-    # selection recipe) the predictions were bit-identical to row-wise ones, with 1 and 2 threads, and
-    # the medium recipes fitted 8-15 % faster. Fixed, not auto-chosen: LightGBM's auto choice is timed.
-    "force_col_wise": True,
-    "feature_pre_filter": False,  # lets candidates change min_data_in_leaf on one constructed Dataset
-    "verbosity": -1,
-}
 
 # LightGBM's own defaults (100 rounds, 31 leaves, lr 0.1, no subsampling): the "quick default" reference.
 LIGHTGBM_DEFAULTS: dict[str, Any] = {
@@ -133,20 +102,6 @@ DEFAULT_GRID: tuple[dict[str, Any], ...] = (
 )
 ROUND_CHECKPOINTS: tuple[float, ...] = (1 / 3, 2 / 3, 1.0)
 
-# sklearn-style aliases accepted in params, mapped to LightGBM's native names.
-_ALIASES = {
-    "min_child_samples": "min_data_in_leaf",
-    "colsample_bytree": "feature_fraction",
-    "subsample": "bagging_fraction",
-    "subsample_freq": "bagging_freq",
-    "reg_lambda": "lambda_l2",
-    "reg_alpha": "lambda_l1",
-    "n_jobs": "num_threads",
-    "num_boost_round": "n_estimators",
-    "num_iterations": "n_estimators",
-    "random_state": "seed",
-}
-_DATASET_KEYS = ("max_bin", "min_data_in_bin", "use_missing", "zero_as_missing", "bin_construct_sample_cnt")
 
 
 # ----------------------------------------------------------------------------------- feature selection
@@ -232,26 +187,6 @@ def select_features(
 # ------------------------------------------------------------------------------------------ params
 
 
-def _normalise(params: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        out[_ALIASES.get(key, key)] = value
-    return out
-
-
-def resolve_params(params: Mapping[str, Any], seed: int, n_jobs: int | None = None) -> tuple[dict[str, Any], int]:
-    """Native LightGBM params (BASE_PARAMS + ``params`` + seed/threads) and the number of rounds."""
-    merged = {**BASE_PARAMS, **_normalise(params)}
-    merged.pop("name", None)
-    rounds = int(merged.pop("n_estimators", 100))
-    merged["seed"] = int(seed)
-    merged["num_threads"] = int(n_jobs if n_jobs is not None else merged.get("num_threads", _default_n_jobs()))
-    merged["num_threads"] = max(1, min(2, merged["num_threads"]))
-    if merged.get("bagging_fraction", 1.0) >= 1.0:
-        merged["bagging_freq"] = 0
-    return merged, rounds
-
-
 def _candidates(params) -> tuple[list[dict[str, Any]], bool]:
     """(candidates, use_checkpoints). None -> the default grid; a mapping -> that one setting as given."""
     if params is None:
@@ -302,38 +237,6 @@ def _model_feature_names(features: Sequence[str]) -> list[str]:
     if all(f and not (set(f) & bad) and " " not in f for f in features):
         return list(features)
     return [f"Column_{i}" for i in range(len(features))]
-
-
-def _dataset(X: np.ndarray, y: np.ndarray, params: Mapping[str, Any], names: list[str]) -> lgb.Dataset:
-    ds_params = {k: params[k] for k in _DATASET_KEYS if k in params}
-    ds_params.update({"verbosity": -1, "feature_pre_filter": False})
-    return lgb.Dataset(X, label=y, feature_name=names, params=ds_params, free_raw_data=False)
-
-
-class _SharedBins:
-    """One binned LightGBM Dataset over all rows (per distinct binning setting) with row subsets for
-    the folds, as ``lgb.cv`` does: bin boundaries are computed once from the feature values (never the
-    labels) instead of once per fold, which saves most of the Dataset construction time."""
-
-    def __init__(self, X: np.ndarray, y: np.ndarray, names: list[str]):
-        self.X, self.y, self.names = X, y, names
-        self._full: dict[tuple, lgb.Dataset] = {}
-        self._subsets: dict[tuple, lgb.Dataset] = {}
-
-    def subset(self, native: Mapping[str, Any], rows: np.ndarray, tag: Any) -> lgb.Dataset:
-        key = tuple((k, native.get(k)) for k in _DATASET_KEYS)
-        if key not in self._full:
-            self._full[key] = _dataset(self.X, self.y, native, self.names).construct()
-        if tag is None:  # a one-off row set: not kept (nested CV fits dozens of them)
-            return self._full[key].subset(np.sort(np.asarray(rows, dtype=np.int32)))
-        if (key, tag) not in self._subsets:
-            self._subsets[(key, tag)] = self._full[key].subset(np.sort(np.asarray(rows, dtype=np.int32)))
-        return self._subsets[(key, tag)]
-
-
-def _fit(X, y, native: Mapping[str, Any], rounds: int, names: list[str], dataset: lgb.Dataset | None = None) -> lgb.Booster:
-    ds = dataset if dataset is not None else _dataset(X, y, native, names)
-    return lgb.train(dict(native), ds, num_boost_round=rounds)
 
 
 # ------------------------------------------------------------------------------------------ baselines

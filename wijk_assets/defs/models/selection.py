@@ -47,7 +47,7 @@ class SelectionConfig(dg.Config):
     partitions_def=outcome_partitions,
     deps=[TRAINING_KEY, FEATURE_CATALOG_KEY],
     group_name="models",
-    code_version="selection-3",
+    code_version="selection-4",
     pool=DUCKDB_POOL,
     kinds={"lightgbm", "duckdb"},
     automation_condition=downstream_automation_condition(),

@@ -706,7 +706,7 @@ def _gate_reason_nl(o: Mapping[str, Any]) -> str:
 
 FEATURE_SET_NL = {"all": "alle geselecteerde kenmerken", "own_health": "alleen de eigen gezondheidscijfers van de wijk"}
 CORRECTION_NL = {
-    "bbc": ("de R² is gecorrigeerd voor die keuze: 2000 keer een steekproef van gemeenten, het beste model "
+    "bbc": ("de R² is gecorrigeerd voor die keuze: 2.000 keer een steekproef van gemeenten, het beste model "
             "gekozen op de getrokken gemeenten en beoordeeld op de andere (bootstrap-gecorrigeerde kruisvalidatie)"),
     "nested": ("de R² is gecorrigeerd voor die keuze: de keuze is telkens gemaakt zonder de gemeenten waarop het "
                "model daarna is beoordeeld (geneste kruisvalidatie)"),

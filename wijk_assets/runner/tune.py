@@ -26,6 +26,7 @@ def tune(settings: Settings, outcomes: Sequence[str] | None = None, instance=Non
     from wijk_assets.defs.resources import WarehouseResource
     from wijk_assets.defs.models.store import load_selection
     from wijk_assets.keys import OUTCOMES
+    from wijk_assets.lib.ml.selection_estimate import corrected_figures
     from wijk_assets.runner.materialize import QUIET_RUN_CONFIG, ensure_dagster_home
     from wijk_assets.runner.refresh import refresh
 
@@ -51,7 +52,7 @@ def tune(settings: Settings, outcomes: Sequence[str] | None = None, instance=Non
             log(f"FAILED tune [{outcome}]: see the run in the Dagster UI (run id {result.run_id})")
             continue
         after = load_selection(warehouse, outcome)
-        corrected = after["record"]["corrected"]
+        corrected = corrected_figures(after["record"])
         change = ("unchanged" if before and before["selection_version"] == after["selection_version"]
                   else f"new choice (was {before['record']['chosen']['config']})" if before else "first choice")
         log(f"tuned [{outcome}]: {after['record']['chosen']['config']} ({change}); R² corrected for the choice "

@@ -77,3 +77,22 @@ def test_bbc_is_deterministic_and_independent_of_row_order():
     assert first == again
     with pytest.raises(ValueError, match="at least 3 scored rows"):
         bootstrap_corrected(y[:2], {k: v[:2] for k, v in predictions.items()}, ridge[:2], groups[:2], scored[:2])
+
+
+def test_a_record_from_before_bbc_cv_reads_as_what_it_is_nested_cv():
+    """A stored selection or a reused model's metrics written by the previous code carry the figures as
+    ``nested``; readers (model card, register entry, tune) show them as nested-CV figures, not as none."""
+    from wijk_assets.lib.ml.selection_estimate import corrected_figures
+    from wijk_assets.lib.responsible.register import outcome_facts
+
+    old = {"r2": 0.6593, "ridge_r2": 0.6433, "margin_r2": 0.016, "margin_lower": -0.0023, "margin_upper": 0.0335,
+           "level": 0.9, "n_rows": 15428}
+    assert corrected_figures({"nested": old}) == {**old, "method": "nested"}
+    assert corrected_figures({"corrected": {**old, "method": "bbc"}})["method"] == "bbc"
+    assert corrected_figures(None) == {} and corrected_figures({}) == {}
+    metrics = {"grouped_cv": {"lightgbm": {"r2": 0.66, "mae": 0.05, "rmse": 0.07, "n": 15626}},
+               "model_selection": {"chosen": {"config": "wide_medium@450", "feature_set": "all",
+                                              "training_rows": "all_matches"}, "nested": old, "candidates": []}}
+    fact = outcome_facts("lbm", "Leefbaarometer total score", metrics, 15626, None)
+    assert fact["model_selection"]["corrected"]["method"] == "nested"
+    assert fact["model_selection"]["corrected"]["r2"] == 0.6593

@@ -237,6 +237,7 @@ def liveability_model(
     from wijk_assets.lib.ml.outer_fits import load_outer_fits
     from wijk_assets.lib.ml.gate import compare_oof
     from wijk_assets.lib.ml.reuse import REUSED, TRAINED, reusable_run
+    from wijk_assets.lib.ml.selection_estimate import corrected_figures
     from wijk_assets.lib.ml.training import (
         MODEL_FILE,
         feature_matrix,
@@ -301,7 +302,7 @@ def liveability_model(
             # the choice this model was trained with (its figures corrected for the choice, reference fit,
             # candidates)
             "model_selection": {
-                "version": choice["selection_version"], "chosen": record["chosen"], "corrected": record["corrected"],
+                "version": choice["selection_version"], "chosen": record["chosen"], "corrected": corrected_figures(record),
                 "reference": record.get("reference") or {}, "chosen_plain_cv": record.get("chosen_plain_cv") or {},
                 "candidates": record.get("candidates") or [], "method": record.get("method", ""),
                 "n_training_rows": int(mask.sum()), "n_rows_scored": len(frame),
@@ -361,7 +362,7 @@ def liveability_model(
             "fold_models": int(metrics.get("fold_models", 0)),
             "fold_models_max_abs_diff_vs_oof": float(metrics.get("fold_models_max_abs_diff_vs_oof", float("nan"))),
             "selection": str((metrics.get("model_selection") or {}).get("chosen", {}).get("config", "")),
-            "corrected_cv_r2": float((metrics.get("model_selection") or {}).get("corrected", {}).get("r2", float("nan"))),
+            "corrected_cv_r2": float(corrected_figures(metrics.get("model_selection")).get("r2", float("nan"))),
             "reference_fit_cv_r2": float((metrics.get("model_selection") or {}).get("reference", {}).get("r2", float("nan"))),
             "validation": dg.MetadataValue.json(json.loads(json.dumps(metrics, default=_json_default))),
             "artifact": dg.MetadataValue.path(str(target_dir)),

@@ -63,7 +63,7 @@ def model_selection(
 ) -> dg.MaterializeResult:
     from wijk_assets.lib.ml.outer_fits import save_outer_fits
     from wijk_assets.lib.ml.selection import retune_reason, select_model, training_summary
-    from wijk_assets.lib.ml.selection_estimate import BBC, NESTED
+    from wijk_assets.lib.ml.selection_estimate import BBC, NESTED, corrected_figures
 
     started = datetime.now(timezone.utc).replace(tzinfo=None)
     outcome = context.partition_key
@@ -106,7 +106,7 @@ def model_selection(
         finally:
             con.unregister("__log")
 
-    corrected, reference, chosen = record["corrected"], record.get("reference") or {}, record["chosen"]
+    corrected, reference, chosen = corrected_figures(record), record.get("reference") or {}, record["chosen"]
     candidates = pd.DataFrame(record["candidates"])
     context.log.info(f"{outcome}: {action} ({reason}); {chosen['config']}, R² corrected for the choice "
                      f"({corrected['method']}) {corrected['r2']:.4f}")

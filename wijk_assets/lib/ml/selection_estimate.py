@@ -153,6 +153,18 @@ def check_method(method: str) -> str:
     return method
 
 
+def corrected_figures(record: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The figures corrected for the choice from a selection record (or a model's ``model_selection``
+    metrics); records written before BBC-CV carry them as ``nested`` (two-fold nested CV), which is
+    what they are. Empty when there are none."""
+    record = record or {}
+    if record.get("corrected"):
+        return dict(record["corrected"])
+    if record.get("nested"):
+        return {**record["nested"], "method": record["nested"].get("method") or NESTED}
+    return {}
+
+
 def finite_rmse(actual: np.ndarray, pred: np.ndarray) -> float:
     """RMSE over the rows with a prediction (inf when there is none): the nested inner loops' score."""
     ok = np.isfinite(pred)
@@ -168,4 +180,4 @@ def chosen_shares(outer_choices: Sequence[str], labels: Sequence[str]) -> dict[s
 
 
 __all__ = ["BBC", "BBC_REPLICATES", "FIGURES", "METHODS", "NESTED", "bootstrap_corrected", "check_method",
-           "chosen_shares", "finite_rmse", "method_text"]
+           "chosen_shares", "corrected_figures", "finite_rmse", "method_text"]

@@ -666,8 +666,11 @@ def outcome_facts(outcome: str, label: str, metrics: Mapping[str, Any], n_rows: 
     if gate:
         fact["gate"] = {k: gate.get(k) for k in ("verdict", "reason", "margin", "lower", "upper", "level", "method", "rule")}
     chosen = metrics.get("model_selection") or {}
-    if (chosen.get("corrected") or {}).get("r2") is not None:
-        corrected, reference = chosen["corrected"], chosen.get("reference") or {}
+    from wijk_assets.lib.ml.selection_estimate import corrected_figures
+
+    corrected = corrected_figures(chosen)  # a model trained before BBC-CV: its nested figures
+    if corrected.get("r2") is not None:
+        reference = chosen.get("reference") or {}
         fact["model_selection"] = {
             "chosen": (chosen.get("chosen") or {}).get("config"),
             "feature_set": (chosen.get("chosen") or {}).get("feature_set"),

@@ -85,6 +85,16 @@ def _group_sums(groups: np.ndarray, columns: dict[str, np.ndarray]) -> pd.DataFr
     return frame.groupby("group", sort=True).sum()
 
 
+def bootstrap_weights(n_boot: int, n_groups: int, seed: int) -> np.ndarray:
+    """``n_boot`` bootstrap draws of ``n_groups`` groups with replacement, as counts per group (one row per
+    draw): a replicate's sums are then a matrix product with the per-group sums."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
+    weights = np.zeros((n_boot, n_groups))
+    np.add.at(weights, (np.repeat(np.arange(n_boot), n_groups), draws.ravel()), 1.0)
+    return weights
+
+
 def compare_with_baseline(
     actual,
     model_pred,
@@ -130,11 +140,7 @@ def compare_with_baseline(
 
     full_margin, model_r2, base_r2 = (float(v[0]) for v in margins(np.ones((1, len(n)))))
     n_groups = len(n)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
-    weights = np.zeros((n_boot, n_groups))
-    np.add.at(weights, (np.repeat(np.arange(n_boot), n_groups), draws.ravel()), 1.0)
-    boot, _, _ = margins(weights)
+    boot, _, _ = margins(bootstrap_weights(n_boot, n_groups, seed))
     boot = boot[np.isfinite(boot)]
     alpha = (1 - level) / 2
     lower, upper = (float(np.quantile(boot, q)) for q in (alpha, 1 - alpha)) if boot.size else (np.nan, np.nan)
@@ -214,6 +220,7 @@ def decide(
 __all__ = [
     "BaselineComparison",
     "GateVerdict",
+    "bootstrap_weights",
     "METHOD",
     "RULE",
     "WITHHELD_NOT_BETTER",

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from wijk_assets.lib.ml.gate import DEFAULT_LEVEL, DEFAULT_SEED, _group_sums
+from wijk_assets.lib.ml.gate import DEFAULT_LEVEL, DEFAULT_SEED, _group_sums, bootstrap_weights
 
 BBC = "bbc"
 NESTED = "nested"
@@ -95,10 +95,7 @@ def bootstrap_corrected(
     sae = np.column_stack([s[f"sae_{c}"] for c in range(len(labels))])
     sse_all = np.column_stack([s[f"sse_all_{c}"] for c in range(len(labels))])
 
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
-    in_bag = np.zeros((n_boot, n_groups))
-    np.add.at(in_bag, (np.repeat(np.arange(n_boot), n_groups), draws.ravel()), 1.0)
+    in_bag = bootstrap_weights(n_boot, n_groups, seed)  # the same draws as gate 3's interval
     out_bag = (in_bag == 0).astype(np.float64)
     keep = (out_bag @ s["n"]) >= 2  # a replicate needs out-of-bag rows to score (all but never true)
     in_bag, out_bag = in_bag[keep], out_bag[keep]
@@ -137,14 +134,13 @@ def bootstrap_corrected(
 
 def method_text(method: str, n_outer: int, n_inner: int) -> str:
     """One line for the record and the model card: how the chosen configuration's figures were obtained."""
-    if method == BBC:
-        return (f"grouped {n_outer}-fold CV by gemeente of every candidate; the choice (lowest RMSE on exact-match "
-                f"rows) scored by bootstrap bias-corrected CV (BBC-CV, Tsamardinos et al. 2018): "
-                f"{BBC_REPLICATES} draws of gemeenten, chosen on the drawn ones, scored on the others")
-    if method == NESTED:
-        return (f"nested grouped CV: {n_outer} outer folds by gemeente, {n_inner} inner folds by gemeente choose "
-                "among the candidates by RMSE on exact-match rows; scored on exact-match rows of the outer folds")
-    raise ValueError(f"unknown selection method {method!r}; expected one of {METHODS}")
+    return {
+        BBC: (f"grouped {n_outer}-fold CV by gemeente of every candidate; the choice (lowest RMSE on exact-match "
+              f"rows) scored by bootstrap bias-corrected CV (BBC-CV, Tsamardinos et al. 2018): "
+              f"{BBC_REPLICATES} draws of gemeenten, chosen on the drawn ones, scored on the others"),
+        NESTED: (f"nested grouped CV: {n_outer} outer folds by gemeente, {n_inner} inner folds by gemeente choose "
+                 "among the candidates by RMSE on exact-match rows; scored on exact-match rows of the outer folds"),
+    }[check_method(method)]
 
 
 def check_method(method: str) -> str:

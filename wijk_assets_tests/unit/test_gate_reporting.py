@@ -320,8 +320,19 @@ def test_model_card_shows_the_corrected_cv_and_the_reference_fit_with_margins_ov
     from wijk_assets.lib.responsible.register import render_register_markdown
 
     markdown = render_register_markdown(entry)
-    assert ("| Leefbaarometer totaalscore | alle geselecteerde kenmerken | alle gekoppelde wijk-jaren | 0,653 | 0,643 | +0,0100 | "
-            "-0,0005 tot +0,0245 |") in markdown
+    assert ("| Leefbaarometer totaalscore | alle geselecteerde kenmerken | alle gekoppelde wijk-jaren | "
+            "bootstrap over gemeenten | 0,653 | 0,643 | +0,0100 | -0,0005 tot +0,0245 |") in markdown
+    # a model kept from before BBC-CV (its metrics name nested CV) next to one selected since: each row
+    # says its own method and both methods are explained (the first row's method used to stand for all)
+    old = _metrics(0.85, 0.84, 0.80, 0.79, 0.001)
+    old["model_selection"] = {**metrics["model_selection"], "corrected": None,
+                              "nested": fig(0.8462, 0.0011, -0.0048, 0.0090), "method": "nested grouped CV"}
+    facts["outcomes"][0] = outcome_facts("onv", "Nuisance and unsafety", old, 10423, _gate("withheld", 0.006, -0.001, 0.013))
+    markdown = render_register_markdown(build_register_entry(facts))
+    assert "| geneste kruisvalidatie | 0,846 |" in markdown and "| bootstrap over gemeenten | 0,653 |" in markdown
+    assert ("de R² is gecorrigeerd voor die keuze met geneste kruisvalidatie: de keuze is telkens gemaakt zonder "
+            "de gemeenten") in markdown
+    assert "; of met bootstrap-gecorrigeerde kruisvalidatie: 2.000 keer" in markdown
 
 
 def _find_key(obj, key):

@@ -709,11 +709,12 @@ def _gate_reason_nl(o: Mapping[str, Any]) -> str:
 
 FEATURE_SET_NL = {"all": "alle geselecteerde kenmerken", "own_health": "alleen de eigen gezondheidscijfers van de wijk"}
 CORRECTION_NL = {
-    "bbc": ("de R² is gecorrigeerd voor die keuze: 2.000 keer een steekproef van gemeenten, het beste model "
-            "gekozen op de getrokken gemeenten en beoordeeld op de andere (bootstrap-gecorrigeerde kruisvalidatie)"),
-    "nested": ("de R² is gecorrigeerd voor die keuze: de keuze is telkens gemaakt zonder de gemeenten waarop het "
-               "model daarna is beoordeeld (geneste kruisvalidatie)"),
+    "bbc": ("met bootstrap-gecorrigeerde kruisvalidatie: 2.000 keer een steekproef van gemeenten, het beste model "
+            "gekozen op de getrokken gemeenten en beoordeeld op de andere"),
+    "nested": ("met geneste kruisvalidatie: de keuze is telkens gemaakt zonder de gemeenten waarop het model daarna "
+               "is beoordeeld"),
 }
+CORRECTION_SHORT_NL = {"bbc": "bootstrap over gemeenten", "nested": "geneste kruisvalidatie"}
 TRAINING_ROWS_NL = {"all_matches": "alle gekoppelde wijk-jaren", "exact_only": "alleen exact gekoppelde wijk-jaren"}
 
 
@@ -731,7 +732,10 @@ def _selection_nl(sel: Mapping[str, Any]) -> dict:
     return {
         "werkwijze": ("gekozen met kruisvalidatie, gegroepeerd per gemeente: welke kenmerken, welke "
                       "trainingsrijen en welke instellingen het model gebruikt, is door de gegevens bepaald"),
-        "correctie_voor_de_keuze": CORRECTION_NL.get(corrected.get("method"), corrected.get("method")),
+        "correctie_voor_de_keuze": (f"de R² is gecorrigeerd voor die keuze {CORRECTION_NL[corrected['method']]}"
+                                    if corrected.get("method") in CORRECTION_NL else corrected.get("method")),
+        # per outcome: a model kept from before a re-selection carries the figures of its own selection run
+        "correctiemethode": CORRECTION_SHORT_NL.get(corrected.get("method"), corrected.get("method")),
         "kenmerken": FEATURE_SET_NL.get(sel.get("feature_set"), sel.get("feature_set")),
         "trainingsrijen": TRAINING_ROWS_NL.get(sel.get("training_rows"), sel.get("training_rows")),
         "r2_gecorrigeerd_voor_de_keuze": r2(corrected.get("r2")),
@@ -1149,16 +1153,20 @@ def render_register_markdown(entry: Mapping[str, Any]) -> str:
                 lines += ["", "**Achtergehouden uitkomsten**: " + "; ".join(tw.get("achtergehouden_uitkomsten") or ["geen"])]
             chosen = [o for o in tw["validatie"] if o.get("modelkeuze")]
             if chosen:
-                first = chosen[0]["modelkeuze"]
-                lines += ["", "Modelkeuze per uitkomst: " + first["werkwijze"]
-                          + (f"; {first['correctie_voor_de_keuze']}" if first.get("correctie_voor_de_keuze") else "")
+                # each correction method in use explained once (models kept from an earlier selection run
+                # can carry another method than those selected since; the table names it per outcome)
+                methods = [m for m in dict.fromkeys(o["modelkeuze"].get("correctiemethode") for o in chosen) if m]
+                explained = [CORRECTION_NL[m] for m in ("nested", "bbc") if CORRECTION_SHORT_NL[m] in methods]
+                lines += ["", "Modelkeuze per uitkomst: " + chosen[0]["modelkeuze"]["werkwijze"]
+                          + ("; de R² is gecorrigeerd voor die keuze " + "; of ".join(explained) if explained else "")
                           + ".", "",
-                          "| uitkomst | kenmerken | trainingsrijen | R² (gecorrigeerd voor de keuze) | R² lineair basismodel "
-                          "| marge | interval |", "|---|---|---|---|---|---|---|"]
+                          "| uitkomst | kenmerken | trainingsrijen | correctie voor de keuze | R² (gecorrigeerd voor de keuze) "
+                          "| R² lineair basismodel | marge | interval |", "|---|---|---|---|---|---|---|---|"]
                 for o in chosen:
                     k = o["modelkeuze"]
                     lines.append(f"| {_md_escape(o.get('naam') or o['uitkomst'])} | {k['kenmerken']} | "
-                                 f"{k['trainingsrijen']} | {k['r2_gecorrigeerd_voor_de_keuze'] or '-'} | "
+                                 f"{k['trainingsrijen']} | {k.get('correctiemethode') or '-'} | "
+                                 f"{k['r2_gecorrigeerd_voor_de_keuze'] or '-'} | "
                                  f"{k['r2_lineair_basismodel'] or '-'} | "
                                  f"{k['marge_boven_basismodel'] or '-'} | {k['interval_marge'] or '-'} |")
         elif key == "gegevens":

@@ -33,6 +33,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             data_dir=str(settings.data_dir) if settings.data_dir else None,
             base_url=settings.cbs_base_url,
             min_respondents=int(settings.min_respondents),
+            withdrawn_files=list(settings.withdrawn_files),
         ),
         "settings": SettingsResource.from_settings(settings),
     }

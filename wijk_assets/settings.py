@@ -54,6 +54,11 @@ class Settings:
     ml_workers: int = 1
     dbt_target_path: Path = Path("target")  # relative paths are inside dbt_project/
     dagster_home: Path | None = None
+    # Source files a publisher withdrew on purpose (WIJK_WITHDRAWN_FILES, comma-separated, each as gate 1
+    # names it: the path in the data folder, or the file name). A reload of a release year that no longer
+    # delivers a file its live rows came from is refused unless the file is declared here (gate 1's
+    # ``files_of_live_partition_delivered``): a file that disappears silently would take its rows along.
+    withdrawn_files: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self):
         if self.duckdb_path is not None and Path(self.duckdb_path).stem.lower() in WAREHOUSE_SCHEMAS:
@@ -90,6 +95,9 @@ def load_settings() -> Settings:
         ml_workers=_positive_int("WIJK_ML_WORKERS", max(1, min(2, os.cpu_count() or 1))),
         dbt_target_path=Path(os.environ.get("WIJK_DBT_TARGET_PATH", "").strip() or "target"),
         dagster_home=_env_path("DAGSTER_HOME", None),
+        withdrawn_files=tuple(
+            s.strip() for s in os.environ.get("WIJK_WITHDRAWN_FILES", "").split(",") if s.strip()
+        ),
     )
 
 

@@ -71,6 +71,8 @@ class CbsSourceResource(dg.ConfigurableResource):
     timeout_seconds: float = 30.0
     # reader options from the settings (the survey reader's minimum number of respondents)
     min_respondents: int = 10
+    # files the publisher withdrew on purpose (Settings.withdrawn_files): gate 1 accepts a reload without them
+    withdrawn_files: list[str] = []
 
     @property
     def mode(self) -> str:

@@ -21,6 +21,7 @@ when it was never materialised (``missing``).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import timezone
 from pathlib import Path
@@ -46,7 +47,13 @@ class StuckPartition:
         """A few lines for the terminal: which partition, file, reason, what to do."""
         files = ", ".join(self.files) or "(no file recorded)"
         keeps = "keeps its previous rows" if self.loaded_before else "has no rows (never loaded)"
-        if self.stage == "gate_1":
+        gone = re.search(r"files_of_live_partition_delivered\(source_file\).* missing (\S+)", self.reason)
+        if self.stage == "gate_1" and gone:
+            todo = (
+                f"put {gone.group(1)} back in the data folder and run `wijk-assets refresh`; if the publisher "
+                f"withdrew it, set WIJK_WITHDRAWN_FILES={gone.group(1)} and run `wijk-assets refresh`"
+            )
+        elif self.stage == "gate_1":
             todo = (
                 f"inspect SELECT * FROM {quarantine_table('raw.' + self.source)} WHERE run_id = '{self.run_id}'; "
                 "put a corrected file in its place (or remove it) and run `wijk-assets refresh`"

@@ -247,3 +247,43 @@ def test_sum_of_parts_is_generic_ses_woa_households(shared_data_dir, tmp_path):
             "AND measure_key = 'Particuliere huishoudens (Aantal)'"
         ).fetchall()
     assert kept == [("29000",)]
+
+
+SURVEY_A = Path("utrecht_inwonersenquete") / "uic_tevredenheid_culturele_voorzieningen_buurt_2023_subwijk.csv"
+SURVEY_B = Path("utrecht_inwonersenquete") / "uic_tevredenheid_jongerenvoorzieningen_subwijk_2023.csv"
+
+
+def test_reload_without_a_file_of_the_live_partition_is_refused_until_its_withdrawal_is_declared(
+    shared_data_dir, tmp_path
+):
+    """A release year is live with rows from two files; the publisher's folder then holds only one of them.
+    The remaining file passes every rule on its own, so without this rule the swap silently deleted the
+    other file's rows. Refused (rows kept, refused rows in quarantine, the file named) until the
+    withdrawal is declared; then accepted, and the metadata says which file's rows left."""
+    survey = Loaded(shared_data_dir, tmp_path, "gemeente_survey", "2023", [SURVEY_A, SURVEY_B])
+    before = survey.live()
+    with duckdb.connect(str(survey.db), read_only=True) as con:
+        files_before = {r[0] for r in con.execute("SELECT DISTINCT source_file FROM raw.gemeente_survey").fetchall()}
+    gone = next(f for f in files_before if f.endswith(SURVEY_B.name))
+
+    (survey.data / SURVEY_B).unlink()
+    failed, description, moved = survey.refused(survey.run())
+    assert failed == ["files_of_live_partition_delivered(source_file)"]
+    assert f"missing {gone}" in description and "WIJK_WITHDRAWN_FILES" in description
+    assert survey.live() == before and moved > 0
+
+    # declared by file name (as the publisher's notice would name it): accepted, only file A stays live
+    survey.defs = build_definitions(Settings(data_dir=survey.data, duckdb_path=survey.db, cbs_base_url=None,
+                                             gemeente="GM0106", withdrawn_files=(SURVEY_B.name,)))
+    result = survey.run()
+    assert result.success
+    [materialization] = result.get_asset_materialization_events()
+    metadata = materialization.event_specific_data.materialization.metadata
+    assert metadata["withdrawn_files"].value == [gone]
+    with duckdb.connect(str(survey.db), read_only=True) as con:
+        files_after = {r[0] for r in con.execute("SELECT DISTINCT source_file FROM raw.gemeente_survey").fetchall()}
+    assert files_after == files_before - {gone}
+
+    # the file is back: a new role is never refused, and the live rows are the original ones again
+    survey.restore(SURVEY_B)
+    assert survey.run().success and survey.live() == before

@@ -107,6 +107,18 @@ def suppression_summary(extracts, year: int | None = None) -> dict | None:
     return summary
 
 
+def withdrawn_metadata(gate) -> dict:
+    """``withdrawn_files``: the files whose declared withdrawal let gate 1 accept a reload without them
+    (their rows left the live partition with this materialisation); nothing when none did."""
+    gone = [
+        str(r.get("batch", "")).split("file=", 1)[-1]
+        for r in gate.results
+        if r.get("expectation") == "files_of_live_partition_delivered" and "file=" in str(r.get("batch", ""))
+        and (r.get("observed_value") or {}).get("withdrawal_declared")
+    ]
+    return {"withdrawn_files": dg.MetadataValue.json(gone)} if gone else {}
+
+
 def _extract_files(extracts) -> list[dict]:
     return [{"source": e.source, "sha256": e.sha256} for e in extracts]
 
@@ -122,11 +134,15 @@ def _reject_gated(context, con, source: str, table: str, year: int, extracts, ga
     moved = quarantine_partition(con, table, RAW_COLUMNS, record)
     files = ", ".join(e.source for e in extracts)
     context.log.error(f"{table} {year}: gate 1 refused {files}: {gate.summary()[:2000]}")
+    missing = [f for r in gate.failures if r["expectation"] == "files_of_live_partition_delivered"
+               for f in r.get("missing") or []]
+    hint = (f" Put {', '.join(missing)} back in the data folder, or, when the publisher withdrew it, declare that "
+            f"with WIJK_WITHDRAWN_FILES={','.join(missing)} and load again." if missing else "")
     raise dg.Failure(
         description=(
             f"{table} release year {year} refused by gate 1 before it went live ({files}): {reason}. "
             f"The previous rows stay live; the {moved} refused rows are in {quarantine_table(table)} "
-            f"(run_id = '{context.run.run_id}')."
+            f"(run_id = '{context.run.run_id}').{hint}"
         ),
         metadata={
             **gate_metadata(gate),
@@ -217,7 +233,7 @@ def build_raw_asset(source: str) -> dg.AssetsDefinition:
             for extract in extracts:
                 extract.frame = extract.frame.iloc[0:0]
             release_free_memory()  # hand those pages back before gate 1 builds its own frame
-            gate = validate_staged(con, source, year, staged, table)
+            gate = validate_staged(con, source, year, staged, table, withdrawn=cbs.withdrawn_files)
             if not gate.success:
                 _reject_gated(context, con, source, table, year, extracts, gate)
             rows = swap_in_partition(con, table, RAW_COLUMNS, partition)
@@ -255,6 +271,7 @@ def build_raw_asset(source: str) -> dg.AssetsDefinition:
                 "gate_1_before_swap": dg.MetadataValue.text(gate.summary()[:2000]),
                 # read by the ge_gate_<source> check of the same run (raw_gates._validated_before_swap)
                 "gate_1_result": dg.MetadataValue.json(gate.to_metadata()),
+                **withdrawn_metadata(gate),
                 **extra,
             },
             data_version=dg.DataVersion(

@@ -6,7 +6,9 @@ release year as a whole. Damaged real files that pass such checks (issue 11, obs
 - a count written with a thousands separator (``367.947`` for 367947) parses as 367.947;
 - a column shifted one row down gives a wijk the gemeente's population;
 - an indicator dropped from one of several files of the same year, or half of one file, passes
-  because the year as a whole still has every indicator and enough areas.
+  because the year as a whole still has every indicator and enough areas;
+- a whole file missing from a reload of a release year (a RIVM year without its 18-64 file) passes
+  every check of the files that are there, and the swap would remove that file's live rows.
 
 So these rules run in DuckDB SQL on the *staged* partition (``raw_staging.<source>``, the rows that
 would go live), compared where useful with the *previous live partition* of the same source (the
@@ -83,6 +85,8 @@ class Partition:
     live: str  # e.g. raw.cbs_kwb
     year: int
     previous_year: int | None  # the live partition compared with (None: nothing live yet)
+    # files the publisher withdrew on purpose (Settings.withdrawn_files): path in the data folder or name
+    withdrawn: tuple[str, ...] = ()
 
 
 def previous_live_year(con: duckdb.DuckDBPyConnection, live: str, year: int) -> int | None:
@@ -280,6 +284,48 @@ def per_file_rules(con, part: Partition, spec: dict, file_globs: list[tuple[str,
                         missing=missing,
                     )
                 )
+    if part.previous_year == part.year:
+        results += _files_of_live_partition(files, previous, part, batch)
+    return results
+
+
+def is_withdrawn(source_file: str, withdrawn: tuple[str, ...] | list[str]) -> bool:
+    """Whether a declared withdrawal (a path in the data folder, or a file name) names ``source_file``."""
+    name = source_file.replace("\\", "/").rsplit("/", 1)[-1]
+    return any(w.strip() in (source_file, name) for w in withdrawn if w.strip())
+
+
+def _files_of_live_partition(files: list[dict], previous: dict[str, dict], part: Partition, batch: str) -> list[dict]:
+    """A reload of a live release year must deliver every file (role) the live rows came from, unless the
+    publisher's withdrawal of that file is declared (``WIJK_WITHDRAWN_FILES``). Each remaining file can
+    pass every rule on its own while the swap would silently delete the missing file's rows. A new
+    release year is not compared: its publisher may deliver fewer files than the year before (RIVM 2020
+    has no 18-64 file)."""
+    delivered = {row["role"] for row in files}
+    results = []
+    for role, before in sorted(previous.items()):
+        if role in delivered:
+            continue
+        gone = before["source_file"]
+        declared = is_withdrawn(gone, part.withdrawn)
+        results.append(
+            _result(
+                "files_of_live_partition_delivered", "source_file", f"{batch}, file={gone}", declared,
+                f"release year {part.year} is live with rows from {gone}, and this load does not deliver that "
+                "file: swapping it in would delete those rows. Put the file back, or, when the publisher "
+                f"withdrew it, declare that with WIJK_WITHDRAWN_FILES={gone} and load again",
+                missing=None if declared else [gone],
+                observed={"live_areas": before["n_areas"], "withdrawal_declared": declared},
+            )
+        )
+    if not results:
+        results.append(
+            _result(
+                "files_of_live_partition_delivered", "source_file", batch, True,
+                f"a reload of release year {part.year} delivers every file its live rows came from",
+                observed={"live_files": len(previous)},
+            )
+        )
     return results
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import json
 import re
+from collections.abc import Sequence
 from datetime import datetime, timezone
 
 import duckdb
@@ -96,11 +97,12 @@ LARGE_PARTITION_ROWS = 200_000
 
 
 def validate_staged(
-    con: duckdb.DuckDBPyConnection, source: str, year: int, staged: str, live: str
+    con: duckdb.DuckDBPyConnection, source: str, year: int, staged: str, live: str, withdrawn: Sequence[str] = ()
 ) -> GateResult:
     """Gate 1 on the candidate partition: the GE suite ``raw_<source>`` plus its plausibility rules.
 
-    Without a suite for the source there is no gate: the result passes with nothing evaluated.
+    ``withdrawn``: files the publisher withdrew on purpose (``Settings.withdrawn_files``); a reload may
+    lack them. Without a suite for the source there is no gate: the result passes with nothing evaluated.
     """
     name = f"raw_{source}"
     if not suite_path(name).is_file():
@@ -117,7 +119,8 @@ def validate_staged(
         # per RIVM partition, found in cyclic garbage). One collection here costs a fraction of a second.
         gc.collect()
         release_free_memory()
-    part = Partition(staged=staged, live=live, year=int(year), previous_year=previous_live_year(con, live, year))
+    part = Partition(staged=staged, live=live, year=int(year), previous_year=previous_live_year(con, live, year),
+                     withdrawn=tuple(withdrawn))
     plausible = validate_plausibility(con, part, spec, catalog_file_globs(source))
     return _combine(name, [ge_result, plausible])
 

@@ -154,13 +154,19 @@ def clear_state() -> None:
 
 
 def fit_task(payload) -> tuple[dict[int, np.ndarray], str | None]:
-    """One fit: (predictions per checkpoint, the model text when the payload asks to keep the model)."""
-    feature_set, params, checkpoints, fit_rows, predict_rows, keep_model = payload
+    """One fit: (predictions per checkpoint, the model text when the payload asks to keep the model).
+
+    ``payload``: (feature set, params, checkpoints, fit rows, predict rows, keep model[, own bins]). With
+    ``own bins`` true the fit bins its own rows (a fresh Dataset, as a final fit on every row or a
+    temporal fit does); otherwise it is a row subset of the feature set's shared bins (the CV folds)."""
+    feature_set, params, checkpoints, fit_rows, predict_rows, keep_model, *rest = payload
+    own_bins = bool(rest[0]) if rest else False
     X, y = _STATE["matrices"][feature_set], _STATE["y"]
     native, rounds = resolve_params(params, _STATE["seed"], _STATE["n_jobs"])
-    booster = _fit(X[fit_rows], y[fit_rows], native, rounds, _STATE["names"][feature_set],
-                   _STATE["bins"][feature_set].subset(native, fit_rows, None))
-    predictions = {k: booster.predict(X[predict_rows], num_iteration=k) for k in checkpoints}
+    dataset = None if own_bins else _STATE["bins"][feature_set].subset(native, fit_rows, None)
+    booster = _fit(X[fit_rows], y[fit_rows], native, rounds, _STATE["names"][feature_set], dataset)
+    predictions = ({k: booster.predict(X[predict_rows], num_iteration=k) for k in checkpoints}
+                   if len(predict_rows) else {})
     return predictions, (booster.model_to_string() if keep_model else None)
 
 

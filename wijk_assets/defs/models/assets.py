@@ -234,6 +234,7 @@ def liveability_model(
     context: dg.AssetExecutionContext, duckdb: WarehouseResource, settings: SettingsResource
 ) -> dg.MaterializeResult:
     from wijk_assets.defs.models.store import load_selection, outer_fits_dir, outer_fits_key_for
+    from wijk_assets.lib.ml.model_fits import train_model
     from wijk_assets.lib.ml.outer_fits import load_outer_fits
     from wijk_assets.lib.ml.gate import compare_oof
     from wijk_assets.lib.ml.reuse import REUSED, TRAINED, reusable_run
@@ -271,9 +272,9 @@ def liveability_model(
         # after a selection its outer-fold fits are these very fits (same key: same inputs) and are used
         handed_over = load_outer_fits(outer_fits_dir(models_root(duckdb), outcome),
                                       outer_fits_key_for(frame, outcome, fingerprint, selection.kept))
-        artifact = train_outcome(frame, outcome, features, params=choice["params"], seed=SEED,
-                                 n_jobs=settings.ml_n_jobs, train_mask=mask, baseline_features=selection.kept,
-                                 outer_fits=handed_over)
+        artifact = train_model(frame, outcome, features, params=choice["params"], seed=SEED,
+                               n_jobs=settings.ml_n_jobs, workers=settings.ml_workers, train_mask=mask,
+                               baseline_features=selection.kept, outer_fits=handed_over)
         model_version = model_version_of(artifact.model_string)
         target_dir = models_root(duckdb) / outcome / model_version
         save_artifact(artifact, target_dir)

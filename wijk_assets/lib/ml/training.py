@@ -429,6 +429,7 @@ def evaluate(
     train_mask: np.ndarray | None = None,
     baseline_features: Sequence[str] | None = None,
     outer_fits: OuterFits | None = None,
+    outer_fits_from: str = "",
 ) -> EvaluationResult:
     """Grouped-CV metrics for LightGBM and the baselines on the same folds.
 
@@ -446,7 +447,8 @@ def evaluate(
     ``outer_fits`` (a single setting only): the model selection's fits of this very setting on these
     folds (see :mod:`wijk_assets.lib.ml.outer_fits`; the caller checks they were made from the same
     inputs). They are used instead of fitting again when their fold assignment is this one;
-    ``fits_from`` says which way the fits were obtained.
+    ``fits_from`` says which way the fits were obtained (``outer_fits_from`` names where given fits came
+    from, default the model selection).
     """
     features = list(features)
     if not features:
@@ -537,7 +539,7 @@ def evaluate(
         calibration_table=calibration(y, pred_lgb)["table"],
         seconds=seconds,
         fold_models=fold_models or None,
-        fits_from=FITS_FROM_SELECTION if given is not None else FITS_FITTED,
+        fits_from=(outer_fits_from or FITS_FROM_SELECTION) if given is not None else FITS_FITTED,
     )
 
 
@@ -552,6 +554,19 @@ def _train_mask(train_mask: np.ndarray | None, n_rows: int) -> np.ndarray:
     return mask
 
 
+def temporal_variants(data: pd.DataFrame, seed: int, n_splits: int = 5) -> tuple[Any, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """(the temporal split, {variant: (training rows, test rows)}) of :func:`temporal_evaluation`, on the
+    outcome's rows ``data`` (positions)."""
+    split = temporal_split(data, "outcome_year")
+    groups = data["gemeente_code"].to_numpy()
+    held_out = set(groups[grouped_folds(data, "gemeente_code", n_splits, seed)[0][1]])
+    in_held_out = np.isin(groups, list(held_out))
+    return split, {
+        "all_wijken": (split.train_idx, split.test_idx),
+        "unseen_gemeenten": (split.train_idx[~in_held_out[split.train_idx]], split.test_idx[in_held_out[split.test_idx]]),
+    }
+
+
 def temporal_evaluation(
     frame: pd.DataFrame,
     outcome: str,
@@ -564,6 +579,7 @@ def temporal_evaluation(
     n_splits: int = 5,
     train_mask: np.ndarray | None = None,
     baseline_features: Sequence[str] | None = None,
+    precomputed: Mapping[str, Mapping[str, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """Fit on the outcome years before the latest one and score the latest year.
 
@@ -572,12 +588,16 @@ def temporal_evaluation(
     gemeenten outside the first grouped fold, test on the latest year of that fold's gemeenten: new year
     AND new gemeenten). LightGBM uses ``params`` and trains on the ``train_mask`` rows only; baselines
     as in :func:`evaluate` (all training rows, ``baseline_features``).
+
+    ``precomputed`` (variant -> {"lightgbm": predictions, "ridge": predictions} on the variant's test
+    rows): those fits were made elsewhere (:mod:`wijk_assets.lib.ml.model_fits`, in worker processes) on
+    exactly these rows and settings; they are scored instead of fitted again.
     """
     n_jobs = max(1, min(2, n_jobs if n_jobs is not None else _default_n_jobs()))
     data = _outcome_rows(frame, outcome)
     if data["outcome_year"].nunique() < 2:
         return {"available": False, "reason": f"{outcome} has fewer than two outcome years"}
-    split = temporal_split(data, "outcome_year")
+    split, variants = temporal_variants(data, seed, n_splits)
     X = feature_matrix(data, features)
     y = data[outcome].to_numpy(dtype=np.float64)
     groups = data["gemeente_code"].to_numpy()
@@ -586,12 +606,6 @@ def temporal_evaluation(
     native, rounds = resolve_params(params, seed, n_jobs)
     names = _model_feature_names(features)
 
-    held_out = set(groups[grouped_folds(data, "gemeente_code", n_splits, seed)[0][1]])
-    in_held_out = np.isin(groups, list(held_out))
-    variants = {
-        "all_wijken": (split.train_idx, split.test_idx),
-        "unseen_gemeenten": (split.train_idx[~in_held_out[split.train_idx]], split.test_idx[in_held_out[split.test_idx]]),
-    }
     out: dict[str, Any] = {"available": True, "train_years": list(split.train_years), "test_year": split.test_year}
     for name, (tr, te) in variants.items():
         if tr.size == 0 or te.size == 0:
@@ -599,14 +613,20 @@ def temporal_evaluation(
         fit_rows = tr[mask[tr]]
         if fit_rows.size == 0:
             continue
-        booster = _fit(X[fit_rows], y[fit_rows], native, rounds, names)
+        given = (precomputed or {}).get(name) or {}
+        pred = given.get("lightgbm")
+        if pred is None:
+            pred = _fit(X[fit_rows], y[fit_rows], native, rounds, names).predict(X[te])
         res: dict[str, Any] = {
             "n_train": int(fit_rows.size),
             "n_test": int(te.size),
-            "lightgbm": evaluate_predictions(y[te], booster.predict(X[te])),
+            "lightgbm": evaluate_predictions(y[te], pred),
         }
         if baselines:
-            res["ridge"] = evaluate_predictions(y[te], _fit_predict_ridge(X_base[tr], y[tr], X_base[te], groups[tr], seed))
+            ridge = given.get("ridge")
+            if ridge is None:
+                ridge = _fit_predict_ridge(X_base[tr], y[tr], X_base[te], groups[tr], seed)
+            res["ridge"] = evaluate_predictions(y[te], ridge)
             res["mean"] = evaluate_predictions(y[te], np.full(te.size, y[tr].mean()))
         out[name] = res
     # top-level shortcut to the all-wijken variant (the plain "train < latest, test = latest" split)
@@ -701,26 +721,37 @@ def train_outcome(
     train_mask: np.ndarray | None = None,
     baseline_features: Sequence[str] | None = None,
     outer_fits: OuterFits | None = None,
+    fitted: Any = None,
 ) -> ModelArtifact:
     """Evaluate (grouped CV, tuning as in :func:`evaluate`), then refit the winner on every row with the
     outcome present (inside ``train_mask``, see :func:`evaluate`); add the temporal check (latest
-    outcome year held out)."""
+    outcome year held out).
+
+    ``fitted`` (one setting only): this model's LightGBM fits made in worker processes by
+    :func:`wijk_assets.lib.ml.model_fits.train_model` (a ``ModelFits``: cross-validation fits unless
+    handed over, the final model's text, the temporal variants' predictions); the same fits, so the same
+    model, predictions and metrics."""
     features = list(features)
     n_jobs = max(1, min(2, n_jobs if n_jobs is not None else _default_n_jobs()))
     t0 = time.perf_counter()
+    pooled = fitted if isinstance(params, Mapping) else None
     result = evaluate(frame, outcome, features, params, seed, n_splits=n_splits, n_jobs=n_jobs, baselines=baselines,
-                      train_mask=train_mask, baseline_features=baseline_features, outer_fits=outer_fits)
+                      train_mask=train_mask, baseline_features=baseline_features,
+                      outer_fits=(pooled.outer_fits or outer_fits) if pooled else outer_fits,
+                      outer_fits_from=FITS_FITTED if pooled is not None and pooled.outer_fits is not None else "")
     t1 = time.perf_counter()
     data = _outcome_rows(frame, outcome)
     mask = _train_mask(train_mask, len(data))
     X = feature_matrix(data, features)[mask]
     y = data[outcome].to_numpy(dtype=np.float64)[mask]
     native, rounds = resolve_params(result.best_params, seed, n_jobs)
-    booster = _fit(X, y, native, rounds, _model_feature_names(features))
+    booster = (lgb.Booster(model_str=pooled.final_model) if pooled is not None
+               else _fit(X, y, native, rounds, _model_feature_names(features)))
     t2 = time.perf_counter()
     temporal_metrics = (
         temporal_evaluation(frame, outcome, features, result.best_params, seed, n_jobs=n_jobs, baselines=baselines,
-                            train_mask=train_mask, baseline_features=baseline_features)
+                            train_mask=train_mask, baseline_features=baseline_features,
+                            precomputed=pooled.temporal if pooled is not None else None)
         if temporal
         else {"available": False, "reason": "not requested"}
     )
@@ -744,6 +775,7 @@ def train_outcome(
         fold_models=result.fold_models,
         cv_fits_from=result.fits_from,
         timings={
+            **({"fits_in_workers_seconds": pooled.seconds} if pooled is not None else {}),
             "cv_seconds": t1 - t0,
             "final_fit_seconds": t2 - t1,
             "temporal_seconds": t3 - t2,

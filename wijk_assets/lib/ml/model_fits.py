@@ -1,0 +1,172 @@
+"""The model step's LightGBM fits in worker processes, with its ridge baselines in the calling thread.
+
+:func:`wijk_assets.lib.ml.training.train_outcome` trains one setting (the stored model selection) and
+makes, one after the other: the five cross-validation fits (unless the selection handed its own over,
+see :mod:`.outer_fits`), the final fit on every training row, and the two fits of the temporal check
+(:func:`~wijk_assets.lib.ml.training.temporal_evaluation`); each with a ridge baseline fitted beside it
+on one BLAS thread. Run that way, one core idled through every ridge and a two-thread LightGBM fit used
+the two cores at ~0.6x, not 0.5x, the one-thread time.
+
+Here every LightGBM fit of the step is a task for the selection's fit workers
+(:func:`wijk_assets.lib.ml.parallel_fits.run_fits`, one thread each) while this thread fits the ridges.
+The fits are the same fits: the cross-validation folds are row subsets of the shared bins, as in
+:func:`~wijk_assets.lib.ml.training.evaluate`; the final and temporal fits bin their own rows, as
+``train_outcome`` and ``temporal_evaluation`` do; with ``deterministic`` and a fixed histogram layout the
+thread count does not change a tree. ``unit/test_model_fits.py`` compares both paths bit for bit.
+
+Pure: no Dagster, no DuckDB.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from wijk_assets.lib.ml.outer_fits import OuterFits
+from wijk_assets.lib.ml.parallel_fits import run_fits
+from wijk_assets.lib.ml.training import (
+    ModelArtifact,
+    _fit_predict_ridge,
+    _model_feature_names,
+    _outcome_rows,
+    _train_mask,
+    feature_matrix,
+    resolve_params,
+    temporal_variants,
+    train_outcome,
+)
+from wijk_assets.lib.ml.validation import grouped_folds
+
+MODEL = "model"  # the one feature set of the model step's fits
+
+
+@dataclass
+class ModelFits:
+    """What the worker processes fitted for one model: ``outer_fits`` (None when the selection's were
+    handed over), the final model's text, and the temporal variants' test predictions."""
+
+    outer_fits: OuterFits | None
+    final_model: str
+    temporal: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def fold_assignment(data: pd.DataFrame, folds: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    fold_of = np.full(len(data), -1, dtype=np.int64)
+    for number, (_, test) in enumerate(folds):
+        fold_of[test] = number
+    return fold_of
+
+
+def handed_over_fits_apply(outer_fits: OuterFits | None, fold_of: np.ndarray) -> bool:
+    """Whether :func:`~wijk_assets.lib.ml.training.evaluate` will use these handed-over fits."""
+    return (outer_fits is not None and len(outer_fits.models) == int(fold_of.max()) + 1
+            and np.array_equal(outer_fits.fold_of, fold_of))
+
+
+def fit_in_workers(
+    frame: pd.DataFrame,
+    outcome: str,
+    features: Sequence[str],
+    params: Mapping[str, Any],
+    seed: int,
+    *,
+    n_jobs: int,
+    workers: int,
+    n_splits: int = 5,
+    train_mask: np.ndarray | None = None,
+    baseline_features: Sequence[str] | None = None,
+    outer_fits: OuterFits | None = None,
+    temporal: bool = True,
+    baselines: bool = True,
+) -> ModelFits:
+    """Every LightGBM fit of ``train_outcome`` for one setting, in ``workers`` processes, and the ridge
+    baselines (cross-validation unless handed over, temporal variants) in this thread meanwhile."""
+    started = time.perf_counter()
+    features = list(features)
+    data = _outcome_rows(frame, outcome)
+    X = feature_matrix(data, features)
+    y = data[outcome].to_numpy(dtype=np.float64)
+    groups = data["gemeente_code"].to_numpy()
+    mask = _train_mask(train_mask, len(data))
+    X_base = X if baseline_features is None else feature_matrix(data, baseline_features)
+    _, rounds = resolve_params(params, seed, 1)
+    folds = grouped_folds(data, "gemeente_code", n_splits, seed)
+    fold_of = fold_assignment(data, folds)
+    cross_validate = not handed_over_fits_apply(outer_fits, fold_of)
+    none = np.array([], dtype=np.int64)
+
+    payloads: list[tuple] = []
+    if cross_validate:  # shared bins, the fold model kept (evaluate predicts with it)
+        payloads += [(MODEL, dict(params), [], train[mask[train]], none, True, False) for train, _ in folds]
+    payloads.append((MODEL, dict(params), [], np.flatnonzero(mask), none, True, True))  # the final fit
+    variants: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if temporal and data["outcome_year"].nunique() >= 2:
+        _, candidates = temporal_variants(data, seed, n_splits)
+        variants = {name: (tr, te) for name, (tr, te) in candidates.items()
+                    if tr.size and te.size and mask[tr].any()}
+        payloads += [(MODEL, dict(params), [rounds], tr[mask[tr]], te, False, True) for tr, te in variants.values()]
+
+    ridge_cv = np.full(len(data), np.nan)
+    ridge_temporal: dict[str, np.ndarray] = {}
+
+    def ridges() -> None:
+        if not baselines:
+            return
+        if cross_validate:
+            for train, test in folds:
+                ridge_cv[test] = _fit_predict_ridge(X_base[train], y[train], X_base[test], groups[train], seed)
+        for name, (tr, te) in variants.items():
+            ridge_temporal[name] = _fit_predict_ridge(X_base[tr], y[tr], X_base[te], groups[tr], seed)
+
+    matrices, names = {MODEL: X}, {MODEL: _model_feature_names(features)}
+    with ThreadPoolExecutor(max_workers=1) as waiter:
+        pending = waiter.submit(run_fits, payloads, matrices, y, names, seed, n_jobs, workers)
+        ridges()
+        results = pending.result()
+
+    n_cv = len(folds) if cross_validate else 0
+    fold_models = [text for _, text in results[:n_cv]]
+    final_model = results[n_cv][1]
+    temporal_predictions = {
+        name: {"lightgbm": predictions[rounds], **({"ridge": ridge_temporal[name]} if baselines else {})}
+        for name, (predictions, _) in zip(variants, results[n_cv + 1:])
+    }
+    return ModelFits(
+        outer_fits=OuterFits(fold_of=fold_of, models=fold_models, ridge=ridge_cv) if cross_validate else None,
+        final_model=final_model,
+        temporal=temporal_predictions,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def train_model(
+    frame: pd.DataFrame,
+    outcome: str,
+    features: Sequence[str],
+    params: Mapping[str, Any],
+    seed: int,
+    *,
+    n_jobs: int,
+    workers: int,
+    train_mask: np.ndarray | None = None,
+    baseline_features: Sequence[str] | None = None,
+    outer_fits: OuterFits | None = None,
+) -> ModelArtifact:
+    """:func:`~wijk_assets.lib.ml.training.train_outcome` of one setting, its LightGBM fits in ``workers``
+    processes when there are two or more (the model step passes ``Settings.ml_workers``)."""
+    fitted = None
+    if max(1, int(workers)) > 1:
+        fitted = fit_in_workers(frame, outcome, features, params, seed, n_jobs=n_jobs, workers=workers,
+                                train_mask=train_mask, baseline_features=baseline_features, outer_fits=outer_fits)
+    return train_outcome(frame, outcome, features, params=params, seed=seed, n_jobs=n_jobs, train_mask=train_mask,
+                         baseline_features=baseline_features, outer_fits=outer_fits, fitted=fitted)
+
+
+__all__ = ["ModelFits", "fit_in_workers", "handed_over_fits_apply", "train_model"]

@@ -14,7 +14,7 @@ import pandas as pd
 from wijk_assets.lib import warehouse
 from wijk_assets.lib.sources.catalog import SourceFile, find_source_files, load_catalog
 from wijk_assets.lib.release.listing import catalog_entry_years
-from wijk_assets.lib.sources import RawExtract, read_source_file
+from wijk_assets.lib.sources import RawExtract, read_multi_year_file, read_source_file
 
 
 # Every step that opens the database file shares this Dagster pool (limit 1: DuckDB has one writer).
@@ -114,7 +114,7 @@ class CbsSourceResource(dg.ConfigurableResource):
                 if source_file.filename_year is not None:
                     years.add(source_file.filename_year)
                 else:
-                    years.update(read_source_file(source_file, min_respondents=self.min_respondents).years())
+                    years.update(read_multi_year_file(source_file, min_respondents=self.min_respondents).years())
         return sorted(years)
 
     def extracts(self, source: str, year: int) -> list[RawExtract]:
@@ -134,7 +134,8 @@ class CbsSourceResource(dg.ConfigurableResource):
         for source_file in self.source_files(source):
             if source_file.filename_year is not None and source_file.filename_year != year:
                 continue
-            extract = read_source_file(source_file, min_respondents=self.min_respondents)
+            read = read_source_file if source_file.filename_year is not None else read_multi_year_file
+            extract = read(source_file, min_respondents=self.min_respondents)
             if source_file.filename_year is None:
                 extract.frame = extract.frame[extract.frame["release_year"] == year]
                 if extract.frame.empty:

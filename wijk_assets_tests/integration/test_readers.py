@@ -420,3 +420,35 @@ def test_xlsx_source_rows_are_sheet_rows(shared_data_dir, tmp_path):
     rows = frame.drop_duplicates("area_code").set_index("area_code")["source_row"].to_dict()
     assert rows == {cells[1][0]: 4, cells[3][0]: 6}
     assert _value(frame, cells[3][0], "gwb_code_8") == "03440111"
+
+
+def test_a_file_that_feeds_several_release_years_is_read_once_per_content(shared_data_dir, tmp_path):
+    """The Leefbaarometer's one CSV feeds eight release-year partitions: the partition listing and every
+    year read it once (the same rows as a fresh read, year by year); a changed file is read again."""
+    import shutil
+
+    from wijk_assets.defs.resources import CbsSourceResource
+    from wijk_assets.lib.sources import _MULTI_YEAR
+
+    real = next((shared_data_dir / "leefbaarometer").glob("*.csv"))
+    data = tmp_path / "data"
+    (data / "leefbaarometer").mkdir(parents=True)
+    copy = data / "leefbaarometer" / real.name
+    shutil.copyfile(real, copy)
+    cbs = CbsSourceResource(data_dir=str(data))
+    _MULTI_YEAR.clear()
+    years = cbs.available_years("leefbaarometer")
+    assert len(years) == 8 and len(_MULTI_YEAR) == 1
+    fresh = read_source_file(find_source_files("leefbaarometer", data)[0]).frame
+    for year in years:
+        [extract] = cbs.extracts("leefbaarometer", year)
+        expected = fresh[fresh["release_year"] == year]
+        pd.testing.assert_frame_equal(extract.frame, expected)
+        extract.frame = extract.frame.iloc[0:0]  # what the raw asset does once the rows are staged
+    assert len(_MULTI_YEAR) == 1
+
+    text = copy.read_text(encoding="utf-8").replace("WK001400,Centrum,2022,", "WK001400,Centrum (nieuw),2022,", 1)
+    copy.write_text(text, encoding="utf-8")
+    [changed] = cbs.extracts("leefbaarometer", 2022)
+    assert "Centrum (nieuw)" in set(changed.frame["area_name"]) and changed.sha256 == sha256_file(copy)
+    assert len(_MULTI_YEAR) == 2

@@ -43,3 +43,32 @@ def test_a_fit_worker_loads_neither_scikit_learn_nor_pandas_and_fits_the_same_mo
     assert here_model == model
     assert all(np.array_equal(predictions[k], here[k]) for k in (10, 30))
     assert "sklearn" in sys.modules and sys.modules["sklearn"] is not None  # the calling process is untouched
+
+
+PID = "__import__('os').getpid()"
+
+
+def test_the_fit_workers_are_started_once_stay_lean_and_give_the_fits_of_this_process():
+    """Two calls of run_fits with two workers: the same two processes serve both (a spawned worker needs
+    ~0.4 s to start, the model stage calls run_fits twice per outcome), neither loads scikit-learn,
+    pandas, Dagster or DuckDB, and each call's fits are those of the calling process, although the
+    second call brings other matrices (a worker reloads them for each call)."""
+    from wijk_assets.lib.ml.parallel_fits import fit_workers, shutdown_fit_workers
+
+    matrices, y, names, payload = _data()
+    other = {"all": matrices["all"][:, ::-1].copy()}
+    shutdown_fit_workers()
+    try:
+        first = run_fits([payload, payload], matrices, y, names, 3, 2, workers=2)
+        pool = fit_workers(2)
+        pids = {pool.submit(eval, PID).result() for _ in range(8)}
+        second = run_fits([payload, payload], other, y, names, 3, 2, workers=2)
+        assert fit_workers(2) is pool and {pool.submit(eval, PID).result() for _ in range(8)} <= pids
+        assert pool.submit(eval, LOADED).result() == []
+    finally:
+        shutdown_fit_workers()
+    for results, data in ((first, matrices), (second, other)):
+        (here, here_model), = run_fits([payload], data, y, names, 3, 1, workers=1)
+        for predictions, model in results:
+            assert model == here_model and all(np.array_equal(predictions[k], here[k]) for k in (10, 30))
+    assert first[0][1] != second[0][1]

@@ -8,7 +8,10 @@ expected.
 
 from __future__ import annotations
 
+import copy
 import inspect
+from collections import OrderedDict
+from dataclasses import replace
 from importlib import import_module
 from typing import TYPE_CHECKING
 
@@ -50,4 +53,30 @@ def read_source_file(source_file: "SourceFile", **options) -> RawExtract:
     return reader(source_file, **{k: v for k, v in options.items() if k in accepted})
 
 
-__all__ = ["READERS", "RawExtract", "SourceFormatError", "read_source_file"]
+# Files that feed several release years (no year in the file name: the Leefbaarometer's one CSV holds
+# 2002-2022): each year's partition and the partition listing read the whole file, nine reads of one
+# file in a full build. Kept per process, keyed by the file's bytes (sha256) and reader and options.
+_MULTI_YEAR: OrderedDict[tuple, RawExtract] = OrderedDict()
+_MULTI_YEAR_SIZE = 2
+
+
+def read_multi_year_file(source_file: "SourceFile", **options) -> RawExtract:
+    """:func:`read_source_file` for a file without a year in its name, read once per content: the same
+    bytes, reader and options give the extract read before (a new object; its frame is shared and never
+    changed in place: callers select a year's rows into a new frame). A changed file is read again."""
+    from wijk_assets.lib.sources.base import READER_VERSION, sha256_file
+
+    key = (str(source_file.path), source_file.relative_path, source_file.spec.format, READER_VERSION,
+           sha256_file(source_file.path), tuple(sorted((k, repr(v)) for k, v in options.items())))
+    extract = _MULTI_YEAR.get(key)
+    if extract is None:
+        extract = read_source_file(source_file, **options)
+        _MULTI_YEAR[key] = extract
+        while len(_MULTI_YEAR) > _MULTI_YEAR_SIZE:
+            _MULTI_YEAR.popitem(last=False)
+    else:
+        _MULTI_YEAR.move_to_end(key)
+    return replace(extract, metadata=copy.deepcopy(extract.metadata))
+
+
+__all__ = ["READERS", "RawExtract", "SourceFormatError", "read_multi_year_file", "read_source_file"]

@@ -72,3 +72,15 @@ def test_the_fit_workers_are_started_once_stay_lean_and_give_the_fits_of_this_pr
         for predictions, model in results:
             assert model == here_model and all(np.array_equal(predictions[k], here[k]) for k in (10, 30))
     assert first[0][1] != second[0][1]
+
+
+def test_the_run_engine_stops_the_fit_workers_when_a_run_ends():
+    """Idle workers kept through the next raw or dbt stage held ~300 MB and took a full build over 2 GiB."""
+    from wijk_assets.lib.ml.parallel_fits import _POOL, fit_workers
+    from wijk_assets.runner.materialize import _stop_fit_workers
+
+    pool = fit_workers(2)
+    processes = list(pool._processes.values())
+    assert len(processes) == 2 and all(p.is_alive() for p in processes)
+    _stop_fit_workers()
+    assert not _POOL and not any(p.is_alive() for p in processes)

@@ -45,10 +45,11 @@ def run_fits(payloads, matrices, y, names, seed, n_jobs, workers) -> list[tuple[
     thread each (see :func:`wijk_assets.lib.ml.training._default_n_jobs`). Predictions do not depend on
     the thread count.
 
-    The worker processes are started once per process and kept (:func:`fit_workers`): a model stage
-    calls this twice per outcome (the selection's fits, the model's), and a spawned worker needs ~0.4 s
-    to start. The matrices of a call go to the workers as ``.npy`` files in a temporary folder (removed
-    when the call returns), read back bit for bit."""
+    The worker processes are started on first use and kept (:func:`fit_workers`) until
+    :func:`shutdown_fit_workers` (the run engine calls it when a run ends) or the process exits: an
+    outcome's run calls this twice (the selection's fits, the model's), and a spawned worker needs
+    ~0.4 s to start. The matrices of a call go to the workers as ``.npy`` files in a temporary folder
+    (removed when the call returns), read back bit for bit."""
     workers = _default_workers() if workers is None else max(1, int(workers))
     if workers == 1 or len(payloads) < 2:
         worker_init(matrices, y, names, seed, n_jobs, lean=False)
@@ -82,8 +83,8 @@ def run_fits(payloads, matrices, y, names, seed, n_jobs, workers) -> list[tuple[
 
 def fit_workers(workers: int) -> ProcessPoolExecutor:
     """The process's fit workers ("spawn": a clean interpreter, no forked OpenMP state and no copy of the
-    caller's Dagster/DuckDB objects), started on first use with ``workers`` processes and kept until the
-    process exits (or another number of workers is asked for)."""
+    caller's Dagster/DuckDB objects), started on first use with ``workers`` processes and kept until
+    :func:`shutdown_fit_workers`, the process's exit, or a call for another number of workers."""
     with _POOL_LOCK:
         if _POOL.get("workers") != workers:
             _shutdown_locked()

@@ -233,7 +233,7 @@ def _log_run(duckdb: WarehouseResource, entry: dict) -> None:
 def liveability_model(
     context: dg.AssetExecutionContext, duckdb: WarehouseResource, settings: SettingsResource
 ) -> dg.MaterializeResult:
-    from wijk_assets.defs.models.store import load_selection, outer_fits_dir, outer_fits_key_for
+    from wijk_assets.defs.models.store import load_selection, outer_fits_dir, outer_fits_key_for, selection_metrics
     from wijk_assets.lib.ml.model_fits import train_model
     from wijk_assets.lib.ml.outer_fits import load_outer_fits
     from wijk_assets.lib.ml.gate import compare_oof
@@ -263,6 +263,12 @@ def liveability_model(
         action = REUSED
         model_version, target_dir = current["model_version"], Path(current["artifact_path"])
         metrics = json.loads(current["metrics"])
+        selected = selection_metrics(choice, int(mask.sum()), len(frame))
+        if _text(metrics.get("model_selection")) != _text(selected):
+            # selected again with the same outcome (same fingerprint, so this very model): the figures of the
+            # current selection describe it, not those of the selection run it was trained after
+            metrics["model_selection"] = selected
+            current = {**current, "metrics": json.dumps(metrics, default=_json_default)}
         run_row = pd.DataFrame([{**current, "action": REUSED, "run_id": context.run.run_id, "checked_at": now}])
         _write_partition(duckdb, "ml.model_runs", run_row, MODEL_RUNS_COLUMNS, outcome)
         n_rows, n_features, params = int(current["n_rows"]), int(current["n_features"]), json.loads(current["params"])
@@ -291,7 +297,6 @@ def liveability_model(
                 "another prediction than the published one"
             )
         save_fold_models(fold_models, target_dir)
-        record = choice["record"]
         oof = artifact.oof_predictions.copy()
         metrics = {
             "grouped_cv": {"lightgbm": artifact.cv_metrics, **artifact.baseline_metrics},
@@ -302,12 +307,7 @@ def liveability_model(
             "margin_over_ridge": compare_oof(oof).to_dict(),
             # the choice this model was trained with (its figures corrected for the choice, reference fit,
             # candidates)
-            "model_selection": {
-                "version": choice["selection_version"], "chosen": record["chosen"], "corrected": corrected_figures(record),
-                "reference": record.get("reference") or {}, "chosen_plain_cv": record.get("chosen_plain_cv") or {},
-                "candidates": record.get("candidates") or [], "method": record.get("method", ""),
-                "n_training_rows": int(mask.sum()), "n_rows_scored": len(frame),
-            },
+            "model_selection": selection_metrics(choice, int(mask.sum()), len(frame)),
             "fold_models": len(fold_models),
             "fold_models_max_abs_diff_vs_oof": fold_refit_diff,
             "cross_validation_fits": artifact.cv_fits_from,
@@ -375,6 +375,10 @@ def liveability_model(
         }),
         data_version=dg.DataVersion(model_version),
     )
+
+
+def _text(value) -> str:
+    return json.dumps(value, sort_keys=True, default=_json_default)
 
 
 def _json_default(value):

@@ -80,3 +80,17 @@ def outer_fits_key_for(frame: pd.DataFrame, outcome: str, fingerprint: str, base
         baseline_version=data_version(feature_matrix(frame, baseline_features), y, baseline_features),
         groups=frame["gemeente_code"].astype(str).tolist(), n_folds=N_OUTER,
     )
+
+
+def selection_metrics(choice: dict, n_training_rows: int, n_rows_scored: int) -> dict:
+    """The ``model_selection`` block of a model's metrics: the stored choice it is trained with (version,
+    chosen configuration, its figures corrected for the choice, reference fit, candidates, method)."""
+    from wijk_assets.lib.ml.selection_estimate import corrected_figures
+
+    record = choice["record"]
+    return {
+        "version": choice["selection_version"], "chosen": record["chosen"], "corrected": corrected_figures(record),
+        "reference": record.get("reference") or {}, "chosen_plain_cv": record.get("chosen_plain_cv") or {},
+        "candidates": record.get("candidates") or [], "method": record.get("method", ""),
+        "n_training_rows": int(n_training_rows), "n_rows_scored": int(n_rows_scored),
+    }

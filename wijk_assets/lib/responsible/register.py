@@ -734,7 +734,8 @@ def _selection_nl(sel: Mapping[str, Any]) -> dict:
                       "trainingsrijen en welke instellingen het model gebruikt, is door de gegevens bepaald"),
         "correctie_voor_de_keuze": (f"de R² is gecorrigeerd voor die keuze {CORRECTION_NL[corrected['method']]}"
                                     if corrected.get("method") in CORRECTION_NL else corrected.get("method")),
-        # per outcome: a model kept from before a re-selection carries the figures of its own selection run
+        # per outcome: outcomes can differ (a model whose model step has not run since a re-selection, e.g.
+        # after `tune --nested` that kept the choice, still carries the figures of the earlier selection)
         "correctiemethode": CORRECTION_SHORT_NL.get(corrected.get("method"), corrected.get("method")),
         "kenmerken": FEATURE_SET_NL.get(sel.get("feature_set"), sel.get("feature_set")),
         "trainingsrijen": TRAINING_ROWS_NL.get(sel.get("training_rows"), sel.get("training_rows")),

@@ -65,6 +65,7 @@ SHARED_BUILD_MODULES = frozenset({
     "wijk_assets_tests/integration/test_determinism.py",
     "wijk_assets_tests/integration/test_refused_builds.py",
     "wijk_assets_tests/integration/test_unchanged_training_inputs.py",
+    "wijk_assets_tests/integration/test_kept_model_figures.py",
 })
 SHARED_BUILD_FIXTURES = ("raw_stage", "lbm_warehouse")
 

@@ -146,27 +146,18 @@ def fit_in_workers(
     )
 
 
-def train_model(
-    frame: pd.DataFrame,
-    outcome: str,
-    features: Sequence[str],
-    params: Mapping[str, Any],
-    seed: int,
-    *,
-    n_jobs: int,
-    workers: int,
-    train_mask: np.ndarray | None = None,
-    baseline_features: Sequence[str] | None = None,
-    outer_fits: OuterFits | None = None,
-) -> ModelArtifact:
+def train_model(frame: pd.DataFrame, outcome: str, features: Sequence[str], params: Mapping[str, Any], seed: int,
+                *, n_jobs: int, workers: int, **inputs: Any) -> ModelArtifact:
     """:func:`~wijk_assets.lib.ml.training.train_outcome` of one setting, its LightGBM fits in ``workers``
-    processes when there are two or more (the model step passes ``Settings.ml_workers``)."""
+    processes when there are two or more (the model step passes ``Settings.ml_workers``). ``inputs``:
+    ``train_mask``, ``baseline_features``, ``outer_fits``, as for ``train_outcome``."""
+    unknown = set(inputs) - {"train_mask", "baseline_features", "outer_fits"}
+    if unknown:
+        raise TypeError(f"train_model: unexpected arguments {sorted(unknown)}")
     fitted = None
     if max(1, int(workers)) > 1:
-        fitted = fit_in_workers(frame, outcome, features, params, seed, n_jobs=n_jobs, workers=workers,
-                                train_mask=train_mask, baseline_features=baseline_features, outer_fits=outer_fits)
-    return train_outcome(frame, outcome, features, params=params, seed=seed, n_jobs=n_jobs, train_mask=train_mask,
-                         baseline_features=baseline_features, outer_fits=outer_fits, fitted=fitted)
+        fitted = fit_in_workers(frame, outcome, features, params, seed, n_jobs=n_jobs, workers=workers, **inputs)
+    return train_outcome(frame, outcome, features, params=params, seed=seed, n_jobs=n_jobs, fitted=fitted, **inputs)
 
 
 __all__ = ["ModelFits", "fit_in_workers", "handed_over_fits_apply", "train_model"]

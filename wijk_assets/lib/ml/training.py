@@ -761,7 +761,10 @@ def train_outcome(
         booster=booster,
         features=features,
         params=dict(result.best_params),
-        native_params={**native, "n_estimators": rounds},
+        # a final fit in a worker ran with the worker's thread count (the trees do not depend on it)
+        native_params={**native, "n_estimators": rounds,
+                       **({"num_threads": int(booster.params.get("num_threads", native["num_threads"]))}
+                          if pooled is not None else {})},
         seed=int(seed),
         data_version=data_version(X, y, features),
         lightgbm_version=lgb.__version__,

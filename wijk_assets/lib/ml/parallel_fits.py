@@ -3,7 +3,8 @@
 
 LightGBM's C API is not thread-safe across boosters (fits in parallel threads crashed the process), so
 parallel fits run in worker processes, started with "spawn" (a clean interpreter: no forked OpenMP
-state, no copy of the caller's Dagster/DuckDB objects) once per process and kept. Each worker reads a
+state, no copy of the caller's Dagster/DuckDB objects) on first use and kept until the run ends (see
+:func:`run_fits`). Each worker reads a
 call's feature matrices once and bins them itself exactly as the caller would (same values, same
 params), so every fit -- and every result -- is identical to the serial path's. The worker side is
 :mod:`wijk_assets.lib.lgbm_fits` (numpy and LightGBM only, so a worker starts in a fraction of the time).

@@ -287,3 +287,18 @@ def test_reload_without_a_file_of_the_live_partition_is_refused_until_its_withdr
     # the file is back: a new role is never refused, and the live rows are the original ones again
     survey.restore(SURVEY_B)
     assert survey.run().success and survey.live() == before
+
+    # the same file under another name (a corrected release): taken as the replacement, with a warning
+    renamed = SURVEY_B.with_name(SURVEY_B.name.replace("_2023", "_gecorrigeerd_2023"))
+    (survey.data / SURVEY_B).rename(survey.data / renamed)
+    survey.defs = build_definitions(Settings(data_dir=survey.data, duckdb_path=survey.db, cbs_base_url=None,
+                                             gemeente="GM0106"))
+    result = survey.run()
+    assert result.success
+    [materialization] = result.get_asset_materialization_events()
+    metadata = materialization.event_specific_data.materialization.metadata
+    assert metadata["replaced_files"].value == {gone: [str(renamed)]}
+    assert "withdrawn_files" not in metadata
+    with duckdb.connect(str(survey.db), read_only=True) as con:
+        files_now = {r[0] for r in con.execute("SELECT DISTINCT source_file FROM raw.gemeente_survey").fetchall()}
+    assert files_now == files_before - {gone} | {str(renamed)}

@@ -109,14 +109,22 @@ def suppression_summary(extracts, year: int | None = None) -> dict | None:
 
 def withdrawn_metadata(gate) -> dict:
     """``withdrawn_files``: the files whose declared withdrawal let gate 1 accept a reload without them
-    (their rows left the live partition with this materialisation); nothing when none did."""
+    (their rows left the live partition with this materialisation); ``replaced_files``: live files this
+    load replaced by files of the same kind under other names; nothing when neither happened."""
     gone = [
         str(r.get("batch", "")).split("file=", 1)[-1]
         for r in gate.results
         if r.get("expectation") == "files_of_live_partition_delivered" and "file=" in str(r.get("batch", ""))
         and (r.get("observed_value") or {}).get("withdrawal_declared")
     ]
-    return {"withdrawn_files": dg.MetadataValue.json(gone)} if gone else {}
+    replaced = {
+        str(r.get("batch", "")).split("file=", 1)[-1]: (r.get("observed_value") or {}).get("replaced_by")
+        for r in gate.results
+        if r.get("expectation") == "files_of_live_partition_delivered" and "file=" in str(r.get("batch", ""))
+        and (r.get("observed_value") or {}).get("replaced_by")
+    }
+    return {**({"withdrawn_files": dg.MetadataValue.json(gone)} if gone else {}),
+            **({"replaced_files": dg.MetadataValue.json(replaced)} if replaced else {})}
 
 
 def _extract_files(extracts) -> list[dict]:

@@ -208,7 +208,7 @@ def per_file_rules(con, part: Partition, spec: dict, file_globs: list[tuple[str,
             f"FROM {part.live} WHERE release_year = ? GROUP BY 1",
             [part.previous_year],
         ):
-            _, role = file_role(row["source_file"], part.previous_year, file_globs)
+            row["glob"], role = file_role(row["source_file"], part.previous_year, file_globs)
             previous[role] = row
     for row in files:
         row["glob"], row["role"] = file_role(row["source_file"], part.year, file_globs)
@@ -300,13 +300,34 @@ def _files_of_live_partition(files: list[dict], previous: dict[str, dict], part:
     publisher's withdrawal of that file is declared (``WIJK_WITHDRAWN_FILES``). Each remaining file can
     pass every rule on its own while the swap would silently delete the missing file's rows. A new
     release year is not compared: its publisher may deliver fewer files than the year before (RIVM 2020
-    has no 18-64 file)."""
+    has no 18-64 file).
+
+    A file *replaced* by one under another name (a corrected release, ``…_v2.xlsx``) is not lost: when a
+    catalog glob has at least as many new files in this load as it has live files missing, those files
+    count as replaced (a warning names both; every other rule still judges the new file on its own)."""
     delivered = {row["role"] for row in files}
+    missing = {role: before for role, before in previous.items() if role not in delivered}
+    new_by_glob: dict[str, list[str]] = {}
+    for row in files:
+        if row["role"] not in previous:
+            new_by_glob.setdefault(row["glob"], []).append(row["source_file"])
+    missing_by_glob: dict[str, int] = {}
+    for before in missing.values():
+        missing_by_glob[before["glob"]] = missing_by_glob.get(before["glob"], 0) + 1
     results = []
-    for role, before in sorted(previous.items()):
-        if role in delivered:
-            continue
+    for role, before in sorted(missing.items()):
         gone = before["source_file"]
+        replacements = new_by_glob.get(before["glob"], [])
+        if len(replacements) >= missing_by_glob[before["glob"]]:
+            results.append(
+                _result(
+                    "files_of_live_partition_delivered", "source_file", f"{batch}, file={gone}", False,
+                    f"release year {part.year} is live with rows from {gone}; this load delivers "
+                    f"{', '.join(sorted(replacements))} of the same kind instead, taken as its replacement",
+                    blocking=False, observed={"replaced_by": sorted(replacements), "live_areas": before["n_areas"]},
+                )
+            )
+            continue
         declared = is_withdrawn(gone, part.withdrawn)
         results.append(
             _result(

@@ -153,28 +153,6 @@ def clear_state() -> None:
     _STATE.clear()
 
 
-def ready(_: object = None) -> bool:
-    """A no-op task: the pool's processes have started (see ``parallel_fits.fit_workers``)."""
-    return True
-
-
-def state_fit_task(state: tuple, payload) -> tuple[dict[int, np.ndarray], str | None]:
-    """:func:`fit_task` in a long-lived worker: ``state`` = (token, folder, seed, n_jobs). The worker keeps
-    the matrices of one token; a task of another token first loads that token's matrices (written by
-    :func:`wijk_assets.lib.ml.parallel_fits.run_fits` as ``.npy`` files, read back bit for bit)."""
-    token, folder, seed, n_jobs = state
-    if _STATE.get("token") != token:
-        import json
-        from pathlib import Path
-
-        folder = Path(folder)
-        index = json.loads((folder / "index.json").read_text(encoding="utf-8"))
-        matrices = {fs: np.load(folder / f"{number}.npy") for number, fs in enumerate(index["feature_sets"])}
-        worker_init(matrices, np.load(folder / "y.npy"), index["names"], seed, n_jobs)
-        _STATE["token"] = token
-    return fit_task(payload)
-
-
 def fit_task(payload) -> tuple[dict[int, np.ndarray], str | None]:
     """One fit: (predictions per checkpoint, the model text when the payload asks to keep the model).
 
@@ -192,4 +170,4 @@ def fit_task(payload) -> tuple[dict[int, np.ndarray], str | None]:
     return predictions, (booster.model_to_string() if keep_model else None)
 
 
-__all__ = ["BASE_PARAMS", "clear_state", "fit_task", "ready", "resolve_params", "state_fit_task", "worker_init"]
+__all__ = ["BASE_PARAMS", "clear_state", "fit_task", "resolve_params", "worker_init"]

@@ -110,18 +110,7 @@ def materialize_keys(
         # run's peak does not sit on the last one's (the training frame stays for the next outcome run).
         forget_run_digests()
         forget_run_verdicts()
-        _stop_fit_workers()
         release_free_memory()
-
-
-def _stop_fit_workers() -> None:
-    """The LightGBM fit workers serve the runs of one outcome (the selection's fits, then the model's) and
-    stop with the run: kept idle through the next raw, dbt or report stage they held ~300 MB and took a
-    full build's process tree over 2 GiB."""
-    import sys
-
-    if "wijk_assets.lib.ml.parallel_fits" in sys.modules:
-        sys.modules["wijk_assets.lib.ml.parallel_fits"].shutdown_fit_workers()
 
 
 def _execute(defs, instance, keys: list, partition_key: str | None, *, trigger: str, tags, raise_on_error: bool):

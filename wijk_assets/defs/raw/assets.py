@@ -111,18 +111,10 @@ def withdrawn_metadata(gate) -> dict:
     """``withdrawn_files``: the files whose declared withdrawal let gate 1 accept a reload without them
     (their rows left the live partition with this materialisation); ``replaced_files``: live files this
     load replaced by files of the same kind under other names; nothing when neither happened."""
-    gone = [
-        str(r.get("batch", "")).split("file=", 1)[-1]
-        for r in gate.results
-        if r.get("expectation") == "files_of_live_partition_delivered" and "file=" in str(r.get("batch", ""))
-        and (r.get("observed_value") or {}).get("withdrawal_declared")
-    ]
-    replaced = {
-        str(r.get("batch", "")).split("file=", 1)[-1]: (r.get("observed_value") or {}).get("replaced_by")
-        for r in gate.results
-        if r.get("expectation") == "files_of_live_partition_delivered" and "file=" in str(r.get("batch", ""))
-        and (r.get("observed_value") or {}).get("replaced_by")
-    }
+    observed = [r.get("observed_value") or {} for r in gate.results
+                if r.get("expectation") == "files_of_live_partition_delivered"]
+    gone = [o["file"] for o in observed if o.get("withdrawal_declared")]
+    replaced = {o["file"]: o["replaced_by"] for o in observed if o.get("replaced_by")}
     return {**({"withdrawn_files": dg.MetadataValue.json(gone)} if gone else {}),
             **({"replaced_files": dg.MetadataValue.json(replaced)} if replaced else {})}
 

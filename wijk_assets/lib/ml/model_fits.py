@@ -41,7 +41,7 @@ from wijk_assets.lib.ml.training import (
     temporal_variants,
     train_outcome,
 )
-from wijk_assets.lib.ml.validation import grouped_folds
+from wijk_assets.lib.ml.validation import fold_assignment, grouped_folds
 
 MODEL = "model"  # the one feature set of the model step's fits
 
@@ -55,19 +55,6 @@ class ModelFits:
     final_model: str
     temporal: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-def fold_assignment(data: pd.DataFrame, folds: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    fold_of = np.full(len(data), -1, dtype=np.int64)
-    for number, (_, test) in enumerate(folds):
-        fold_of[test] = number
-    return fold_of
-
-
-def handed_over_fits_apply(outer_fits: OuterFits | None, fold_of: np.ndarray) -> bool:
-    """Whether :func:`~wijk_assets.lib.ml.training.evaluate` will use these handed-over fits."""
-    return (outer_fits is not None and len(outer_fits.models) == int(fold_of.max()) + 1
-            and np.array_equal(outer_fits.fold_of, fold_of))
 
 
 def fit_in_workers(
@@ -98,8 +85,8 @@ def fit_in_workers(
     X_base = X if baseline_features is None else feature_matrix(data, baseline_features)
     _, rounds = resolve_params(params, seed, 1)
     folds = grouped_folds(data, "gemeente_code", n_splits, seed)
-    fold_of = fold_assignment(data, folds)
-    cross_validate = not handed_over_fits_apply(outer_fits, fold_of)
+    fold_of = fold_assignment(len(data), folds)
+    cross_validate = outer_fits is None or not outer_fits.apply_to(fold_of)
     none = np.array([], dtype=np.int64)
 
     payloads: list[tuple] = []
@@ -160,4 +147,4 @@ def train_model(frame: pd.DataFrame, outcome: str, features: Sequence[str], para
     return train_outcome(frame, outcome, features, params=params, seed=seed, n_jobs=n_jobs, fitted=fitted, **inputs)
 
 
-__all__ = ["ModelFits", "fit_in_workers", "handed_over_fits_apply", "train_model"]
+__all__ = ["ModelFits", "fit_in_workers", "train_model"]

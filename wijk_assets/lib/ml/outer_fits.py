@@ -50,6 +50,10 @@ class OuterFits:
     def boosters(self) -> list[lgb.Booster]:
         return [lgb.Booster(model_str=text) for text in self.models]
 
+    def apply_to(self, fold_of: np.ndarray) -> bool:
+        """Whether these are fits on the folds ``fold_of`` (one model per fold, the same assignment)."""
+        return len(self.models) == int(np.max(fold_of)) + 1 and np.array_equal(self.fold_of, fold_of)
+
 
 def cut_to_rounds(model_text: str, rounds: int) -> str:
     """The model text of the first ``rounds`` trees of a fitted model (what a ``rounds``-round fit gives)."""

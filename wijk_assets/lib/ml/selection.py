@@ -87,7 +87,7 @@ from wijk_assets.lib.ml.training import (
     resolve_params,
 )
 from wijk_assets.lib.ml.uncertainty import match_quality
-from wijk_assets.lib.ml.validation import evaluate_predictions, grouped_folds
+from wijk_assets.lib.ml.validation import evaluate_predictions, fold_assignment, grouped_folds
 
 SELECTION_CODE_VERSION = "selection-4"
 RETUNE_ROW_CHANGE = 0.10
@@ -274,18 +274,17 @@ def select_model(
     labels = [f"{r.name}@{k}" for r, k in configs]
     outer_pred = {label: np.full(len(data), np.nan) for label in labels}
     ridge_pred = np.full(len(data), np.nan)
-    fold_of = np.full(len(data), -1, dtype=np.int64)
     X_base = matrices.get("all")
     if X_base is None:
         X_base = feature_matrix(data, features)
     outer = grouped_folds(data, "gemeente_code", n_outer, seed)
+    fold_of = fold_assignment(len(data), outer)
 
     # Every LightGBM fit is an independent task: (outer fold, inner fold or None for the outer fit,
     # recipe), run in worker processes when workers > 1 (identical results for any number of workers).
     # Inner fits only for nested CV. The ridge baseline's folds run in this process (see below).
     tasks = []
     for o, (train, test) in enumerate(outer):
-        fold_of[test] = o
         if method == NESTED:
             inner_frame = data.iloc[train][["gemeente_code"]].reset_index(drop=True)
             for i, (itr, ite) in enumerate(grouped_folds(inner_frame, "gemeente_code", n_inner, seed + 1 + o)):

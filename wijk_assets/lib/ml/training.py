@@ -53,6 +53,7 @@ from wijk_assets.lib.ml.validation import (
     Fold,
     calibration,
     evaluate_predictions,
+    fold_assignment,
     grouped_folds,
     temporal_split,
 )
@@ -465,14 +466,11 @@ def evaluate(
     resolved = [resolve_params(c, seed, n_jobs) for c in candidates]
     configs = [(ci, k) for ci, (_, rounds) in enumerate(resolved) for k in _checkpoints(rounds, use_checkpoints)]
     oof = {cfg: np.full(len(data), np.nan) for cfg in configs}
-    fold_of = np.full(len(data), -1, dtype=np.int64)
+    fold_of = fold_assignment(len(data), folds)
 
     t0 = time.perf_counter()
-    for fold_no, (_, test) in enumerate(folds):
-        fold_of[test] = fold_no
     given = None
-    if (outer_fits is not None and len(resolved) == 1 and not use_checkpoints
-            and len(outer_fits.models) == len(folds) and np.array_equal(outer_fits.fold_of, fold_of)):
+    if outer_fits is not None and len(resolved) == 1 and not use_checkpoints and outer_fits.apply_to(fold_of):
         given = outer_fits.boosters()
     bins = _SharedBins(X, y, names) if given is None else None
     fold_models: list[lgb.Booster] = []
@@ -734,7 +732,9 @@ def train_outcome(
     features = list(features)
     n_jobs = max(1, min(2, n_jobs if n_jobs is not None else _default_n_jobs()))
     t0 = time.perf_counter()
-    pooled = fitted if isinstance(params, Mapping) else None
+    if fitted is not None and not isinstance(params, Mapping):
+        raise ValueError("fitted: worker fits exist for one setting only, not for a grid of settings")
+    pooled = fitted
     result = evaluate(frame, outcome, features, params, seed, n_splits=n_splits, n_jobs=n_jobs, baselines=baselines,
                       train_mask=train_mask, baseline_features=baseline_features,
                       outer_fits=(pooled.outer_fits or outer_fits) if pooled else outer_fits,

@@ -59,6 +59,14 @@ class TemporalSplit:
     test_year: int
 
 
+def fold_assignment(n_rows: int, folds: Sequence[Fold]) -> np.ndarray:
+    """Each row's test fold (-1 for a row in no test fold)."""
+    fold_of = np.full(n_rows, -1, dtype=np.int64)
+    for number, (_, test) in enumerate(folds):
+        fold_of[test] = number
+    return fold_of
+
+
 def temporal_split(frame: pd.DataFrame, year_col: str = "outcome_year") -> TemporalSplit:
     """Train on every year before the latest one, test on the latest year (positional indices).
 

@@ -324,7 +324,8 @@ def _files_of_live_partition(files: list[dict], previous: dict[str, dict], part:
                     "files_of_live_partition_delivered", "source_file", f"{batch}, file={gone}", False,
                     f"release year {part.year} is live with rows from {gone}; this load delivers "
                     f"{', '.join(sorted(replacements))} of the same kind instead, taken as its replacement",
-                    blocking=False, observed={"replaced_by": sorted(replacements), "live_areas": before["n_areas"]},
+                    blocking=False, observed={"file": gone, "replaced_by": sorted(replacements),
+                                              "live_areas": before["n_areas"]},
                 )
             )
             continue
@@ -336,7 +337,7 @@ def _files_of_live_partition(files: list[dict], previous: dict[str, dict], part:
                 "file: swapping it in would delete those rows. Put the file back, or, when the publisher "
                 f"withdrew it, declare that with WIJK_WITHDRAWN_FILES={gone} and load again",
                 missing=None if declared else [gone],
-                observed={"live_areas": before["n_areas"], "withdrawal_declared": declared},
+                observed={"file": gone, "live_areas": before["n_areas"], "withdrawal_declared": declared},
             )
         )
     if not results:

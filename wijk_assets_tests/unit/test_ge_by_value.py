@@ -147,3 +147,17 @@ def test_not_null_and_pair_equality_go_by_distinct_values_with_the_same_verdict_
     for name, row in (("expect_column_values_to_not_be_null", 4321), ("expect_column_pair_values_to_be_equal", 1234)):
         assert failed[name]["unexpected_count"] == 1, failed[name]  # counted over rows, not distinct values
         assert [r["row"] for r in failed[name]["sample_rows"]] == [row]
+
+
+def test_a_validation_keeps_no_copy_of_the_validated_frame():
+    """GE's ``get_context`` keeps its context as the current project, and with it the batches it
+    validated; the gate lets go of it, so a national RIVM year's frames are not held until the next
+    gate. Checked by what is alive afterwards: no frame of the validated length but the caller's."""
+    import gc
+
+    n = 12_347  # a length no other frame in the test process has
+    frame = pd.DataFrame({"sha": pd.Categorical(["0123abcd", "89efcdab"] * (n // 2) + ["0123abcd"]), "row": range(n)})
+    assert validate_frame(frame, SPEC).success
+    gc.collect()
+    alive = [o for o in gc.get_objects() if isinstance(o, pd.DataFrame) and len(o) == n and o is not frame]
+    assert alive == []

@@ -853,6 +853,28 @@ def validate_frame(
     ``consume=True``: the caller hands ``df`` over (gate 1 on a staged partition of ~2 M rows): it is
     prepared in place and emptied once GE's compact copy exists, so no second full copy is held.
     """
+    try:
+        return _validate_frame(df, suite_spec, batch_by=batch_by, sample_columns=sample_columns, consume=consume)
+    finally:
+        _forget_ge_context()
+
+
+def _forget_ge_context() -> None:
+    """Let go of the ephemeral GE context a validation made.
+
+    ``gx.get_context`` keeps the context it returns as GE's current project (a module-level singleton),
+    and with it the data sources, the batches and the execution engine's cached batch data: the last
+    validated frame. After a RIVM year's gate that held ~200 MB until the next validation, on every
+    later step's peak (measured: a process at 700 MiB after one national RIVM load, 919 MiB after
+    the next one, 934 MiB after a third)."""
+    try:
+        from great_expectations.data_context.data_context.context_factory import project_manager
+    except ImportError:  # pragma: no cover - another GE layout: nothing to let go of
+        return
+    project_manager.set_project(None)
+
+
+def _validate_frame(df, suite_spec, *, batch_by, sample_columns, consume) -> GateResult:
     started = time.perf_counter()
     spec = _resolve_spec(suite_spec)
     frame = prepare_for_suite(df, spec, inplace=consume)

@@ -99,6 +99,18 @@ def _stage(label: str) -> str:
     return "monitoring, publish, reports"
 
 
+def new_instance(home: Path):
+    """A Dagster instance in ``home`` configured as ``wijk-assets`` configures a new home (its
+    ``dagster.yaml``), so the benchmark measures the README command's event storage."""
+    import dagster as dg
+
+    from wijk_assets.runner.materialize import instance_yaml
+
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").write_text(instance_yaml(home), encoding="utf-8")
+    return dg.DagsterInstance.local_temp(str(home))
+
+
 def link_data_folder(source: Path, target: Path) -> None:
     """A data folder of symlinks to the real files (as the end-to-end test builds it), so the bench can
     add a file without touching the shared folder."""
@@ -237,7 +249,6 @@ def print_step_peaks(instance, since: float, sampler: TreeRssSampler, top: int =
 
 def run_reuse(settings, source_db: Path, sampler: TreeRssSampler) -> Line:
     """(b): a fresh DuckDB file holding only (a)'s stored model selection, then every asset."""
-    import dagster as dg
     import duckdb
 
     from wijk_assets.defs.models.store import SELECTION_COLUMNS
@@ -256,8 +267,7 @@ def run_reuse(settings, source_db: Path, sampler: TreeRssSampler) -> Line:
     sampler.reset()
     since = time.time()
     start = time.perf_counter()
-    (target.parent / "dagster_home").mkdir()
-    reuse_instance = dg.DagsterInstance.local_temp(str(target.parent / "dagster_home"))
+    reuse_instance = new_instance(target.parent / "dagster_home")
     with DagsterOverhead(reuse_instance) as overhead:
         report = materialize_all(replace(settings, duckdb_path=target), instance=reuse_instance,
                                  log=lambda m: print(f"  {m}", flush=True))
@@ -470,12 +480,10 @@ def main() -> int:
         from wijk_assets.lib.ml.training import OUTCOMES
 
         assert tuple(OUTCOMES) == ALL_OUTCOMES, f"the pipeline's outcomes changed: {OUTCOMES}"
-        import dagster as dg
 
         # An instance with its storage on disk, as the README command's (DAGSTER_HOME): an ephemeral one
         # keeps every run's events (column lineage, GE evidence) in this process's memory.
-        (workdir / "dagster_home").mkdir()
-        instance = dg.DagsterInstance.local_temp(str(workdir / "dagster_home"))
+        instance = new_instance(workdir / "dagster_home")
         needs_full = any(p in only for p in ("full", "reuse", "incremental", "nochange", "nochange_cli"))
         full_ok = False
         if needs_full:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,9 @@ from wijk_assets.settings import REPO_ROOT, Settings, load_settings
 DEFAULT_DAGSTER_HOME = REPO_ROOT / ".dagster_home"
 
 # Instance config written on first use: one slot in the "duckdb" pool, so runs launched from the UI in
-# parallel queue for the database file instead of failing on DuckDB's single-writer lock.
+# parallel queue for the database file instead of failing on DuckDB's single-writer lock; and Dagster's
+# SQLite event log in its usual files, with its connections kept between events (see
+# wijk_assets.runner.event_storage: ~10 ms less per event, ~1,070 events in a national build).
 DAGSTER_YAML = """\
 concurrency:
   pools:
@@ -25,7 +28,18 @@ concurrency:
     max_concurrent_runs: 4
 telemetry:
   enabled: false
+event_log_storage:
+  module: wijk_assets.runner.event_storage
+  class: KeptConnectionSqliteEventLogStorage
+  config:
+    base_dir: {event_log_dir}
 """
+
+
+def instance_yaml(home: Path | str) -> str:
+    """The ``dagster.yaml`` that ``wijk-assets`` writes into a new Dagster home (the benchmark's too)."""
+    event_log_dir = Path(home).resolve() / "history" / "runs"  # where Dagster's default keeps it
+    return DAGSTER_YAML.format(event_log_dir=json.dumps(str(event_log_dir)))
 
 
 def ensure_dagster_home() -> Path:
@@ -33,7 +47,7 @@ def ensure_dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text(DAGSTER_YAML, encoding="utf-8")
+        config.write_text(instance_yaml(home), encoding="utf-8")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

@@ -1,0 +1,99 @@
+"""The instance configuration ``wijk-assets`` writes, and its event log with kept connections.
+
+SYNTHETIC assets (two trivial ones); what is checked is Dagster's storage, in a temporary home.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+import yaml
+
+from wijk_assets.runner.event_storage import KEPT_ENGINES, KeptConnectionSqliteEventLogStorage
+from wijk_assets.runner.materialize import instance_yaml
+
+
+@dg.asset
+def first() -> int:
+    return 1
+
+
+@dg.asset(check_specs=[dg.AssetCheckSpec("positive", asset="second")])
+def second(first: int):
+    yield dg.Output(first + 1)
+    yield dg.AssetCheckResult(passed=True, check_name="positive")
+
+
+def _instance(home) -> dg.DagsterInstance:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(instance_yaml(home), encoding="utf-8")
+    return dg.DagsterInstance.local_temp(str(home))
+
+
+def _default_reader(home) -> dg.DagsterInstance:
+    """An instance of Dagster's own SQLite storage on the same folders (what a home without our
+    dagster.yaml, or an older wijk-assets, reads)."""
+    other = home.parent / f"{home.name}_reader"
+    other.mkdir()
+    return dg.DagsterInstance.local_temp(
+        str(other),
+        overrides={"run_storage": {"module": "dagster._core.storage.runs", "class": "SqliteRunStorage",
+                                   "config": {"base_dir": str(home / "history")}},
+                   "event_log_storage": {"module": "dagster._core.storage.event_log", "class": "SqliteEventLogStorage",
+                                         "config": {"base_dir": str(home / "history" / "runs")}}})
+
+
+def test_the_instance_config_keeps_the_pool_slot_and_dagsters_event_log_folder(tmp_path):
+    config = yaml.safe_load(instance_yaml(tmp_path / "home"))
+    assert config["concurrency"]["pools"]["default_limit"] == 1
+    assert config["event_log_storage"]["class"] == "KeptConnectionSqliteEventLogStorage"
+    assert config["event_log_storage"]["config"]["base_dir"] == str((tmp_path / "home" / "history" / "runs").resolve())
+
+
+def test_events_written_with_kept_connections_read_the_same_with_dagsters_own_storage(tmp_path):
+    home = tmp_path / "home"
+    instance = _instance(home)
+    storage = instance.event_log_storage
+    assert isinstance(storage, KeptConnectionSqliteEventLogStorage)
+    results = [dg.materialize([first, second], instance=instance) for _ in range(3)]
+    assert all(r.success for r in results)
+
+    reader = _default_reader(home)
+    assert type(reader.event_log_storage).__name__ == "SqliteEventLogStorage"
+    for result in results:
+        written = instance.all_logs(result.run_id)
+        read = reader.all_logs(result.run_id)
+        assert len(read) == len(written) > 10
+        assert [e.dagster_event_type for e in read] == [e.dagster_event_type for e in written]
+    # the cross-run index (asset materialisations and check evaluations are mirrored there)
+    assert reader.get_latest_materialization_event(dg.AssetKey("second")).run_id == results[-1].run_id
+    check = reader.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("second"), "positive"), limit=10)
+    assert len(check) == 3 and {c.run_id for c in check} == {r.run_id for r in results}
+
+
+def test_a_bounded_number_of_files_stays_open_and_wipe_closes_them(tmp_path):
+    instance = _instance(tmp_path / "home")
+    storage = instance.event_log_storage
+    runs = [dg.materialize([first], instance=instance) for _ in range(KEPT_ENGINES + 3)]
+    assert len(storage._engines) == KEPT_ENGINES  # the index and the latest run shards, not one per run
+    assert runs[-1].run_id in storage._engines and runs[0].run_id not in storage._engines
+    assert len(instance.all_logs(runs[0].run_id)) > 5  # an evicted shard opens again when read
+
+    instance.wipe()  # deletes the run shards' files: no kept connection may write into a deleted file
+    assert set(storage._engines) <= {"index"}  # the index file is emptied, not deleted: it may open again
+    after = dg.materialize([first], instance=instance)
+    assert after.success and os.path.exists(storage.path_for_shard(after.run_id))
+    assert len(instance.all_logs(after.run_id)) > 5
+
+
+def test_engines_inherited_across_fork_are_not_used(tmp_path):
+    instance = _instance(tmp_path / "home")
+    storage = instance.event_log_storage
+    dg.materialize([first], instance=instance)
+    inherited = dict(storage._engines)
+    storage._engines_pid = -1  # as in a forked child: the engines belong to another process
+    run = dg.materialize([first], instance=instance)
+    assert run.success
+    assert not set(map(id, storage._engines.values())) & set(map(id, inherited.values()))

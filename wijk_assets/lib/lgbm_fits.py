@@ -163,8 +163,11 @@ def fit_task(payload) -> tuple[dict[int, np.ndarray], str | None]:
     own_bins = bool(rest[0]) if rest else False
     X, y = _STATE["matrices"][feature_set], _STATE["y"]
     native, rounds = resolve_params(params, _STATE["seed"], _STATE["n_jobs"])
-    dataset = None if own_bins else _STATE["bins"][feature_set].subset(native, fit_rows, None)
-    booster = _fit(X[fit_rows], y[fit_rows], native, rounds, _STATE["names"][feature_set], dataset)
+    if own_bins:
+        booster = _fit(X[fit_rows], y[fit_rows], native, rounds, _STATE["names"][feature_set])
+    else:  # a row subset of the shared bins: no copy of the fit rows' values is needed
+        dataset = _STATE["bins"][feature_set].subset(native, fit_rows, None)
+        booster = _fit(None, None, native, rounds, _STATE["names"][feature_set], dataset)
     predictions = ({k: booster.predict(X[predict_rows], num_iteration=k) for k in checkpoints}
                    if len(predict_rows) else {})
     return predictions, (booster.model_to_string() if keep_model else None)

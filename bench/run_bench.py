@@ -10,7 +10,8 @@ Lines (each in wall seconds and as a ratio to the bare reference measured in the
                the README main command's code path), with a per-step and per-stage breakdown
   reuse  (b)   the same into another fresh DuckDB file that holds only the model selection stored by (a)
                (``ml.model_selection``): the selection asset keeps it, so no selection CV runs and every
-               model trains exactly the stored choice
+               model trains exactly the stored choice; in a process of its own (bench/one_build.py), as a
+               municipality's build runs
   incremental (c)  after (a): a relabelled copy of the real KWB 2023 file appears as KWB 2025 (newer than
                the last Leefbaarometer outcome year, 2022, so it adds no training row) in the data folder
                (symlinks to the real files); time ``runner.refresh.refresh``
@@ -24,10 +25,12 @@ summary lists the lines in the order above). The bare reference runs once more a
 (virtual) machine the speed drifts during a run of ~20 minutes (two runs of this benchmark measured the
 reference at 88 s and 79 s, and the pipeline the other way round), so the ratios use the mean of the two
 reference runs, and the summary shows how far apart they were and each line's ratio to either alone.
-Dagster instances keep their storage on disk in the benchmark folder, as the README command's instance
-(DAGSTER_HOME) does. Peak RSS is the largest SUM of the RSS of this process and all its descendants
-(dbt subprocesses, model-selection workers, the bare reference), sampled every 0.2 s (bench/rss.py), per
-line and overall, and per step (the steps with the highest peaks are listed). Dagster's own share of (a),
+Dagster instances keep their storage on disk in the benchmark folder, configured as the README command
+configures a new home (its dagster.yaml). Peak RSS is the largest SUM of the RSS of a run's process and
+all its descendants (dbt subprocesses, fit workers), sampled every 0.2 s (bench/rss.py), per line and per
+step (the steps with the highest peaks are listed); the summary's overall figure is the largest line
+peak. The run's process is this one for (a), (c) and (d), and a process of its own for the bare
+reference, (b) and (d'). Dagster's own share of (a),
 (b), (c) and (d) is measured too: the seconds its event storage took and for how many events, and the
 seconds of the refresh's automation evaluations (bench/overhead.py). Figures are printed, never
 asserted: timing belongs in a report, not in a test.
@@ -47,6 +50,7 @@ import zipfile
 from datetime import datetime, timezone
 from collections import defaultdict
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -242,17 +246,19 @@ def print_step_peaks(instance, since: float, sampler: TreeRssSampler, top: int =
     peaks = [p for p in peaks if p[0] > 0]
     if not peaks:
         return
-    print("\n  steps with the highest tree RSS (sampled during the step; of which this process):")
+    print("\n  steps with the highest tree RSS (sampled during the step; of which the run's own process):")
     for peak, own, step, partition, seconds in sorted(peaks, key=lambda p: -p[0])[:top]:
         print(f"    {peak / MIB:7.0f} MiB ({own / MIB:5.0f})  {step:<56} {partition or '':>9} {seconds:7.1f} s")
 
 
-def run_reuse(settings, source_db: Path, sampler: TreeRssSampler) -> Line:
-    """(b): a fresh DuckDB file holding only (a)'s stored model selection, then every asset."""
+def run_reuse(settings, source_db: Path, outcomes: list[str]) -> Line:
+    """(b): a fresh DuckDB file holding only (a)'s stored model selection, then every asset, in a process
+    of its own (``bench/one_build.py``; a municipality's build does not start in a process that already
+    ran one), its process tree sampled."""
     import duckdb
 
     from wijk_assets.defs.models.store import SELECTION_COLUMNS
-    from wijk_assets.runner.materialize import materialize_all
+    from wijk_assets.runner.materialize import StepTiming
 
     target = source_db.parent / "reuse" / "bench.duckdb"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -262,27 +268,46 @@ def run_reuse(settings, source_db: Path, sampler: TreeRssSampler) -> Line:
         columns = ", ".join(SELECTION_COLUMNS)
         con.execute(f"CREATE TABLE ml.model_selection AS SELECT {columns} FROM src.ml.model_selection")
         stored = con.execute("SELECT count(*) FROM ml.model_selection").fetchone()[0]
-    print(f"\n== (b) full materialisation into a fresh DuckDB file with {stored} stored model selections: {target}",
-          flush=True)
-    sampler.reset()
+    print(f"\n== (b) full materialisation into a fresh DuckDB file with {stored} stored model selections, in a "
+          f"new process: {target}", flush=True)
+    home = target.parent / "dagster_home"
+    reuse_instance = new_instance(home)
+    out = target.parent / "one_build.json"
     since = time.time()
-    start = time.perf_counter()
-    reuse_instance = new_instance(target.parent / "dagster_home")
-    with DagsterOverhead(reuse_instance) as overhead:
-        report = materialize_all(replace(settings, duckdb_path=target), instance=reuse_instance,
-                                 log=lambda m: print(f"  {m}", flush=True))
-    seconds = time.perf_counter() - start
-    line = Line("reuse", "(b) full, models reuse stored selection", seconds, sampler.peak_bytes, ok=report.success,
-                overhead=overhead.summary())
+    cmd = [sys.executable, str(BENCH / "one_build.py"), "--db", str(target), "--home", str(home),
+           "--data-dir", str(settings.data_dir), "--outcomes", ",".join(outcomes), "--json", str(out)]
+    returncode, _, peak, child_sampler = run_own_process(cmd)
+    line = Line("reuse", "(b) full, models reuse stored selection", peak_bytes=peak, ok=returncode == 0)
+    if not out.exists():
+        line.ok, line.note = False, f"FAILED: exit code {returncode}, no result"
+        return line
+    result = json.loads(out.read_text(encoding="utf-8"))
+    line.seconds, line.overhead = result["seconds"], result["overhead"]
+    timings = [StepTiming(**t) for t in result["timings"]]
     with duckdb.connect(str(target), read_only=True) as con:
         actions = con.execute("SELECT action, count(*) FROM ml.model_selection_log GROUP BY 1 ORDER BY 1").fetchall()
-    line.note = "selection: " + ", ".join(f"{n} {a}" for a, n in actions)
-    if not report.success:
-        line.note = "FAILED: " + ", ".join(t.label for t in report.timings if not t.success)[:200]
-    print_full_breakdown(report)
+    line.note = "selection: " + ", ".join(f"{n} {a}" for a, n in actions) + "; own process"
+    if not result["success"]:
+        line.ok = False
+        line.note = "FAILED: " + ", ".join(t.label for t in timings if not t.success)[:200]
+    print_full_breakdown(SimpleNamespace(timings=timings))
     print(f"  outside our code (measured): {line.overhead}")
-    print_step_peaks(reuse_instance, since, sampler)
+    print_step_peaks(reuse_instance, since, child_sampler)
     return line
+
+
+def run_own_process(cmd: list[str], env: dict | None = None, capture: bool = False
+                    ) -> tuple[int, str, int, TreeRssSampler]:
+    """Run ``cmd`` as a process of its own and sample ITS process tree (not this one's): (exit code,
+    captured stdout, peak tree RSS in bytes, the sampler with its timeline)."""
+    child = subprocess.Popen(cmd, cwd=REPO, env=env, text=True,
+                             stdout=subprocess.PIPE if capture else None,
+                             stderr=subprocess.PIPE if capture else None)
+    with TreeRssSampler(pid=child.pid) as child_sampler:
+        stdout, stderr = child.communicate()
+    if capture and child.returncode:
+        print((stderr or "")[-2000:], flush=True)
+    return child.returncode, stdout or "", child_sampler.overall_peak_bytes, child_sampler
 
 
 def training_state(db: Path) -> dict:
@@ -329,23 +354,21 @@ def run_refresh(name: str, label: str, settings, instance, sampler: TreeRssSampl
     return line
 
 
-def run_cli_refresh(label: str, settings, workdir: Path, sampler: TreeRssSampler) -> Line:
-    """``wijk-assets refresh`` in a new process on the benchmark's warehouse, data folder and instance."""
+def run_cli_refresh(label: str, settings, workdir: Path) -> Line:
+    """``wijk-assets refresh`` in a new process on the benchmark's warehouse, data folder and instance; the
+    peak is that process's tree."""
     print(f"\n== {label}", flush=True)
     env = {k: v for k, v in os.environ.items() if k != "WIJK_CBS_BASE_URL"}
     env.update(WIJK_DATA_DIR=str(settings.data_dir), WIJK_DUCKDB_PATH=str(settings.duckdb_path),
                DAGSTER_HOME=str(workdir / "dagster_home"))
     cli = Path(sys.executable).with_name("wijk-assets")
-    sampler.reset()
     start = time.perf_counter()
-    done = subprocess.run([str(cli), "refresh"], env=env, capture_output=True, text=True)
+    returncode, stdout, peak, _ = run_own_process([str(cli), "refresh"], env=env, capture=True)
     seconds = time.perf_counter() - start
-    for text in done.stdout.strip().splitlines()[-4:]:
+    for text in stdout.strip().splitlines()[-4:]:
         print(f"  {text}", flush=True)
-    line = Line("nochange_cli", label, seconds, sampler.peak_bytes, ok=done.returncode == 0)
-    line.note = f"rc={done.returncode}" if done.returncode else "interpreter start and imports included"
-    if done.returncode:
-        print(done.stderr[-2000:], flush=True)
+    line = Line("nochange_cli", label, seconds, peak, ok=returncode == 0)
+    line.note = f"rc={returncode}" if returncode else "interpreter start and imports included"
     return line
 
 
@@ -421,7 +444,7 @@ def print_summary(lines: list[Line], overall_peak: int, scope: str) -> None:
     if len(runs) == 2:
         print(f"x bare: against the mean of the two reference runs ({runs[0]:.1f} s first, {runs[1]:.1f} s at the end: "
               f"{(runs[1] - runs[0]) / runs[0]:+.0%}, the machine's drift during this benchmark)")
-    print(f"peak RSS of the whole run (this process + all descendants, sampled every 0.2 s): "
+    print(f"largest peak RSS of a line (its run's process and all descendants, sampled every 0.2 s): "
           f"{overall_peak / MIB:.0f} MiB (target for the full run {PEAK_TARGET})")
     measured = [line for line in lines if line.overhead]
     if measured:
@@ -514,17 +537,19 @@ def main() -> int:
                 lines.append(Line("nochange", "(d) refresh: nothing changed", note="skipped: (a) failed", ok=False))
         if "nochange_cli" in only:
             label = "(d') the same, as `wijk-assets refresh` (new process)"
-            lines.append(run_cli_refresh(label, settings, workdir, sampler) if full_ok
+            lines.append(run_cli_refresh(label, settings, workdir) if full_ok
                          else Line("nochange_cli", label, note="skipped: (a) failed", ok=False))
         for path in added:  # (b) builds from the same files as (a)
             path.unlink()
         if "reuse" in only:
             if full_ok:
-                lines.append(run_reuse(settings, db, sampler))
+                lines.append(run_reuse(settings, db, outcomes))
             else:
                 lines.append(Line("reuse", "(b) full, models reuse stored selection", note="skipped: (a) failed",
                                   ok=False))
-        overall_peak = sampler.overall_peak_bytes  # of the lines above (the last reference run adds this process)
+        # the largest peak of any line, each measured on its own run's process tree (the last reference
+        # run, sampled with this process, has none)
+        overall_peak = max((line.peak_bytes for line in lines if line.peak_bytes is not None), default=0)
         if "bare" in only and needs_full and lines[0].ok:
             lines.append(run_bare(data_dir, outcomes, workdir, sampler, again=True)[0])
         lines.sort(key=lambda line: ORDER.index(line.name))

@@ -23,7 +23,7 @@ sys.path.insert(0, str(BENCH.parent))
 from overhead import DagsterOverhead  # noqa: E402
 from bare_reference import area_blocks, feature_year_of, parse_numbers, training_table  # noqa: E402
 from rss import MIB, TreeRssSampler, tree_rss_bytes  # noqa: E402
-from run_bench import KWB_REAL, relabel_kwb  # noqa: E402
+from run_bench import KWB_REAL, relabel_kwb, run_own_process  # noqa: E402
 
 
 CHILD_MIB = 300
@@ -51,6 +51,20 @@ def test_tree_rss_counts_the_memory_of_a_child_process():
         child.wait()
     # the child is gone: the tree is back to about this process alone, and a new phase starts there
     assert tree_rss_bytes(me) - alone < 50 * MIB
+
+
+def test_a_line_in_its_own_process_is_sampled_without_this_process():
+    """(b) and (d') run in processes of their own: their peak is the child's tree, whatever this process
+    holds (here 400 MiB, held while the child runs)."""
+    held = bytearray(400 * 1024 * 1024)
+    held[::4096] = b"x" * len(held[::4096])
+    code = CHILD.replace("time.sleep(60)", "time.sleep(1)")
+    returncode, stdout, peak, sampler = run_own_process([sys.executable, "-c", code], capture=True)
+    assert returncode == 0 and stdout.strip() == "ready"
+    assert CHILD_MIB * MIB <= peak < (CHILD_MIB + 150) * MIB  # the child and its interpreter, not this process
+    assert psutil.Process().memory_info().rss > 400 * MIB
+    assert len(sampler.timeline) >= 3
+    del held
 
 
 def test_sampler_reset_starts_a_new_phase_but_keeps_the_overall_peak():

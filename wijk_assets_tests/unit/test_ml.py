@@ -103,6 +103,24 @@ def syn_artifact(syn):
 # ---------------------------------------------------------------------------------------- validation
 
 
+@pytest.mark.parametrize("seed", [0, 3, 20240917])
+@pytest.mark.parametrize("n_splits", [3, 5])
+def test_grouped_folds_are_scikit_learns_group_k_fold_on_the_codes_themselves(seed, n_splits):
+    """grouped_folds hands GroupKFold integer ranks instead of the gemeente codes (faster); the folds
+    must be exactly those of GroupKFold on the codes, so stored fold assignments and model versions
+    do not change. SYNTHETIC codes, unsorted and of unequal group sizes."""
+    from sklearn.model_selection import GroupKFold
+
+    rng = np.random.default_rng(seed)
+    codes = np.array([f"GM{c:04d}" for c in rng.integers(1, 400, size=3000)], dtype=object)
+    frame = pd.DataFrame({"gemeente_code": codes})
+    ours = grouped_folds(frame, "gemeente_code", n_splits=n_splits, seed=seed)
+    theirs = GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.arange(len(codes)), groups=codes)
+    for (train, test), (their_train, their_test) in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(train, np.sort(their_train))
+        np.testing.assert_array_equal(test, np.sort(their_test))
+
+
 def test_grouped_folds_no_gemeente_on_both_sides(syn):
     frame, _ = syn
     folds = grouped_folds(frame, "gemeente_code", n_splits=5, seed=3)

@@ -19,7 +19,7 @@ DEFAULT_DAGSTER_HOME = REPO_ROOT / ".dagster_home"
 # Instance config written on first use: one slot in the "duckdb" pool, so runs launched from the UI in
 # parallel queue for the database file instead of failing on DuckDB's single-writer lock; and Dagster's
 # SQLite event log in its usual files, with its connections kept between events (see
-# wijk_assets.runner.event_storage: ~10 ms less per event, ~1,070 events in a national build).
+# wijk_assets.runner.event_storage: ~10 -> ~4 ms per event, ~1,070 events in a national build).
 DAGSTER_YAML = """\
 concurrency:
   pools:

@@ -734,24 +734,23 @@ def train_outcome(
     t0 = time.perf_counter()
     if fitted is not None and not isinstance(params, Mapping):
         raise ValueError("fitted: worker fits exist for one setting only, not for a grid of settings")
-    pooled = fitted
     result = evaluate(frame, outcome, features, params, seed, n_splits=n_splits, n_jobs=n_jobs, baselines=baselines,
                       train_mask=train_mask, baseline_features=baseline_features,
-                      outer_fits=(pooled.outer_fits or outer_fits) if pooled else outer_fits,
-                      outer_fits_from=FITS_FITTED if pooled is not None and pooled.outer_fits is not None else "")
+                      outer_fits=(fitted.outer_fits or outer_fits) if fitted else outer_fits,
+                      outer_fits_from=FITS_FITTED if fitted is not None and fitted.outer_fits is not None else "")
     t1 = time.perf_counter()
     data = _outcome_rows(frame, outcome)
     mask = _train_mask(train_mask, len(data))
     X = feature_matrix(data, features)[mask]
     y = data[outcome].to_numpy(dtype=np.float64)[mask]
     native, rounds = resolve_params(result.best_params, seed, n_jobs)
-    booster = (lgb.Booster(model_str=pooled.final_model) if pooled is not None
+    booster = (lgb.Booster(model_str=fitted.final_model) if fitted is not None
                else _fit(X, y, native, rounds, _model_feature_names(features)))
     t2 = time.perf_counter()
     temporal_metrics = (
         temporal_evaluation(frame, outcome, features, result.best_params, seed, n_jobs=n_jobs, baselines=baselines,
                             train_mask=train_mask, baseline_features=baseline_features,
-                            precomputed=pooled.temporal if pooled is not None else None)
+                            precomputed=fitted.temporal if fitted is not None else None)
         if temporal
         else {"available": False, "reason": "not requested"}
     )
@@ -764,7 +763,7 @@ def train_outcome(
         # a final fit in a worker ran with the worker's thread count (the trees do not depend on it)
         native_params={**native, "n_estimators": rounds,
                        **({"num_threads": int(booster.params.get("num_threads", native["num_threads"]))}
-                          if pooled is not None else {})},
+                          if fitted is not None else {})},
         seed=int(seed),
         data_version=data_version(X, y, features),
         lightgbm_version=lgb.__version__,
@@ -778,7 +777,7 @@ def train_outcome(
         fold_models=result.fold_models,
         cv_fits_from=result.fits_from,
         timings={
-            **({"fits_in_workers_seconds": pooled.seconds} if pooled is not None else {}),
+            **({"fits_in_workers_seconds": fitted.seconds} if fitted is not None else {}),
             "cv_seconds": t1 - t0,
             "final_fit_seconds": t2 - t1,
             "temporal_seconds": t3 - t2,

@@ -113,10 +113,10 @@ def validate_staged(
     ge_result = validate_frame(frame, spec, consume=True)
     del frame
     if ge_result.rows >= LARGE_PARTITION_ROWS:
-        # GE's batch, validator and metric objects reference one another, so the frame GE validated (a
-        # RIVM year: 1.9 M rows) was freed only when a full garbage collection happened to run, often
-        # several runs later: the process kept each year's frame through the next steps (+100-250 MB
-        # per RIVM partition, found in cyclic garbage). One collection here costs a fraction of a second.
+        # GE's batch, validator and metric objects reference one another, so even once validate_frame has
+        # let go of GE's context the frames GE validated (a RIVM year: 1.9 M rows) are cyclic garbage,
+        # freed only when a full collection happens to run, often several runs later (+100-250 MB per
+        # RIVM partition through the next steps). One collection here costs a fraction of a second.
         gc.collect()
         release_free_memory()
     part = Partition(staged=staged, live=live, year=int(year), previous_year=previous_live_year(con, live, year),

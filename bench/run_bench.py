@@ -161,22 +161,18 @@ def _fmt_seconds(seconds: float | None) -> str:
 # ------------------------------------------------------------------------------------------- phases
 
 
-def run_bare(data_dir: Path, outcomes: list[str], workdir: Path, sampler: TreeRssSampler,
-             again: bool = False) -> tuple[Line, dict | None]:
+def run_bare(data_dir: Path, outcomes: list[str], workdir: Path, again: bool = False) -> tuple[Line, dict | None]:
     out = workdir / ("bare_end.json" if again else "bare.json")
     cmd = [sys.executable, str(BENCH / "bare_reference.py"), "--data-dir", str(data_dir),
            "--outcomes", ",".join(outcomes), "--json", str(out)]
     print(f"\n== bare reference{', again at the end' if again else ''}: {' '.join(cmd[1:])}", flush=True)
-    sampler.reset()
     start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=REPO, check=False)
+    returncode, _, peak, _ = run_own_process(cmd)  # its own process tree, like (b) and (d')
     seconds = time.perf_counter() - start
     label = f"bare reference ({len(outcomes)} outcome{'s' if len(outcomes) > 1 else ''})"
-    # At the end the sampled tree includes this process, which holds Dagster by then: no peak for that run.
-    line = Line("bare_end", f"{label}, again at the end", seconds) if again else Line("bare", label, seconds,
-                                                                                    sampler.peak_bytes)
-    if done.returncode != 0 or not out.exists():
-        line.ok, line.note = False, f"failed (exit code {done.returncode})"
+    line = Line("bare_end" if again else "bare", f"{label}, again at the end" if again else label, seconds, peak)
+    if returncode != 0 or not out.exists():
+        line.ok, line.note = False, f"failed (exit code {returncode})"
         return line, None
     result = json.loads(out.read_text(encoding="utf-8"))
     # The ratio base is the reference's own compute time (its total, without interpreter start-up and
@@ -496,7 +492,7 @@ def main() -> int:
     with TreeRssSampler() as sampler:
         # First, before this process imports Dagster or DuckDB: the reference in its own process.
         if "bare" in only:
-            line, bare_result = run_bare(data_dir, outcomes, workdir, sampler)
+            line, bare_result = run_bare(data_dir, outcomes, workdir)
             lines.append(line)
         if not full_scope:
             limit_outcomes(outcomes)
@@ -547,12 +543,11 @@ def main() -> int:
             else:
                 lines.append(Line("reuse", "(b) full, models reuse stored selection", note="skipped: (a) failed",
                                   ok=False))
-        # the largest peak of any line, each measured on its own run's process tree (the last reference
-        # run, sampled with this process, has none)
-        overall_peak = max((line.peak_bytes for line in lines if line.peak_bytes is not None), default=0)
+        # the largest peak of any line, each measured on its own run's process tree
         if "bare" in only and needs_full and lines[0].ok:
-            lines.append(run_bare(data_dir, outcomes, workdir, sampler, again=True)[0])
+            lines.append(run_bare(data_dir, outcomes, workdir, again=True)[0])
         lines.sort(key=lambda line: ORDER.index(line.name))
+        overall_peak = max((line.peak_bytes for line in lines if line.peak_bytes is not None), default=0)
 
     if needs_full or bare_result:
         print_quality(bare_result, db)

@@ -23,7 +23,10 @@ concurrently, as with Dagster's class: SQLite's file locks and WAL do not depend
 connection stays open, and each write is still its own committed transaction.
 
 ``wijk-assets`` writes this class into ``$DAGSTER_HOME/dagster.yaml`` when it creates the instance
-configuration (:func:`wijk_assets.runner.materialize.instance_yaml`).
+configuration (:func:`wijk_assets.runner.materialize.instance_yaml`). Its one setting is the Dagster
+home, ``{env: DAGSTER_HOME}`` there, and the files are where Dagster's default keeps them under it
+(``history/runs``), so a home that is moved or copied (with the repository) keeps working: an absolute
+path written into the file would send the copy's events to the original's folder.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from dagster._config import StringSource
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.sql import create_engine
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS, create_db_conn_string
@@ -40,6 +44,11 @@ from dagster._serdes import ConfigurableClassData
 from sqlalchemy.engine import Connection, Engine
 
 KEPT_ENGINES = 8  # the index shard plus the run shards most recently written or read
+
+
+def events_dir(dagster_home: str | os.PathLike) -> str:
+    """Where Dagster's default SQLite storage keeps the event log of a home."""
+    return os.path.join(os.fspath(dagster_home), "history", "runs", "")
 
 
 class KeptConnectionSqliteEventLogStorage(SqliteEventLogStorage):
@@ -51,8 +60,12 @@ class KeptConnectionSqliteEventLogStorage(SqliteEventLogStorage):
         super().__init__(base_dir, inst_data=inst_data)
 
     @classmethod
-    def from_config_value(cls, inst_data, config_value):  # noqa: D102 - Dagster's configurable-class hook
-        return cls(inst_data=inst_data, **config_value)
+    def config_type(cls):  # noqa: D102 - Dagster's configurable-class hooks
+        return {"dagster_home": StringSource}
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):  # noqa: D102
+        return cls(events_dir(config_value["dagster_home"]), inst_data=inst_data)
 
     def _engine(self, shard: str) -> Engine:
         """The kept engine of ``shard``'s file (callers hold ``_db_lock``)."""
@@ -105,4 +118,4 @@ class KeptConnectionSqliteEventLogStorage(SqliteEventLogStorage):
         super().dispose()
 
 
-__all__ = ["KEPT_ENGINES", "KeptConnectionSqliteEventLogStorage"]
+__all__ = ["KEPT_ENGINES", "KeptConnectionSqliteEventLogStorage", "events_dir"]

@@ -32,14 +32,16 @@ event_log_storage:
   module: wijk_assets.runner.event_storage
   class: KeptConnectionSqliteEventLogStorage
   config:
-    base_dir: {event_log_dir}
+    dagster_home: {dagster_home}
 """
 
 
-def instance_yaml(home: Path | str) -> str:
-    """The ``dagster.yaml`` that ``wijk-assets`` writes into a new Dagster home (the benchmark's too)."""
-    event_log_dir = Path(home).resolve() / "history" / "runs"  # where Dagster's default keeps it
-    return DAGSTER_YAML.format(event_log_dir=json.dumps(str(event_log_dir)))
+def instance_yaml(home: Path | str | None = None) -> str:
+    """The ``dagster.yaml`` that ``wijk-assets`` writes into a new Dagster home: the event log under
+    ``$DAGSTER_HOME`` (read when the instance loads, so the home can move). ``home``: a fixed home
+    instead (the benchmark's instances, which are not loaded through ``DAGSTER_HOME``)."""
+    where = "{env: DAGSTER_HOME}" if home is None else json.dumps(str(Path(home).resolve()))
+    return DAGSTER_YAML.format(dagster_home=where)
 
 
 def ensure_dagster_home() -> Path:
@@ -47,7 +49,7 @@ def ensure_dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        config.write_text(instance_yaml(home), encoding="utf-8")
+        config.write_text(instance_yaml(), encoding="utf-8")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

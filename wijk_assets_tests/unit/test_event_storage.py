@@ -45,10 +45,39 @@ def _default_reader(home) -> dg.DagsterInstance:
 
 
 def test_the_instance_config_keeps_the_pool_slot_and_dagsters_event_log_folder(tmp_path):
-    config = yaml.safe_load(instance_yaml(tmp_path / "home"))
+    config = yaml.safe_load(instance_yaml())
     assert config["concurrency"]["pools"]["default_limit"] == 1
     assert config["event_log_storage"]["class"] == "KeptConnectionSqliteEventLogStorage"
-    assert config["event_log_storage"]["config"]["base_dir"] == str((tmp_path / "home" / "history" / "runs").resolve())
+    assert config["event_log_storage"]["config"] == {"dagster_home": {"env": "DAGSTER_HOME"}}
+    fixed = yaml.safe_load(instance_yaml(tmp_path / "home"))["event_log_storage"]["config"]
+    assert fixed == {"dagster_home": str((tmp_path / "home").resolve())}
+
+
+def test_a_copied_home_writes_its_events_into_the_copy(tmp_path, monkeypatch):
+    """The README's home is $DAGSTER_HOME; a copy (or a moved repository) must not write into the
+    original's folder, as an absolute path in dagster.yaml would."""
+    import shutil
+
+    original = tmp_path / "original"
+    original.mkdir()
+    (original / "dagster.yaml").write_text(instance_yaml(), encoding="utf-8")
+    monkeypatch.setenv("DAGSTER_HOME", str(original))
+    first = dg.materialize([first_asset_for_copy], instance=dg.DagsterInstance.get())
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    monkeypatch.setenv("DAGSTER_HOME", str(copy))
+    instance = dg.DagsterInstance.get()
+    assert instance.event_log_storage._base_dir.startswith(str(copy))
+    second = dg.materialize([first_asset_for_copy], instance=instance)
+    assert (copy / "history" / "runs" / f"{second.run_id}.db").exists()
+    assert not (original / "history" / "runs" / f"{second.run_id}.db").exists()
+    assert (original / "history" / "runs" / f"{first.run_id}.db").exists()
+    assert len(instance.all_logs(first.run_id)) > 5  # the copied history reads from the copy
+
+
+@dg.asset(name="copied_home_asset")
+def first_asset_for_copy() -> int:
+    return 1
 
 
 def test_events_written_with_kept_connections_read_the_same_with_dagsters_own_storage(tmp_path):

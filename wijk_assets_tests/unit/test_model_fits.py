@@ -4,6 +4,7 @@ SYNTHETIC data (a made-up country, see test_model_selection.rough_frame); two sp
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -44,8 +45,12 @@ def test_the_models_fits_in_worker_processes_are_the_fits_of_this_process(select
 
 
 def test_with_the_selections_fits_handed_over_only_the_final_and_temporal_fits_run_in_the_workers(selected):  # noqa: F811
+    """The selection's cross-validation fits without its final and temporal fits (as a selection that did
+    not make them would hand over): the final and temporal fits run in the workers."""
     frame, _, model_features, mask, result = selected
-    here, pooled = _train(selected, result.chosen_outer_fits, 1), _train(selected, result.chosen_outer_fits, 2)
+    cv_only = dataclasses.replace(result.chosen_outer_fits, final_model=None, temporal=None)
+    here, pooled = _train(selected, cv_only, 1), _train(selected, cv_only, 2)
+    assert "fits_in_workers_seconds" in pooled.timings
     assert here.cv_fits_from == pooled.cv_fits_from == FITS_FROM_SELECTION
     _assert_same_everything(here, pooled, feature_matrix(frame, model_features))
 

@@ -87,6 +87,13 @@ def test_fits_in_worker_processes_give_the_same_selection_as_serial_ones(selecte
     assert serial.record()["candidates"] == parallel.record()["candidates"]
     assert json.dumps(serial.record()["corrected"], sort_keys=True) == json.dumps(parallel.record()["corrected"], sort_keys=True)
     assert serial.outer_choices == parallel.outer_choices and serial.version == parallel.version
+    # the choice's final and temporal fits, made in the same workers right after choosing
+    a, b = serial.chosen_outer_fits, parallel.chosen_outer_fits
+    assert a.final_model is not None and a.final_model == b.final_model
+    assert set(a.temporal) == set(b.temporal) == {"all_wijken", "unseen_gemeenten"}
+    for variant in a.temporal:
+        for model in ("lightgbm", "ridge"):
+            assert np.array_equal(a.temporal[variant][model], b.temporal[variant][model])
 
 
 def test_nested_cv_on_request_makes_the_same_choice_with_one_inner_choice_per_outer_fold(selected):

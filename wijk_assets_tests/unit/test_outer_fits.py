@@ -113,3 +113,49 @@ def test_stored_fits_are_found_only_under_their_own_key(selected, tmp_path):
     assert load_outer_fits(directory, other) is None
     (directory / "fold_2.txt").unlink()  # damaged: not used
     assert load_outer_fits(directory, key) is None
+
+
+def test_the_selections_final_and_temporal_fits_are_the_model_steps_and_nothing_is_fitted_again(selected, monkeypatch):
+    """Right after choosing, the selection fits its choice's final model and temporal check in the same
+    workers. Handed over, the model step fits nothing (every fitting path raises here), and its model,
+    out-of-fold table and temporal figures are those of the model fitted from scratch, bit for bit."""
+    import json
+
+    import wijk_assets.lib.ml.model_fits as model_fits
+    import wijk_assets.lib.ml.training as training
+    from wijk_assets.lib.ml.model_fits import handed_over_fits, train_model
+
+    frame, features, model_features, mask, result = selected
+    fits = result.chosen_outer_fits
+    assert fits.final_model is not None and set(fits.temporal) == {"all_wijken", "unseen_gemeenten"}
+    kwargs = dict(params=result.chosen["params"], seed=SEED, n_jobs=1, train_mask=mask, baseline_features=features)
+    fresh = train_model(frame, "lbm", model_features, workers=1, **kwargs)
+
+    def no_fit(*args, **kw):
+        raise AssertionError("the model step fitted again what the selection handed over")
+    for module, name in ((training, "_fit"), (training, "_fit_predict_ridge"), (model_fits, "fit_in_workers")):
+        monkeypatch.setattr(module, name, no_fit)
+    given = train_model(frame, "lbm", model_features, workers=2, outer_fits=fits, **kwargs)
+    assert given.cv_fits_from == FITS_FROM_SELECTION and "fits_in_workers_seconds" not in given.timings
+    _assert_same_model(fresh, given, feature_matrix(frame, model_features))
+    assert json.dumps(fresh.temporal_metrics, sort_keys=True, default=str) == json.dumps(
+        given.temporal_metrics, sort_keys=True, default=str)
+    assert fresh.temporal_metrics["available"]
+    # on other folds (another seed) the handed-over fits are not this model's: nothing is handed over
+    assert handed_over_fits(frame, "lbm", SEED, fits) is not None
+    assert handed_over_fits(frame, "lbm", SEED + 1, fits) is None
+
+
+def test_the_final_and_temporal_fits_are_stored_with_the_fold_fits_and_checked(selected, tmp_path):
+    frame, _, _, _, result = selected
+    fits = result.chosen_outer_fits
+    directory = save_outer_fits(fits, tmp_path / "selection_outer_fits", "k")
+    loaded = load_outer_fits(directory, "k")
+    assert loaded.final_model == fits.final_model and set(loaded.temporal) == set(fits.temporal)
+    for variant, by_model in fits.temporal.items():
+        assert set(loaded.temporal[variant]) == {"lightgbm", "ridge"}
+        for model, values in by_model.items():
+            assert np.array_equal(loaded.temporal[variant][model], values)
+    text = (directory / "final.txt").read_text(encoding="utf-8")
+    (directory / "final.txt").write_text(text[: len(text) // 2], encoding="utf-8")  # damaged: nothing is used
+    assert load_outer_fits(directory, "k") is None

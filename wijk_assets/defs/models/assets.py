@@ -142,7 +142,7 @@ def model_inputs(frame: pd.DataFrame, outcome: str, kept: list[str], catalog: pd
     import lightgbm
 
     from wijk_assets.lib.ml.reuse import training_fingerprint
-    from wijk_assets.lib.ml.selection import exact_rows, recipe_features, training_mask
+    from wijk_assets.lib.ml.recipes import exact_rows, recipe_features, training_mask
     from wijk_assets.lib.ml.training import data_version, feature_matrix
 
     features = recipe_features(choice["feature_set"], kept, catalog)

@@ -79,6 +79,7 @@ def outer_fits_key_for(frame: pd.DataFrame, outcome: str, fingerprint: str, base
         training_fingerprint=fingerprint,
         baseline_version=data_version(feature_matrix(frame, baseline_features), y, baseline_features),
         groups=frame["gemeente_code"].astype(str).tolist(), n_folds=N_OUTER,
+        years=frame["outcome_year"].astype(str).tolist() if "outcome_year" in frame.columns else (),
     )
 
 

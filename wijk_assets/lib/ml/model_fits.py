@@ -92,13 +92,8 @@ def fit_in_workers(
     payloads: list[tuple] = []
     if cross_validate:  # shared bins, the fold model kept (evaluate predicts with it)
         payloads += [(MODEL, dict(params), [], train[mask[train]], none, True, False) for train, _ in folds]
-    payloads.append((MODEL, dict(params), [], np.flatnonzero(mask), none, True, True))  # the final fit
-    variants: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    if temporal and data["outcome_year"].nunique() >= 2:
-        _, candidates = temporal_variants(data, seed, n_splits)
-        variants = {name: (tr, te) for name, (tr, te) in candidates.items()
-                    if tr.size and te.size and mask[tr].any()}
-        payloads += [(MODEL, dict(params), [rounds], tr[mask[tr]], te, False, True) for tr, te in variants.values()]
+    final_and_temporal, variants = final_and_temporal_payloads(data, MODEL, params, mask, seed, n_splits, temporal)
+    payloads += final_and_temporal
 
     ridge_cv = np.full(len(data), np.nan)
     ridge_temporal: dict[str, np.ndarray] = {}
@@ -120,17 +115,41 @@ def fit_in_workers(
 
     n_cv = len(folds) if cross_validate else 0
     fold_models = [text for _, text in results[:n_cv]]
-    final_model = results[n_cv][1]
-    temporal_predictions = {
-        name: {"lightgbm": predictions[rounds], **({"ridge": ridge_temporal[name]} if baselines else {})}
-        for name, (predictions, _) in zip(variants, results[n_cv + 1:])
-    }
+    final_model, temporal_predictions = final_and_temporal_results(results[n_cv:], variants, rounds,
+                                                                   ridge_temporal if baselines else None)
     return ModelFits(
         outer_fits=OuterFits(fold_of=fold_of, models=fold_models, ridge=ridge_cv) if cross_validate else None,
         final_model=final_model,
         temporal=temporal_predictions,
         seconds=time.perf_counter() - started,
     )
+
+
+def final_and_temporal_payloads(data: pd.DataFrame, feature_set: str, params: Mapping[str, Any], mask: np.ndarray,
+                                seed: int, n_splits: int, temporal: bool = True) -> tuple[list[tuple], dict]:
+    """The fit payloads (see :func:`wijk_assets.lib.lgbm_fits.fit_task`) of a setting's final fit on every
+    training row and of the temporal check's fits (each bins its own rows, as ``train_outcome`` and
+    ``temporal_evaluation`` do), and the temporal variants {name: (training rows, test rows)} they fit."""
+    _, rounds = resolve_params(params, seed, 1)
+    none = np.array([], dtype=np.int64)
+    payloads = [(feature_set, dict(params), [], np.flatnonzero(mask), none, True, True)]  # the final fit
+    variants: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if temporal and data["outcome_year"].nunique() >= 2:
+        _, candidates = temporal_variants(data, seed, n_splits)
+        variants = {name: (tr, te) for name, (tr, te) in candidates.items()
+                    if tr.size and te.size and mask[tr].any()}
+        payloads += [(feature_set, dict(params), [rounds], tr[mask[tr]], te, False, True) for tr, te in variants.values()]
+    return payloads, variants
+
+
+def final_and_temporal_results(results: list, variants: Mapping[str, Any], rounds: int,
+                               ridge_temporal: Mapping[str, np.ndarray] | None) -> tuple[str, dict]:
+    """(the final model's text, the temporal variants' test predictions, with their ridge baselines when
+    given) from the results of :func:`final_and_temporal_payloads`' fits."""
+    temporal = {name: {"lightgbm": predictions[rounds],
+                       **({"ridge": ridge_temporal[name]} if ridge_temporal is not None else {})}
+                for name, (predictions, _) in zip(variants, results[1:])}
+    return results[0][1], temporal
 
 
 def train_model(frame: pd.DataFrame, outcome: str, features: Sequence[str], params: Mapping[str, Any], seed: int,
@@ -141,10 +160,26 @@ def train_model(frame: pd.DataFrame, outcome: str, features: Sequence[str], para
     unknown = set(inputs) - {"train_mask", "baseline_features", "outer_fits"}
     if unknown:
         raise TypeError(f"train_model: unexpected arguments {sorted(unknown)}")
-    fitted = None
-    if max(1, int(workers)) > 1:
+    fitted = handed_over_fits(frame, outcome, seed, inputs.get("outer_fits"))
+    if fitted is None and max(1, int(workers)) > 1:
         fitted = fit_in_workers(frame, outcome, features, params, seed, n_jobs=n_jobs, workers=workers, **inputs)
     return train_outcome(frame, outcome, features, params=params, seed=seed, n_jobs=n_jobs, fitted=fitted, **inputs)
 
 
-__all__ = ["ModelFits", "fit_in_workers", "train_model"]
+def handed_over_fits(frame: pd.DataFrame, outcome: str, seed: int, outer_fits: OuterFits | None,
+                     n_splits: int = 5) -> ModelFits | None:
+    """The final and temporal fits the model selection made of its choice in its own workers (see
+    :func:`wijk_assets.lib.ml.selection.select_model`), when ``outer_fits`` (handed over under the key of
+    this very model) carries them and its folds are this model's folds (then the temporal variants, which
+    the first fold and the outcome years decide, are the same too); else None."""
+    if outer_fits is None or outer_fits.final_model is None:
+        return None
+    data = _outcome_rows(frame, outcome)
+    if not outer_fits.apply_to(fold_assignment(len(data), grouped_folds(data, "gemeente_code", n_splits, seed))):
+        return None
+    # the cross-validation's fits go to ``evaluate`` as ``outer_fits`` (so they count as the selection's)
+    return ModelFits(outer_fits=None, final_model=outer_fits.final_model, temporal=dict(outer_fits.temporal or {}))
+
+
+__all__ = ["ModelFits", "final_and_temporal_payloads", "final_and_temporal_results", "fit_in_workers",
+           "handed_over_fits", "train_model"]

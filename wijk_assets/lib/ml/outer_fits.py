@@ -12,7 +12,10 @@ Fitting them again cost the model step about half its time right after every sel
 So the selection stores them (the chosen configuration's five fold models, cut to the chosen number of
 rounds, and the ridge's out-of-fold predictions) under a **key** over everything that decides them
 (:func:`outer_fits_key`), and the model step uses them only when its own inputs give the same key and
-the fold assignment matches; otherwise it fits as before. Results are the same either way; the model's
+the fold assignment matches; otherwise it fits as before. With them go the chosen configuration's final
+fit and temporal-check fits, which the selection makes right after choosing in the worker processes that
+already hold the matrices (the model step would otherwise start its own workers for just these three
+fits; :func:`wijk_assets.lib.ml.model_fits.handed_over_fits`). Results are the same either way; the model's
 metrics (``ml.model_runs``, ``cross_validation_fits``) say which way the fits were obtained.
 
 Pure: no Dagster, no DuckDB.
@@ -32,6 +35,7 @@ import lightgbm as lgb
 import numpy as np
 
 FOLD_FILE = "fold_{}.txt"
+FINAL_FILE = "final.txt"
 ARRAYS_FILE = "arrays.npz"
 KEY_FILE = "key.txt"
 CHECKSUM_FILE = "sha256.json"
@@ -46,6 +50,11 @@ class OuterFits:
     fold_of: np.ndarray
     models: list[str]
     ridge: np.ndarray
+    # the chosen configuration's final model (every training row) and its temporal check's test predictions
+    # ({variant: {"lightgbm": ..., "ridge": ...}}), fitted by the selection right after choosing (see
+    # wijk_assets.lib.ml.model_fits.handed_over_fits); None when it did not make them
+    final_model: str | None = None
+    temporal: dict[str, dict[str, np.ndarray]] | None = None
 
     def boosters(self) -> list[lgb.Booster]:
         return [lgb.Booster(model_str=text) for text in self.models]
@@ -60,16 +69,19 @@ def cut_to_rounds(model_text: str, rounds: int) -> str:
     return lgb.Booster(model_str=model_text).model_to_string(num_iteration=int(rounds))
 
 
-def outer_fits_key(*, training_fingerprint: str, baseline_version: str, groups: Sequence[Any], n_folds: int) -> str:
+def outer_fits_key(*, training_fingerprint: str, baseline_version: str, groups: Sequence[Any], n_folds: int,
+                   years: Sequence[Any] = ()) -> str:
     """sha256 over everything that decides the outer-fold fits: the model's training fingerprint
     (:func:`wijk_assets.lib.ml.reuse.training_fingerprint`: training matrix and outcome, parameters with
     the number of rounds, training mask, seed, code and LightGBM versions), the ridge's matrix
-    (``baseline_version``), the gemeente of every row (the folds) and the number of folds."""
+    (``baseline_version``), the gemeente of every row (the folds) and the number of folds; and the outcome
+    year of every row (``years``), which with the first fold decides the temporal check's fits."""
     payload = json.dumps({
         "training_fingerprint": training_fingerprint,
         "baseline_version": baseline_version,
         "groups": hashlib.sha256("\n".join(str(g) for g in groups).encode()).hexdigest(),
         "n_folds": int(n_folds),
+        **({"years": hashlib.sha256("\n".join(str(y) for y in years).encode()).hexdigest()} if len(years) else {}),
     }, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -81,12 +93,18 @@ def save_outer_fits(fits: OuterFits, directory: str | Path, key: str) -> Path:
     staging = directory.with_name(directory.name + ".incoming")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
+    texts = list(fits.models)
     for fold, text in enumerate(fits.models):
         (staging / FOLD_FILE.format(fold)).write_text(text, encoding="utf-8")
+    if fits.final_model is not None:
+        (staging / FINAL_FILE).write_text(fits.final_model, encoding="utf-8")
+        texts.append(fits.final_model)
+    temporal = {f"temporal__{variant}__{model}": np.asarray(values, dtype=np.float64)
+                for variant, by_model in (fits.temporal or {}).items() for model, values in by_model.items()}
     np.savez(staging / ARRAYS_FILE, fold_of=np.asarray(fits.fold_of, dtype=np.int64),
-             ridge=np.asarray(fits.ridge, dtype=np.float64))
+             ridge=np.asarray(fits.ridge, dtype=np.float64), **temporal)
     (staging / KEY_FILE).write_text(key, encoding="utf-8")
-    (staging / CHECKSUM_FILE).write_text(json.dumps([_sha256(text) for text in fits.models]), encoding="utf-8")
+    (staging / CHECKSUM_FILE).write_text(json.dumps([_sha256(text) for text in texts]), encoding="utf-8")
     shutil.rmtree(directory, ignore_errors=True)
     staging.rename(directory)
     return directory
@@ -104,15 +122,23 @@ def load_outer_fits(directory: str | Path, key: str) -> OuterFits | None:
     try:
         if (directory / KEY_FILE).read_text(encoding="utf-8") != key:
             return None
+        temporal: dict[str, dict[str, np.ndarray]] = {}
         with np.load(directory / ARRAYS_FILE, allow_pickle=False) as arrays:
             fold_of, ridge = arrays["fold_of"], arrays["ridge"]
+            for name in arrays.files:
+                if name.startswith("temporal__"):
+                    _, variant, model = name.split("__", 2)
+                    temporal.setdefault(variant, {})[model] = arrays[name]
         n_folds = int(fold_of.max()) + 1 if fold_of.size else 0
         models = [(directory / FOLD_FILE.format(f)).read_text(encoding="utf-8") for f in range(n_folds)]
-        if json.loads((directory / CHECKSUM_FILE).read_text(encoding="utf-8")) != [_sha256(m) for m in models]:
+        final = (directory / FINAL_FILE).read_text(encoding="utf-8") if (directory / FINAL_FILE).exists() else None
+        texts = models + ([final] if final is not None else [])
+        if json.loads((directory / CHECKSUM_FILE).read_text(encoding="utf-8")) != [_sha256(m) for m in texts]:
             return None
     except (OSError, KeyError, ValueError):
         return None
-    return OuterFits(fold_of=fold_of, models=models, ridge=ridge)
+    return OuterFits(fold_of=fold_of, models=models, ridge=ridge, final_model=final,
+                     temporal=temporal if final is not None else None)
 
 
 __all__ = ["OuterFits", "cut_to_rounds", "load_outer_fits", "outer_fits_key", "save_outer_fits"]

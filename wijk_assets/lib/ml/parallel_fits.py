@@ -32,20 +32,34 @@ def run_fits(payloads, matrices, y, names, seed, n_jobs, workers) -> list[tuple[
     processes with two spinning OpenMP threads each on two cores are several times slower than one
     thread each (see :func:`wijk_assets.lib.ml.training._default_n_jobs`). Predictions do not depend on
     the thread count."""
+    with fit_pool(matrices, y, names, seed, n_jobs, workers, len(payloads)) as run:
+        return run(payloads)
+
+
+@contextmanager
+def fit_pool(matrices, y, names, seed, n_jobs, workers, n_tasks: int):
+    """A ``run(payloads)`` callable for several rounds of fits on the same matrices, as :func:`run_fits`
+    makes them (the same fits, threads and results), with the worker processes kept between the rounds:
+    the model selection fits its choice's final and temporal models right after choosing, in the workers
+    that already hold and binned the matrices. ``n_tasks``: the first round's number of fits (with
+    ``workers``, it decides how many processes start and the threads per fit, as in :func:`run_fits`)."""
     workers = _default_workers() if workers is None else max(1, int(workers))
-    if workers == 1 or len(payloads) < 2:
+    if workers == 1 or n_tasks < 2:
         worker_init(matrices, y, names, seed, n_jobs, lean=False)
         try:
-            return [fit_task(p) for p in payloads]
+            yield lambda payloads: [fit_task(p) for p in payloads]
         finally:
             clear_state()
-    n_jobs = max(1, (n_jobs if n_jobs is not None else _default_n_jobs()) // min(workers, len(payloads)))
+        return
+    n_jobs = max(1, (n_jobs if n_jobs is not None else _default_n_jobs()) // min(workers, n_tasks))
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(payloads)), mp_context=context,
+    with ProcessPoolExecutor(max_workers=min(workers, n_tasks), mp_context=context,
                              initializer=worker_init, initargs=(matrices, y, names, seed, n_jobs)) as pool:
-        with _lean_workers():  # the workers start while the tasks are submitted
-            futures = [pool.submit(fit_task, payload) for payload in payloads]
-        return [future.result() for future in futures]
+        def run(payloads):
+            with _lean_workers():  # workers start while tasks are submitted
+                futures = [pool.submit(fit_task, payload) for payload in payloads]
+            return [future.result() for future in futures]
+        yield run
 
 
 @contextmanager

@@ -69,13 +69,16 @@ import pandas as pd
 
 from wijk_assets.lib.ml.gate import compare_with_baseline
 from wijk_assets.lib.ml.outer_fits import OuterFits, cut_to_rounds
-from wijk_assets.lib.ml.parallel_fits import run_fits
-from wijk_assets.lib.ml.reference import own_health_features
+from wijk_assets.lib.ml.model_fits import final_and_temporal_payloads, final_and_temporal_results
+from wijk_assets.lib.ml.parallel_fits import fit_pool
+from wijk_assets.lib.ml.recipes import (  # noqa: F401  (re-exported: the candidates belong to the selection)
+    FEATURE_SETS, MEDIUM, MEDIUM_OWN, RECIPES, REFERENCE, TRAINING_ROWS, Recipe, exact_rows, recipe_features,
+    training_mask,
+)
 from wijk_assets.lib.ml.selection_estimate import (
     BBC, NESTED, bootstrap_corrected, check_method, chosen_shares, finite_rmse, method_text,
 )
 from wijk_assets.lib.ml.training import (
-    LIGHTGBM_DEFAULTS,
     _default_workers,
     _jsonable,
     _checkpoints,
@@ -85,8 +88,8 @@ from wijk_assets.lib.ml.training import (
     data_version,
     feature_matrix,
     resolve_params,
+    temporal_variants,
 )
-from wijk_assets.lib.ml.uncertainty import match_quality
 from wijk_assets.lib.ml.validation import evaluate_predictions, fold_assignment, grouped_folds
 
 SELECTION_CODE_VERSION = "selection-4"
@@ -94,68 +97,12 @@ RETUNE_ROW_CHANGE = 0.10
 RETUNE_FEATURE_CHANGE = 0.10
 N_OUTER = 5
 N_INNER = 2
-FEATURE_SETS = ("all", "own_health")
-TRAINING_ROWS = ("all_matches", "exact_only")
-
-MEDIUM = {"num_leaves": 15, "min_data_in_leaf": 50, "feature_fraction": 0.15, "bagging_fraction": 0.5,
-          "lambda_l2": 1.0, "learning_rate": 0.06, "n_estimators": 450}
-# On the ~80 own health features a feature fraction of 0.15 leaves too few per tree; half of them.
-MEDIUM_OWN = {**MEDIUM, "feature_fraction": 0.5}
-
-
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    feature_set: str
-    training_rows: str
-    params: Mapping[str, Any]
-    checkpoints: bool = True
-
-    def __post_init__(self):
-        if self.feature_set not in FEATURE_SETS:
-            raise ValueError(f"recipe {self.name}: feature_set must be one of {FEATURE_SETS}, got {self.feature_set!r}")
-        if self.training_rows not in TRAINING_ROWS:
-            raise ValueError(f"recipe {self.name}: training_rows must be one of {TRAINING_ROWS}, got {self.training_rows!r}")
-
-
-RECIPES: tuple[Recipe, ...] = (
-    Recipe("wide_medium", "all", "all_matches", MEDIUM),
-    Recipe("own_health_medium", "own_health", "all_matches", MEDIUM_OWN),
-    Recipe("reference", "own_health", "exact_only", LIGHTGBM_DEFAULTS, checkpoints=False),
-)
-REFERENCE = "reference"
 
 
 def candidates_version(recipes: Sequence[Recipe] = RECIPES) -> str:
     payload = json.dumps({"recipes": [asdict(r) for r in recipes], "outer_folds": N_OUTER, "inner_folds": N_INNER},
                          sort_keys=True, default=str)
     return hashlib.sha256(f"{SELECTION_CODE_VERSION}\n{payload}".encode()).hexdigest()[:16]
-
-
-def recipe_features(feature_set: str, features: Sequence[str], catalog: pd.DataFrame) -> list[str]:
-    """The model features of a feature set, in the order of ``features`` (the selected features)."""
-    if feature_set == "all":
-        return list(features)
-    if feature_set == "own_health":
-        own = own_health_features(catalog, features)
-        return own or list(features)  # no health columns at all (synthetic frames): every feature
-    raise ValueError(f"unknown feature set {feature_set!r}")
-
-
-def exact_rows(data: pd.DataFrame) -> np.ndarray:
-    """Rows whose area match is exact (every row when the frame has no ``match_rules`` column)."""
-    if "match_rules" not in data.columns:
-        return np.ones(len(data), dtype=bool)
-    quality = match_quality(data["match_rules"].reset_index(drop=True))
-    return (quality == "exact").fillna(False).to_numpy(dtype=bool)
-
-
-def training_mask(training_rows: str, exact: np.ndarray) -> np.ndarray:
-    if training_rows == "all_matches":
-        return np.ones(exact.size, dtype=bool)
-    if training_rows == "exact_only":
-        return exact.copy()
-    raise ValueError(f"unknown training rows {training_rows!r}")
 
 
 @dataclass
@@ -299,29 +246,50 @@ def select_model(
                 for _, i, recipe, fit_rows, _, predict_rows in tasks]
     names = {fs: _model_feature_names(cols) for fs, cols in feature_sets.items()}
 
+    # the temporal check's ridge baselines (every row of a variant, every kept feature) do not depend on
+    # the choice: fitted beside the fits, for the choice's final and temporal fits made after choosing
+    temporal_candidates = (temporal_variants(data, seed, n_outer)[1]
+                           if "outcome_year" in data and data["outcome_year"].nunique() >= 2 else {})
+    temporal_ridges: dict[str, np.ndarray] = {}
+
     def ridge_folds() -> None:
         for train, test in outer:
             ridge_pred[test] = _fit_predict_ridge(X_base[train], y[train], X_base[test], groups[train], seed)
+        for name, (tr, te) in temporal_candidates.items():
+            if tr.size and te.size:
+                temporal_ridges[name] = _fit_predict_ridge(X_base[tr], y[tr], X_base[te], groups[tr], seed)
     n_workers = _default_workers() if workers is None else max(1, int(workers))
-    if n_workers > 1 and len(payloads) > 1:
-        # this thread would only wait for the workers: the ridge folds (one BLAS thread) run meanwhile
-        with ThreadPoolExecutor(max_workers=1) as waiter:
-            pending = waiter.submit(run_fits, payloads, matrices, y, names, seed, n_jobs, n_workers)
+    with fit_pool(matrices, y, names, seed, n_jobs, n_workers, len(payloads)) as run:
+        if n_workers > 1 and len(payloads) > 1:
+            # this thread would only wait for the workers: the ridge folds (one BLAS thread) run meanwhile
+            with ThreadPoolExecutor(max_workers=1) as waiter:
+                pending = waiter.submit(run, payloads)
+                ridge_folds()
+                results = pending.result()
+        else:
+            results = run(payloads)
             ridge_folds()
-            results = pending.result()
-    else:
-        results = run_fits(payloads, matrices, y, names, seed, n_jobs, n_workers)
-        ridge_folds()
-    inner_pred = {o: {label: np.full(train.size, np.nan) for label in labels} for o, (train, _) in enumerate(outer)}
-    outer_models: dict[tuple[int, str], str] = {}
-    for (o, i, recipe, _, predict_at, _), (predictions, model_text) in zip(tasks, results):
-        for k, pred in predictions.items():
+        inner_pred = {o: {label: np.full(train.size, np.nan) for label in labels} for o, (train, _) in enumerate(outer)}
+        outer_models: dict[tuple[int, str], str] = {}
+        for (o, i, recipe, _, predict_at, _), (predictions, model_text) in zip(tasks, results):
+            for k, pred in predictions.items():
+                if i is None:
+                    outer_pred[f"{recipe.name}@{k}"][predict_at] = pred
+                else:
+                    inner_pred[o][f"{recipe.name}@{k}"][predict_at] = pred
             if i is None:
-                outer_pred[f"{recipe.name}@{k}"][predict_at] = pred
-            else:
-                inner_pred[o][f"{recipe.name}@{k}"][predict_at] = pred
-        if i is None:
-            outer_models[(o, recipe.name)] = model_text
+                outer_models[(o, recipe.name)] = model_text
+        # the choice: lowest out-of-fold RMSE on the exact-match rows, first minimum (deterministic)
+        rmse = [evaluate_predictions(y[scored], outer_pred[label][scored])["rmse"] for label in labels]
+        chosen_pos = int(np.argmin(rmse))
+        chosen_recipe, chosen_k = configs[chosen_pos]
+        chosen_params = {**dict(chosen_recipe.params), "n_estimators": int(chosen_k)}
+        # the model step's final and temporal fits of the choice, in the workers that hold the matrices
+        more, variants = final_and_temporal_payloads(data, chosen_recipe.feature_set, chosen_params,
+                                                     masks[chosen_recipe.name], seed, n_outer,
+                                                     temporal=bool(temporal_candidates))
+        final_model, temporal = final_and_temporal_results(run(more), variants, int(chosen_k),
+                                                           {v: temporal_ridges[v] for v in variants})
     def versus_ridge(pred: np.ndarray) -> dict[str, Any]:
         comparison = compare_with_baseline(y[scored], pred[scored], ridge_pred[scored], groups[scored], fold_of[scored])
         return {
@@ -358,19 +326,18 @@ def select_model(
             "chosen_share": shares[label],
         })
     candidates = pd.DataFrame(rows)
-    chosen_pos = int(np.argmin(candidates["rmse_exact_rows"].to_numpy()))  # first minimum: deterministic
     candidates["chosen"] = False
     candidates.loc[chosen_pos, "chosen"] = True
-    chosen_recipe, chosen_k = configs[chosen_pos]
     chosen = {
         "config": labels[chosen_pos], "recipe": chosen_recipe.name, "feature_set": chosen_recipe.feature_set,
-        "training_rows": chosen_recipe.training_rows,
-        "params": {**dict(chosen_recipe.params), "n_estimators": int(chosen_k)},
+        "training_rows": chosen_recipe.training_rows, "params": chosen_params,
     }
     chosen_fits = OuterFits(
         fold_of=fold_of.copy(),
         models=[cut_to_rounds(outer_models[(o, chosen_recipe.name)], chosen_k) for o in range(len(outer))],
         ridge=ridge_pred.copy(),
+        final_model=final_model,
+        temporal=temporal,
     )
     reference_labels = [label for (r, _), label in zip(configs, labels) if r.name == REFERENCE]
     reference = ({"config": reference_labels[0], "description": "LightGBM defaults on the wijk's own health-monitor "

@@ -777,7 +777,8 @@ def train_outcome(
         fold_models=result.fold_models,
         cv_fits_from=result.fits_from,
         timings={
-            **({"fits_in_workers_seconds": fitted.seconds} if fitted is not None else {}),
+            # (fits the model selection made and handed over took no time of this step)
+            **({"fits_in_workers_seconds": fitted.seconds} if fitted is not None and fitted.seconds else {}),
             "cv_seconds": t1 - t0,
             "final_fit_seconds": t2 - t1,
             "temporal_seconds": t3 - t2,

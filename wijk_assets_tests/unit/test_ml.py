@@ -345,6 +345,12 @@ def test_median_imputer_matches_simple_imputer():
         warnings.simplefilter("ignore")
         ref = SimpleImputer(strategy="median", add_indicator=True).fit(X).transform(X_new)
     np.testing.assert_array_equal(training.MedianImputer().fit(X).transform(X_new), ref)
+    # every column observed in fit (the path without a column gather)
+    X[:5, 3] = rng.random(5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = SimpleImputer(strategy="median", add_indicator=True).fit(X).transform(X_new)
+    np.testing.assert_array_equal(training.MedianImputer().fit(X).transform(X_new), ref)
 
 
 # ---------------------------------------------------------------------------------------------- SHAP

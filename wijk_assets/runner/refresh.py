@@ -32,6 +32,7 @@ from wijk_assets.runner.materialize import (
     ensure_dagster_home,
     materialize_keys,
 )
+from wijk_assets.runner.focus import remake_for_focus
 from wijk_assets.runner.retry import failed_downstream, failed_with_error, retry_requests
 from wijk_assets.settings import Settings, load_settings
 
@@ -295,6 +296,8 @@ def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | Non
     load: see :mod:`wijk_assets.runner.retry`), and that nothing in this refresh ran again, is retried
     once at the end, followed by what depends on it; it was counted as handled, so without the retry
     its asset kept its previous version until the next release of one of its sources.
+    The reports about the focus gemeente (wijkbeeld, register entry, model card) last made for another
+    gemeente than ``WIJK_GEMEENTE`` are made again at the end (:mod:`wijk_assets.runner.focus`).
     ``defs``: the definitions to run (default: :func:`wijk_assets.definitions.build_definitions`).
     """
     from wijk_assets.defs.raw.assets import RAW_SOURCES
@@ -341,6 +344,12 @@ def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | Non
             "the changes of every other source follow below")
     _follow(defs, instance, report, log)
     retry_failed_runs(defs, instance, failed_before, report, log=log)
+    # last: a report this refresh made already has the current gemeente (see .focus)
+    focus_run = remake_for_focus(defs, instance, settings.gemeente, execute=execute, log=log)
+    if focus_run is not None:
+        report.runs.append(focus_run)
+        _log_run(log, focus_run)
+        _follow(defs, instance, report, log)  # what reads those reports (the audit trail)
     return report
 
 

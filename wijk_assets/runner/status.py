@@ -351,6 +351,7 @@ def print_status(settings, *, stale: bool, instance=None) -> int:
     Returns the number of stuck partitions plus standing rejected builds and downstream runs that failed
     with an error (``wijk-assets status`` exits 1 when there are any)."""
     from wijk_assets.definitions import build_definitions
+    from wijk_assets.runner.focus import focus_lines, made_for_another
     from wijk_assets.runner.materialize import ensure_dagster_home
 
     if instance is None:
@@ -368,6 +369,7 @@ def print_status(settings, *, stale: bool, instance=None) -> int:
         if (rejected or interrupted) and not stuck:
             lines = lines[1:]  # not "no stuck raw partitions" in front of the build blocks
     lines += [attempt.block() for attempt in failed]
+    lines += focus_lines(made_for_another(instance, settings.gemeente), settings.gemeente)
     lines += [f"UNREADABLE source {source}: {error}\n   its partitions keep their previous content; "
               "to do: correct or replace the file, then run `wijk-assets refresh`" for source, error in unreadable.items()]
     if settings.data_dir is not None:  # a release under a name no source reads: not loaded, not an error

@@ -278,11 +278,14 @@ def register_and_model_card(
             "code_version": facts["code_version"],
             "sources": len(facts["sources"]),
             "outcomes": len(facts["outcomes"]),
+            # the focus gemeente this entry is about (``refresh`` makes it again when WIJK_GEMEENTE changes)
+            "gemeente": settings.gemeente,
         },
     )
     yield dg.MaterializeResult(
         asset_key=MODEL_CARD_KEY,
-        metadata={"path": dg.MetadataValue.path(str(out / "model_card.md")), "preview": dg.MetadataValue.md(card[:4000])},
+        metadata={"path": dg.MetadataValue.path(str(out / "model_card.md")), "preview": dg.MetadataValue.md(card[:4000]),
+                  "gemeente": settings.gemeente},
     )
 
 

@@ -16,7 +16,7 @@ import re
 
 import dagster as dg
 
-from wijk_assets.keys import MODEL_CARD_KEY, REGISTER_KEY, WIJKBEELD_KEY
+from wijk_assets.keys import AUDIT_KEY, MODEL_CARD_KEY, REGISTER_KEY, WIJKBEELD_KEY
 
 FOCUS_KEYS = (WIJKBEELD_KEY, REGISTER_KEY, MODEL_CARD_KEY)
 # materialised together (one multi-asset that cannot be split): one made for another gemeente means both
@@ -69,13 +69,18 @@ def focus_lines(stale: dict[dg.AssetKey, str], gemeente: str) -> list[str]:
 
 def remake_for_focus(defs: dg.Definitions, instance: dg.DagsterInstance, gemeente: str, *, execute, log=print):
     """Make again, in one run, the focus reports last made for another gemeente; returns the run (the
-    ``execute`` of :mod:`wijk_assets.runner.refresh`), or None when every report is about ``gemeente``."""
+    ``execute`` of :mod:`wijk_assets.runner.refresh`), or None when every report is about ``gemeente``.
+
+    The audit trail (every materialisation, from the event log) runs in the same run after them when it
+    was made before: the reports' new materialisations carry no new data version, so the automation
+    would not bring it up to date."""
     stale = made_for_another(instance, gemeente)
     if not stale:
         return None
     made = ", ".join(f"{key.to_user_string()} ({code})" for key, code in stale.items())
     log(f"focus gemeente: WIJK_GEMEENTE is {gemeente}; made for another gemeente: {made}; made again")
-    return execute(defs, instance, list(stale), None, trigger="focus gemeente changed")
+    audit = [AUDIT_KEY] if instance.get_latest_materialization_event(AUDIT_KEY) is not None else []
+    return execute(defs, instance, [*stale, *audit], None, trigger="focus gemeente changed")
 
 
 __all__ = ["FOCUS_KEYS", "focus_lines", "made_for", "made_for_another", "remake_for_focus"]

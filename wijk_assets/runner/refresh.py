@@ -349,7 +349,7 @@ def refresh(settings: Settings | None = None, instance: dg.DagsterInstance | Non
     if focus_run is not None:
         report.runs.append(focus_run)
         _log_run(log, focus_run)
-        _follow(defs, instance, report, log)  # what reads those reports (the audit trail)
+        _follow(defs, instance, report, log)
     return report
 
 

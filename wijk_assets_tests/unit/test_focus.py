@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from wijk_assets.keys import MODEL_CARD_KEY, REGISTER_KEY, WIJKBEELD_KEY
+from wijk_assets.keys import AUDIT_KEY, MODEL_CARD_KEY, REGISTER_KEY, WIJKBEELD_KEY
 from wijk_assets.runner.focus import focus_lines, made_for, made_for_another, remake_for_focus
 from wijk_assets.runner.refresh import ExecutedRun
 
@@ -81,3 +81,8 @@ def test_refresh_makes_the_reports_again_in_one_run_only_when_the_gemeente_chang
         assert calls == [(["reports/algorithm_register_entry", "reports/model_card", "reports/wijkbeeld"], None,
                           "focus gemeente changed")]
         assert len(lines) == 1 and "WIJK_GEMEENTE is GM0344" in lines[0] and "made again" in lines[0]
+        # with an audit trail made before, it follows in the same run (no new data version would trigger it)
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=AUDIT_KEY))
+        remake_for_focus(None, instance, "GM0344", execute=execute, log=lines.append)
+        assert calls[-1][0] == ["reports/algorithm_register_entry", "reports/audit_trail", "reports/model_card",
+                                "reports/wijkbeeld"]

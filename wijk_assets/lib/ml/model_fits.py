@@ -126,16 +126,21 @@ def fit_in_workers(
 
 
 def final_and_temporal_payloads(data: pd.DataFrame, feature_set: str, params: Mapping[str, Any], mask: np.ndarray,
-                                seed: int, n_splits: int, temporal: bool = True) -> tuple[list[tuple], dict]:
+                                seed: int, n_splits: int, temporal: bool = True,
+                                candidates: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                                ) -> tuple[list[tuple], dict]:
     """The fit payloads (see :func:`wijk_assets.lib.lgbm_fits.fit_task`) of a setting's final fit on every
     training row and of the temporal check's fits (each bins its own rows, as ``train_outcome`` and
-    ``temporal_evaluation`` do), and the temporal variants {name: (training rows, test rows)} they fit."""
+    ``temporal_evaluation`` do), and the temporal variants {name: (training rows, test rows)} they fit.
+    ``candidates``: :func:`~wijk_assets.lib.ml.training.temporal_variants` of ``data`` when the caller
+    already made them (the selection does, for the ridges it fits before choosing)."""
     _, rounds = resolve_params(params, seed, 1)
     none = np.array([], dtype=np.int64)
     payloads = [(feature_set, dict(params), [], np.flatnonzero(mask), none, True, True)]  # the final fit
     variants: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if temporal and data["outcome_year"].nunique() >= 2:
-        _, candidates = temporal_variants(data, seed, n_splits)
+        if candidates is None:
+            _, candidates = temporal_variants(data, seed, n_splits)
         variants = {name: (tr, te) for name, (tr, te) in candidates.items()
                     if tr.size and te.size and mask[tr].any()}
         payloads += [(feature_set, dict(params), [rounds], tr[mask[tr]], te, False, True) for tr, te in variants.values()]

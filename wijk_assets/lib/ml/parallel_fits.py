@@ -1,6 +1,8 @@
 """LightGBM fits of the model selection (:mod:`wijk_assets.lib.ml.selection`) and of the model step
 (:mod:`wijk_assets.lib.ml.model_fits`) in worker processes, started for one call and stopped after it
 (so they hold no memory through the next stage; keeping them between calls saved nothing measurable).
+One call may have two rounds (:func:`fit_pool`): the selection's cross-validation, then its choice's
+final and temporal fits in the same workers.
 
 LightGBM's C API is not thread-safe across boosters (fits in parallel threads crashed the process), so
 parallel fits run in worker processes, started with "spawn" (a clean interpreter: no forked OpenMP

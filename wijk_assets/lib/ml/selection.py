@@ -287,7 +287,7 @@ def select_model(
         # the model step's final and temporal fits of the choice, in the workers that hold the matrices
         more, variants = final_and_temporal_payloads(data, chosen_recipe.feature_set, chosen_params,
                                                      masks[chosen_recipe.name], seed, n_outer,
-                                                     temporal=bool(temporal_candidates))
+                                                     temporal=bool(temporal_candidates), candidates=temporal_candidates)
         final_model, temporal = final_and_temporal_results(run(more), variants, int(chosen_k),
                                                            {v: temporal_ridges[v] for v in variants})
     def versus_ridge(pred: np.ndarray) -> dict[str, Any]:

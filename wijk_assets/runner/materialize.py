@@ -183,7 +183,8 @@ def materialize_all(
     """Materialise every raw partition, then all unpartitioned assets downstream."""
     import dagster as dg
 
-    from wijk_assets.defs.raw.assets import RAW_SOURCES, raw_asset_key
+    from wijk_assets.defs.dbt.project import finish_parse_state, start_parse_state
+    from wijk_assets.defs.raw.assets import RAW_SOURCES
     from wijk_assets.definitions import build_definitions
 
     settings = settings or load_settings()
@@ -194,6 +195,22 @@ def materialize_all(
     graph = defs.resolve_asset_graph()
     sources = sources or RAW_SOURCES
     report = MaterializeReport()
+    if downstream:
+        # dbt's parse for this warehouse file (when the project's was made for another) runs beside the
+        # raw stage, which runs no dbt; the first dbt step waits for it (see wijk_assets.defs.dbt.project)
+        start_parse_state(settings.duckdb_path)
+    try:
+        _materialize_all(defs, graph, instance, sources, downstream, raise_on_error, log, report)
+    finally:
+        try:  # normally the first dbt step has waited for it already
+            finish_parse_state()
+        except Exception as error:  # noqa: BLE001 - the next dbt step parses again and fails with dbt's message
+            log(f"dbt parse for {settings.duckdb_path} failed: {' '.join(str(error).split())[:300]}")
+    return report
+
+
+def _materialize_all(defs, graph, instance, sources, downstream, raise_on_error, log, report) -> None:
+    from wijk_assets.defs.raw.assets import RAW_SOURCES, raw_asset_key
 
     for source, years in register_partitions(instance, defs.resources["cbs"], sources).items():
         for year in years:
@@ -242,7 +259,6 @@ def materialize_all(
             if not all(t.success for t in report.timings[raw_steps:]):
                 log("stopped: later assets keep their previous content")
                 break
-    return report
 
 
 def _withheld(result) -> list[str]:

@@ -150,3 +150,16 @@ def test_automation_evaluation_reads_each_dynamic_partition_set_once_and_decides
             reads.clear()
         assert plain.get_requested_partitions(staged.key) == set()  # it settled (nothing ran in between)
         assert "get_dynamic_partitions" not in vars(instance)
+
+
+def test_dbt_tables_are_named_schema_dot_table_whichever_warehouse_file_the_manifest_was_parsed_for():
+    """dagster-dbt would prefix the database, which dbt-duckdb takes from the warehouse file's name; the
+    definitions must not depend on which file the project was last parsed for (defs/dbt/project.py)."""
+    graph = _graph()
+    names = {}
+    for key in set(dbt_feature_models.keys) | set(dbt_training_models.keys):
+        names[key.to_user_string()] = graph.get(key).metadata.get("dagster/table_name")
+    assert names["marts/fct_area_features"] == "marts.fct_area_features"
+    assert names["staging/concept_map"] == "staging.concept_map"
+    wrong = {k: v for k, v in names.items() if v != k.replace("/", ".")}
+    assert not wrong, wrong

@@ -164,7 +164,7 @@ LOAD_SETTINGS_ALLOWED = {
     "cli.py": "the command line's entry point",
     "runner/materialize.py": "runs without explicit settings use the environment's",
     "runner/refresh.py": "runs without explicit settings use the environment's",
-    "defs/dbt/assets.py": "the dbt target folder is needed when the dbt assets are defined (import time)",
+    "defs/dbt/project.py": "the dbt target folder and warehouse file are needed when the dbt assets are defined (import time)",
     "defs/automation/release_sensor.py": "the sensor's interval is fixed when the sensor is defined",
     "lib/lgbm_fits.py": "default thread and worker counts for direct library use; the model asset passes the resource's",
     "lib/sources/survey_csv.py": "default threshold for direct library use; the CBS resource passes its own",

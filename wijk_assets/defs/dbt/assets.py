@@ -8,15 +8,12 @@ the blocking check ``ge_gate_fct_area_features`` observes the live table after e
 """
 
 import os
-import sys
 from collections.abc import Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from packaging import version
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from wijk_assets.defs.dbt.test_descriptions import describe_dbt_test
 from wijk_assets.defs.resources import DUCKDB_POOL, SettingsResource, WarehouseResource
@@ -24,85 +21,16 @@ from wijk_assets.defs.dbt.swap import build_then_swap
 from wijk_assets.defs.automation.conditions import downstream_automation_condition
 from wijk_assets.keys import FEATURE_CATALOG_KEY, FEATURE_TABLE_KEY, TRAINING_KEY
 from wijk_assets.lib.warehouse import quote_ident
-from wijk_assets.settings import DBT_PROJECT_DIR, load_settings
-
-DBT_TARGET_PATH = load_settings().dbt_target_path
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, target_path=DBT_TARGET_PATH)
+from wijk_assets.defs.dbt.project import (  # noqa: F401 - dbt_resource: definitions.py imports it from here
+    dbt_project,
+    dbt_resource,
+    prepare_manifest_for_definitions,
+    prepare_parse_state,
+)
 
 # Models built on the gated feature table; they run in the second op. A test asserts this list holds
 # every dbt model downstream of marts/fct_area_features, so a new one cannot slip past the gate.
 AFTER_FEATURE_GATE = "int_wijk_training_cells mart_wijk_training"
-
-
-def dbt_executable() -> str:
-    """The ``dbt`` beside this interpreter: an unactivated venv otherwise finds none on PATH."""
-    import sys
-
-    candidate = Path(sys.executable).with_name("dbt")
-    return str(candidate) if candidate.exists() else "dbt"
-
-
-class WijkDbtCliResource(DbtCliResource):
-    """dagster-dbt's CLI resource without its two per-invocation start-up costs we do not use.
-
-    Each ``cli()`` call runs ``dbt --version`` in a subprocess (the resource is built anew for every
-    run, so its cache does not help) and loads the dbt project, profile and macros in this process to
-    make an adapter handle. That handle serves only ``fetch_row_counts()`` / ``fetch_column_metadata()``;
-    this project reads row counts, column lineage and content versions itself after dbt has finished
-    (:func:`with_column_lineage`). Together ~3 s of every dbt invocation on the 2-core machine.
-    """
-
-    @property
-    def _cli_version(self) -> version.Version:  # type: ignore[override]
-        if Path(self.dbt_executable).parent == Path(sys.executable).parent:  # the venv's own dbt
-            return version.parse(metadata.version("dbt-core"))
-        return DbtCliResource._cli_version.func(self)  # another dbt: dagster-dbt asks `dbt --version`
-
-    def _initialize_dbt_core_adapter(self, args):  # noqa: ARG002 - see the class docstring
-        return None
-
-
-def _manifest_is_stale(manifest: Path) -> bool:
-    if not manifest.exists():
-        return True
-    built = manifest.stat().st_mtime
-    sources = [
-        p
-        for pattern in ("*.yml", "models/**/*", "seeds/**/*", "macros/**/*", "tests/**/*")
-        for p in DBT_PROJECT_DIR.glob(pattern)
-        if p.is_file()
-    ]
-    return any(p.stat().st_mtime > built for p in sources)
-
-
-# Which warehouse the project target's partial-parse state was made for. dbt hashes the rendered profile
-# (the database path included) into that state and parses everything again when it differs ("Unable to
-# do partial parsing because profile has changed": ~5 s instead of ~2 s on each dbt invocation).
-PARSED_FOR_FILE = "parsed_for_duckdb.txt"
-
-
-def _parsed_for(manifest: Path) -> str | None:
-    marker = manifest.with_name(PARSED_FOR_FILE)
-    return marker.read_text(encoding="utf-8").strip() if marker.exists() else None
-
-
-def prepare_manifest(force: bool = False, duckdb_path: str | Path | None = None) -> Path:
-    """Parse the dbt project when its manifest is missing or older than any project file, or when its
-    partial-parse state was made for another warehouse file than ``duckdb_path`` (default: the settings').
-
-    ``dagster dev`` prepares the manifest itself; the CLI, the tests and CI rely on this. dagster-dbt
-    copies the project target's ``partial_parse.msgpack`` into each invocation's target folder, so a
-    parse for the warehouse the runs write to lets every dbt invocation parse only what changed.
-    """
-    manifest = dbt_project.manifest_path
-    path = str(Path(duckdb_path if duckdb_path is not None else load_settings().duckdb_path).resolve())
-    if force or _manifest_is_stale(manifest) or _parsed_for(manifest) != path:
-        # the profile renders the database path from WIJK_DUCKDB_PATH (the runs set it the same way)
-        os.environ["WIJK_DUCKDB_PATH"] = path
-        dbt = WijkDbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())
-        dbt.cli(["parse", "--quiet"], target_path=dbt_project.target_path).wait()
-        manifest.with_name(PARSED_FOR_FILE).write_text(path, encoding="utf-8")
-    return manifest
 
 
 class WijkDbtTranslator(DagsterDbtTranslator):
@@ -113,6 +41,18 @@ class WijkDbtTranslator(DagsterDbtTranslator):
             schema = dbt_resource_props.get("schema") or "main"
             return dg.AssetKey([schema, dbt_resource_props["name"]])
         return super().get_asset_key(dbt_resource_props)
+
+    def get_metadata(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, Any]:
+        """dagster-dbt's metadata, with the table named ``<schema>.<table>`` like every other asset here.
+
+        dagster-dbt prefixes the database, which dbt-duckdb takes from the warehouse file's name: the
+        definitions would then depend on which file the manifest was last parsed for (see :mod:`.project`)."""
+        metadata = dict(super().get_metadata(dbt_resource_props))
+        schema = dbt_resource_props.get("schema")
+        table = dbt_resource_props.get("alias") or dbt_resource_props.get("name")
+        if "dagster/table_name" in metadata and schema and table:
+            metadata["dagster/table_name"] = f"{schema}.{table}"
+        return metadata
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props["resource_type"] == "seed":
@@ -135,8 +75,8 @@ class WijkDbtTranslator(DagsterDbtTranslator):
 translator = WijkDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 # Not dbt_project.prepare_if_dev(): under `dagster dev` it runs the `dbt` found on PATH, which is none when
-# the venv is not activated. prepare_manifest() re-parses with the venv's dbt whenever the project changed.
-prepare_manifest()
+# the venv is not activated. This re-parses with the venv's dbt whenever the project changed.
+prepare_manifest_for_definitions()
 
 
 LINEAGE_MARTS = {
@@ -280,9 +220,9 @@ def _row_counts(duckdb: WarehouseResource, tables: list[list[str]]) -> dict[tupl
 def _point_dbt_at(duckdb: WarehouseResource) -> None:
     """dbt's profile reads the database path from WIJK_DUCKDB_PATH; the dbt subprocess inherits it.
 
-    The project's partial-parse state is refreshed first when it was made for another warehouse file
-    (see :func:`prepare_manifest`); for the same file this is one file read."""
-    prepare_manifest(duckdb_path=duckdb.path)
+    The project's partial-parse state is made first when it was made for another warehouse file, or
+    waited for when a full build started that parse in the background (see :mod:`.project`)."""
+    prepare_parse_state(duckdb_path=duckdb.path)
     os.environ["WIJK_DUCKDB_PATH"] = str(Path(duckdb.path).resolve())
     # dagster-dbt puts each invocation's target folder under $DBT_TARGET_PATH (default "target") and
     # copies the partial-parse state from there: point it at this project's target (per test worker).
@@ -364,6 +304,3 @@ def dbt_training_models(
     unchanged.record(duckdb, context.op_def.name, unchanged.LiveBuild(
         fingerprint, mart_version, frozenset(passed), context.run.run_id) if whole else None)
 
-
-def dbt_resource() -> DbtCliResource:
-    return WijkDbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())

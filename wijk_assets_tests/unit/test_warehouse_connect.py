@@ -61,3 +61,22 @@ def test_read_only_never_creates_a_file(tmp_path):
     with pytest.raises(duckdb.Error), warehouse.connect(path, read_only=True, wait_seconds=1):
         pass
     assert not path.exists()
+
+
+def test_releasing_memory_looks_up_malloc_trim_once_per_process(monkeypatch):
+    """``ctypes.util.find_library`` forks ``ldconfig``: once per process, not on every release (a run
+    releases memory dozens of times, in a process of ~1 GB during a national load)."""
+    import ctypes.util
+
+    from wijk_assets.lib import warehouse
+
+    lookups = []
+    real = ctypes.util.find_library
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: lookups.append(name) or real(name))
+    warehouse._malloc_trim.cache_clear()
+    try:
+        for _ in range(3):
+            warehouse.release_free_memory()
+    finally:
+        warehouse._malloc_trim.cache_clear()
+    assert lookups == ["c"]

@@ -83,16 +83,16 @@ def explanation_lineage(
 ) -> dg.TableColumnLineage:
     """The explanation tables: every SHAP value, prediction and importance is a function of the model's
     input columns in ``mart_wijk_training``; ``actual`` is the outcome; ``feature_value`` (drivers) is
-    the wijk's own value in ``fct_area_features``."""
+    the wijk's own value of a model input, read from ``mart_wijk_training`` (whose lineage goes on to
+    ``fct_area_features``)."""
     inputs = [dg.TableColumnDep(TRAINING_KEY, f) for f in model_features]
-    own = sorted({base_feature(f) for f in model_features})
     rules: dict[str, list[dg.TableColumnDep]] = {
         "shap_value": inputs,
         "prediction": inputs,
         "predicted": inputs,
         "base_value": [dg.TableColumnDep(TRAINING_KEY, outcome)],
         "mean_abs_shap": inputs,
-        "feature_value": [dg.TableColumnDep(FEATURE_TABLE_KEY, f) for f in own],
+        "feature_value": inputs,
         "actual": [dg.TableColumnDep(TRAINING_KEY, outcome)],
         "residual": [dg.TableColumnDep(TRAINING_KEY, outcome), *inputs],
         # intervals: the prediction plus a half-width calibrated on out-of-fold residuals of the outcome

@@ -264,6 +264,9 @@ class AssetState:
     partition: str | None
     status: str  # "stale" | "missing"
     cause: str = ""
+    # the cause is the code (a new code version, an added or removed dependency), not new upstream data:
+    # the automation, and so `refresh`, follows new data only
+    code_change: bool = False
 
 
 def stale_assets(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[AssetState]:
@@ -276,6 +279,7 @@ def stale_assets(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[Ass
     )
     from dagster._core.definitions.data_version import (
         CachingStaleStatusResolver,
+        StaleCauseCategory,
         StaleStatus,
     )
     from dagster._time import get_current_datetime
@@ -307,7 +311,8 @@ def stale_assets(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[Ass
                 text = f"{cause.asset_key.to_user_string()}: {cause.reason}" if cause else ""
                 if cause is not None and cause.partition_key:
                     text = f"{cause.asset_key.to_user_string()} [{cause.partition_key}]: {cause.reason}"
-                out.append(AssetState(key.to_user_string(), partition, "stale", text))
+                code = cause is not None and cause.category in (StaleCauseCategory.CODE, StaleCauseCategory.DEPENDENCIES)
+                out.append(AssetState(key.to_user_string(), partition, "stale", text, code_change=code))
     return out
 
 
@@ -326,6 +331,10 @@ def status_lines(stuck: list[StuckPartition], stale: list[AssetState], rejected:
             names = [m.key + (f" [{m.partition}]" if m.partition else "") for m in missing]
             shown = ", ".join(names[:8]) + (f" … (+{len(names) - 8})" if len(names) > 8 else "")
             lines.append(f"   missing {shown}")
+        if any(s.code_change for s in other):
+            lines.append("   to do:  the code changed since some of these were made (a new dependency, or a new code "
+                         "version: another version of wijk_assets); `refresh` follows new data only, so run "
+                         "`wijk-assets materialize`, or materialise them in the Dagster UI")
     else:
         lines.append("every downstream asset is up to date with its inputs")
     return lines

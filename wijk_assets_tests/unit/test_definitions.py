@@ -163,3 +163,24 @@ def test_dbt_tables_are_named_schema_dot_table_whichever_warehouse_file_the_mani
     assert names["staging/concept_map"] == "staging.concept_map"
     wrong = {k: v for k, v in names.items() if v != k.replace("/", ".")}
     assert not wrong, wrong
+
+
+def test_release_monitoring_and_drivers_are_declared_as_the_automation_tests_model_them():
+    """unit/test_publish_follows.py checks the behaviour on a toy graph of this shape: keep the real
+    declarations and the toy's in step."""
+    from wijk_assets.defs.automation.conditions import downstream_automation_condition
+    from wijk_assets.defs.monitoring.assets import CHANGES_CONDITION
+    from wijk_assets.keys import (CHANGES_KEY, DRIVERS_KEY, FEATURE_CATALOG_KEY, FEATURE_TABLE_KEY, GATE_KEY,
+                                  MODEL_KEY, TRAINING_KEY)
+    from wijk_assets_tests.unit.test_publish_follows import MONITORING_CONDITION
+
+    graph = _graph()
+    changes = graph.get(CHANGES_KEY)
+    assert changes.automation_condition == downstream_automation_condition(**CHANGES_CONDITION)
+    roles = {MODEL_KEY: "model", FEATURE_TABLE_KEY: "values", TRAINING_KEY: "training", FEATURE_CATALOG_KEY: "training"}
+    toy = {dg.AssetKey(["models", "toy"]): "model", dg.AssetKey(["marts", "toy_values"]): "values",
+           dg.AssetKey(["marts", "toy_training"]): "training"}
+    assert {k: sorted({roles[x] for x in v}) for k, v in CHANGES_CONDITION.items()} == \
+           {k: sorted({toy[x] for x in v}) for k, v in MONITORING_CONDITION.items()}
+    assert set(changes.parent_keys) == {FEATURE_TABLE_KEY, TRAINING_KEY, MODEL_KEY, FEATURE_CATALOG_KEY}
+    assert set(graph.get(DRIVERS_KEY).parent_keys) == {MODEL_KEY, TRAINING_KEY, GATE_KEY}

@@ -23,7 +23,6 @@ from wijk_assets.keys import (
     GATE_KEY,
     CORRELATIONS_KEY,
     DRIVERS_KEY,
-    FEATURE_TABLE_KEY,
     IMPORTANCE_KEY,
     MODEL_KEY,
     OUTCOMES,
@@ -65,10 +64,12 @@ def latest_rows(frame: pd.DataFrame, outcome: str) -> pd.DataFrame:
     specs=[
         dg.AssetSpec(SHAP_KEY, deps=[MODEL_KEY, TRAINING_KEY, GATE_KEY], automation_condition=downstream_automation_condition(), description="SHAP contribution per wijk x outcome x feature (long) from the model of the wijk's own fold, with base value and the published (out-of-fold) prediction."),
         dg.AssetSpec(IMPORTANCE_KEY, deps=[MODEL_KEY, GATE_KEY], automation_condition=downstream_automation_condition(), description="Global importance per outcome: mean |SHAP|, rank and direction of effect."),
-        # The feature table is a dependency for lineage (a driver's value is the feature table's, through the
-        # training mart), not a trigger: a release without training rows changes no explanation, and the
-        # published tables follow the feature values themselves (publish/area_explanations).
-        dg.AssetSpec(DRIVERS_KEY, deps=[MODEL_KEY, FEATURE_TABLE_KEY, GATE_KEY],
+        # A driver's value is the model input in the training mart (its lineage goes on from there to the
+        # feature table). Not the feature table itself: a release without training rows changes no
+        # explanation, so that dependency only made the drivers "stale" after every such release while
+        # nothing would ever run them (`wijk-assets status` said so and `refresh` did nothing). The mart is
+        # not a trigger either: it changes only with a retraining, which the model's update brings.
+        dg.AssetSpec(DRIVERS_KEY, deps=[MODEL_KEY, TRAINING_KEY, GATE_KEY],
                      automation_condition=downstream_automation_condition(triggered_by=[MODEL_KEY, GATE_KEY]),
                      description="Per wijk, the top drivers pushing the predicted score up and down, in plain language."),
         dg.AssetSpec(RESIDUALS_KEY, deps=[MODEL_KEY, GATE_KEY], automation_condition=downstream_automation_condition(), description="Actual vs out-of-fold predicted score with a prediction interval calibrated per match quality and wijk size (conformal, leave-one-gemeente-out); flagged only outside its interval; simulated rank ranges."),

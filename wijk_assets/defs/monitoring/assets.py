@@ -20,7 +20,7 @@ import pandas as pd
 
 from wijk_assets.defs.models.assets import load_training_frame
 from wijk_assets.defs.resources import DUCKDB_POOL, WarehouseResource
-from wijk_assets.keys import CHANGES_KEY, FEATURE_TABLE_KEY, MODEL_KEY, TRAINING_KEY
+from wijk_assets.keys import CHANGES_KEY, FEATURE_CATALOG_KEY, FEATURE_TABLE_KEY, MODEL_KEY, TRAINING_KEY
 from wijk_assets.defs.automation.conditions import downstream_automation_condition
 from wijk_assets.lib.warehouse import replace_table
 
@@ -63,13 +63,24 @@ def _previous_artifact(current_path: str) -> Path | None:
     return max(others, key=lambda p: p.stat().st_mtime) if others else None
 
 
+# A release changes what this compares (a source's two latest releases, the predictions on the two
+# latest feature years) whether or not it retrains a model: after a release that retrains nothing it
+# follows the new feature table; after one that retrains, it runs once, after the models (not once on the
+# features and again after the models; the same diamond as publish/area_explanations').
+CHANGES_CONDITION = {
+    "triggered_by": [MODEL_KEY],
+    "triggered_after_update_by": [FEATURE_TABLE_KEY],
+    "waits_for_retraining_on": [TRAINING_KEY, FEATURE_CATALOG_KEY],
+}
+
+
 @dg.asset(
     key=CHANGES_KEY,
-    deps=[FEATURE_TABLE_KEY, TRAINING_KEY, MODEL_KEY],
+    deps=[FEATURE_TABLE_KEY, TRAINING_KEY, MODEL_KEY, FEATURE_CATALOG_KEY],
     group_name="monitoring",
     pool=DUCKDB_POOL,
     code_version="monitoring-2",
-    automation_condition=downstream_automation_condition(triggered_by=[MODEL_KEY]),  # after retraining, once
+    automation_condition=downstream_automation_condition(**CHANGES_CONDITION),
     description=(
         "Between the two latest releases: per-wijk indicator and predicted-score changes, per-feature "
         "drift, and each model's performance on the newest outcome year before retraining."

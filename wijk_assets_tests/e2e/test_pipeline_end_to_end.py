@@ -296,9 +296,10 @@ def test_auditor_traces_a_driver_value_to_the_raw_row_and_file_hash(pipeline):
     assert hashlib.sha256(on_disk).hexdigest() == sha256
 
     # The same path in Dagster's column lineage, as the UI shows it: area_drivers.feature_value <-
-    # fct_area_features.<feature> <- raw/rivm_gezondheid.<source key>.
+    # mart_wijk_training.<feature> (the model input the driver's value is) <- fct_area_features.<feature>
+    # <- raw/rivm_gezondheid.<source key>.
     drivers = _column_lineage(pipeline, ["explanations", "area_drivers"], "lbm")
-    assert dg.TableColumnDep(dg.AssetKey(["marts", "fct_area_features"]), feature) in drivers["feature_value"]
+    assert dg.TableColumnDep(dg.AssetKey(["marts", "mart_wijk_training"]), feature) in drivers["feature_value"]
     features = _column_lineage(pipeline, ["marts", "fct_area_features"])
     assert dg.TableColumnDep(dg.AssetKey(["raw", "rivm_gezondheid"]), measure_key) in features[feature]
     training = _column_lineage(pipeline, ["marts", "mart_wijk_training"])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from wijk_assets.defs.dbt.assets import dbt_feature_models, dbt_resource, dbt_training_models
+from wijk_assets.defs.dbt.assets import dbt_feature_models, dbt_training_models
+from wijk_assets.defs.dbt.project import dbt_resource
 from wijk_assets.defs.explanations.assets import correlations_table, explanations
 from wijk_assets.defs.models.gate import model_gate_verdict
 from wijk_assets.defs.models.assets import liveability_model

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -183,7 +184,7 @@ def materialize_all(
     """Materialise every raw partition, then all unpartitioned assets downstream."""
     import dagster as dg
 
-    from wijk_assets.defs.dbt.project import finish_parse_state, start_parse_state
+    from wijk_assets.defs.dbt.project import parse_state_in_background
     from wijk_assets.defs.raw.assets import RAW_SOURCES
     from wijk_assets.definitions import build_definitions
 
@@ -195,21 +196,15 @@ def materialize_all(
     graph = defs.resolve_asset_graph()
     sources = sources or RAW_SOURCES
     report = MaterializeReport()
-    if downstream:
-        # dbt's parse for this warehouse file (when the project's was made for another) runs beside the
-        # raw stage, which runs no dbt; the first dbt step waits for it (see wijk_assets.defs.dbt.project)
-        start_parse_state(settings.duckdb_path)
-    try:
-        _materialize_all(defs, graph, instance, sources, downstream, raise_on_error, log, report)
-    finally:
-        try:  # normally the first dbt step has waited for it already
-            finish_parse_state()
-        except Exception as error:  # noqa: BLE001 - the next dbt step parses again and fails with dbt's message
-            log(f"dbt parse for {settings.duckdb_path} failed: {' '.join(str(error).split())[:300]}")
+    # dbt's parse for this warehouse file (when the project's was made for another) runs beside the raw
+    # stage, which runs no dbt; the first dbt step waits for it (see wijk_assets.defs.dbt.project)
+    with parse_state_in_background(settings.duckdb_path, log=log) if downstream else contextlib.nullcontext():
+        _materialize(defs, graph, instance, sources, downstream, raise_on_error, log, report)
     return report
 
 
-def _materialize_all(defs, graph, instance, sources, downstream, raise_on_error, log, report) -> None:
+def _materialize(defs, graph, instance, sources, downstream, raise_on_error, log, report) -> None:
+    """:func:`materialize_all`'s runs: every raw partition, then (``downstream``) the rest, in waves."""
     from wijk_assets.defs.raw.assets import RAW_SOURCES, raw_asset_key
 
     for source, years in register_partitions(instance, defs.resources["cbs"], sources).items():

@@ -65,3 +65,26 @@ def test_a_dbt_step_for_another_warehouse_file_parses_for_that_one(tmp_path, par
     assert parse_calls == [first, second]
     marker = project.dbt_project.manifest_path.with_name(project.PARSED_FOR_FILE)
     assert marker.read_text(encoding="utf-8") == second
+
+
+class _FailedParse:
+    """A dbt parse that failed (SYNTHETIC: no dbt is run)."""
+
+    def wait(self):
+        raise RuntimeError("dbt parse failed: Compilation Error in model x")
+
+
+def test_a_failed_background_parse_is_logged_and_hides_no_error_of_the_build(tmp_path, monkeypatch):
+    monkeypatch.setattr(project, "_start_parse", lambda path: _FailedParse())
+    monkeypatch.setattr(project, "_pending", [])
+    lines: list[str] = []
+    warehouse = tmp_path / "w.duckdb"
+    with pytest.raises(ValueError, match="the build's own error"):
+        with project.parse_state_in_background(warehouse, log=lines.append):
+            raise ValueError("the build's own error")
+    assert len(lines) == 1 and "dbt parse for" in lines[0] and "Compilation Error in model x" in lines[0]
+    assert project._pending == []
+    # a build that stopped before dbt: the failure is logged when the build ends, nothing raised
+    with project.parse_state_in_background(warehouse, log=lines.append):
+        pass
+    assert len(lines) == 2

@@ -21,12 +21,7 @@ from wijk_assets.defs.dbt.swap import build_then_swap
 from wijk_assets.defs.automation.conditions import downstream_automation_condition
 from wijk_assets.keys import FEATURE_CATALOG_KEY, FEATURE_TABLE_KEY, TRAINING_KEY
 from wijk_assets.lib.warehouse import quote_ident
-from wijk_assets.defs.dbt.project import (  # noqa: F401 - dbt_resource: definitions.py imports it from here
-    dbt_project,
-    dbt_resource,
-    prepare_manifest_for_definitions,
-    prepare_parse_state,
-)
+from wijk_assets.defs.dbt.project import dbt_project, prepare_manifest_for_definitions, prepare_parse_state
 
 # Models built on the gated feature table; they run in the second op. A test asserts this list holds
 # every dbt model downstream of marts/fct_area_features, so a new one cannot slip past the gate.

@@ -11,8 +11,8 @@ Two things come out of ``dbt parse``, and they depend on different inputs:
   ("Unable to do partial parsing because profile has changed", ~5 s instead of ~2 s each).
   :func:`prepare_parse_state` makes it for the warehouse a run writes to before the first dbt invocation.
 
-A full build (``runner.materialize.materialize_all``) starts that parse in the background with
-:func:`start_parse_state` before its raw stage, which runs no dbt, so the ~4-5 s parse of a new warehouse
+A full build (``runner.materialize.materialize_all``) starts that parse in the background
+(:func:`parse_state_in_background`) before its raw stage, which runs no dbt, so the ~4-5 s parse of a new warehouse
 file runs beside the raw loads instead of inside the first dbt step.
 """
 
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -135,17 +137,33 @@ def finish_parse_state() -> None:
         _finish_parse(invocation, path)
 
 
-def prepare_parse_state(duckdb_path: str | Path | None = None, force: bool = False) -> Path:
+def prepare_parse_state(duckdb_path: str | Path | None = None) -> Path:
     """Before a dbt invocation against ``duckdb_path``: the manifest is current and the partial-parse
     state was made for that warehouse file. Waits for a background parse (:func:`start_parse_state`),
     otherwise parses here when needed; for the same file and an unchanged project this is one file read."""
     manifest = dbt_project.manifest_path
     path = _warehouse(duckdb_path)
     finish_parse_state()
-    if force or _manifest_is_stale(manifest) or _parsed_for(manifest) != path:
+    if _manifest_is_stale(manifest) or _parsed_for(manifest) != path:
         _finish_parse(_start_parse(path), path)
     return manifest
 
 
+@contextmanager
+def parse_state_in_background(duckdb_path: str | Path, log=print) -> Iterator[None]:
+    """Around a full build: :func:`start_parse_state` on entry; on exit, wait for that parse if no dbt
+    step did (a build stopped before dbt). A parse that failed there is logged, not raised: it must not
+    hide the build's own error, and the next dbt step parses again and fails with dbt's message."""
+    start_parse_state(duckdb_path)
+    try:
+        yield
+    finally:
+        try:
+            finish_parse_state()
+        except Exception as error:  # noqa: BLE001 - see the docstring
+            log(f"dbt parse for {duckdb_path} failed: {' '.join(str(error).split())[:300]}")
+
+
 __all__ = ["DBT_TARGET_PATH", "PARSED_FOR_FILE", "WijkDbtCliResource", "dbt_executable", "dbt_project", "dbt_resource",
-           "finish_parse_state", "prepare_manifest_for_definitions", "prepare_parse_state", "start_parse_state"]
+           "finish_parse_state", "parse_state_in_background", "prepare_manifest_for_definitions",
+           "prepare_parse_state", "start_parse_state"]

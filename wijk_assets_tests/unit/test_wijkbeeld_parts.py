@@ -55,3 +55,23 @@ def test_rank_order_and_model_wording():
     row = pd.Series({"predicted": 4.1234, "lower": 3.98, "upper": 4.27, "nominal_coverage": 0.95})
     assert expected_text(row) == "verwacht 4,12 (95%-interval 3,98 – 4,27)"
     assert "lineair" in withheld_reason("withheld: not shown to beat the linear baseline")
+
+
+def test_the_inhabitants_source_line_names_the_releases_the_figures_come_from():
+    """SYNTHETIC wijken. The overview named "Kerncijfers wijken en buurten 2024 (85984NED)" whatever the
+    figures' release was, and a wijk page printed "(None)" for a KWB file without a CBS table id."""
+    from types import SimpleNamespace
+
+    from wijk_assets.lib.wijkbeeld.site import inhabitants_sources, kwb_source
+
+    assert kwb_source(2024.0, "85984NED") == "CBS, Kerncijfers wijken en buurten 2024 (85984NED)"
+    assert kwb_source(2025, None) == "CBS, Kerncijfers wijken en buurten 2025"
+    assert kwb_source(float("nan"), "") == "CBS, Kerncijfers wijken en buurten"
+    wijken = pd.DataFrame({
+        "inhabitants": [100.0, 200.0, None, 300.0],
+        "inhabitants_year": [2025.0, 2024.0, 2023.0, 2025.0],
+        "inhabitants_table": [None, "85984NED", "85984NED", float("nan")],
+    })
+    assert inhabitants_sources(SimpleNamespace(wijken=wijken)) == (
+        "CBS, Kerncijfers wijken en buurten 2024 (85984NED); CBS, Kerncijfers wijken en buurten 2025")
+    assert inhabitants_sources(SimpleNamespace(wijken=wijken.iloc[2:3])) == "niet bekend"

@@ -40,7 +40,7 @@ WIJKBEELD_READS = [
     deps=WIJKBEELD_READS,
     group_name="reports",
     pool=DUCKDB_POOL,
-    code_version="wijkbeeld-1",
+    code_version="wijkbeeld-2",  # -2: the overview names the inhabitants' KWB release(s) from the data
     # Runs once per refresh, after the published tables (which follow the models), or when the municipal
     # survey changes; not also after the marts it reads, which would build the pages twice (a diamond).
     # A withheld outcome has no explanations (and a model may be missing): its partitions may be missing.

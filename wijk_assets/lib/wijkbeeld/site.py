@@ -48,6 +48,21 @@ def _val(x) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) or pd.isna(x) else float(x)
 
 
+def kwb_source(year, table) -> str:
+    """"CBS, Kerncijfers wijken en buurten <year> (<table id>)", from the figure's own lineage; the table id
+    only when the file named one (a municipality's own KWB export may not)."""
+    text = f"{SRC_KWB} {int(year)}" if _val(year) is not None else SRC_KWB
+    return f"{text} ({table.strip()})" if isinstance(table, str) and table.strip() else text
+
+
+def inhabitants_sources(data: GemeenteData) -> str:
+    """The KWB releases the overview's inhabitants come from (each wijk's latest), as the data says."""
+    known = data.wijken[data.wijken["inhabitants"].notna()]
+    releases = {(int(y), t.strip() if isinstance(t, str) and t.strip() else "")
+                for y, t in zip(known["inhabitants_year"], known["inhabitants_table"]) if _val(y) is not None}
+    return "; ".join(kwb_source(y, t) for y, t in sorted(releases)) or "niet bekend"
+
+
 def suppressed_codes(data: GemeenteData, min_inhabitants: int) -> set[str]:
     """Wijken that publish.* suppresses, plus any wijk under ``min_inhabitants`` (also without a
     published row)."""
@@ -134,7 +149,7 @@ def build_overview(data: GemeenteData, min_inhabitants: int, links: dict[str, st
         "rows": rows, "dims": [OUTCOMES_NL[d] for d in DIMENSIONS], "gem_lbm": nl_number(gem_lbm, 2),
         "nl_lbm": nl_number(nl_lbm, 2), "gem_dims": [nl_number(_reference(data, latest, d, hidden)[0], 3, sign=True) for d in DIMENSIONS],
         "reference_left_out": hidden_in_reference(data, hidden),
-        "next": signals, "src_lbm": f"{SRC_LBM} {latest}", "src_map": SRC_MAP.format(year=int(data.wijken["boundary_year"].max())),
+        "next": signals, "src_lbm": f"{SRC_LBM} {latest}", "src_inhabitants": inhabitants_sources(data), "src_map": SRC_MAP.format(year=int(data.wijken["boundary_year"].max())),
         "survey": survey_table(data, None),
         "notes": data.notes, "far_pp": nl_number(HEALTH_FAR_PP, 0),
         "table_notes": notes["table"], "next_notes": notes["next"],
@@ -336,8 +351,8 @@ def build_wijk(data: GemeenteData, code: str, min_inhabitants: int, links: dict[
     link = link_note(data, code)
     context.update({
         "inhabitants": nl_int(w.inhabitants), "inhabitants_year": int(w.inhabitants_year) if _val(w.inhabitants_year) else None,
-        "src_inhabitants": f"{SRC_KWB} {int(w.inhabitants_year) if _val(w.inhabitants_year) else ''} "
-                           f"({w.inhabitants_table}); herkomst: {w.inhabitants_file}, rij {w.inhabitants_row}",
+        "src_inhabitants": f"{kwb_source(w.inhabitants_year, w.inhabitants_table)}; "
+                           f"herkomst: {w.inhabitants_file}, rij {w.inhabitants_row}",
         "ages": _age_rows(data, code), "ages_year": _ages_year(data, int(w.boundary_year)), "lbm_charts": _lbm_charts(data, code, w.area_name, all_hidden) if not data.lbm.empty else [],
         "health_years": years, "health": health, "src_health": SRC_HEALTH, "link_note": link,
         "not_linked": any(c["wijk"] == NOT_LINKED for h in health for c in h["cells"]),

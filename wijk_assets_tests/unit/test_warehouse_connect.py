@@ -68,15 +68,15 @@ def test_releasing_memory_looks_up_malloc_trim_once_per_process(monkeypatch):
     releases memory dozens of times, in a process of ~1 GB during a national load)."""
     import ctypes.util
 
-    from wijk_assets.lib import warehouse
+    from wijk_assets.lib import memory
 
     lookups = []
     real = ctypes.util.find_library
     monkeypatch.setattr(ctypes.util, "find_library", lambda name: lookups.append(name) or real(name))
-    warehouse._malloc_trim.cache_clear()
+    memory._malloc_trim.cache_clear()
     try:
         for _ in range(3):
-            warehouse.release_free_memory()
+            memory.release_free_memory()
     finally:
-        warehouse._malloc_trim.cache_clear()
+        memory._malloc_trim.cache_clear()
     assert lookups == ["c"]

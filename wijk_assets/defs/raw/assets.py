@@ -21,8 +21,8 @@ from wijk_assets.lib.quality.staged_gate import one_line_reason, rejection_recor
 from wijk_assets.defs.resources import DUCKDB_POOL, CbsSourceResource, WarehouseResource, raw_parts
 from wijk_assets.keys import raw_asset_key
 from wijk_assets.lib.sources.base import READER_VERSION, RAW_COLUMNS, sha256_file
+from wijk_assets.lib.memory import release_free_memory
 from wijk_assets.lib.warehouse import (
-    release_free_memory,
     quarantine_partition,
     quarantine_table,
     stage_partition,

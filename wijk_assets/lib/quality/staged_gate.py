@@ -26,7 +26,7 @@ import duckdb
 import pandas as pd
 
 from wijk_assets.lib.sources.catalog import load_catalog
-from wijk_assets.lib.warehouse import release_free_memory
+from wijk_assets.lib.memory import release_free_memory
 from wijk_assets.lib.quality.ge_runner import (
     GateResult,
     load_suite,

@@ -134,7 +134,8 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource, s
     fold_models = load_fold_models(run["artifact_path"])  # only now: the reuse above needs none of them
     fold_of = oof["fold"].to_numpy()
     # The published prediction: each wijk's out-of-fold prediction, from the model of its own fold.
-    predicted = fold_predictions(fold_models, feature_matrix(data, artifact.features), fold_of)
+    X = feature_matrix(data, artifact.features)  # once: SHAP below explains rows of the same matrix
+    predicted = fold_predictions(fold_models, X, fold_of)
     quality = match_quality(data["match_rules"])
     groups = calibration_groups(quality, size_class(data["n_buurten"]))
     intervals = conformal_intervals(data[outcome], predicted, groups, data["gemeente_code"], coverage=NOMINAL_COVERAGE,
@@ -144,13 +145,14 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource, s
     latest = (data["outcome_year"] == year).to_numpy()
     rows = data[latest].reset_index(drop=True)
     rows_fold = fold_of[latest]
+    rows_X = pd.DataFrame(X[latest], columns=artifact.features)  # one float block: cheap to slice per fold
 
     parts = []
     for fold_no, booster in enumerate(fold_models):
         in_fold = rows_fold == fold_no
         if in_fold.any():
             part = rows[in_fold]
-            parts.append(shap_long(booster, part[artifact.features], part[["area_code", "outcome_year"]], outcome))
+            parts.append(shap_long(booster, rows_X[in_fold], part[["area_code", "outcome_year"]], outcome))
     long = pd.concat(parts, ignore_index=True)
     base_pred = long.groupby("area_code", observed=True)[["base_value", "prediction"]].first()
     sums = long.groupby("area_code", observed=True)["shap_value"].sum()

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from wijk_assets.defs.models import frame_cache
-from wijk_assets.keys import MODEL_KEY, PUBLISH_KEY, SHAP_KEY
+from wijk_assets.keys import CHANGES_KEY, MODEL_KEY, PUBLISH_KEY, SHAP_KEY
 
 
 
@@ -85,6 +85,7 @@ def test_only_runs_that_read_the_mart_keep_it(con):
     assert frame_cache.reads_training_frame([dg.AssetKey(["raw", "cbs_kwb"]), SHAP_KEY])
     assert not frame_cache.reads_training_frame([PUBLISH_KEY, dg.AssetKey(["raw", "cbs_kwb"])])
     assert frame_cache.reads_training_frame(["models/model_gate_verdict"])
+    assert frame_cache.reads_training_frame([PUBLISH_KEY, CHANGES_KEY])  # the reports' run: kept from the outcomes' runs
     reads: list = []
     frame_cache.cached_frame("db", "run-1", con, _reader(con, reads))
     frame_cache.forget_training_frames()

@@ -1,8 +1,10 @@
 """The training mart as pandas, read once for as long as it does not change.
 
 Every outcome's run reads the whole training mart (~26k rows x 676 columns on the national data) in
-four assets: model selection, model, gate 3 and explanations. A national build runs six such runs one
-after another, and the mart is the same in all of them; reading it into pandas took ~1-1.3 s per run.
+four assets: model selection, model, gate 3 and explanations; the release monitoring reads it after
+them. A national build runs six such runs one after another, and the mart is the same in all of them;
+reading it into pandas took ~1-1.3 s per run.
+
 So the frame is kept between runs, under an **exact digest** of what it is made of, computed in DuckDB
 before anything is read (~0.1-0.2 s): the mart's column names and types, and each row's hash over every
 column, sorted (the frame's own order is fixed by ``ORDER BY area_code, outcome_year``, unique keys),
@@ -69,9 +71,11 @@ def cached_frame(path: str, run_id: str, con,
 
 def reads_training_frame(keys: Iterable[dg.AssetKey]) -> bool:
     """Whether a run of ``keys`` reads the training frame through :func:`cached_frame`."""
-    from wijk_assets.keys import DRIVERS_KEY, GATE_KEY, IMPORTANCE_KEY, MODEL_KEY, RESIDUALS_KEY, SELECTION_KEY, SHAP_KEY
+    from wijk_assets.keys import (
+        CHANGES_KEY, DRIVERS_KEY, GATE_KEY, IMPORTANCE_KEY, MODEL_KEY, RESIDUALS_KEY, SELECTION_KEY, SHAP_KEY,
+    )
 
-    readers = {SELECTION_KEY, MODEL_KEY, GATE_KEY, SHAP_KEY, IMPORTANCE_KEY, DRIVERS_KEY, RESIDUALS_KEY}
+    readers = {SELECTION_KEY, MODEL_KEY, GATE_KEY, SHAP_KEY, IMPORTANCE_KEY, DRIVERS_KEY, RESIDUALS_KEY, CHANGES_KEY}
     return any((dg.AssetKey.from_user_string(k) if isinstance(k, str) else dg.AssetKey.from_coercible(k)) in readers
                for k in keys)
 

@@ -86,7 +86,7 @@ CHANGES_CONDITION = {
         "drift, and each model's performance on the newest outcome year before retraining."
     ),
 )
-def release_changes(duckdb: WarehouseResource) -> dg.MaterializeResult:
+def release_changes(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     from wijk_assets.lib.ml.training import load_artifact
     from wijk_assets.lib.change_monitoring import feature_drift, performance_on_new_year, prediction_changes
 
@@ -107,7 +107,9 @@ def release_changes(duckdb: WarehouseResource) -> dg.MaterializeResult:
     # with a single release is listed with the reason there is nothing to compare yet.
     changes, sources = source_changes(features, catalog, national_source=NATIONAL_SOURCE)
 
-    frame, _ = load_training_frame(duckdb)
+    # through the kept frame (see wijk_assets.defs.models.frame_cache): after the outcomes' runs of a build
+    # the mart is not read again
+    frame, _ = load_training_frame(duckdb, context.run.run_id)
     lbm = runs.set_index("outcome").loc["lbm"]
     model = load_artifact(lbm["artifact_path"])
     by_year = {}

@@ -79,7 +79,7 @@ def test_another_process_waits_for_the_held_file_and_then_finds_the_writes(tmp_p
     assert waiting.communicate(timeout=60)[0].strip() == "5"
 
 
-def test_the_command_line_holds_the_file_only_for_runs_without_raw_dbt_or_model_selection(monkeypatch, tmp_path):
+def test_the_command_line_holds_the_file_only_for_the_run_of_monitoring_publish_and_reports(monkeypatch, tmp_path):
     from wijk_assets.definitions import build_definitions
     from wijk_assets.keys import SELECTION_KEY, raw_asset_key
     from wijk_assets.runner.materialize import _warehouse_held_open, plan_waves
@@ -100,5 +100,6 @@ def test_the_command_line_holds_the_file_only_for_runs_without_raw_dbt_or_model_
     dbt_wave, outcome_wave, reports_wave = waves
     assert any("dbt" in graph.get(k).kinds for k in dbt_wave) and not held(dbt_wave)
     assert SELECTION_KEY in outcome_wave and not held(outcome_wave)
-    assert held([k for k in outcome_wave if k != SELECTION_KEY])  # an outcome's run reusing its choice
+    assert not held([k for k in outcome_wave if k != SELECTION_KEY])  # model, gate 3, explanations: no gain held
     assert held(reports_wave)
+    assert not held(reports_wave + [raw_asset_key("cbs_kwb")])  # one key outside those groups: not held

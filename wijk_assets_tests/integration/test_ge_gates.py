@@ -216,6 +216,28 @@ def test_duplicated_rows_fail_key_uniqueness(frames):
     assert per_file["unexpected_count"] == 6  # both copies of each duplicated key
 
 
+def test_duplicated_rivm_rows_fail_on_their_own_columns_as_on_the_whole_frame(rivm_2020_18plus, monkeypatch):
+    """A national RIVM file (~620k rows) takes the narrow path: the key-uniqueness check runs on a frame of
+    its five columns; verdict, counts and evidence rows (file, source row) equal the whole frame's."""
+    assert len(rivm_2020_18plus) >= ge_runner.NARROW_MIN_ROWS
+    bad = pd.concat([rivm_2020_18plus, rivm_2020_18plus.iloc[[5000, 5001]]], ignore_index=True)
+    groups, real = [], ge_runner._narrow_groups
+    monkeypatch.setattr(ge_runner, "_narrow_groups", lambda *a: groups.append(real(*a)) or groups[-1])
+    narrow = ge_runner.validate_frame(bad.copy(), "raw_rivm_gezondheid")
+    key = ("area_code_clean", "measure_key", "release_year", "source_file", "subgroup")
+    assert key in groups[0]  # the uniqueness check ran on its own columns
+    monkeypatch.setattr(ge_runner, "NARROW_MIN_ROWS", 10**12)
+    whole = ge_runner.validate_frame(bad, "raw_rivm_gezondheid")
+    assert _failed(narrow) == _failed(whole) == {("expect_compound_columns_to_be_unique",
+                                                  "release_year,source_file,area_code_clean,subgroup,measure_key")}
+    assert narrow.to_metadata()["failed"] == whole.to_metadata()["failed"]
+    failure = narrow.failures[0]
+    assert failure["unexpected_count"] == 4  # both copies of each duplicated key
+    duplicated = {int(r) for r in rivm_2020_18plus.loc[[5000, 5001], "source_row"]}
+    assert {int(r["source_row"]) for r in failure["sample_rows"]} == duplicated
+    assert all(r["source_file"].endswith("gezondheid_buurt_2020_18plus.xlsx") for r in failure["sample_rows"])
+
+
 def test_malformed_area_code_fails_code_format(frames):
     bad = frames["cbs_ses_woa"].copy()
     target = bad.index[bad["area_code"].str.strip() == "WK036300"][0]

@@ -982,7 +982,8 @@ def _validate_frame(df, suite_spec, *, batch_by, sample_columns, consume) -> Gat
             checked = narrow_definition.get_batch(batch_parameters={"dataframe": columns_only}).validate(
                 narrow_suites[columns], result_format=RESULT_FORMAT)
             summarise_all(checked, part, label)
-        if narrow:  # in the suite's order, as one validation of them all gives them
+        if narrow:  # the batch's row-level results in the suite's order (GE's own order within one
+            # validation can differ); the final sort ranks them by verdict and blocking, stably
             results[first:] = [r for _, r in sorted(zip(indices[first:], results[first:]), key=lambda pair: pair[0])]
         for columns in by_value:
             values = _distinct_values(part, columns)

@@ -273,9 +273,7 @@ def _expectation_columns(exp: dict) -> tuple[str, ...] | None:
                                                  "expect_select_column")):
         return None
     kwargs = exp.get("kwargs") or {}
-    columns = {str(kwargs[k]) for k in ("column", "column_A", "column_B") if kwargs.get(k)}
-    columns |= {str(c) for c in kwargs.get("column_list") or []}
-    columns |= _condition_columns(kwargs.get("row_condition"))
+    columns = {str(c) for c in _kwarg_columns(kwargs)} | _condition_columns(kwargs.get("row_condition"))
     return tuple(sorted(columns)) or None
 
 
@@ -794,14 +792,19 @@ def _condition_columns(condition: Any) -> set[str]:
     return set()
 
 
+def _kwarg_columns(kwargs: dict) -> list:
+    """The columns an expectation's kwargs name (``column``, ``column_A``/``column_B``, ``column_list``),
+    not those of its row condition (see :func:`_condition_columns`)."""
+    return [kwargs[k] for k in ("column", "column_A", "column_B") if kwargs.get(k)] + list(kwargs.get("column_list") or [])
+
+
 def _referenced_columns(spec: dict) -> tuple[set[str], set[str]]:
     """(columns any expectation or row_condition uses, columns that must stay object dtype)."""
     used: set[str] = set(spec.get("batch_by") or [])
     keep_object: set[str] = set()
     for exp in spec["expectations"]:
         kwargs = exp.get("kwargs") or {}
-        cols = [kwargs[k] for k in ("column", "column_A", "column_B") if kwargs.get(k)]
-        cols += list(kwargs.get("column_list") or [])
+        cols = _kwarg_columns(kwargs)
         used.update(cols)
         used |= _condition_columns(kwargs.get("row_condition"))
         if "column_A" in kwargs or exp["type"] in _VALUE_COUNTS_TYPES:
@@ -978,7 +981,6 @@ def _validate_frame(df, suite_spec, *, batch_by, sample_columns, consume) -> Gat
         summarise_all(batch.validate(suite, result_format=RESULT_FORMAT), part, label)
         for columns, positions in narrow.items():
             columns_only = part[list(columns)]  # the same rows and RangeIndex: evidence rows are looked up in part
-            columns_only.attrs = {}
             checked = narrow_definition.get_batch(batch_parameters={"dataframe": columns_only}).validate(
                 narrow_suites[columns], result_format=RESULT_FORMAT)
             summarise_all(checked, part, label)

@@ -79,3 +79,26 @@ def test_narrow_validation_gives_the_whole_frame_results(monkeypatch, duplicate,
     holes_seen = by_type[("expect_column_values_to_not_be_null", "value")]
     assert (holes_seen["unexpected_count"] > 0) == bool(holes) and holes_seen["success"] == (not holes)
     assert by_type[("expect_column_values_to_not_be_null", "missing_column")]["exception"]  # reported, not skipped
+
+
+def test_batches_are_not_fingerprinted_and_verdicts_do_not_change(monkeypatch):
+    """GE's pandas engine hashes every row of a batch under 1e9 bytes into a batch marker nothing reads
+    (~0.85 s per national RIVM year); ge_runner turns that off. With hashing made to fail, validation
+    still works and gives the results it gave with the marker (SYNTHETIC frame)."""
+    import pandas.util
+
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    frame = _frame(duplicate=True, holes=0.3)
+    with monkeypatch.context() as patched:  # GE's own default, as before the change
+        patched.setattr(ge_runner, "_no_batch_fingerprint", lambda: None)
+        patched.setattr(pandas_execution_engine, "HASH_THRESHOLD", 1e9)
+        with_marker = validate_frame(frame.copy(), SPEC, sample_columns=("file", "row"))
+
+    def no_hashing(*args, **kwargs):
+        raise AssertionError("a batch was fingerprinted")
+
+    monkeypatch.setattr(pandas.util, "hash_pandas_object", no_hashing)
+    without = validate_frame(frame.copy(), SPEC, sample_columns=("file", "row"))
+    assert pandas_execution_engine.HASH_THRESHOLD == 0
+    assert _canonical(without) == _canonical(with_marker) and not without.success

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import os
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
 import duckdb
-import pandas as pd
 
 from wijk_assets.lib import warehouse
 from wijk_assets.lib.sources.catalog import SourceFile, find_source_files, load_catalog
 from wijk_assets.lib.release.listing import catalog_entry_years
-from wijk_assets.lib.sources import RawExtract, read_multi_year_file, read_source_file
+from wijk_assets.lib.sources import RawExtract, raw_parts, read_multi_year_file, read_partition_files  # noqa: F401
 
 
 # Every step that opens the database file shares this Dagster pool (limit 1: DuckDB has one writer).
@@ -133,27 +129,7 @@ class CbsSourceResource(dg.ConfigurableResource):
                     read_live_table(client, table["Identifier"], year=year, filter=spec.live_filter)
                 )
             return out
-        files = [f for f in self.source_files(source) if f.filename_year in (None, year)]
-
-        def read(source_file) -> RawExtract | None:
-            reader = read_source_file if source_file.filename_year is not None else read_multi_year_file
-            extract = reader(source_file, min_respondents=self.min_respondents)
-            if source_file.filename_year is None:
-                extract.frame = extract.frame[extract.frame["release_year"] == year]
-                if extract.frame.empty:
-                    return None
-            return extract
-
-        # The files of one release (a RIVM year: three workbooks) are read two at a time: the xlsx parser
-        # lets go of the GIL for part of its work (RIVM 2012: 2.35 -> 1.73 s). Results keep the files'
-        # order, and the first file (in that order) a reader refuses is the error raised, as one by one.
-        workers = min(2, len(files), os.cpu_count() or 1)
-        if workers > 1:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                extracts = list(pool.map(read, files))
-        else:
-            extracts = [read(f) for f in files]
-        return [e for e in extracts if e is not None]
+        return read_partition_files(self.source_files(source), year, self.min_respondents)
 
 
 def find_catalog_tables(client, title_pattern: str, table_ids: tuple[str, ...] = ()) -> list[dict]:
@@ -168,23 +144,3 @@ def find_catalog_tables(client, title_pattern: str, table_ids: tuple[str, ...] =
     ]
 
 
-def raw_parts(
-    extracts: list[RawExtract], retrieved_at: datetime | None = None
-) -> list[tuple[pd.DataFrame, dict[str, object]]]:
-    """Each extract's rows plus its provenance constants, ready for ``warehouse.replace_partition``."""
-    from wijk_assets.lib.sources.base import READER_VERSION
-
-    retrieved_at = retrieved_at or datetime.now(timezone.utc).replace(tzinfo=None)
-    return [
-        (
-            extract.frame,
-            {
-                "cbs_table_id": extract.cbs_table_id,
-                "source_file": extract.source,
-                "source_sha256": extract.sha256,
-                "retrieved_at": retrieved_at,
-                "reader_version": READER_VERSION,
-            },
-        )
-        for extract in extracts
-    ]

@@ -230,9 +230,15 @@ def materialize_all(
 def _materialize(defs, graph, instance, sources, downstream, raise_on_error, log, report) -> None:
     """:func:`materialize_all`'s runs: every raw partition, then (``downstream``) the rest, in waves."""
     from wijk_assets.defs.raw.assets import RAW_SOURCES, raw_asset_key
+    from wijk_assets.lib import prestage
 
-    for source, years in register_partitions(instance, defs.resources["cbs"], sources).items():
-        for year in years:
+    cbs = defs.resources["cbs"]
+    # Large partitions are read, staged and GE-checked by a worker process (started first) while this one
+    # loads the others; they load last, each source's years in order (wijk_assets.lib.prestage)
+    large = prestage.candidates(cbs, sources)
+    with prestage.prestaging(cbs, large, log=log):
+        order, _ = prestage.load_order(register_partitions(instance, cbs, sources), large)
+        for source, year in order:
             start = time.perf_counter()
             result = materialize_keys(
                 defs, instance, [raw_asset_key(source)], year, trigger="cli", raise_on_error=raise_on_error

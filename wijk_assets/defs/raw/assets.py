@@ -7,21 +7,25 @@ parse, or a partition gate 1 refuses, makes the asset *fail*: the live rows, the
 last materialisation stay the previous ones, refused rows are kept in ``quarantine.<source>`` and every
 refusal is listed in ``quarantine.rejections`` (run id, file, one-line reason). Cleaning is not done
 here: codes, padding and suppression markers stay verbatim; the dbt staging layer interprets them.
+
+In a full build (``wijk-assets materialize``) the large partitions (RIVM years, wijk boundaries) are read,
+staged and put through gate 1's GE suite by a worker process ahead of their run (:mod:`wijk_assets.lib.prestage`);
+their run copies the staged rows in and runs the rest of gate 1 and the swap here, as for any partition.
 """
 
 
 import hashlib
-import json
 
 import dagster as dg
-import pandas as pd
 
 from wijk_assets.lib.sources.catalog import load_catalog
 from wijk_assets.lib.quality.staged_gate import one_line_reason, rejection_record, validate_staged
 from wijk_assets.defs.resources import DUCKDB_POOL, CbsSourceResource, WarehouseResource, raw_parts
 from wijk_assets.keys import raw_asset_key
 from wijk_assets.lib.sources.base import READER_VERSION, RAW_COLUMNS, sha256_file
+from wijk_assets.lib import prestage
 from wijk_assets.lib.memory import release_free_memory
+from wijk_assets.lib.sources.summary import ExtractSummary, summarise_extracts, suppression_summary  # noqa: F401
 from wijk_assets.lib.warehouse import (
     quarantine_partition,
     quarantine_table,
@@ -35,18 +39,6 @@ from wijk_assets.lib.warehouse import (
 def release_year_partitions(source: str) -> dg.DynamicPartitionsDefinition:
     """One dynamic partition set per source: sources publish different years."""
     return dg.DynamicPartitionsDefinition(name=f"{source}_release_year")
-
-
-def _level_counts(frame: pd.DataFrame) -> dict[str, int]:
-    has_code = frame["area_code"].notna()
-    # distinct codes first: a RIVM year repeats each of its ~17k codes on ~110 rows (1.9 M strips -> 17k)
-    codes = frame.loc[has_code, "area_code"].drop_duplicates().astype(str).str.strip().drop_duplicates()
-    prefix = codes.str[:2].map({"NL": "land", "GM": "gemeente", "WK": "wijk", "BU": "buurt"})
-    counts = {k: int(v) for k, v in prefix.fillna("other").value_counts().sort_index().items()}
-    if (~has_code).any() and "area_name" in frame:
-        # areas named only (a municipality's own survey areas): counted by name
-        counts["no_cbs_code"] = int(frame.loc[~has_code, "area_name"].nunique())
-    return counts
 
 
 def raw_data_version(sha256s: list[str], params: list[str] | None = None) -> str:
@@ -63,50 +55,6 @@ def raw_data_version(sha256s: list[str], params: list[str] | None = None) -> str
     return digest.hexdigest()[:16]
 
 
-def _version_params(extracts) -> list[str]:
-    return sorted(
-        {json.dumps(e.metadata["version_params"], sort_keys=True) for e in extracts if e.metadata.get("version_params")}
-    )
-
-
-def suppression_summary(extracts, year: int | None = None) -> dict | None:
-    """Cells a reader blanked or found suppressed, per reason, over all extracts (None when no reader
-    reports any). Readers report ``metadata["suppression"] = {"n_cells", "by_reason", ...}``, optionally
-    ``"by_year": {"2023": {"n_cells", "by_reason"}}`` for files that feed several release years; the
-    values of suppressed cells are never part of it."""
-    reported = [e for e in extracts if isinstance(e.metadata.get("suppression"), dict)]
-    if not reported:
-        return None
-    by_reason: dict[str, int] = {}
-    per_file = []
-    thresholds = set()
-    for e in reported:
-        supp = e.metadata["suppression"]
-        if year is not None and str(year) in (supp.get("by_year") or {}):
-            supp = {**supp, **supp["by_year"][str(year)]}
-        for reason, n in (supp.get("by_reason") or {}).items():
-            by_reason[reason] = by_reason.get(reason, 0) + int(n)
-        if supp.get("min_respondents") is not None:
-            thresholds.add(int(supp["min_respondents"]))
-        per_file.append(
-            {
-                "source": e.source,
-                "n_cells": int(supp.get("n_cells", 0)),
-                "by_reason": {k: int(v) for k, v in (supp.get("by_reason") or {}).items()},
-                "respondents_column": supp.get("respondents_column"),
-            }
-        )
-    summary: dict = {
-        "n_cells": sum(f["n_cells"] for f in per_file),
-        "n_suppressed": sum(by_reason.values()),
-        "by_reason": by_reason,
-        "per_file": per_file,
-    }
-    if thresholds:
-        summary["min_respondents"] = sorted(thresholds)[0] if len(thresholds) == 1 else sorted(thresholds)
-    return summary
-
-
 def withdrawn_metadata(gate) -> dict:
     """``withdrawn_files``: the files whose declared withdrawal let gate 1 accept a reload without them
     (their rows left the live partition with this materialisation); ``replaced_files``: live files this
@@ -119,20 +67,16 @@ def withdrawn_metadata(gate) -> dict:
             **({"replaced_files": dg.MetadataValue.json(replaced)} if replaced else {})}
 
 
-def _extract_files(extracts) -> list[dict]:
-    return [{"source": e.source, "sha256": e.sha256} for e in extracts]
-
-
-def _reject_gated(context, con, source: str, table: str, year: int, extracts, gate) -> None:
+def _reject_gated(context, con, source: str, table: str, year: int, summary: ExtractSummary, gate) -> None:
     """Gate 1 refused the staged partition: quarantine its rows, record why, fail the asset."""
     from wijk_assets.defs.raw.checks import gate_metadata
 
     reason = one_line_reason(gate)
     record = rejection_record(
-        context.run.run_id, source, year, "gate_1", _extract_files(extracts), reason, gate.failed_expectations()
+        context.run.run_id, source, year, "gate_1", summary.extract_files(), reason, gate.failed_expectations()
     )
     moved = quarantine_partition(con, table, RAW_COLUMNS, record)
-    files = ", ".join(e.source for e in extracts)
+    files = ", ".join(f["source"] for f in summary.files)
     context.log.error(f"{table} {year}: gate 1 refused {files}: {gate.summary()[:2000]}")
     missing = [f for r in gate.failures if r["expectation"] == "files_of_live_partition_delivered"
                for f in r.get("missing") or []]
@@ -147,7 +91,7 @@ def _reject_gated(context, con, source: str, table: str, year: int, extracts, ga
         metadata={
             **gate_metadata(gate),
             "release_year": year,
-            "files": dg.MetadataValue.json(_extract_files(extracts)),
+            "files": dg.MetadataValue.json(summary.extract_files()),
             "quarantine_table": quarantine_table(table),
             "quarantined_rows": moved,
             "run_id": context.run.run_id,
@@ -178,6 +122,39 @@ def _reject_unreadable(context, duckdb, cbs, source: str, table: str, year: int,
         context.log.warning(f"could not record the rejection of {table} {year}: {write_error}")
 
 
+def _read_extracts(context, duckdb, cbs, source: str, table: str, year: int) -> list:
+    """Read the partition's files in this run (a partition not prepared ahead)."""
+    try:
+        extracts = cbs.extracts(source, year)
+    except Exception as error:  # the reader refused a file: record why, keep the live partition
+        _reject_unreadable(context, duckdb, cbs, source, table, year, error)
+        raise
+    if not extracts:
+        raise dg.Failure(
+            f"source {source!r} has nothing for release year {year} "
+            f"({'live CBS catalog' if cbs.mode == 'live' else f'data folder {cbs.data_dir}'}); "
+            "the partition was not changed"
+        )
+    return extracts
+
+
+def _stage_extracts(con, extracts: list, table: str, year: int, partition: dict) -> tuple[str, ExtractSummary]:
+    """Stage the extracts' rows; their summary for the metadata, taken before the frames are released."""
+    from datetime import datetime, timezone
+
+    retrieved_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    summary = summarise_extracts(extracts, year, retrieved_at)
+    parts = raw_parts(extracts, retrieved_at)
+    staged, _ = stage_partition(con, table, parts, RAW_COLUMNS, partition)
+    # The rows now live in DuckDB's staging table; drop the reader's pandas copy before gate 1 reads the
+    # staged rows (a RIVM year is ~1.9 M rows: two copies at once were the run's peak).
+    del parts
+    for extract in extracts:
+        extract.frame = extract.frame.iloc[0:0]
+    release_free_memory()  # hand those pages back before gate 1 builds its own frame
+    return staged, summary
+
+
 def build_raw_asset(source: str) -> dg.AssetsDefinition:
     spec = load_catalog()[source]
     table = f"raw.{source}"
@@ -199,47 +176,26 @@ def build_raw_asset(source: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, duckdb: WarehouseResource, cbs: CbsSourceResource
     ) -> dg.MaterializeResult:
         year = int(context.partition_key)
-        try:
-            extracts = cbs.extracts(source, year)
-        except Exception as error:  # the reader refused a file: record why, keep the live partition
-            _reject_unreadable(context, duckdb, cbs, source, table, year, error)
-            raise
-        if not extracts:
-            raise dg.Failure(
-                f"source {source!r} has nothing for release year {year} "
-                f"({'live CBS catalog' if cbs.mode == 'live' else f'data folder {cbs.data_dir}'}); "
-                "the partition was not changed"
-            )
-        parts = raw_parts(extracts)
-        retrieved_at = parts[0][1]["retrieved_at"]
         partition = {"release_year": year}
-        # Everything the metadata needs from the frames, before they are released (below)
-        files = [
-            {
-                "source": e.source,
-                "sha256": e.sha256,
-                "cbs_table_id": e.cbs_table_id or "",
-                "rows": len(e.frame),
-            }
-            for e in extracts
-        ]
-        levels = _level_counts(pd.concat([e.frame[["area_code", "area_name"]] for e in extracts]))
-        n_measures = len({k for e in extracts for k in e.frame["measure_key"].unique()})
+        prepared = prestage.take(source, year, cbs)  # read, staged and GE-checked ahead by a worker (lib.prestage)
+        extracts = None if prepared is not None else _read_extracts(context, duckdb, cbs, source, table, year)
         with duckdb.connect() as con:
-            staged, _ = stage_partition(con, table, parts, RAW_COLUMNS, partition)
-            # The rows now live in DuckDB's staging table; drop the reader's pandas copy before gate 1
-            # reads the staged rows (a RIVM year is ~1.9 M rows: two copies at once were the run's peak).
-            del parts
-            for extract in extracts:
-                extract.frame = extract.frame.iloc[0:0]
-            release_free_memory()  # hand those pages back before gate 1 builds its own frame
-            gate = validate_staged(con, source, year, staged, table, withdrawn=cbs.withdrawn_files)
+            if prepared is not None:
+                staged = prestage.stage_prepared(con, prepared, table)
+                summary, ge_result = prepared.summary, prepared.ge_result
+                context.log.info(f"{table} {year}: read, staged and checked by GE in a worker process ahead of "
+                                 f"this run ({prepared.seconds:.1f} s); files {', '.join(p for p, _ in prepared.listing)}")
+            else:
+                staged, summary = _stage_extracts(con, extracts, table, year, partition)
+                ge_result = None
+            gate = validate_staged(con, source, year, staged, table, withdrawn=cbs.withdrawn_files, ge_result=ge_result)
             if not gate.success:
-                _reject_gated(context, con, source, table, year, extracts, gate)
+                _reject_gated(context, con, source, table, year, summary, gate)
             rows = swap_in_partition(con, table, RAW_COLUMNS, partition)
             schema = table_schema(con, table)
+        files = summary.files
         context.log.info(f"{table} {year}: {rows} rows from {len(files)} file(s)")
-        suppression = suppression_summary(extracts, year)
+        suppression = summary.suppression
         extra: dict[str, object] = {}
         if suppression is not None:
             context.log.info(f"{table} {year}: suppressed cells per reason {suppression['by_reason']}")
@@ -265,9 +221,10 @@ def build_raw_asset(source: str) -> dg.AssetsDefinition:
                 or "n/a",
                 "mode": cbs.mode,
                 "reader_version": READER_VERSION,
-                "retrieved_at": str(retrieved_at),
-                "areas_per_level": dg.MetadataValue.json(levels),
-                "measures": n_measures,
+                "retrieved_at": str(summary.retrieved_at),
+                "areas_per_level": dg.MetadataValue.json(summary.levels),
+                "measures": summary.n_measures,
+                "prepared_ahead": prepared is not None,
                 "gate_1_before_swap": dg.MetadataValue.text(gate.summary()[:2000]),
                 # read by the ge_gate_<source> check of the same run (raw_gates._validated_before_swap)
                 "gate_1_result": dg.MetadataValue.json(gate.to_metadata()),
@@ -275,7 +232,7 @@ def build_raw_asset(source: str) -> dg.AssetsDefinition:
                 **extra,
             },
             data_version=dg.DataVersion(
-                raw_data_version([f["sha256"] for f in files], _version_params(extracts))
+                raw_data_version([f["sha256"] for f in files], summary.version_params)
             ),
         )
 

@@ -96,21 +96,17 @@ def read_staged(con: duckdb.DuckDBPyConnection, staged: str, chunk_rows: int = 2
 LARGE_PARTITION_ROWS = 200_000
 
 
-def validate_staged(
-    con: duckdb.DuckDBPyConnection, source: str, year: int, staged: str, live: str, withdrawn: Sequence[str] = ()
-) -> GateResult:
-    """Gate 1 on the candidate partition: the GE suite ``raw_<source>`` plus its plausibility rules.
+def ge_gate_on_staged(con: duckdb.DuckDBPyConnection, source: str, staged: str) -> GateResult | None:
+    """The GE half of gate 1: the suite ``raw_<source>`` on the staged rows (None without a suite).
 
-    ``withdrawn``: files the publisher withdrew on purpose (``Settings.withdrawn_files``); a reload may
-    lack them. Without a suite for the source there is no gate: the result passes with nothing evaluated.
-    """
+    Needs only the staged table, not the live warehouse: :mod:`wijk_assets.lib.prestage` runs it in a worker
+    process on a partition staged in a database file of its own."""
     name = f"raw_{source}"
     if not suite_path(name).is_file():
-        return GateResult(suite=name, success=True)
-    spec = load_suite(name)
+        return None
     frame = read_staged(con, staged)
     release_free_memory()  # the Arrow chunks read_staged freed, before GE makes its copies
-    ge_result = validate_frame(frame, spec, consume=True)
+    ge_result = validate_frame(frame, load_suite(name), consume=True)
     del frame
     if ge_result.rows >= LARGE_PARTITION_ROWS:
         # GE's batch, validator and metric objects reference one another, so even once validate_frame has
@@ -119,9 +115,28 @@ def validate_staged(
         # RIVM partition through the next steps). One collection here costs a fraction of a second.
         gc.collect()
         release_free_memory()
+    return ge_result
+
+
+def validate_staged(
+    con: duckdb.DuckDBPyConnection, source: str, year: int, staged: str, live: str, withdrawn: Sequence[str] = (),
+    *, ge_result: GateResult | None = None,
+) -> GateResult:
+    """Gate 1 on the candidate partition: the GE suite ``raw_<source>`` plus its plausibility rules.
+
+    ``withdrawn``: files the publisher withdrew on purpose (``Settings.withdrawn_files``); a reload may
+    lack them. Without a suite for the source there is no gate: the result passes with nothing evaluated.
+    ``ge_result``: the suite's result on these very rows when it was already run (a partition prepared
+    ahead, :mod:`wijk_assets.lib.prestage`); the plausibility rules, which read the live table, run here.
+    """
+    name = f"raw_{source}"
+    if not suite_path(name).is_file():
+        return GateResult(suite=name, success=True)
+    if ge_result is None:
+        ge_result = ge_gate_on_staged(con, source, staged)
     part = Partition(staged=staged, live=live, year=int(year), previous_year=previous_live_year(con, live, year),
                      withdrawn=tuple(withdrawn))
-    plausible = validate_plausibility(con, part, spec, catalog_file_globs(source))
+    plausible = validate_plausibility(con, part, load_suite(name), catalog_file_globs(source))
     return _combine(name, [ge_result, plausible])
 
 
@@ -162,4 +177,5 @@ def rejection_record(
     }
 
 
-__all__ = ["catalog_file_globs", "one_line_reason", "read_staged", "rejection_record", "validate_staged"]
+__all__ = ["catalog_file_globs", "ge_gate_on_staged", "one_line_reason", "read_staged", "rejection_record",
+           "validate_staged"]

@@ -80,3 +80,54 @@ def read_multi_year_file(source_file: "SourceFile", **options) -> RawExtract:
 
 
 __all__ = ["READERS", "RawExtract", "SourceFormatError", "read_multi_year_file", "read_source_file"]
+
+
+def read_partition_files(files: list["SourceFile"], year: int, min_respondents: int | None = None) -> list[RawExtract]:
+    """Everything ``files`` (a source's files in a data folder) hold for release ``year``, one extract per
+    file that has rows for it (a multi-year file contributes its rows of that year)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = [f for f in files if f.filename_year in (None, year)]
+
+    def read(source_file) -> RawExtract | None:
+        reader = read_source_file if source_file.filename_year is not None else read_multi_year_file
+        extract = reader(source_file, min_respondents=min_respondents)
+        if source_file.filename_year is None:
+            extract.frame = extract.frame[extract.frame["release_year"] == year]
+            if extract.frame.empty:
+                return None
+        return extract
+
+    # The files of one release (a RIVM year: three workbooks) are read two at a time: the xlsx parser
+    # lets go of the GIL for part of its work (RIVM 2012: 2.35 -> 1.73 s). Results keep the files'
+    # order, and the first file (in that order) a reader refuses is the error raised, as one by one.
+    workers = min(2, len(files), os.cpu_count() or 1)
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            extracts = list(pool.map(read, files))
+    else:
+        extracts = [read(f) for f in files]
+    return [e for e in extracts if e is not None]
+
+
+def raw_parts(extracts: list[RawExtract], retrieved_at=None) -> list[tuple]:
+    """Each extract's rows plus its provenance constants, ready for ``warehouse.replace_partition``."""
+    from datetime import datetime, timezone
+
+    from wijk_assets.lib.sources.base import READER_VERSION
+
+    retrieved_at = retrieved_at or datetime.now(timezone.utc).replace(tzinfo=None)
+    return [
+        (
+            extract.frame,
+            {
+                "cbs_table_id": extract.cbs_table_id,
+                "source_file": extract.source,
+                "source_sha256": extract.sha256,
+                "retrieved_at": retrieved_at,
+                "reader_version": READER_VERSION,
+            },
+        )
+        for extract in extracts
+    ]

@@ -13,8 +13,15 @@ import sys
 from pathlib import Path
 
 from wijk_assets.runner.materialize import ensure_dagster_home, materialize_all
-from wijk_assets.runner.status import print_status
 from wijk_assets.settings import load_settings
+
+
+def print_status(settings, *, stale: bool) -> int:
+    """:func:`wijk_assets.runner.status.print_status`, imported when used: it imports Dagster (~1 s), and
+    this module is also what the build's worker process imports again as its main module (spawn)."""
+    from wijk_assets.runner.status import print_status as print_status_of
+
+    return print_status_of(settings, stale=stale)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -174,3 +174,16 @@ def test_the_dbt_parse_starts_when_the_raw_stage_begins_to_wait_for_the_worker(m
     assert build("worker") == [("leefbaarometer", "2002"), ("leefbaarometer", "2008"), "parse",
                                ("rivm_gezondheid", "2012"), "parse"]  # the second call is a no-op in start_parse_state
     assert build(None)[0] == "parse"  # no worker: one core idles from the start
+
+
+def test_the_worker_does_not_import_dagster_with_the_command_line_module():
+    """The worker starts with spawn, which imports the parent's main module again: for `wijk-assets` that is
+    wijk_assets.cli. Importing it must not import Dagster (~1 s and ~100 MB in the worker, on the raw stage's
+    critical path); nor may the worker's own module."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import wijk_assets.cli, wijk_assets.lib.prestage; "
+            "print(sorted(m for m in ('dagster', 'dbt', 'great_expectations') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

@@ -147,7 +147,9 @@ def prepare_partition(config: tuple, source: str, year: int, folder: str) -> Pre
     summary = summarise_extracts(extracts, year, retrieved_at)
     parts = raw_parts(extracts, retrieved_at)
     db_path = str(Path(folder) / f"{source}_{year}.duckdb")
-    with contextlib.closing(duckdb.connect(db_path)) as con:
+    # a small buffer pool: the staged rows go to the file rather than stay cached (the worker's peak 1,119 ->
+    # 1,071 MiB over the three RIVM years, at the same speed); it runs beside the main process's own
+    with contextlib.closing(duckdb.connect(db_path, config={"memory_limit": "256MB"})) as con:
         staged, rows = stage_partition(con, f"raw.{source}", parts, RAW_COLUMNS, {"release_year": int(year)})
         del parts
         for extract in extracts:

@@ -208,7 +208,7 @@ def materialize_all(
     """Materialise every raw partition, then all unpartitioned assets downstream."""
     import dagster as dg
 
-    from wijk_assets.defs.dbt.project import parse_state_in_background, start_parse_state
+    from wijk_assets.defs.dbt.project import parse_state_in_background
     from wijk_assets.defs.raw.assets import RAW_SOURCES
     from wijk_assets.definitions import build_definitions
 
@@ -221,17 +221,13 @@ def materialize_all(
     sources = sources or RAW_SOURCES
     report = MaterializeReport()
     # dbt's parse for this warehouse file (when the project's was made for another) runs beside the raw
-    # stage, which runs no dbt; the first dbt step waits for it (see wijk_assets.defs.dbt.project). It starts
-    # when the raw stage leaves a core idle: at once, or, with a worker preparing large partitions, when
-    # this process starts waiting for the worker (_materialize)
-    start_parse = (lambda: start_parse_state(settings.duckdb_path)) if downstream else (lambda: None)
-    with parse_state_in_background(settings.duckdb_path, log=log, start=False) if downstream else contextlib.nullcontext():
-        _materialize(defs, graph, instance, sources, downstream, raise_on_error, log, report, start_parse)
+    # stage, which runs no dbt; the first dbt step waits for it (see wijk_assets.defs.dbt.project)
+    with parse_state_in_background(settings.duckdb_path, log=log) if downstream else contextlib.nullcontext():
+        _materialize(defs, graph, instance, sources, downstream, raise_on_error, log, report)
     return report
 
 
-def _materialize(defs, graph, instance, sources, downstream, raise_on_error, log, report,
-                 start_parse=lambda: None) -> None:
+def _materialize(defs, graph, instance, sources, downstream, raise_on_error, log, report) -> None:
     """:func:`materialize_all`'s runs: every raw partition, then (``downstream``) the rest, in waves."""
     from wijk_assets.defs.raw.assets import RAW_SOURCES, raw_asset_key
     from wijk_assets.lib import prestage
@@ -240,13 +236,9 @@ def _materialize(defs, graph, instance, sources, downstream, raise_on_error, log
     # Large partitions are read, staged and GE-checked by a worker process (started first) while this one
     # loads the others; they load last, each source's years in order (wijk_assets.lib.prestage)
     large = prestage.candidates(cbs, sources)
-    if not large:
-        start_parse()  # one core idles through the whole raw stage
     with prestage.prestaging(cbs, large, log=log):
         order, _ = prestage.load_order(register_partitions(instance, cbs, sources), large)
         for source, year in order:
-            if large and (source, int(year)) == large[0]:
-                start_parse()  # from here this process mostly waits for the worker
             start = time.perf_counter()
             result = materialize_keys(
                 defs, instance, [raw_asset_key(source)], year, trigger="cli", raise_on_error=raise_on_error
@@ -254,7 +246,6 @@ def _materialize(defs, graph, instance, sources, downstream, raise_on_error, log
             seconds = time.perf_counter() - start
             report.timings.append(StepTiming(f"raw/{source}", seconds, result.success, year))
             log(f"{'ok ' if result.success else 'FAILED'} raw/{source} [{year}] {seconds:.1f}s")
-    start_parse()  # not started above (a large partition that was not registered): a no-op once started
 
     raw_steps = len(report.timings)
     if not report.success:

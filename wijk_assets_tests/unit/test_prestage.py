@@ -147,35 +147,6 @@ def test_a_worker_error_comes_back_as_its_message(tmp_path):
     assert str(pickle.loads(pickle.dumps(info.value))) == str(info.value)
 
 
-def test_the_dbt_parse_starts_when_the_raw_stage_begins_to_wait_for_the_worker(monkeypatch):
-    """With a worker preparing large partitions, both cores are busy until this process has loaded the small
-    ones; the background dbt parse starts when the prepared partitions' runs begin (SYNTHETIC partitions:
-    no run executes)."""
-    import contextlib
-    from types import SimpleNamespace
-
-    from wijk_assets.runner import materialize
-
-    events: list = []
-    monkeypatch.setattr(prestage, "candidates", lambda cbs, sources: [("rivm_gezondheid", 2012)] if cbs else [])
-    monkeypatch.setattr(prestage, "prestaging", lambda *a, **k: contextlib.nullcontext())
-    monkeypatch.setattr(materialize, "register_partitions",
-                        lambda instance, cbs, sources: {"rivm_gezondheid": ["2012"], "leefbaarometer": ["2002", "2008"]})
-    monkeypatch.setattr(materialize, "materialize_keys", lambda defs, instance, keys, year, **kwargs: (
-        events.append((keys[0].path[-1], year)), SimpleNamespace(success=True))[1])
-
-    def build(cbs):
-        events.clear()
-        materialize._materialize(SimpleNamespace(resources={"cbs": cbs}), None, None, ["rivm_gezondheid", "leefbaarometer"],
-                                 False, False, lambda line: None, materialize.MaterializeReport(),
-                                 start_parse=lambda: events.append("parse"))
-        return [e for e in events if e == "parse" or e[1] in ("2002", "2008", "2012")]
-
-    assert build("worker") == [("leefbaarometer", "2002"), ("leefbaarometer", "2008"), "parse",
-                               ("rivm_gezondheid", "2012"), "parse"]  # the second call is a no-op in start_parse_state
-    assert build(None)[0] == "parse"  # no worker: one core idles from the start
-
-
 def test_the_worker_does_not_import_dagster_with_the_command_line_module():
     """The worker starts with spawn, which imports the parent's main module again: for `wijk-assets` that is
     wijk_assets.cli. Importing it must not import Dagster (~1 s and ~100 MB in the worker, on the raw stage's

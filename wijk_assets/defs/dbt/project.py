@@ -150,13 +150,11 @@ def prepare_parse_state(duckdb_path: str | Path | None = None) -> Path:
 
 
 @contextmanager
-def parse_state_in_background(duckdb_path: str | Path, log=print, *, start: bool = True) -> Iterator[None]:
-    """Around a full build: :func:`start_parse_state` on entry (``start``; otherwise the build starts it
-    when it has a core to spare); on exit, wait for that parse if no dbt step did (a build stopped before
-    dbt). A parse that failed there is logged, not raised: it must not hide the build's own error, and the
-    next dbt step parses again and fails with dbt's message."""
-    if start:
-        start_parse_state(duckdb_path)
+def parse_state_in_background(duckdb_path: str | Path, log=print) -> Iterator[None]:
+    """Around a full build: :func:`start_parse_state` on entry; on exit, wait for that parse if no dbt
+    step did (a build stopped before dbt). A parse that failed there is logged, not raised: it must not
+    hide the build's own error, and the next dbt step parses again and fails with dbt's message."""
+    start_parse_state(duckdb_path)
     try:
         yield
     finally:

@@ -110,6 +110,29 @@ def load_order(partitions: dict[str, list[str]], large: list[tuple[str, int]]) -
     return [*rest, *((s, str(y)) for s, y in large)], list(large)
 
 
+def stage_extracts(con, extracts: list, table: str, year: int) -> tuple[str, int, ExtractSummary]:
+    """Stage the extracts' rows of release ``year`` in ``raw_staging`` of ``con`` (a run's warehouse, or the
+    worker's own file); returns (staging table, rows, the summary the partition's metadata needs, taken
+    before the reader's frames are released)."""
+    from wijk_assets.lib.memory import release_free_memory
+    from wijk_assets.lib.sources import raw_parts
+    from wijk_assets.lib.sources.base import RAW_COLUMNS
+    from wijk_assets.lib.sources.summary import summarise_extracts
+    from wijk_assets.lib.warehouse import stage_partition
+
+    retrieved_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    summary = summarise_extracts(extracts, year, retrieved_at)
+    parts = raw_parts(extracts, retrieved_at)
+    staged, rows = stage_partition(con, table, parts, RAW_COLUMNS, {"release_year": int(year)})
+    # The rows now live in DuckDB's staging table; drop the reader's pandas copy before gate 1 reads the
+    # staged rows (a RIVM year is ~1.9 M rows: two copies at once were the run's peak).
+    del parts
+    for extract in extracts:
+        extract.frame = extract.frame.iloc[0:0]
+    release_free_memory()  # hand those pages back before gate 1 builds its own frame
+    return staged, int(rows), summary
+
+
 def prepare_in_worker(config: tuple, source: str, year: int, folder: str) -> PreparedPartition:
     """:func:`prepare_partition`, with any error handed back as a plain RuntimeError carrying its message: an
     exception whose class takes other arguments than its message (``SourceFormatError``) cannot be rebuilt
@@ -127,11 +150,8 @@ def prepare_partition(config: tuple, source: str, year: int, folder: str) -> Pre
 
     from wijk_assets.lib.memory import release_free_memory
     from wijk_assets.lib.quality.staged_gate import ge_gate_on_staged
-    from wijk_assets.lib.sources import raw_parts, read_partition_files
-    from wijk_assets.lib.sources.base import RAW_COLUMNS
+    from wijk_assets.lib.sources import read_partition_files
     from wijk_assets.lib.sources.catalog import find_source_files
-    from wijk_assets.lib.sources.summary import summarise_extracts
-    from wijk_assets.lib.warehouse import stage_partition
 
     started = time.perf_counter()
     data_dir, min_respondents = config
@@ -143,23 +163,16 @@ def prepare_partition(config: tuple, source: str, year: int, folder: str) -> Pre
     read = tuple(sorted((e.source, e.sha256) for e in extracts))
     if read != listing:  # a file changed (or appeared) while it was read: the run reads for itself
         raise RuntimeError(f"{source} {year}: the files changed while they were read ({read} != {listing})")
-    retrieved_at = datetime.now(timezone.utc).replace(tzinfo=None)
-    summary = summarise_extracts(extracts, year, retrieved_at)
-    parts = raw_parts(extracts, retrieved_at)
     db_path = str(Path(folder) / f"{source}_{year}.duckdb")
     # a small buffer pool: the staged rows go to the file rather than stay cached (the worker's peak 1,119 ->
     # 1,071 MiB over the three RIVM years, at the same speed); it runs beside the main process's own
     with contextlib.closing(duckdb.connect(db_path, config={"memory_limit": "256MB"})) as con:
-        staged, rows = stage_partition(con, f"raw.{source}", parts, RAW_COLUMNS, {"release_year": int(year)})
-        del parts
-        for extract in extracts:
-            extract.frame = extract.frame.iloc[0:0]
-        release_free_memory()
+        staged, rows, summary = stage_extracts(con, extracts, f"raw.{source}", int(year))
         ge_result = ge_gate_on_staged(con, source, staged)
     del extracts
     gc.collect()
     release_free_memory()
-    return PreparedPartition(source, int(year), config, listing, db_path, int(rows), summary, ge_result,
+    return PreparedPartition(source, int(year), config, listing, db_path, rows, summary, ge_result,
                              time.perf_counter() - started)
 
 
@@ -208,9 +221,7 @@ class Prestager:
         return prepared
 
     def close(self) -> None:
-        for future in self.pending.values():
-            future.cancel()
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool.shutdown(wait=True, cancel_futures=True)  # what has not started is cancelled
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -264,4 +275,4 @@ def discard(prepared: PreparedPartition) -> None:
 
 
 __all__ = ["PRESTAGE_MIN_BYTES", "PreparedPartition", "Prestager", "candidates", "load_order", "prestaging",
-           "stage_prepared", "take"]
+           "stage_extracts", "stage_prepared", "take"]

@@ -20,16 +20,14 @@ import dagster as dg
 
 from wijk_assets.lib.sources.catalog import load_catalog
 from wijk_assets.lib.quality.staged_gate import one_line_reason, rejection_record, validate_staged
-from wijk_assets.defs.resources import DUCKDB_POOL, CbsSourceResource, WarehouseResource, raw_parts
+from wijk_assets.defs.resources import DUCKDB_POOL, CbsSourceResource, WarehouseResource
 from wijk_assets.keys import raw_asset_key
 from wijk_assets.lib.sources.base import READER_VERSION, RAW_COLUMNS, sha256_file
 from wijk_assets.lib import prestage
-from wijk_assets.lib.memory import release_free_memory
-from wijk_assets.lib.sources.summary import ExtractSummary, summarise_extracts, suppression_summary  # noqa: F401
+from wijk_assets.lib.sources.summary import ExtractSummary
 from wijk_assets.lib.warehouse import (
     quarantine_partition,
     quarantine_table,
-    stage_partition,
     swap_in_partition,
     table_schema,
 )
@@ -138,23 +136,6 @@ def _read_extracts(context, duckdb, cbs, source: str, table: str, year: int) -> 
     return extracts
 
 
-def _stage_extracts(con, extracts: list, table: str, year: int, partition: dict) -> tuple[str, ExtractSummary]:
-    """Stage the extracts' rows; their summary for the metadata, taken before the frames are released."""
-    from datetime import datetime, timezone
-
-    retrieved_at = datetime.now(timezone.utc).replace(tzinfo=None)
-    summary = summarise_extracts(extracts, year, retrieved_at)
-    parts = raw_parts(extracts, retrieved_at)
-    staged, _ = stage_partition(con, table, parts, RAW_COLUMNS, partition)
-    # The rows now live in DuckDB's staging table; drop the reader's pandas copy before gate 1 reads the
-    # staged rows (a RIVM year is ~1.9 M rows: two copies at once were the run's peak).
-    del parts
-    for extract in extracts:
-        extract.frame = extract.frame.iloc[0:0]
-    release_free_memory()  # hand those pages back before gate 1 builds its own frame
-    return staged, summary
-
-
 def build_raw_asset(source: str) -> dg.AssetsDefinition:
     spec = load_catalog()[source]
     table = f"raw.{source}"
@@ -186,7 +167,7 @@ def build_raw_asset(source: str) -> dg.AssetsDefinition:
                 context.log.info(f"{table} {year}: read, staged and checked by GE in a worker process ahead of "
                                  f"this run ({prepared.seconds:.1f} s); files {', '.join(p for p, _ in prepared.listing)}")
             else:
-                staged, summary = _stage_extracts(con, extracts, table, year, partition)
+                staged, _, summary = prestage.stage_extracts(con, extracts, table, year)
                 ge_result = None
             gate = validate_staged(con, source, year, staged, table, withdrawn=cbs.withdrawn_files, ge_result=ge_result)
             if not gate.success:

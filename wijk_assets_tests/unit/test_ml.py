@@ -353,6 +353,45 @@ def test_median_imputer_matches_simple_imputer():
     np.testing.assert_array_equal(training.MedianImputer().fit(X).transform(X_new), ref)
 
 
+
+def _first_of_each_column(X: np.ndarray) -> np.ndarray:
+    """The plain rule, column by column: a column is kept unless an earlier one holds the same bytes and
+    compares equal value for value (so a column with a NaN always stays)."""
+    kept: list[int] = []
+    for j in range(X.shape[1]):
+        if not any(X[:, i].tobytes() == X[:, j].tobytes() and np.array_equal(X[:, i], X[:, j]) for i in kept):
+            kept.append(j)
+    return np.asarray(kept, dtype=np.int64)
+
+
+def test_duplicate_columns_dropped_exactly_as_column_by_column():
+    """The projection only proposes candidates: what is dropped is what the plain rule drops, also for
+    columns of tiny, huge, non-finite, signed-zero or constant values."""
+    rng = np.random.default_rng(7)  # SYNTHETIC
+    for trial in range(400):
+        n, p = int(rng.integers(1, 50)), int(rng.integers(1, 30))
+        X = rng.integers(-2, 3, size=(n, p)).astype(float)
+        X *= rng.choice([1.0, 1e-300, 1e-160, 1e160, 1e300, 1e8, 0.1], size=p)
+        for _ in range(int(rng.integers(0, 12))):
+            a, b = rng.integers(0, p, 2)
+            X[:, b] = X[:, a]
+        if trial % 5 == 0:
+            X[rng.integers(0, n), rng.integers(0, p)] = np.nan
+        if trial % 7 == 0:
+            X[rng.integers(0, n), rng.integers(0, p)] = rng.choice([np.inf, -np.inf])
+        if trial % 11 == 0:
+            X[:, 0], X[:, -1] = -0.0, 0.0  # equal values, other bytes: both stay
+        dedupe = training._DropDuplicateColumns().fit(X)
+        np.testing.assert_array_equal(dedupe.keep_, _first_of_each_column(X), err_msg=f"trial {trial}")
+        np.testing.assert_array_equal(dedupe.transform(X), X[:, dedupe.keep_])
+    # a wide imputed table: indicator columns of features missing together are the duplicates
+    X = rng.normal(size=(3000, 120))
+    X[:, 60:] = rng.random((3000, 60)) < 0.1
+    X[:, 90:100] = X[:, 60:70]
+    keep = training._DropDuplicateColumns().fit(X).keep_
+    np.testing.assert_array_equal(keep, np.r_[0:90, 100:120])
+
+
 # ---------------------------------------------------------------------------------------------- SHAP
 
 

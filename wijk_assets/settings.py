@@ -112,3 +112,18 @@ def _positive_int(name: str, default: int) -> int:
     if value < 1:
         raise ValueError(f"{name}={text!r}: expected a whole number >= 1")
     return value
+
+
+def process_environment() -> dict[str, str]:
+    """A copy of this process's environment (to be put back with :func:`set_process_environment`)."""
+    return dict(os.environ)
+
+
+def set_process_environment(env: dict[str, str]) -> None:
+    """Make this process's environment equal to ``env`` key by key, never empty in between: dbt run in this
+    process (``defs.dbt.in_process``) reads its settings from the environment dagster-dbt prepared."""
+    for key, value in env.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+    for key in [k for k in os.environ if k not in env]:
+        del os.environ[key]

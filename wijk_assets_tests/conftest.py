@@ -59,6 +59,7 @@ def tier_of(item: pytest.Item) -> str:
 SHARED_BUILD_MODULES = frozenset({
     "wijk_assets_tests/integration/test_raw_assets.py",
     "wijk_assets_tests/integration/test_dbt_models.py",
+    "wijk_assets_tests/integration/test_dbt_in_process.py",
     "wijk_assets_tests/integration/test_model_outputs.py",
     "wijk_assets_tests/integration/test_wijkbeeld.py",
     "wijk_assets_tests/integration/test_wijkbeeld_phone.py",

@@ -208,6 +208,7 @@ def materialize_all(
     """Materialise every raw partition, then all unpartitioned assets downstream."""
     import dagster as dg
 
+    from wijk_assets.defs.dbt.in_process import dbt_in_this_process
     from wijk_assets.defs.dbt.project import parse_state_in_background
     from wijk_assets.defs.raw.assets import RAW_SOURCES
     from wijk_assets.definitions import build_definitions
@@ -222,7 +223,9 @@ def materialize_all(
     report = MaterializeReport()
     # dbt's parse for this warehouse file (when the project's was made for another) runs beside the raw
     # stage, which runs no dbt; the first dbt step waits for it (see wijk_assets.defs.dbt.project)
-    with parse_state_in_background(settings.duckdb_path, log=log) if downstream else contextlib.nullcontext():
+    # ... and its dbt steps run dbt in this process (wijk_assets.defs.dbt.in_process)
+    with parse_state_in_background(settings.duckdb_path, log=log) if downstream else contextlib.nullcontext(), \
+            dbt_in_this_process():
         _materialize(defs, graph, instance, sources, downstream, raise_on_error, log, report)
     return report
 

@@ -92,9 +92,13 @@ def execute(
     trigger: str,
     tags: dict[str, str] | None = None,
 ) -> ExecutedRun:
-    """Materialise ``keys`` (one partition, or unpartitioned) with their asset checks, in-process."""
+    """Materialise ``keys`` (one partition, or unpartitioned) with their asset checks, in-process (dbt
+    too: :mod:`wijk_assets.defs.dbt.in_process`)."""
+    from wijk_assets.defs.dbt.in_process import dbt_in_this_process
+
     start = time.perf_counter()
-    result = materialize_keys(defs, instance, keys, partition_key, trigger=trigger.split(" ")[0], tags=tags)
+    with dbt_in_this_process():
+        result = materialize_keys(defs, instance, keys, partition_key, trigger=trigger.split(" ")[0], tags=tags)
     failed = _blocking_gate_failures(result) if not result.success else []
     error = ""
     if not result.success and not failed:

@@ -44,7 +44,8 @@ def dbt_executable() -> str:
 
 
 class WijkDbtCliResource(DbtCliResource):
-    """dagster-dbt's CLI resource without its two per-invocation start-up costs we do not use.
+    """dagster-dbt's CLI resource without its two per-invocation start-up costs we do not use, and with
+    dbt run in this process during a full build (:meth:`cli`).
 
     Each ``cli()`` call runs ``dbt --version`` in a subprocess (the resource is built anew for every
     run, so its cache does not help) and loads the dbt project, profile and macros in this process to
@@ -61,6 +62,16 @@ class WijkDbtCliResource(DbtCliResource):
 
     def _initialize_dbt_core_adapter(self, args):  # noqa: ARG002 - see the class docstring
         return None
+
+    def cli(self, args, **kwargs):
+        """dagster-dbt's ``cli``; inside ``in_process.dbt_in_this_process`` (a full build) the command runs in
+        this process instead of a subprocess (:mod:`wijk_assets.defs.dbt.in_process`)."""
+        from wijk_assets.defs.dbt import in_process
+
+        if not in_process.active() or Path(self.dbt_executable).parent != Path(sys.executable).parent:
+            return super().cli(args, **kwargs)
+        with in_process.popen_in_process():
+            return super().cli(args, **kwargs)
 
 
 def dbt_resource() -> DbtCliResource:

@@ -1,0 +1,87 @@
+"""The shape of a dbt command run in this process (``wijk_assets.defs.dbt.in_process``), with a stand-in
+for dbt's runner (SYNTHETIC: no project, no warehouse). The real thing, on real data, is
+``integration/test_dbt_in_process.py``."""
+
+from __future__ import annotations
+
+import os
+import types
+
+import pytest
+
+from wijk_assets.defs.dbt import in_process
+
+
+class _Runner:
+    """Stands in for ``dbtRunner``: logs through dbt's capture stream, as dbt's console logger does."""
+
+    outcome: tuple[bool, BaseException | None] = (True, None)
+    seen: dict = {}
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def invoke(self, args):
+        from dbt_common.events.functions import get_capture_stream
+
+        stream = get_capture_stream()
+        _Runner.seen = {"args": list(args), "env": os.environ.get("DBT_LOG_FORMAT"), "cwd": os.getcwd()}
+        stream.write('{"info": {"level": "info", "msg": "Running with dbt"}, "data": {}}\n')
+        stream.write('{"info": {"level": "info", ')  # a line written in two pieces
+        stream.write('"msg": "Done."}, "data": {}}\n')
+        success, exception = _Runner.outcome
+        if isinstance(exception, KeyboardInterrupt):
+            raise exception
+        return types.SimpleNamespace(success=success, exception=exception)
+
+
+@pytest.fixture
+def runner(monkeypatch):
+    import dbt.cli.main
+
+    monkeypatch.setattr(dbt.cli.main, "dbtRunner", _Runner)
+    return _Runner
+
+
+@pytest.mark.parametrize(("outcome", "code"), [((True, None), 0), ((False, None), 1),
+                                                 ((False, RuntimeError("no profile")), 2)])
+def test_a_command_reads_like_the_subprocess_dagster_dbt_started(runner, tmp_path, outcome, code):
+    runner.outcome = outcome
+    before_env, before_cwd = dict(os.environ), os.getcwd()
+    env = {**os.environ, "DBT_LOG_FORMAT": "json"}
+
+    process = in_process.InProcessDbt(["/venv/bin/dbt", "build", "--select", "x"], env=env, cwd=str(tmp_path))
+    with process.stdout:
+        lines = list(process.stdout)
+
+    assert process.wait() == code and process.returncode == code
+    assert lines[:2] == [b'{"info": {"level": "info", "msg": "Running with dbt"}, "data": {}}\n',
+                         b'{"info": {"level": "info", "msg": "Done."}, "data": {}}\n']
+    if code == 2:
+        assert lines[2:] == [b"Encountered an error:\n", b"no profile\n"]
+    else:
+        assert lines[2:] == []
+    # the command saw dagster-dbt's environment and working directory; this process has its own back
+    assert runner.seen == {"args": ["build", "--select", "x"], "env": "json", "cwd": str(tmp_path)}
+    assert dict(os.environ) == before_env and os.getcwd() == before_cwd
+    assert process.stdout.closed
+
+
+def test_a_crash_inside_dbt_ends_the_command_with_its_traceback(runner, tmp_path):
+    runner.outcome = (False, KeyboardInterrupt())
+    process = in_process.InProcessDbt(["dbt", "parse"], env=dict(os.environ), cwd=str(tmp_path))
+    lines = b"".join(process.stdout).decode()
+    assert process.wait() == 2
+    assert "KeyboardInterrupt" in lines
+
+
+def test_only_a_full_build_runs_dbt_in_this_process():
+    from dagster_dbt.core import dbt_cli_invocation
+
+    assert not in_process.active()
+    with in_process.dbt_in_this_process():
+        assert in_process.active()
+        with in_process.popen_in_process():
+            assert dbt_cli_invocation.subprocess.Popen is in_process.InProcessDbt
+    assert not in_process.active()
+    assert dbt_cli_invocation.subprocess.Popen.__module__ == "subprocess"

@@ -17,6 +17,7 @@ class _Runner:
 
     outcome: tuple[bool, BaseException | None] = (True, None)
     seen: dict = {}
+    gate = None  # a threading.Event the command waits for, when set by a test
 
     def __init__(self, *args, **kwargs):
         pass
@@ -25,10 +26,13 @@ class _Runner:
         from dbt_common.events.functions import get_capture_stream
 
         stream = get_capture_stream()
-        _Runner.seen = {"args": list(args), "env": os.environ.get("DBT_LOG_FORMAT"), "cwd": os.getcwd()}
+        _Runner.seen = {"args": list(args), "env": os.environ.get("DBT_LOG_FORMAT"),
+                        "profiles": os.environ.get("DBT_PROFILES_DIR")}
         stream.write('{"info": {"level": "info", "msg": "Running with dbt"}, "data": {}}\n')
         stream.write('{"info": {"level": "info", ')  # a line written in two pieces
         stream.write('"msg": "Done."}, "data": {}}\n')
+        if _Runner.gate is not None:
+            _Runner.gate.wait(30)
         success, exception = _Runner.outcome
         if isinstance(exception, KeyboardInterrupt):
             raise exception
@@ -40,6 +44,8 @@ def runner(monkeypatch):
     import dbt.cli.main
 
     monkeypatch.setattr(dbt.cli.main, "dbtRunner", _Runner)
+    monkeypatch.setattr(_Runner, "gate", None)
+    monkeypatch.setattr(_Runner, "outcome", (True, None))
     return _Runner
 
 
@@ -48,7 +54,8 @@ def runner(monkeypatch):
 def test_a_command_reads_like_the_subprocess_dagster_dbt_started(runner, tmp_path, outcome, code):
     runner.outcome = outcome
     before_env, before_cwd = dict(os.environ), os.getcwd()
-    env = {**os.environ, "DBT_LOG_FORMAT": "json"}
+    env = {k: v for k, v in os.environ.items() if k != "DBT_PROFILES_DIR"} | {"DBT_LOG_FORMAT": "json"}
+    (tmp_path / "profiles.yml").write_text("{}\n")  # the project folder's profile, as dbt_project/ has
 
     process = in_process.InProcessDbt(["/venv/bin/dbt", "build", "--select", "x"], env=env, cwd=str(tmp_path))
     with process.stdout:
@@ -61,8 +68,8 @@ def test_a_command_reads_like_the_subprocess_dagster_dbt_started(runner, tmp_pat
         assert lines[2:] == [b"Encountered an error:\n", b"no profile\n"]
     else:
         assert lines[2:] == []
-    # the command saw dagster-dbt's environment and working directory; this process has its own back
-    assert runner.seen == {"args": ["build", "--select", "x"], "env": "json", "cwd": str(tmp_path)}
+    # the command saw dagster-dbt's environment and the project folder's profile; this process has its own back
+    assert runner.seen == {"args": ["build", "--select", "x"], "env": "json", "profiles": str(tmp_path)}
     assert dict(os.environ) == before_env and os.getcwd() == before_cwd
     assert process.stdout.closed
 
@@ -85,3 +92,19 @@ def test_only_a_full_build_runs_dbt_in_this_process():
             assert dbt_cli_invocation.subprocess.Popen is in_process.InProcessDbt
     assert not in_process.active()
     assert dbt_cli_invocation.subprocess.Popen.__module__ == "subprocess"
+
+
+def test_an_interrupted_command_is_waited_for_to_its_end(runner, tmp_path):
+    """dagster-dbt forwards an interrupt and waits a while; a thread cannot be stopped, so the wait lasts
+    until dbt is done (the step's clean-up must not run beside a dbt still writing)."""
+    import subprocess
+    import threading
+
+    runner.gate = threading.Event()
+    process = in_process.InProcessDbt(["dbt", "build"], env=dict(os.environ), cwd=str(tmp_path))
+    with pytest.raises(subprocess.TimeoutExpired):
+        process.wait(timeout=0.01)  # not interrupted: an ordinary wait with a timeout
+    process.send_signal(2)
+    threading.Timer(0.2, runner.gate.set).start()
+    assert process.wait(timeout=0.01) == 0
+    assert list(process.stdout)[-1].endswith(b"\n")

@@ -11,7 +11,8 @@ and ``wijk-assets refresh`` around each of its runs),
 where it would start the subprocess. It is the same command, shaped as the ``subprocess.Popen`` dagster-dbt
 reads: dbt's programmatic entry point (``dbtRunner``) runs the same arguments with the same
 environment (dagster-dbt's ``DBT_*`` variables: JSON log format, the invocation's own target and log
-folder, the project folder) and the project folder as working directory, in a thread; its console log,
+folder, the project folder; the profiles folder the subprocess found in its working directory), in a
+thread; its console log,
 which dbt writes to a capture stream instead of stdout (``capture_stdout_logs``, dbt's own hook), becomes
 the lines dagster-dbt parses, at the level and in the format the subprocess prints. dagster-dbt then makes
 the same Dagster events from them, checks the exit code (0 success, 1 failed nodes, 2 dbt raised) and
@@ -22,9 +23,11 @@ What differs from the subprocess, and how it is handled:
 * dbt-duckdb keeps its DuckDB database open after an invocation (a class-level environment). It is
   closed when the invocation ends, so the warehouse file is free again for this process's own
   connections (other settings: dbt's memory limit) and for other processes, as when the subprocess exits.
-* The environment and working directory are the process's: they are set for the invocation and put back
-  after it. The build's own threads read neither while dbt runs (the step waits for dbt's lines).
-* An interrupt cannot be forwarded to a thread: the step waits for dbt to finish, then stops.
+* The environment is the process's: it is set for the invocation and put back after it (the build's own
+  threads do not read it while dbt runs: the step waits for dbt's lines). The working directory is left
+  alone: dbt finds the project and the profile from the environment.
+* An interrupt cannot be forwarded to a thread: the step waits for dbt to finish, then stops (its
+  relations are then restored as after any failed build).
 * Anything else (Dagster's UI and daemon, ``materialize_keys`` on its own, the tests' ``dg.materialize``)
   still runs dbt as a subprocess.
 """
@@ -125,6 +128,7 @@ class InProcessDbt:
         self.args = list(args)
         self.pid = os.getpid()
         self.returncode: int | None = None
+        self._interrupted = False
         self.stdout = _Lines()
         self._thread = threading.Thread(target=self._run, args=(dict(env or process_environment()), cwd),
                                         name="wijk-dbt", daemon=True)
@@ -135,12 +139,14 @@ class InProcessDbt:
         from dbt_common.events.functions import capture_stdout_logs, stop_capture_stdout_logs
 
         code = 2
+        if cwd and "DBT_PROFILES_DIR" not in env and os.path.exists(os.path.join(cwd, "profiles.yml")):
+            # dbt's default profiles folder is its working directory when that holds a profiles.yml: the
+            # subprocess ran in the project folder. Said here instead of changing this process's directory.
+            env["DBT_PROFILES_DIR"] = cwd
         with _ONE_AT_A_TIME:
-            saved_env, saved_cwd = process_environment(), os.getcwd()
+            saved_env = process_environment()
             try:
                 set_process_environment(env)
-                if cwd:
-                    os.chdir(cwd)
                 capture_stdout_logs(self.stdout)
                 result = dbtRunner().invoke(self.args[1:])
                 code = 0 if result.success else (2 if result.exception is not None else 1)
@@ -152,7 +158,6 @@ class InProcessDbt:
             finally:
                 stop_capture_stdout_logs()
                 _close_duckdb_environment()
-                os.chdir(saved_cwd)
                 set_process_environment(saved_env)
                 self.returncode = code
                 self.stdout.end()
@@ -161,13 +166,15 @@ class InProcessDbt:
         return None if self._thread.is_alive() else self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        self._thread.join(timeout)
+        self._thread.join(None if self._interrupted else timeout)
         if self._thread.is_alive():
             raise subprocess.TimeoutExpired(self.args, timeout)
         return self.returncode if self.returncode is not None else 2
 
     def send_signal(self, sig) -> None:  # noqa: ARG002 - see the module docstring
-        """A thread cannot be interrupted: the command runs to its end."""
+        """A thread cannot be interrupted: the command runs to its end, and :meth:`wait` waits for it (the
+        step's clean-up must not restore relations while dbt still writes them)."""
+        self._interrupted = True
 
     def terminate(self) -> None:
         pass

@@ -390,7 +390,7 @@ class GroupedRidgeCV(BaseEstimator, RegressorMixin):
         scores = np.zeros((len(folds), alphas.size))
         for i, (train, test) in enumerate(folds):
             Xte = X[test]
-            if len(train) + len(test) == n and len(np.unique(np.concatenate([train, test]))) == n:
+            if len(train) + len(test) == n and _partitions(np.concatenate([train, test]), n):
                 G, b, x_mean, y_mean = self._centered_system(
                     S - Xte.T @ Xte, s - Xte.sum(axis=0), Xy - Xte.T @ y[test], ysum - float(y[test].sum()), len(train))
             else:  # folds that do not partition the rows: sums of the training part itself
@@ -419,6 +419,14 @@ class GroupedRidgeCV(BaseEstimator, RegressorMixin):
 
     def predict(self, X):
         return np.asarray(X, dtype=np.float64) @ self.coef_ + self.intercept_
+
+
+def _partitions(positions: np.ndarray, n: int) -> bool:
+    """Whether ``positions`` holds every row position 0..n-1 exactly once (a count, not a sort)."""
+    positions = np.asarray(positions)
+    if positions.size != n or (n and (positions.min() < 0 or positions.max() >= n)):
+        return False
+    return bool((np.bincount(positions, minlength=n) == 1).all())
 
 
 def ridge_pipeline(cv=None) -> Pipeline:

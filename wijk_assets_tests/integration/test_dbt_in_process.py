@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -23,6 +24,7 @@ import pytest
 
 from wijk_assets.definitions import build_definitions
 from wijk_assets.defs.dbt import in_process
+from wijk_assets.defs.dbt.project import dbt_project
 from wijk_assets.keys import FEATURE_TABLE_KEY
 from wijk_assets.runner.materialize import materialize_keys
 from wijk_assets.settings import Settings
@@ -89,6 +91,11 @@ def test_dbt_in_this_process_builds_what_the_subprocess_built(world, monkeypatch
 
     assert result.success
     assert commands[-1] == ["build"]  # dbt ran here (after a parse for this warehouse file), not as a subprocess
+    # a relative target folder (the parse's) is the project's, as for the subprocess, which ran in the project
+    # folder: nothing lands in this process's working directory (the first version wrote its dbt.log there)
+    relative = Path(dbt_project.target_path)
+    if not relative.is_absolute() and Path.cwd().resolve() != Path(dbt_project.project_dir).resolve():
+        assert not (Path.cwd() / relative.parts[0]).exists()
     assert _snapshot(db) == before  # same relations, same content
     # the session's run also held the steps after this one (the training mart ...): compared on this step's
     ours, theirs = _materialized(instance, result.run_id), _materialized(lbm_instance, subprocess_run)

@@ -27,7 +27,8 @@ class _Runner:
 
         stream = get_capture_stream()
         _Runner.seen = {"args": list(args), "env": os.environ.get("DBT_LOG_FORMAT"),
-                        "profiles": os.environ.get("DBT_PROFILES_DIR")}
+                        "profiles": os.environ.get("DBT_PROFILES_DIR"), "target": os.environ.get("DBT_TARGET_PATH"),
+                        "logs": os.environ.get("DBT_LOG_PATH")}
         stream.write('{"info": {"level": "info", "msg": "Running with dbt"}, "data": {}}\n')
         stream.write('{"info": {"level": "info", ')  # a line written in two pieces
         stream.write('"msg": "Done."}, "data": {}}\n')
@@ -54,7 +55,8 @@ def runner(monkeypatch):
 def test_a_command_reads_like_the_subprocess_dagster_dbt_started(runner, tmp_path, outcome, code):
     runner.outcome = outcome
     before_env, before_cwd = dict(os.environ), os.getcwd()
-    env = {k: v for k, v in os.environ.items() if k != "DBT_PROFILES_DIR"} | {"DBT_LOG_FORMAT": "json"}
+    env = {k: v for k, v in os.environ.items() if k != "DBT_PROFILES_DIR"} | {
+        "DBT_LOG_FORMAT": "json", "DBT_TARGET_PATH": "target", "DBT_LOG_PATH": "/abs/logs"}
     (tmp_path / "profiles.yml").write_text("{}\n")  # the project folder's profile, as dbt_project/ has
 
     process = in_process.InProcessDbt(["/venv/bin/dbt", "build", "--select", "x"], env=env, cwd=str(tmp_path))
@@ -68,8 +70,10 @@ def test_a_command_reads_like_the_subprocess_dagster_dbt_started(runner, tmp_pat
         assert lines[2:] == [b"Encountered an error:\n", b"no profile\n"]
     else:
         assert lines[2:] == []
-    # the command saw dagster-dbt's environment and the project folder's profile; this process has its own back
-    assert runner.seen == {"args": ["build", "--select", "x"], "env": "json", "profiles": str(tmp_path)}
+    # the command saw dagster-dbt's environment, with what the subprocess resolved against its working
+    # directory (the project folder) made absolute; this process has its own environment back
+    assert runner.seen == {"args": ["build", "--select", "x"], "env": "json", "profiles": str(tmp_path),
+                           "target": str(tmp_path / "target"), "logs": "/abs/logs"}
     assert dict(os.environ) == before_env and os.getcwd() == before_cwd
     assert process.stdout.closed
 

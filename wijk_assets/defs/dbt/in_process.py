@@ -46,6 +46,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from wijk_assets.settings import process_environment, set_process_environment
 
 _ACTIVE: list[bool] = []
+# dbt's folder settings in the environment dagster-dbt prepares
+_RELATIVE_TO_WORKING_DIRECTORY = ("DBT_TARGET_PATH", "DBT_LOG_PATH", "DBT_PROFILES_DIR", "DBT_PROJECT_DIR")
 # Invocations run one at a time: the environment, the working directory and dbt's capture stream are
 # the process's.
 _ONE_AT_A_TIME = threading.Lock()
@@ -139,10 +141,16 @@ class InProcessDbt:
         from dbt_common.events.functions import capture_stdout_logs, stop_capture_stdout_logs
 
         code = 2
-        if cwd and "DBT_PROFILES_DIR" not in env and os.path.exists(os.path.join(cwd, "profiles.yml")):
-            # dbt's default profiles folder is its working directory when that holds a profiles.yml: the
-            # subprocess ran in the project folder. Said here instead of changing this process's directory.
-            env["DBT_PROFILES_DIR"] = cwd
+        if cwd:
+            # What the subprocess resolved against its working directory (the project folder), said here
+            # instead of changing this process's directory: relative target and log folders (a parse gets
+            # the project's "target"), and the default profiles folder, which is the working directory
+            # when that holds a profiles.yml.
+            for key in _RELATIVE_TO_WORKING_DIRECTORY:
+                if env.get(key) and not os.path.isabs(env[key]):
+                    env[key] = os.path.join(cwd, env[key])
+            if "DBT_PROFILES_DIR" not in env and os.path.exists(os.path.join(cwd, "profiles.yml")):
+                env["DBT_PROFILES_DIR"] = cwd
         with _ONE_AT_A_TIME:
             saved_env = process_environment()
             try:

@@ -13,7 +13,6 @@ in this process:
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,25 +21,18 @@ import dagster as dg
 import duckdb
 import pytest
 
-from wijk_assets.definitions import build_definitions
 from wijk_assets.defs.dbt import in_process
 from wijk_assets.defs.dbt.project import dbt_project
 from wijk_assets.keys import FEATURE_TABLE_KEY
 from wijk_assets.runner.materialize import materialize_keys
-from wijk_assets.settings import Settings
 
-from wijk_assets_tests.integration.test_refused_builds import _error, _snapshot
+from wijk_assets_tests.integration.test_refused_builds import _error, _snapshot, feature_step_copy
 
 
 @pytest.fixture(scope="module")
 def world(lbm_warehouse, shared_data_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("dbt_in_process")
-    db = root / "wijk.duckdb"
-    shutil.copyfile(lbm_warehouse["db"], db)
-    settings = Settings(data_dir=shared_data_dir, duckdb_path=db, cbs_base_url=None, gemeente="GM0106")
-    defs = build_definitions(settings)
-    keys = sorted(defs.get_assets_def(FEATURE_TABLE_KEY).keys, key=lambda k: k.to_user_string())
-    return {"db": db, "defs": defs, "keys": keys, "lbm": lbm_warehouse}
+    copy = feature_step_copy(lbm_warehouse, shared_data_dir, tmp_path_factory.mktemp("dbt_in_process"))
+    return {**copy, "lbm": lbm_warehouse}
 
 
 def _checks(instance, run_id) -> dict[tuple[str, str], bool]:

@@ -52,15 +52,20 @@ def _error(result) -> str:
     return (data.user_failure_data.description if data.user_failure_data else None) or data.error.message
 
 
-@pytest.fixture(scope="module")
-def world(lbm_warehouse, shared_data_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("feature_swap")
+def feature_step_copy(lbm_warehouse, shared_data_dir, root) -> dict:
+    """A copy of the session's built warehouse in ``root``, its definitions and the feature step's asset keys."""
     db = root / "wijk.duckdb"
     shutil.copyfile(lbm_warehouse["db"], db)
     settings = Settings(data_dir=shared_data_dir, duckdb_path=db, cbs_base_url=None, gemeente="GM0106")
     defs = build_definitions(settings)
     keys = sorted(defs.get_assets_def(FEATURE_TABLE_KEY).keys, key=lambda k: k.to_user_string())
-    return {"db": db, "defs": defs, "keys": keys, "instance": dg.DagsterInstance.ephemeral()}
+    return {"db": db, "defs": defs, "keys": keys}
+
+
+@pytest.fixture(scope="module")
+def world(lbm_warehouse, shared_data_dir, tmp_path_factory):
+    copy = feature_step_copy(lbm_warehouse, shared_data_dir, tmp_path_factory.mktemp("feature_swap"))
+    return {**copy, "instance": dg.DagsterInstance.ephemeral()}
 
 
 def test_a_release_that_empties_a_feature_is_refused_and_the_previous_build_stays(world):

@@ -1,4 +1,4 @@
-"""dbt in this process, for the dbt steps of a full build (``wijk-assets materialize``).
+"""dbt in this process, for the dbt steps of a full build (``wijk-assets materialize``) and a refresh.
 
 dagster-dbt runs every dbt command as a subprocess and reads its JSON log lines from the process's
 stdout. A national build has two dbt steps, and each subprocess spent ~2.5 s before dbt did any work
@@ -12,9 +12,8 @@ where it would start the subprocess. It is the same command, shaped as the ``sub
 reads: dbt's programmatic entry point (``dbtRunner``) runs the same arguments with the same
 environment (dagster-dbt's ``DBT_*`` variables: JSON log format, the invocation's own target and log
 folder, the project folder; the profiles folder the subprocess found in its working directory), in a
-thread; its console log,
-which dbt writes to a capture stream instead of stdout (``capture_stdout_logs``, dbt's own hook), becomes
-the lines dagster-dbt parses, at the level and in the format the subprocess prints. dagster-dbt then makes
+thread; its console log, which dbt writes to a capture stream instead of stdout (``capture_stdout_logs``,
+dbt's own hook), becomes the lines dagster-dbt parses, at the level and in the format the subprocess prints. dagster-dbt then makes
 the same Dagster events from them, checks the exit code (0 success, 1 failed nodes, 2 dbt raised) and
 reads ``run_results.json`` from the same target folder.
 
@@ -25,7 +24,8 @@ What differs from the subprocess, and how it is handled:
   connections (other settings: dbt's memory limit) and for other processes, as when the subprocess exits.
 * The environment is the process's: it is set for the invocation and put back after it (the build's own
   threads do not read it while dbt runs: the step waits for dbt's lines). The working directory is left
-  alone: dbt finds the project and the profile from the environment.
+  alone: what the subprocess resolved against it (the project folder), relative target, log and profiles
+  folders, is made absolute for dbt.
 * An interrupt cannot be forwarded to a thread: the step waits for dbt to finish, then stops (its
   relations are then restored as after any failed build).
 * Anything else (Dagster's UI and daemon, ``materialize_keys`` on its own, the tests' ``dg.materialize``)
@@ -48,8 +48,7 @@ from wijk_assets.settings import process_environment, set_process_environment
 _ACTIVE: list[bool] = []
 # dbt's folder settings in the environment dagster-dbt prepares
 _RELATIVE_TO_WORKING_DIRECTORY = ("DBT_TARGET_PATH", "DBT_LOG_PATH", "DBT_PROFILES_DIR", "DBT_PROJECT_DIR")
-# Invocations run one at a time: the environment, the working directory and dbt's capture stream are
-# the process's.
+# Invocations run one at a time: the environment and dbt's capture stream are the process's.
 _ONE_AT_A_TIME = threading.Lock()
 
 

@@ -45,7 +45,7 @@ def dbt_executable() -> str:
 
 class WijkDbtCliResource(DbtCliResource):
     """dagster-dbt's CLI resource without its two per-invocation start-up costs we do not use, and with
-    dbt run in this process during a full build (:meth:`cli`).
+    dbt run in this process during a full build or a refresh (:meth:`cli`).
 
     Each ``cli()`` call runs ``dbt --version`` in a subprocess (the resource is built anew for every
     run, so its cache does not help) and loads the dbt project, profile and macros in this process to
@@ -55,8 +55,13 @@ class WijkDbtCliResource(DbtCliResource):
     """
 
     @property
+    def _venvs_own_dbt(self) -> bool:
+        """The ``dbt`` beside this interpreter: the dbt-core installed here is the one it runs."""
+        return Path(self.dbt_executable).parent == Path(sys.executable).parent
+
+    @property
     def _cli_version(self) -> version.Version:  # type: ignore[override]
-        if Path(self.dbt_executable).parent == Path(sys.executable).parent:  # the venv's own dbt
+        if self._venvs_own_dbt:
             return version.parse(metadata.version("dbt-core"))
         return DbtCliResource._cli_version.func(self)  # another dbt: dagster-dbt asks `dbt --version`
 
@@ -64,11 +69,11 @@ class WijkDbtCliResource(DbtCliResource):
         return None
 
     def cli(self, args, **kwargs):
-        """dagster-dbt's ``cli``; inside ``in_process.dbt_in_this_process`` (a full build) the command runs in
-        this process instead of a subprocess (:mod:`wijk_assets.defs.dbt.in_process`)."""
+        """dagster-dbt's ``cli``; inside ``in_process.dbt_in_this_process`` (a full build, a refresh) the venv's
+        own dbt runs in this process instead of a subprocess (:mod:`wijk_assets.defs.dbt.in_process`)."""
         from wijk_assets.defs.dbt import in_process
 
-        if not in_process.active() or Path(self.dbt_executable).parent != Path(sys.executable).parent:
+        if not in_process.active() or not self._venvs_own_dbt:
             return super().cli(args, **kwargs)
         with in_process.popen_in_process():
             return super().cli(args, **kwargs)

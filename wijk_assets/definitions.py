@@ -22,7 +22,7 @@ from wijk_assets.defs.automation.release_sensor import release_sensor
 from wijk_assets.defs.automation.schedules import weekly_refresh_schedules
 from wijk_assets.defs.house_style import apply_house_style
 from wijk_assets.defs.jobs import STAGE_JOBS
-from wijk_assets.defs.resources import CbsSourceResource, SettingsResource, WarehouseResource
+from wijk_assets.defs.resources import SettingsResource, WarehouseResource, cbs_resource
 from wijk_assets.settings import Settings, load_settings
 
 
@@ -30,12 +30,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
     return {
         "duckdb": WarehouseResource(path=str(settings.duckdb_path)),
         "dbt": dbt_resource(),
-        "cbs": CbsSourceResource(
-            data_dir=str(settings.data_dir) if settings.data_dir else None,
-            base_url=settings.cbs_base_url,
-            min_respondents=int(settings.min_respondents),
-            withdrawn_files=list(settings.withdrawn_files),
-        ),
+        "cbs": cbs_resource(settings),
         "settings": SettingsResource.from_settings(settings),
     }
 

@@ -208,39 +208,50 @@ def materialize_all(
     """Materialise every raw partition, then all unpartitioned assets downstream."""
     import dagster as dg
 
-    from wijk_assets.defs.dbt.in_process import dbt_in_this_process
-    from wijk_assets.defs.dbt.project import parse_state_in_background
-    from wijk_assets.defs.raw.assets import RAW_SOURCES
-    from wijk_assets.definitions import build_definitions
+    from wijk_assets.defs.resources import cbs_resource
+    from wijk_assets.lib import prestage
+    from wijk_assets.lib.sources.catalog import source_names
 
     settings = settings or load_settings()
-    if instance is None:
-        ensure_dagster_home()
-        instance = dg.DagsterInstance.get()
-    defs = build_definitions(settings)
-    graph = defs.resolve_asset_graph()
-    sources = sources or RAW_SOURCES
-    report = MaterializeReport()
-    # dbt's parse for this warehouse file (when the project's was made for another) runs beside the raw
-    # stage, which runs no dbt; the first dbt step waits for it (see wijk_assets.defs.dbt.project)
-    # ... and its dbt steps run dbt in this process (wijk_assets.defs.dbt.in_process)
-    with parse_state_in_background(settings.duckdb_path, log=log) if downstream else contextlib.nullcontext(), \
-            dbt_in_this_process():
-        _materialize(defs, graph, instance, sources, downstream, raise_on_error, log, report)
+    sources = sources or source_names()
+    # Large raw partitions are read, staged and GE-checked by a worker process while this one loads the
+    # others (wijk_assets.lib.prestage). It starts first, with the definitions' source settings: it reads
+    # while this process imports and builds the definitions (~3 s at one core), and is stopped when the raw
+    # stage ends.
+    cbs = cbs_resource(settings)
+    large = prestage.candidates(cbs, sources)
+    with contextlib.ExitStack() as raw_stage:
+        raw_stage.enter_context(prestage.prestaging(cbs, large, log=log))
+        from wijk_assets.defs.dbt.in_process import dbt_in_this_process
+        from wijk_assets.defs.dbt.project import parse_state_in_background
+        from wijk_assets.definitions import build_definitions
+
+        if instance is None:
+            ensure_dagster_home()
+            instance = dg.DagsterInstance.get()
+        defs = build_definitions(settings)
+        graph = defs.resolve_asset_graph()
+        report = MaterializeReport()
+        # dbt's parse for this warehouse file (when the project's was made for another) runs beside the raw
+        # stage, which runs no dbt; the first dbt step waits for it (see wijk_assets.defs.dbt.project)
+        # ... and its dbt steps run dbt in this process (wijk_assets.defs.dbt.in_process)
+        with parse_state_in_background(settings.duckdb_path, log=log) if downstream else contextlib.nullcontext(), \
+                dbt_in_this_process():
+            _materialize(defs, graph, instance, sources, large, raw_stage.close, downstream, raise_on_error, log,
+                         report)
     return report
 
 
-def _materialize(defs, graph, instance, sources, downstream, raise_on_error, log, report) -> None:
-    """:func:`materialize_all`'s runs: every raw partition, then (``downstream``) the rest, in waves."""
+def _materialize(defs, graph, instance, sources, large, end_prestaging, downstream, raise_on_error, log,
+                 report) -> None:
+    """:func:`materialize_all`'s runs: every raw partition, then (``downstream``) the rest, in waves.
+    ``large``: the partitions the prestage worker prepares (they load last, each source's years in order);
+    ``end_prestaging`` stops it when the raw stage ends."""
     from wijk_assets.defs.raw.assets import RAW_SOURCES, raw_asset_key
     from wijk_assets.lib import prestage
 
-    cbs = defs.resources["cbs"]
-    # Large partitions are read, staged and GE-checked by a worker process (started first) while this one
-    # loads the others; they load last, each source's years in order (wijk_assets.lib.prestage)
-    large = prestage.candidates(cbs, sources)
-    with prestage.prestaging(cbs, large, log=log):
-        order, _ = prestage.load_order(register_partitions(instance, cbs, sources), large)
+    try:
+        order, _ = prestage.load_order(register_partitions(instance, defs.resources["cbs"], sources), large)
         for source, year in order:
             start = time.perf_counter()
             result = materialize_keys(
@@ -249,6 +260,8 @@ def _materialize(defs, graph, instance, sources, downstream, raise_on_error, log
             seconds = time.perf_counter() - start
             report.timings.append(StepTiming(f"raw/{source}", seconds, result.success, year))
             log(f"{'ok ' if result.success else 'FAILED'} raw/{source} [{year}] {seconds:.1f}s")
+    finally:
+        end_prestaging()
 
     raw_steps = len(report.timings)
     if not report.success:

@@ -516,6 +516,48 @@ def test_top_drivers_by_integer_codes_equal_the_sorted_frame(categorical):
     got = explain._top_by_abs_shap(frame, keys, 3)
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
     assert got["rank"].max() == 3 and len(got) > 100
+    # one side only (the explanation step's "up" and "down" drivers): the same as passing only those rows
+    for sign, rows in ((1, frame["shap_value"] > 0), (-1, frame["shap_value"] < 0)):
+        expected = _top_by_sorting(frame[rows], keys, 3)
+        got = explain._top_by_abs_shap(frame, keys, 3, sign)
+        pd.testing.assert_frame_equal(got, expected, check_exact=True)
+        assert (np.sign(got["shap_value"]) == sign).all() and len(got) > 50
+
+
+def _importance_by_groups(frame: pd.DataFrame) -> pd.DataFrame:
+    """The previous formulation of global_importance (a pandas group per feature), as the reference."""
+    from scipy import stats
+
+    rows = []
+    for (outcome, feature), g in frame.groupby(["outcome", "feature"], observed=True, sort=True):
+        ok = g["feature_value"].notna().to_numpy()
+        x, s = g["feature_value"].to_numpy()[ok], g["shap_value"].to_numpy()[ok]
+        rho = float(stats.spearmanr(x, s).statistic) if x.size >= 3 and np.ptp(x) > 0 and np.ptp(s) > 0 else float("nan")
+        rows.append({"outcome": outcome, "feature": feature, "mean_abs_shap": float(np.abs(g["shap_value"].to_numpy()).mean()),
+                     "spearman_value_shap": rho, "direction": int(np.sign(rho)) if np.isfinite(rho) else 0})
+    out = pd.DataFrame(rows, columns=["outcome", "feature", "mean_abs_shap", "spearman_value_shap", "direction"])
+    out["rank"] = out.groupby("outcome")["mean_abs_shap"].rank(ascending=False, method="first").astype(int)
+    return out.sort_values(["outcome", "rank"]).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("categorical", [False, True])
+def test_global_importance_equals_one_group_per_feature(categorical):
+    """SYNTHETIC: ties in mean |SHAP| (ranked in the groups' order), constant SHAP values, missing feature
+    values and feature names, two outcomes; categorical features in an unsorted category order too."""
+    rng = np.random.default_rng(3)
+    n = 6000
+    frame = pd.DataFrame({
+        "outcome": rng.choice(["lbm", "fys"], n),
+        "feature": rng.choice([f"f_{c}" for c in "zyxwvu"] + [None], n),
+        "feature_value": np.where(rng.random(n) < 0.1, np.nan, rng.normal(size=n)),
+        "shap_value": rng.choice([0.5, -0.5, 0.25, -0.25], n),
+    })
+    frame.loc[frame["feature"] == "f_x", "shap_value"] = 0.5  # constant: no direction
+    if categorical:
+        frame["feature"] = pd.Categorical(frame["feature"], categories=[f"f_{c}" for c in "uxzwyv"] + ["f_unused"])
+    got = global_importance(frame)
+    pd.testing.assert_frame_equal(got.drop(columns="direction_text"), _importance_by_groups(frame), check_exact=True)
+    assert got["mean_abs_shap"].duplicated().any() and (got["direction"] == 0).any()
 
 
 def test_neutral_wording_guard():

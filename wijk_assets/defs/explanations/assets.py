@@ -175,10 +175,10 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource, s
     reference = data[artifact.features].mean(numeric_only=True)
     directions = dict(zip(importance["feature"], importance["direction"]))
     # Top 3 up and top 3 down per wijk: a resident sees both sides, not only what lowers the score.
-    ups = area_drivers(long[long["shap_value"] > 0], catalog, reference, top_n=3,
-                       directions=directions, reference_label=COMPARISON_LABEL)
-    downs = area_drivers(long[long["shap_value"] < 0], catalog, reference, top_n=3,
-                         directions=directions, reference_label=COMPARISON_LABEL)
+    ups = area_drivers(long, catalog, reference, top_n=3, directions=directions, reference_label=COMPARISON_LABEL,
+                       sign=1)
+    downs = area_drivers(long, catalog, reference, top_n=3, directions=directions, reference_label=COMPARISON_LABEL,
+                         sign=-1)
     drivers = pd.concat([ups.assign(side="up"), downs.assign(side="down")], ignore_index=True)
     drivers = drivers.rename(columns={"national_value": "comparison_value"})
     drivers["comparison_label"] = COMPARISON_LABEL

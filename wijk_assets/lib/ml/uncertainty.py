@@ -198,10 +198,10 @@ def simulated_rank_ranges(
     rng = np.random.default_rng(seed)
     ranks = np.empty((n_draws, n), dtype=np.int32)
     noise = np.empty(n)
+    # each group's wijken and residuals, in the order of np.unique (the draws' order of random numbers)
+    members = [(np.flatnonzero(g == group), pool.get(group, everything)) for group in np.unique(g)]
     for d in range(n_draws):
-        for group in np.unique(g):
-            idx = np.flatnonzero(g == group)
-            source = pool.get(group, everything)
+        for idx, source in members:
             noise[idx] = source[rng.integers(0, source.size, size=idx.size)]
         score = p + noise
         order = np.argsort(-score if descending else score, kind="mergesort")

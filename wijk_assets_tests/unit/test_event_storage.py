@@ -6,9 +6,12 @@ SYNTHETIC assets (two trivial ones); what is checked is Dagster's storage, in a 
 from __future__ import annotations
 
 import os
+import sqlite3
 
 import dagster as dg
+import sqlalchemy
 import yaml
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
 from wijk_assets.runner.event_storage import KEPT_ENGINES, KeptConnectionSqliteEventLogStorage
 from wijk_assets.runner.materialize import instance_yaml
@@ -126,3 +129,43 @@ def test_engines_inherited_across_fork_are_not_used(tmp_path):
     run = dg.materialize([first], instance=instance)
     assert run.success
     assert not set(map(id, storage._engines.values())) & set(map(id, inherited.values()))
+
+
+
+def _schema(path) -> tuple[list, list]:
+    """Every table and index of a SQLite file, its alembic stamp and its journal mode."""
+    con = sqlite3.connect(path)
+    try:
+        objects = sorted(con.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall(), key=str)
+        state = con.execute("SELECT version_num FROM alembic_version").fetchall() + con.execute(
+            "PRAGMA journal_mode").fetchall()
+        return objects, state
+    finally:
+        con.close()
+
+
+def test_a_new_run_shard_is_the_file_dagsters_own_initialisation_makes(tmp_path, monkeypatch):
+    ours = KeptConnectionSqliteEventLogStorage(str(tmp_path / "ours"))
+    theirs = SqliteEventLogStorage(str(tmp_path / "theirs"))
+    for storage in (ours, theirs):
+        with storage.run_connection("run-a") as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+    ours.dispose_engines()
+    got, expected = _schema(ours.path_for_shard("run-a")), _schema(theirs.path_for_shard("run-a"))
+    assert got == expected  # every table and index, the same alembic revision, the WAL journal
+    assert len(got[0]) > 20 and got[1][0][0] and got[1][1] == ("wal",)
+
+    # a file that already holds something (a half-made or older database) goes through Dagster's own path
+    calls = []
+    monkeypatch.setattr(SqliteEventLogStorage, "_initdb", lambda self, engine, for_index_shard=False: calls.append(1))
+    con = sqlite3.connect(ours.path_for_shard("run-b"))
+    con.execute("CREATE TABLE something (x)")
+    con.commit()
+    con.close()
+    with ours.run_connection("run-b"):
+        pass
+    assert calls == [1]
+    with ours.run_connection("run-c"):  # a new file does not
+        pass
+    assert calls == [1]
+    ours.dispose_engines()

@@ -149,36 +149,47 @@ def select_features(
     cat = catalog.drop_duplicates("feature", keep="last").set_index("feature")
     rows = frame[outcome].notna().to_numpy()
     n_rows = int(rows.sum())
-    kept: list[str] = []
-    dropped: list[tuple[str, str]] = []
+    # first what the catalog and the types decide, column by column; then the rows' missing shares and
+    # distinct counts of the remaining columns, taken together (one column at a time cost ~0.2 s a call)
+    verdicts: list[tuple[str, str | None]] = []  # (column, reason it is dropped; None: decided by its values)
+    entries = cat.to_dict("index")  # feature -> its catalog entry (a lookup per column in the frame: ~0.1 s)
     for col in frame.columns:
         if col in KEY_COLUMNS:
             continue
         if col in LEAKAGE_COLUMNS:
             continue  # outcomes/afw: never candidates (not reported: they are targets, not features)
-        if col not in cat.index:
-            dropped.append((col, "not in the feature catalog"))
+        entry = entries.get(col)
+        if entry is None:
+            verdicts.append((col, "not in the feature catalog"))
             continue
-        entry = cat.loc[col]
         source = str(entry.get("source", "") or "").strip().lower()
         if source in LEAKAGE_SOURCES:
-            dropped.append((col, f"derived from the Leefbaarometer (source {source!r}): target leakage"))
+            verdicts.append((col, f"derived from the Leefbaarometer (source {source!r}): target leakage"))
             continue
         if not (pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col])):
-            dropped.append((col, f"not numeric (dtype {frame[col].dtype})"))
+            verdicts.append((col, f"not numeric (dtype {frame[col].dtype})"))
             continue
         if exclude_sensitive and _as_bool(entry.get("sensitive", False)) and col not in opt_in:
-            dropped.append((col, "sensitive: excluded unless opted in"))
+            verdicts.append((col, "sensitive: excluded unless opted in"))
             continue
-        values = frame.loc[rows, col]
-        missing = float(values.isna().mean()) if n_rows else 1.0
-        if missing > max_missing:
-            dropped.append((col, f"missing on {missing:.0%} of the {n_rows} rows with {outcome} (max {max_missing:.0%})"))
-            continue
-        if values.nunique(dropna=True) < 2:
-            dropped.append((col, f"constant on the rows with {outcome}"))
-            continue
-        kept.append(col)
+        verdicts.append((col, None))
+    candidates = [col for col, reason in verdicts if reason is None]
+    values = frame.loc[rows, candidates]
+    missing_share = values.isna().mean() if n_rows else pd.Series(1.0, index=candidates)
+    distinct = values.nunique(dropna=True)
+    kept: list[str] = []
+    dropped: list[tuple[str, str]] = []
+    for col, reason in verdicts:
+        if reason is None:
+            missing = float(missing_share[col])
+            if missing > max_missing:
+                reason = f"missing on {missing:.0%} of the {n_rows} rows with {outcome} (max {max_missing:.0%})"
+            elif distinct[col] < 2:
+                reason = f"constant on the rows with {outcome}"
+        if reason is None:
+            kept.append(col)
+        else:
+            dropped.append((col, reason))
     for feature in cat.index:
         if feature not in frame.columns:
             dropped.append((feature, "in the catalog but not in the frame"))

@@ -227,7 +227,7 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource, s
             ("ml.interval_coverage", coverage),
             ("ml.match_rule_errors", rule_errors),
         ):
-            data = data.copy()
+            data = data.copy(deep=False)  # the column below is added to (or replaced in) this copy only
             data["outcome"] = outcome
             written[table] = replace_partition(con, table, [(data, {})], sql_types(data), {"outcome": outcome})
 

@@ -193,7 +193,8 @@ def global_importance(shap_long_frame: pd.DataFrame) -> pd.DataFrame:
     shap = shap_long_frame["shap_value"].to_numpy()
     missing = pd.isna(values)
     grouped = shap_long_frame.groupby(["outcome", "feature"], observed=True, sort=True)
-    codes = grouped.ngroup().fillna(-1).to_numpy(dtype=np.int64)  # the group number in the groups' order; -1: a missing key
+    # each row's group number, in the groups' order (-1: a missing key, in no group)
+    codes = grouped.ngroup().fillna(-1).to_numpy(dtype=np.int64)
     keys = grouped.size().index
     kept = np.flatnonzero(codes >= 0)
     order = kept[np.argsort(codes[kept], kind="stable")]

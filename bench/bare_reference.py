@@ -13,7 +13,7 @@ What it does, on the real files, in one process:
   3. per outcome (lbm fys onv soc vrz won): 5-fold CV grouped by gemeente with LightGBM and the ridge
      baseline on the same folds, a final fit on all rows, and SHAP values (``pred_contrib``, exact
      TreeSHAP) for the latest outcome year.
-It prints seconds per step, the total, peak RSS and per-outcome grouped-CV R² (LightGBM and ridge), so
+It prints seconds per step, the total, peak memory (PSS) and per-outcome grouped-CV R² (LightGBM and ridge), so
 the pipeline's time and quality can be compared with it (``bench/run_bench.py`` runs it first).
 
 Shared with the pipeline, imported (no copy): the readers, LightGBM's base parameters and one candidate
@@ -328,7 +328,7 @@ def print_summary(result: dict, log=print) -> None:
     for name, seconds in result["steps"].items():
         log(f"{name:<44} {seconds:8.2f}")
     log(f"{'total':<44} {result['total_seconds']:8.2f}")
-    log(f"peak RSS (sampled, process tree): {result['peak_rss_bytes'] / MIB:.0f} MiB"
+    log(f"peak memory (sampled, process tree, PSS): {result['peak_rss_bytes'] / MIB:.0f} MiB"
         f" (ru_maxrss of this process: {result['ru_maxrss_self_bytes'] / MIB:.0f} MiB)")
     imported = result["orchestration_modules_imported"]
     log(f"imported of dagster/dbt/great_expectations/duckdb: {', '.join(imported) if imported else 'none'}")

@@ -26,8 +26,9 @@ summary lists the lines in the order above). The bare reference runs once more a
 reference at 88 s and 79 s, and the pipeline the other way round), so the ratios use the mean of the two
 reference runs, and the summary shows how far apart they were and each line's ratio to either alone.
 Dagster instances keep their storage on disk in the benchmark folder, configured as the README command
-configures a new home (its dagster.yaml). Peak RSS is the largest SUM of the RSS of a run's process and
-all its descendants (dbt subprocesses, fit workers), sampled every 0.2 s (bench/rss.py), per line and per
+configures a new home (its dagster.yaml). Peak memory is the largest SUM of the resident memory of a
+run's process and all its descendants (dbt subprocesses, fit workers; each process's proportional set
+size, PSS: a page shared by several processes counts once), sampled every 0.2 s (bench/rss.py), per line and per
 step (the steps with the highest peaks are listed); the summary's overall figure is the largest line
 peak. The run's process is this one for (a), (c) and (d), and a process of its own for the bare
 reference, (b) and (d'). Dagster's own share of (a),
@@ -236,13 +237,13 @@ def step_windows(instance, since: float) -> list[tuple[str, str | None, float, f
 
 
 def print_step_peaks(instance, since: float, sampler: TreeRssSampler, top: int = 8) -> None:
-    """Where the memory peak of a line happens: the steps whose windows saw the largest tree RSS."""
+    """Where the memory peak of a line happens: the steps whose windows saw the largest tree memory (PSS)."""
     peaks = [(*sampler.peak_between(start, end), step, partition, end - start)
              for step, partition, start, end in step_windows(instance, since)]
     peaks = [p for p in peaks if p[0] > 0]
     if not peaks:
         return
-    print("\n  steps with the highest tree RSS (sampled during the step; of which the run's own process):")
+    print("\n  steps with the highest tree memory, PSS (sampled during the step; of which the run's own process):")
     for peak, own, step, partition, seconds in sorted(peaks, key=lambda p: -p[0])[:top]:
         print(f"    {peak / MIB:7.0f} MiB ({own / MIB:5.0f})  {step:<56} {partition or '':>9} {seconds:7.1f} s")
 
@@ -295,7 +296,7 @@ def run_reuse(settings, source_db: Path, outcomes: list[str]) -> Line:
 def run_own_process(cmd: list[str], env: dict | None = None, capture: bool = False
                     ) -> tuple[int, str, int, TreeRssSampler]:
     """Run ``cmd`` as a process of its own and sample ITS process tree (not this one's): (exit code,
-    captured stdout, peak tree RSS in bytes, the sampler with its timeline)."""
+    captured stdout, peak tree memory (PSS) in bytes, the sampler with its timeline)."""
     child = subprocess.Popen(cmd, cwd=REPO, env=env, text=True,
                              stdout=subprocess.PIPE if capture else None,
                              stderr=subprocess.PIPE if capture else None)
@@ -427,7 +428,7 @@ def bare_base(lines: list[Line]) -> tuple[float | None, list[float]]:
 def print_summary(lines: list[Line], overall_peak: int, scope: str) -> None:
     base, runs = bare_base(lines)
     print(f"\n== summary ({scope})")
-    print(f"{'line':<48} {'seconds':>8} {'x bare':>7} {'peak RSS':>9}  target / note")
+    print(f"{'line':<48} {'seconds':>8} {'x bare':>7} {'peak PSS':>9}  target / note")
     for line in lines:
         ratio = f"{line.seconds / base:7.2f}" if (line.seconds is not None and base) else f"{'-':>7}"
         peak = f"{line.peak_bytes / MIB:6.0f} MiB" if line.peak_bytes is not None else f"{'-':>9}"
@@ -440,7 +441,7 @@ def print_summary(lines: list[Line], overall_peak: int, scope: str) -> None:
     if len(runs) == 2:
         print(f"x bare: against the mean of the two reference runs ({runs[0]:.1f} s first, {runs[1]:.1f} s at the end: "
               f"{(runs[1] - runs[0]) / runs[0]:+.0%}, the machine's drift during this benchmark)")
-    print(f"largest peak RSS of a line (its run's process and all descendants, sampled every 0.2 s): "
+    print(f"largest peak memory of a line (PSS of its run's process and all descendants, sampled every 0.2 s): "
           f"{overall_peak / MIB:.0f} MiB (target for the full run {PEAK_TARGET})")
     measured = [line for line in lines if line.overhead]
     if measured:

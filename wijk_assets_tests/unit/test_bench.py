@@ -53,6 +53,29 @@ def test_tree_rss_counts_the_memory_of_a_child_process():
     assert tree_rss_bytes(me) - alone < 50 * MIB
 
 
+def test_pages_a_forked_child_shares_with_this_process_count_once():
+    """A child between fork and exec holds its parent's pages: the tree's memory is not twice this
+    process's (a plain sum of RSS counted them twice: run BD's 2,293 MiB)."""
+    import os
+
+    held = bytearray(CHILD_MIB * 1024 * 1024)
+    held[::4096] = b"x" * len(held[::4096])
+    me = psutil.Process()
+    alone = tree_rss_bytes(me)
+    pid = os.fork()
+    if pid == 0:  # the child: shares every page of the parent until it writes to it
+        time.sleep(1.5)
+        os._exit(0)
+    try:
+        time.sleep(0.3)
+        child = psutil.Process(pid)
+        assert child.memory_info().rss > CHILD_MIB * MIB  # what a sum of RSS added a second time
+        assert tree_rss_bytes(me) - alone < 60 * MIB
+    finally:
+        os.waitpid(pid, 0)
+    del held
+
+
 def test_a_line_in_its_own_process_is_sampled_without_this_process():
     """(b) and (d') run in processes of their own: their peak is the child's tree, whatever this process
     holds (here 400 MiB, held while the child runs)."""

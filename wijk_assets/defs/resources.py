@@ -132,7 +132,6 @@ class CbsSourceResource(dg.ConfigurableResource):
         return read_partition_files(self.source_files(source), year, self.min_respondents)
 
 
-
 def cbs_resource(settings) -> CbsSourceResource:
     """The source resource of a :class:`wijk_assets.settings.Settings`: the definitions' ``cbs``, and what a
     full build's prestage worker reads with before the definitions are built."""
@@ -142,6 +141,7 @@ def cbs_resource(settings) -> CbsSourceResource:
         min_respondents=int(settings.min_respondents),
         withdrawn_files=list(settings.withdrawn_files),
     )
+
 
 def find_catalog_tables(client, title_pattern: str, table_ids: tuple[str, ...] = ()) -> list[dict]:
     """Catalog entries whose Title matches the source's pattern, or whose Identifier is listed."""

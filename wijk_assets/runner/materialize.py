@@ -220,86 +220,87 @@ def materialize_all(
     # stage ends.
     cbs = cbs_resource(settings)
     large = prestage.candidates(cbs, sources)
-    with contextlib.ExitStack() as raw_stage:
-        raw_stage.enter_context(prestage.prestaging(cbs, large, log=log))
-        from wijk_assets.defs.dbt.in_process import dbt_in_this_process
-        from wijk_assets.defs.dbt.project import parse_state_in_background
-        from wijk_assets.definitions import build_definitions
+    report = MaterializeReport()
+    with contextlib.ExitStack() as build:
+        with prestage.prestaging(cbs, large, log=log):  # the worker: from here to the raw stage's end
+            from wijk_assets.defs.dbt.in_process import dbt_in_this_process
+            from wijk_assets.defs.dbt.project import parse_state_in_background
+            from wijk_assets.definitions import build_definitions
 
-        if instance is None:
-            ensure_dagster_home()
-            instance = dg.DagsterInstance.get()
-        defs = build_definitions(settings)
-        graph = defs.resolve_asset_graph()
-        report = MaterializeReport()
-        # dbt's parse for this warehouse file (when the project's was made for another) runs beside the raw
-        # stage, which runs no dbt; the first dbt step waits for it (see wijk_assets.defs.dbt.project)
-        # ... and its dbt steps run dbt in this process (wijk_assets.defs.dbt.in_process)
-        with parse_state_in_background(settings.duckdb_path, log=log) if downstream else contextlib.nullcontext(), \
-                dbt_in_this_process():
-            _materialize(defs, graph, instance, sources, large, raw_stage.close, downstream, raise_on_error, log,
-                         report)
+            if instance is None:
+                ensure_dagster_home()
+                instance = dg.DagsterInstance.get()
+            defs = build_definitions(settings)
+            # dbt's parse for this warehouse file (when the project's was made for another) runs beside the
+            # raw stage, which runs no dbt; the first dbt step waits for it (wijk_assets.defs.dbt.project).
+            # The build's dbt steps run dbt in this process (wijk_assets.defs.dbt.in_process).
+            if downstream:
+                build.enter_context(parse_state_in_background(settings.duckdb_path, log=log))
+            build.enter_context(dbt_in_this_process())
+            _load_raw(defs, instance, sources, large, raise_on_error, log, report)
+        if downstream:
+            _materialize_downstream(defs, instance, raise_on_error, log, report)
     return report
 
 
-def _materialize(defs, graph, instance, sources, large, end_prestaging, downstream, raise_on_error, log,
-                 report) -> None:
-    """:func:`materialize_all`'s runs: every raw partition, then (``downstream``) the rest, in waves.
-    ``large``: the partitions the prestage worker prepares (they load last, each source's years in order);
-    ``end_prestaging`` stops it when the raw stage ends."""
-    from wijk_assets.defs.raw.assets import RAW_SOURCES, raw_asset_key
+def _load_raw(defs, instance, sources, large, raise_on_error, log, report) -> None:
+    """:func:`materialize_all`'s raw stage: one run per partition; ``large`` (the partitions the prestage
+    worker prepares) load last, each source's years in order."""
+    from wijk_assets.defs.raw.assets import raw_asset_key
     from wijk_assets.lib import prestage
 
-    try:
-        order, _ = prestage.load_order(register_partitions(instance, defs.resources["cbs"], sources), large)
-        for source, year in order:
-            start = time.perf_counter()
-            result = materialize_keys(
-                defs, instance, [raw_asset_key(source)], year, trigger="cli", raise_on_error=raise_on_error
-            )
-            seconds = time.perf_counter() - start
-            report.timings.append(StepTiming(f"raw/{source}", seconds, result.success, year))
-            log(f"{'ok ' if result.success else 'FAILED'} raw/{source} [{year}] {seconds:.1f}s")
-    finally:
-        end_prestaging()
-
-    raw_steps = len(report.timings)
+    order, _ = prestage.load_order(register_partitions(instance, defs.resources["cbs"], sources), large)
+    for source, year in order:
+        start = time.perf_counter()
+        result = materialize_keys(
+            defs, instance, [raw_asset_key(source)], year, trigger="cli", raise_on_error=raise_on_error
+        )
+        seconds = time.perf_counter() - start
+        report.timings.append(StepTiming(f"raw/{source}", seconds, result.success, year))
+        log(f"{'ok ' if result.success else 'FAILED'} raw/{source} [{year}] {seconds:.1f}s")
     if not report.success:
         # Failure isolation: a refused partition keeps its previous rows (validate-then-swap), so the
         # rest of the pipeline runs on what is live; the command still ends non-zero.
         log("raw stage: some partitions were refused and keep their previous content (see STUCK below)")
-    if downstream:
-        raw_keys = {raw_asset_key(s) for s in RAW_SOURCES}
-        rest = [k for k in graph.toposorted_asset_keys if k not in raw_keys and graph.get(k).is_materializable]
-        for partitions_def, keys in plan_waves(graph, rest):
-            partition_keys = partitions_def.get_partition_keys() if partitions_def else [None]
-            for partition_key in partition_keys:
-                start = time.perf_counter()
-                result = materialize_keys(
-                    defs, instance, keys, partition_key, trigger="cli", raise_on_error=raise_on_error
-                )
-                seconds = time.perf_counter() - start
-                gate = _blocking_gate_failures(result) if not result.success else []
-                blocked_only = bool(gate) and partition_key is not None
-                for step, (step_seconds, ok) in _step_timings(instance, result.run_id).items():
-                    report.timings.append(StepTiming(step, step_seconds, ok or blocked_only, partition_key))
-                names = ", ".join(k.to_user_string() for k in keys[:3]) + (" …" if len(keys) > 3 else "")
-                part = f" [{partition_key}]" if partition_key else ""
-                status = "ok " if result.success else ("BLOCKED" if blocked_only else "FAILED")
-                log(f"{status} {len(keys)} assets ({names}){part} {seconds:.1f}s")
-                for line in _withheld(result):
-                    report.withheld.append(line)
-                    log(f"   WITHHELD by gate 3: {line} - this outcome is not published")
-                for line in warning_lines(check_warnings(result)):
-                    log(line)
-                if blocked_only:
-                    report.blocked.extend(f"{partition_key}: {g}" for g in gate)
-                    log(f"   gate: {'; '.join(gate)} - this partition's outputs are not published")
-                elif not result.success:
-                    report.timings.append(StepTiming(f"run {result.run_id}", seconds, False, partition_key))
-            if not all(t.success for t in report.timings[raw_steps:]):
-                log("stopped: later assets keep their previous content")
-                break
+
+
+def _materialize_downstream(defs, instance, raise_on_error, log, report) -> None:
+    """:func:`materialize_all`'s runs after the raw stage: every other asset, in waves."""
+    from wijk_assets.defs.raw.assets import RAW_SOURCES, raw_asset_key
+
+    graph = defs.resolve_asset_graph()
+    raw_steps = len(report.timings)
+    raw_keys = {raw_asset_key(s) for s in RAW_SOURCES}
+    rest = [k for k in graph.toposorted_asset_keys if k not in raw_keys and graph.get(k).is_materializable]
+    for partitions_def, keys in plan_waves(graph, rest):
+        partition_keys = partitions_def.get_partition_keys() if partitions_def else [None]
+        for partition_key in partition_keys:
+            start = time.perf_counter()
+            result = materialize_keys(
+                defs, instance, keys, partition_key, trigger="cli", raise_on_error=raise_on_error
+            )
+            seconds = time.perf_counter() - start
+            gate = _blocking_gate_failures(result) if not result.success else []
+            blocked_only = bool(gate) and partition_key is not None
+            for step, (step_seconds, ok) in _step_timings(instance, result.run_id).items():
+                report.timings.append(StepTiming(step, step_seconds, ok or blocked_only, partition_key))
+            names = ", ".join(k.to_user_string() for k in keys[:3]) + (" …" if len(keys) > 3 else "")
+            part = f" [{partition_key}]" if partition_key else ""
+            status = "ok " if result.success else ("BLOCKED" if blocked_only else "FAILED")
+            log(f"{status} {len(keys)} assets ({names}){part} {seconds:.1f}s")
+            for line in _withheld(result):
+                report.withheld.append(line)
+                log(f"   WITHHELD by gate 3: {line} - this outcome is not published")
+            for line in warning_lines(check_warnings(result)):
+                log(line)
+            if blocked_only:
+                report.blocked.extend(f"{partition_key}: {g}" for g in gate)
+                log(f"   gate: {'; '.join(gate)} - this partition's outputs are not published")
+            elif not result.success:
+                report.timings.append(StepTiming(f"run {result.run_id}", seconds, False, partition_key))
+        if not all(t.success for t in report.timings[raw_steps:]):
+            log("stopped: later assets keep their previous content")
+            break
 
 
 def _withheld(result) -> list[str]:

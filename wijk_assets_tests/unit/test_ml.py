@@ -217,6 +217,28 @@ def test_select_features_missing_measured_on_outcome_rows():
 # ------------------------------------------------------------------------------------------ training
 
 
+def test_training_rows_are_the_outcomes_rows_in_key_order_and_are_not_copied_again():
+    """SYNTHETIC frame, shuffled and with repeated index labels: the model's rows are the outcome's rows
+    sorted by (area_code, outcome_year) as a stable sort of the whole rows gives them; a frame that is the
+    outcome's rows already is taken as it is (no copy of the wide frame) by the training code."""
+    from wijk_assets.defs.models.store import training_rows_for
+    from wijk_assets.lib.ml.training import _outcome_rows
+
+    frame = synthetic_frame(n_gemeenten=6, wijken_per_gemeente=3).sample(frac=1.0, random_state=5)
+    frame.index = np.arange(len(frame)) % 7  # labels repeat: rows are taken by position
+    for outcome in ("lbm", "fys"):
+        rows = training_rows_for(frame, outcome)
+        expected = (frame[frame[outcome].notna()].sort_values(["area_code", "outcome_year"], kind="mergesort")
+                    .reset_index(drop=True))
+        pd.testing.assert_frame_equal(rows, expected, check_exact=True)
+        assert _outcome_rows(rows, outcome) is rows
+        assert rows["area_code"].is_monotonic_increasing
+    filtered = _outcome_rows(frame, "fys")
+    assert filtered is not frame and len(filtered) == int(frame["fys"].notna().sum())
+    assert list(filtered.index) == list(range(len(filtered)))
+
+
+
 def test_training_is_deterministic_and_roundtrips(syn, syn_artifact, tmp_path):
     frame, features = syn
     again = train_outcome(frame, "lbm", features, FAST_PARAMS, seed=7, n_jobs=1)

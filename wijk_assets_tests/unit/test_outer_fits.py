@@ -159,3 +159,38 @@ def test_the_final_and_temporal_fits_are_stored_with_the_fold_fits_and_checked(s
     text = (directory / "final.txt").read_text(encoding="utf-8")
     (directory / "final.txt").write_text(text[: len(text) // 2], encoding="utf-8")  # damaged: nothing is used
     assert load_outer_fits(directory, "k") is None
+
+
+def test_the_selections_out_of_fold_predictions_are_the_fold_models_own_and_the_model_step_uses_them(
+        selected, tmp_path, monkeypatch):
+    """The selection hands over its out-of-fold predictions of the choice: they are what the cut fold
+    models predict, bit for bit, they are stored with the fits, and the model step takes them instead of
+    predicting every row again (no booster predicts here; the out-of-fold table is the fresh model's)."""
+    from wijk_assets.lib.ml.model_fits import train_model
+
+    frame, features, model_features, mask, result = selected
+    fits = result.chosen_outer_fits
+    X = feature_matrix(frame, model_features)
+    assert fits.predictions.shape == (len(frame),)
+    for fold, text in enumerate(fits.models):
+        rows = fits.fold_of == fold
+        assert np.array_equal(lgb.Booster(model_str=text).predict(X[rows]), fits.predictions[rows])
+    loaded = load_outer_fits(save_outer_fits(fits, tmp_path / "selection_outer_fits", "k"), "k")
+    assert np.array_equal(loaded.predictions, fits.predictions)
+
+    kwargs = dict(params=result.chosen["params"], seed=SEED, n_jobs=1, train_mask=mask, baseline_features=features)
+    fresh = train_model(frame, "lbm", model_features, workers=1, **kwargs)
+
+    def no_predict(*args, **kw):
+        raise AssertionError("the model step predicted again what the selection handed over")
+    monkeypatch.setattr(lgb.Booster, "predict", no_predict)
+    given = train_model(frame, "lbm", model_features, workers=2, outer_fits=loaded, **kwargs)
+    pd.testing.assert_frame_equal(fresh.oof_predictions, given.oof_predictions, check_exact=True)
+    assert fresh.cv_metrics == given.cv_metrics
+
+
+def test_stored_predictions_of_another_length_are_not_used(selected, tmp_path):
+    _, _, _, _, result = selected
+    fits = result.chosen_outer_fits
+    short = OuterFits(fold_of=fits.fold_of, models=fits.models, ridge=fits.ridge, predictions=fits.predictions[:-1])
+    assert load_outer_fits(save_outer_fits(short, tmp_path / "selection_outer_fits", "k"), "k").predictions is None

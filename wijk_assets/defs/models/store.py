@@ -7,6 +7,7 @@ without importing the selection asset (which imports the model module).
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from wijk_assets.defs.resources import WarehouseResource
@@ -50,9 +51,16 @@ def load_selection(duckdb: WarehouseResource, outcome: str) -> dict | None:
 
 
 def training_rows_for(frame: pd.DataFrame, outcome: str) -> pd.DataFrame:
-    """The rows a model of ``outcome`` learns from, in the canonical order (the model asset uses the same)."""
-    rows = frame[frame[outcome].notna()].sort_values(["area_code", "outcome_year"], kind="mergesort")
-    return rows.reset_index(drop=True)
+    """The rows a model of ``outcome`` learns from, in the canonical order (the model asset uses the same).
+
+    The order is found on the two key columns (a stable sort, as sorting the rows themselves); the wide
+    rows are taken once, in that order (the training mart is read sorted already, so usually as they are)."""
+    positions = np.flatnonzero(frame[outcome].notna().to_numpy())
+    keys = ["area_code", "outcome_year"]
+    order = frame[keys].iloc[positions].reset_index(drop=True).sort_values(keys, kind="mergesort").index.to_numpy()
+    rows = frame.iloc[positions[order]]  # a new frame
+    rows.index = pd.RangeIndex(len(rows))
+    return rows
 
 
 # The model selection's outer-fold fits of its choice, handed to the model step (see

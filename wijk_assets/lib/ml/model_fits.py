@@ -87,11 +87,10 @@ def fit_in_workers(
     folds = grouped_folds(data, "gemeente_code", n_splits, seed)
     fold_of = fold_assignment(len(data), folds)
     cross_validate = outer_fits is None or not outer_fits.apply_to(fold_of)
-    none = np.array([], dtype=np.int64)
 
     payloads: list[tuple] = []
-    if cross_validate:  # shared bins, the fold model kept (evaluate predicts with it)
-        payloads += [(MODEL, dict(params), [], train[mask[train]], none, True, False) for train, _ in folds]
+    if cross_validate:  # shared bins; the fold model kept, and its prediction of its test fold
+        payloads += [(MODEL, dict(params), [rounds], train[mask[train]], test, True, False) for train, test in folds]
     final_and_temporal, variants = final_and_temporal_payloads(data, MODEL, params, mask, seed, n_splits, temporal)
     payloads += final_and_temporal
 
@@ -115,10 +114,14 @@ def fit_in_workers(
 
     n_cv = len(folds) if cross_validate else 0
     fold_models = [text for _, text in results[:n_cv]]
+    oof = np.full(len(data), np.nan)
+    for (_, test), (predictions, _) in zip(folds if cross_validate else [], results[:n_cv]):
+        oof[test] = predictions[rounds]
     final_model, temporal_predictions = final_and_temporal_results(results[n_cv:], variants, rounds,
                                                                    ridge_temporal if baselines else None)
     return ModelFits(
-        outer_fits=OuterFits(fold_of=fold_of, models=fold_models, ridge=ridge_cv) if cross_validate else None,
+        outer_fits=(OuterFits(fold_of=fold_of, models=fold_models, ridge=ridge_cv, predictions=oof)
+                    if cross_validate else None),
         final_model=final_model,
         temporal=temporal_predictions,
         seconds=time.perf_counter() - started,
@@ -165,10 +168,11 @@ def train_model(frame: pd.DataFrame, outcome: str, features: Sequence[str], para
     unknown = set(inputs) - {"train_mask", "baseline_features", "outer_fits"}
     if unknown:
         raise TypeError(f"train_model: unexpected arguments {sorted(unknown)}")
-    fitted = handed_over_fits(frame, outcome, seed, inputs.get("outer_fits"))
+    data = _outcome_rows(frame, outcome)  # once (a copy of the wide frame): the calls below take it as it is
+    fitted = handed_over_fits(data, outcome, seed, inputs.get("outer_fits"))
     if fitted is None and max(1, int(workers)) > 1:
-        fitted = fit_in_workers(frame, outcome, features, params, seed, n_jobs=n_jobs, workers=workers, **inputs)
-    return train_outcome(frame, outcome, features, params=params, seed=seed, n_jobs=n_jobs, fitted=fitted, **inputs)
+        fitted = fit_in_workers(data, outcome, features, params, seed, n_jobs=n_jobs, workers=workers, **inputs)
+    return train_outcome(data, outcome, features, params=params, seed=seed, n_jobs=n_jobs, fitted=fitted, **inputs)
 
 
 def handed_over_fits(frame: pd.DataFrame, outcome: str, seed: int, outer_fits: OuterFits | None,

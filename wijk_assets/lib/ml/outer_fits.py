@@ -10,13 +10,18 @@ other; the selection's checkpoints rely on that too), so those fits *are* the mo
 Fitting them again cost the model step about half its time right after every selection.
 
 So the selection stores them (the chosen configuration's five fold models, cut to the chosen number of
-rounds, and the ridge's out-of-fold predictions) under a **key** over everything that decides them
+rounds, their out-of-fold predictions, and the ridge's) under a **key** over everything that decides them
 (:func:`outer_fits_key`), and the model step uses them only when its own inputs give the same key and
 the fold assignment matches; otherwise it fits as before. With them go the chosen configuration's final
 fit and temporal-check fits, which the selection makes right after choosing in the worker processes that
 already hold the matrices (the model step would otherwise start its own workers for just these three
 fits; :func:`wijk_assets.lib.ml.model_fits.handed_over_fits`). Results are the same either way; the model's
 metrics (``ml.model_runs``, ``cross_validation_fits``) say which way the fits were obtained.
+
+The out-of-fold predictions are the selection's own (each fold's fit read at the chosen rounds, which is
+what the cut model predicts: the same trees summed in the same order), so the model step does not
+predict every row again; it still predicts them with the cut fold models it stores, and fails when
+the two differ (``fold_models_max_abs_diff_vs_oof``).
 
 Pure: no Dagster, no DuckDB.
 """
@@ -55,6 +60,9 @@ class OuterFits:
     # wijk_assets.lib.ml.model_fits.handed_over_fits); None when it did not make them
     final_model: str | None = None
     temporal: dict[str, dict[str, np.ndarray]] | None = None
+    # the fold models' own out-of-fold predictions (row r predicted by ``models[fold_of[r]]``), made where
+    # they were fitted; None when not made (the model step then predicts with the models)
+    predictions: np.ndarray | None = None
 
     def boosters(self) -> list[lgb.Booster]:
         return [lgb.Booster(model_str=text) for text in self.models]
@@ -101,8 +109,9 @@ def save_outer_fits(fits: OuterFits, directory: str | Path, key: str) -> Path:
         texts.append(fits.final_model)
     temporal = {f"temporal__{variant}__{model}": np.asarray(values, dtype=np.float64)
                 for variant, by_model in (fits.temporal or {}).items() for model, values in by_model.items()}
+    predictions = {} if fits.predictions is None else {"lightgbm": np.asarray(fits.predictions, dtype=np.float64)}
     np.savez(staging / ARRAYS_FILE, fold_of=np.asarray(fits.fold_of, dtype=np.int64),
-             ridge=np.asarray(fits.ridge, dtype=np.float64), **temporal)
+             ridge=np.asarray(fits.ridge, dtype=np.float64), **predictions, **temporal)
     (staging / KEY_FILE).write_text(key, encoding="utf-8")
     (staging / CHECKSUM_FILE).write_text(json.dumps([_sha256(text) for text in texts]), encoding="utf-8")
     shutil.rmtree(directory, ignore_errors=True)
@@ -125,6 +134,7 @@ def load_outer_fits(directory: str | Path, key: str) -> OuterFits | None:
         temporal: dict[str, dict[str, np.ndarray]] = {}
         with np.load(directory / ARRAYS_FILE, allow_pickle=False) as arrays:
             fold_of, ridge = arrays["fold_of"], arrays["ridge"]
+            predictions = arrays["lightgbm"] if "lightgbm" in arrays.files else None
             for name in arrays.files:
                 if name.startswith("temporal__"):
                     _, variant, model = name.split("__", 2)
@@ -137,8 +147,10 @@ def load_outer_fits(directory: str | Path, key: str) -> OuterFits | None:
             return None
     except (OSError, KeyError, ValueError):
         return None
+    if predictions is not None and predictions.shape != fold_of.shape:
+        predictions = None  # not one per row: the model step predicts with the models instead
     return OuterFits(fold_of=fold_of, models=models, ridge=ridge, final_model=final,
-                     temporal=temporal if final is not None else None)
+                     temporal=temporal if final is not None else None, predictions=predictions)
 
 
 __all__ = ["OuterFits", "cut_to_rounds", "load_outer_fits", "outer_fits_key", "save_outer_fits"]

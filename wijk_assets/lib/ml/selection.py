@@ -338,6 +338,7 @@ def select_model(
         ridge=ridge_pred.copy(),
         final_model=final_model,
         temporal=temporal,
+        predictions=outer_pred[labels[chosen_pos]].copy(),
     )
     reference_labels = [label for (r, _), label in zip(configs, labels) if r.name == REFERENCE]
     reference = ({"config": reference_labels[0], "description": "LightGBM defaults on the wijk's own health-monitor "

@@ -489,9 +489,14 @@ class EvaluationResult:
 
 
 def _outcome_rows(frame: pd.DataFrame, outcome: str) -> pd.DataFrame:
+    """The rows of ``frame`` with ``outcome`` present, numbered from 0; ``frame`` itself (not a copy) when
+    it is that already (readers only: nothing here writes to it)."""
     if outcome not in frame.columns:
         raise KeyError(f"outcome {outcome!r} not in frame")
-    return frame.loc[frame[outcome].notna()].reset_index(drop=True)
+    present = frame[outcome].notna().to_numpy()
+    if present.all() and frame.index.equals(pd.RangeIndex(len(frame))):
+        return frame
+    return frame.loc[present].reset_index(drop=True)
 
 
 def evaluate(
@@ -547,9 +552,11 @@ def evaluate(
     fold_of = fold_assignment(len(data), folds)
 
     t0 = time.perf_counter()
-    given = None
+    given = given_oof = None
     if outer_fits is not None and len(resolved) == 1 and not use_checkpoints and outer_fits.apply_to(fold_of):
         given = outer_fits.boosters()
+        if outer_fits.predictions is not None and np.shape(outer_fits.predictions) == (len(data),):
+            given_oof = np.asarray(outer_fits.predictions, dtype=np.float64)  # their own (see outer_fits)
     bins = _SharedBins(X, y, names) if given is None else None
     fold_models: list[lgb.Booster] = []
     for fold_no, (train, test) in enumerate(folds):
@@ -560,7 +567,7 @@ def evaluate(
             booster = (given[fold_no] if given is not None else
                        _fit(X[fit_rows], y[fit_rows], native, rounds, names, bins.subset(native, fit_rows, fold_no)))
             for k in _checkpoints(rounds, use_checkpoints):
-                oof[(ci, k)][test] = booster.predict(X[test], num_iteration=k)
+                oof[(ci, k)][test] = given_oof[test] if given_oof is not None else booster.predict(X[test], num_iteration=k)
             if len(resolved) == 1 and not use_checkpoints:
                 fold_models.append(booster)
     t_lgb = time.perf_counter() - t0
@@ -812,12 +819,12 @@ def train_outcome(
     t0 = time.perf_counter()
     if fitted is not None and not isinstance(params, Mapping):
         raise ValueError("fitted: worker fits exist for one setting only, not for a grid of settings")
-    result = evaluate(frame, outcome, features, params, seed, n_splits=n_splits, n_jobs=n_jobs, baselines=baselines,
+    data = _outcome_rows(frame, outcome)  # once: evaluate and the temporal check take these rows as they are
+    result = evaluate(data, outcome, features, params, seed, n_splits=n_splits, n_jobs=n_jobs, baselines=baselines,
                       train_mask=train_mask, baseline_features=baseline_features,
                       outer_fits=(fitted.outer_fits or outer_fits) if fitted else outer_fits,
                       outer_fits_from=FITS_FITTED if fitted is not None and fitted.outer_fits is not None else "")
     t1 = time.perf_counter()
-    data = _outcome_rows(frame, outcome)
     mask = _train_mask(train_mask, len(data))
     X = feature_matrix(data, features)[mask]
     y = data[outcome].to_numpy(dtype=np.float64)[mask]
@@ -826,7 +833,7 @@ def train_outcome(
                else _fit(X, y, native, rounds, _model_feature_names(features)))
     t2 = time.perf_counter()
     temporal_metrics = (
-        temporal_evaluation(frame, outcome, features, result.best_params, seed, n_jobs=n_jobs, baselines=baselines,
+        temporal_evaluation(data, outcome, features, result.best_params, seed, n_jobs=n_jobs, baselines=baselines,
                             train_mask=train_mask, baseline_features=baseline_features,
                             precomputed=fitted.temporal if fitted is not None else None)
         if temporal

@@ -91,3 +91,13 @@ def test_only_runs_that_read_the_mart_keep_it(con):
     frame_cache.forget_training_frames()
     frame_cache.cached_frame("db", "run-2", con, _reader(con, reads))
     assert len(reads) == 2
+
+
+def test_a_reader_that_only_selects_gets_the_kept_frame_itself_and_others_still_get_copies(con):
+    reads: list = []
+    kept, _ = frame_cache.cached_frame("db", "run-1", con, _reader(con, reads), copy_frame=False)
+    same, _ = frame_cache.cached_frame("db", "run-2", con, _reader(con, reads), copy_frame=False)
+    copied, _ = frame_cache.cached_frame("db", "run-3", con, _reader(con, reads))
+    assert len(reads) == 1 and same is kept and copied is not kept
+    copied.loc[0, "x"] = 99.0
+    assert kept.loc[0, "x"] == 1.5

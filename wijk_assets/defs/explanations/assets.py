@@ -115,7 +115,7 @@ def explanations(context: dg.AssetExecutionContext, duckdb: WarehouseResource, s
         yield from reused
         return
     artifact = load_artifact(run["artifact_path"])
-    frame, catalog = load_training_frame(duckdb, context.run.run_id)
+    frame, catalog = load_training_frame(duckdb, context.run.run_id, read_only_frame=True)  # selected from below
 
     # Every row the model was cross-validated on, in the order of its out-of-fold table; only the columns
     # used below (the mart has ~3x more columns than a model's features: copying them all cost ~2 s).

@@ -84,12 +84,14 @@ def models_root(duckdb: WarehouseResource) -> Path:
 
 
 def load_training_frame(duckdb: WarehouseResource, run_id: str | None = None,
-                        latest_year_of: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                        latest_year_of: str | None = None, *, read_only_frame: bool = False,
+                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The wijk training mart and a catalog covering every model input column (context columns
     ``gm__x`` / ``bu_sd__x`` … inherit the label of ``x`` with a prefix in words). With ``run_id``
     (the Dagster run's), the frame is read once for as long as the mart and the catalog do not change
-    (:mod:`.frame_cache`; callers get copies). ``latest_year_of`` (an outcome; not with ``run_id``):
-    only the rows of the latest outcome year with a value for it."""
+    (:mod:`.frame_cache`; callers get copies, or with ``read_only_frame`` the kept frame itself, for a
+    caller that only takes rows or columns out of it). ``latest_year_of`` (an outcome; not with
+    ``run_id``): only the rows of the latest outcome year with a value for it."""
     from wijk_assets.defs.models.frame_cache import cached_frame
 
     latest = "" if not latest_year_of else (
@@ -109,7 +111,8 @@ def load_training_frame(duckdb: WarehouseResource, run_id: str | None = None,
 
     with duckdb.connect(read_only=True) as con:
         if run_id and not latest_year_of:
-            return cached_frame(str(Path(duckdb.path).resolve()), run_id, con, lambda: read(con))
+            return cached_frame(str(Path(duckdb.path).resolve()), run_id, con, lambda: read(con),
+                                copy_frame=not read_only_frame)
         return read(con)
 
 
@@ -119,8 +122,8 @@ def outcome_training_inputs(duckdb: WarehouseResource, outcome: str, opt_in, run
     from wijk_assets.defs.models.store import training_rows_for
     from wijk_assets.lib.ml.training import select_features
 
-    frame, catalog = load_training_frame(duckdb, run_id)
-    frame = training_rows_for(frame, outcome)
+    frame, catalog = load_training_frame(duckdb, run_id, read_only_frame=True)
+    frame = training_rows_for(frame, outcome)  # a new frame
     if frame.empty:
         raise dg.Failure(f"no training rows with outcome {outcome!r} in marts.mart_wijk_training")
     selection = select_features(frame, catalog, max_missing=0.5, exclude_sensitive=True, opt_in=opt_in, outcome=outcome)

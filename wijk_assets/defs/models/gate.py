@@ -132,8 +132,8 @@ def model_gate_verdict(context: dg.AssetExecutionContext, duckdb: WarehouseResou
     outcome = context.partition_key
     run = load_model_run(duckdb, outcome)
     artifact = load_artifact(run["artifact_path"])
-    frame, _ = load_training_frame(duckdb, context.run.run_id)
-    rows = frame[frame[outcome].notna()].reset_index(drop=True)
+    frame, _ = load_training_frame(duckdb, context.run.run_id, read_only_frame=True)
+    rows = frame[frame[outcome].notna()].reset_index(drop=True)  # a new frame
     comparison = compare_oof(artifact.oof_predictions)
     problems, details = other_problems(outcome, artifact.booster, artifact.features, rows)
     verdict = decide(outcome, run["model_version"], comparison, problems)

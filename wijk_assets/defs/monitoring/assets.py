@@ -109,7 +109,7 @@ def release_changes(context: dg.AssetExecutionContext, duckdb: WarehouseResource
 
     # through the kept frame (see wijk_assets.defs.models.frame_cache): after the outcomes' runs of a build
     # the mart is not read again
-    frame, _ = load_training_frame(duckdb, context.run.run_id)
+    frame, _ = load_training_frame(duckdb, context.run.run_id, read_only_frame=True)  # rows are selected from it
     lbm = runs.set_index("outcome").loc["lbm"]
     model = load_artifact(lbm["artifact_path"])
     by_year = {}

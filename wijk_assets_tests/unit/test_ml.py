@@ -203,6 +203,38 @@ def test_select_features_sensitive_opt_in_and_missing():
     assert "kwb_mostly_missing" in select_features(frame, catalog, max_missing=0.95).kept
 
 
+def test_select_features_finds_constant_and_mostly_missing_columns_as_nunique_and_isna_do():
+    """SYNTHETIC columns with edge cases (all missing, one value, one value and NaN, infinities, signed
+    zeros, booleans, nullable integers): the float-matrix test says "constant" and the missing share
+    exactly where ``nunique(dropna=True) < 2`` and ``isna().mean()`` do."""
+    frame = synthetic_frame(n_gemeenten=6, wijken_per_gemeente=3)
+    n = len(frame)
+    odd = np.arange(n) % 2 == 1
+    edge = {
+        "all_nan": np.full(n, np.nan), "one_value": np.full(n, 3.0), "one_value_and_nan": np.where(odd, 3.0, np.nan),
+        "two_values_and_nan": np.where(odd, 3.0, np.where(np.arange(n) % 4 == 0, 4.0, np.nan)),
+        "inf_only": np.full(n, np.inf), "inf_and_value": np.where(odd, np.inf, 1.0),
+        "signed_zeros": np.where(odd, 0.0, -0.0), "minus_inf_and_inf": np.where(odd, -np.inf, np.inf),
+        "flag": odd, "flag_constant": np.ones(n, dtype=bool),
+        "nullable_int": pd.array(np.where(odd, 5, 6), dtype="Int64"),
+        "nullable_int_constant": pd.array([5 if i % 3 else None for i in range(n)], dtype="Int64"),
+    }
+    for column, values in edge.items():
+        frame[column] = values
+    catalog = pd.concat([synthetic_catalog(frame), pd.DataFrame({
+        "feature": list(edge), "label": list(edge), "unit": "", "source": "s", "cbs_table_id": "", "sensitive": False})])
+    for outcome in ("lbm", "fys"):
+        selection = select_features(frame, catalog, max_missing=0.95, outcome=outcome)
+        reasons = dict(zip(selection.dropped["feature"], selection.dropped["reason"]))
+        rows = frame[frame[outcome].notna()]
+        for column in edge:
+            missing = rows[column].isna().mean()
+            expected = ("missing" if missing > 0.95 else "constant" if rows[column].nunique(dropna=True) < 2 else None)
+            got = reasons.get(column)
+            assert (got is None) == (expected is None) and (got is None or got.startswith(expected)), (column, got)
+            assert (column in selection.kept) == (expected is None)
+
+
 def test_select_features_missing_measured_on_outcome_rows():
     frame = synthetic_frame(n_gemeenten=6, wijken_per_gemeente=3)
     # present only in 2016, where fys is absent: fully missing on fys rows, 2/3 missing on lbm rows

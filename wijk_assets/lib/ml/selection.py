@@ -258,6 +258,64 @@ def select_model(
         for name, (tr, te) in temporal_candidates.items():
             if tr.size and te.size:
                 temporal_ridges[name] = _fit_predict_ridge(X_base[tr], y[tr], X_base[te], groups[tr], seed)
+
+    def score_choice() -> dict[str, Any]:
+        """Everything the record says of the candidates and the choice (figures corrected for the
+        choice, candidates table, reference fit, plain CV of the choice, what it was made on) and the
+        choice's fold models: it needs the cross-validation only, so it runs while the workers fit the
+        choice's final and temporal models."""
+        def versus_ridge(pred: np.ndarray) -> dict[str, Any]:
+            comparison = compare_with_baseline(y[scored], pred[scored], ridge_pred[scored], groups[scored], fold_of[scored])
+            return {
+                "r2": comparison.model_r2, "ridge_r2": comparison.baseline_r2, "margin_r2": comparison.margin_r2,
+                "margin_lower": comparison.margin_lower, "margin_upper": comparison.margin_upper,
+                "level": comparison.level, "n_rows": comparison.n_rows, "n_gemeenten": comparison.n_groups,
+            }
+
+        outer_choices: list[str] = []
+        if method == NESTED:
+            nested_pred = np.full(len(data), np.nan)
+            for o, (train, test) in enumerate(outer):
+                inner_scored = scored[train]
+                inner_rmse = [finite_rmse(y[train][inner_scored], inner_pred[o][label][inner_scored]) for label in labels]
+                outer_choices.append(labels[int(np.nanargmin(inner_rmse))])
+                nested_pred[test] = outer_pred[outer_choices[-1]][test]
+            corrected = {**versus_ridge(nested_pred),
+                         **{f"{k}_exact_rows": v for k, v in evaluate_predictions(y[scored], nested_pred[scored]).items()
+                            if k in ("mae", "rmse")},
+                         "r2_all_rows": evaluate_predictions(y, nested_pred)["r2"], "method": NESTED}
+            shares = chosen_shares(outer_choices, labels)
+        else:
+            corrected, shares = bootstrap_corrected(y, outer_pred, ridge_pred, groups, scored)
+
+        rows = []
+        for (recipe, k), label in zip(configs, labels):
+            on_scored = evaluate_predictions(y[scored], outer_pred[label][scored])
+            on_all = evaluate_predictions(y, outer_pred[label])
+            rows.append({
+                "config": label, "recipe": recipe.name, "feature_set": recipe.feature_set,
+                "training_rows": recipe.training_rows, "n_estimators": int(k),
+                "n_features": len(feature_sets[recipe.feature_set]), "n_train_rows": int(masks[recipe.name].sum()),
+                "r2_exact_rows": on_scored["r2"], "rmse_exact_rows": on_scored["rmse"], "r2_all_rows": on_all["r2"],
+                "chosen_share": shares[label],
+            })
+        candidates = pd.DataFrame(rows)
+        candidates["chosen"] = False
+        candidates.loc[chosen_pos, "chosen"] = True
+        chosen = {
+            "config": labels[chosen_pos], "recipe": chosen_recipe.name, "feature_set": chosen_recipe.feature_set,
+            "training_rows": chosen_recipe.training_rows, "params": chosen_params,
+        }
+        reference_labels = [label for (r, _), label in zip(configs, labels) if r.name == REFERENCE]
+        reference = ({"config": reference_labels[0], "description": "LightGBM defaults on the wijk's own health-monitor "
+                      "features, trained on exact matches only", **versus_ridge(outer_pred[reference_labels[0]])}
+                     if reference_labels else {})
+        return {"outer_choices": outer_choices, "corrected": corrected, "candidates": candidates,
+                "chosen": chosen, "reference": reference,
+                "chosen_plain_cv": versus_ridge(outer_pred[labels[chosen_pos]]),
+                "training": training_summary(data, outcome, features),
+                "fold_models": [cut_to_rounds(outer_models[(o, chosen_recipe.name)], chosen_k) for o in range(len(outer))]}
+
     n_workers = _default_workers() if workers is None else max(1, int(workers))
     with fit_pool(matrices, y, names, seed, n_jobs, n_workers, len(payloads)) as run:
         if n_workers > 1 and len(payloads) > 1:
@@ -288,72 +346,34 @@ def select_model(
         more, variants = final_and_temporal_payloads(data, chosen_recipe.feature_set, chosen_params,
                                                      masks[chosen_recipe.name], seed, n_outer,
                                                      temporal=bool(temporal_candidates), candidates=temporal_candidates)
-        final_model, temporal = final_and_temporal_results(run(more), variants, int(chosen_k),
+        if n_workers > 1:
+            with ThreadPoolExecutor(max_workers=1) as waiter:
+                round_two = waiter.submit(run, more)  # in the workers, while this thread scores the choice
+                record = score_choice()
+                fitted = round_two.result()
+        else:
+            fitted = run(more)
+            record = score_choice()
+        final_model, temporal = final_and_temporal_results(fitted, variants, int(chosen_k),
                                                            {v: temporal_ridges[v] for v in variants})
-    def versus_ridge(pred: np.ndarray) -> dict[str, Any]:
-        comparison = compare_with_baseline(y[scored], pred[scored], ridge_pred[scored], groups[scored], fold_of[scored])
-        return {
-            "r2": comparison.model_r2, "ridge_r2": comparison.baseline_r2, "margin_r2": comparison.margin_r2,
-            "margin_lower": comparison.margin_lower, "margin_upper": comparison.margin_upper,
-            "level": comparison.level, "n_rows": comparison.n_rows, "n_gemeenten": comparison.n_groups,
-        }
-
-    outer_choices: list[str] = []
-    if method == NESTED:
-        nested_pred = np.full(len(data), np.nan)
-        for o, (train, test) in enumerate(outer):
-            inner_scored = scored[train]
-            inner_rmse = [finite_rmse(y[train][inner_scored], inner_pred[o][label][inner_scored]) for label in labels]
-            outer_choices.append(labels[int(np.nanargmin(inner_rmse))])
-            nested_pred[test] = outer_pred[outer_choices[-1]][test]
-        corrected = {**versus_ridge(nested_pred),
-                     **{f"{k}_exact_rows": v for k, v in evaluate_predictions(y[scored], nested_pred[scored]).items()
-                        if k in ("mae", "rmse")},
-                     "r2_all_rows": evaluate_predictions(y, nested_pred)["r2"], "method": NESTED}
-        shares = chosen_shares(outer_choices, labels)
-    else:
-        corrected, shares = bootstrap_corrected(y, outer_pred, ridge_pred, groups, scored)
-
-    rows = []
-    for (recipe, k), label in zip(configs, labels):
-        on_scored = evaluate_predictions(y[scored], outer_pred[label][scored])
-        on_all = evaluate_predictions(y, outer_pred[label])
-        rows.append({
-            "config": label, "recipe": recipe.name, "feature_set": recipe.feature_set,
-            "training_rows": recipe.training_rows, "n_estimators": int(k),
-            "n_features": len(feature_sets[recipe.feature_set]), "n_train_rows": int(masks[recipe.name].sum()),
-            "r2_exact_rows": on_scored["r2"], "rmse_exact_rows": on_scored["rmse"], "r2_all_rows": on_all["r2"],
-            "chosen_share": shares[label],
-        })
-    candidates = pd.DataFrame(rows)
-    candidates["chosen"] = False
-    candidates.loc[chosen_pos, "chosen"] = True
-    chosen = {
-        "config": labels[chosen_pos], "recipe": chosen_recipe.name, "feature_set": chosen_recipe.feature_set,
-        "training_rows": chosen_recipe.training_rows, "params": chosen_params,
-    }
     chosen_fits = OuterFits(
         fold_of=fold_of.copy(),
-        models=[cut_to_rounds(outer_models[(o, chosen_recipe.name)], chosen_k) for o in range(len(outer))],
+        models=record["fold_models"],
         ridge=ridge_pred.copy(),
         final_model=final_model,
         temporal=temporal,
         predictions=outer_pred[labels[chosen_pos]].copy(),
     )
-    reference_labels = [label for (r, _), label in zip(configs, labels) if r.name == REFERENCE]
-    reference = ({"config": reference_labels[0], "description": "LightGBM defaults on the wijk's own health-monitor "
-                  "features, trained on exact matches only", **versus_ridge(outer_pred[reference_labels[0]])}
-                 if reference_labels else {})
     return SelectionResult(
         outcome=outcome,
-        chosen=chosen,
-        candidates=candidates,
-        corrected=corrected,
-        reference=reference,
-        chosen_plain_cv=versus_ridge(outer_pred[labels[chosen_pos]]),
-        training=training_summary(data, outcome, features),
+        chosen=record["chosen"],
+        candidates=record["candidates"],
+        corrected=record["corrected"],
+        reference=record["reference"],
+        chosen_plain_cv=record["chosen_plain_cv"],
+        training=record["training"],
         seconds=time.perf_counter() - t0,
-        outer_choices=outer_choices,
+        outer_choices=record["outer_choices"],
         chosen_outer_fits=chosen_fits,
         method_text=method_text(method, n_outer, n_inner),
     )

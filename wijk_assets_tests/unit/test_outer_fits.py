@@ -194,3 +194,17 @@ def test_stored_predictions_of_another_length_are_not_used(selected, tmp_path):
     fits = result.chosen_outer_fits
     short = OuterFits(fold_of=fits.fold_of, models=fits.models, ridge=fits.ridge, predictions=fits.predictions[:-1])
     assert load_outer_fits(save_outer_fits(short, tmp_path / "selection_outer_fits", "k"), "k").predictions is None
+
+
+def test_fits_stored_without_predictions_are_still_used_and_give_the_same_model(selected, tmp_path):
+    """Fits stored by the previous version (no out-of-fold predictions in ``arrays.npz``) are handed over
+    as before: the model step predicts the rows with them, and the model is the one fitted from scratch."""
+    frame, _, model_features, _, result = selected
+    fits = result.chosen_outer_fits
+    old = OuterFits(fold_of=fits.fold_of, models=fits.models, ridge=fits.ridge, final_model=fits.final_model,
+                    temporal=fits.temporal)
+    loaded = load_outer_fits(save_outer_fits(old, tmp_path / "selection_outer_fits", "k"), "k")
+    assert loaded.predictions is None
+    fresh, given = _train(selected, None), _train(selected, loaded)
+    assert given.cv_fits_from == FITS_FROM_SELECTION
+    _assert_same_model(fresh, given, feature_matrix(frame, model_features))

@@ -168,7 +168,7 @@ def train_model(frame: pd.DataFrame, outcome: str, features: Sequence[str], para
     unknown = set(inputs) - {"train_mask", "baseline_features", "outer_fits"}
     if unknown:
         raise TypeError(f"train_model: unexpected arguments {sorted(unknown)}")
-    data = _outcome_rows(frame, outcome)  # once (a copy of the wide frame): the calls below take it as it is
+    data = _outcome_rows(frame, outcome)  # once (a copy only if frame has other rows): the calls below take it as it is
     fitted = handed_over_fits(data, outcome, seed, inputs.get("outer_fits"))
     if fitted is None and max(1, int(workers)) > 1:
         fitted = fit_in_workers(data, outcome, features, params, seed, n_jobs=n_jobs, workers=workers, **inputs)

@@ -208,3 +208,21 @@ def test_fits_stored_without_predictions_are_still_used_and_give_the_same_model(
     fresh, given = _train(selected, None), _train(selected, loaded)
     assert given.cv_fits_from == FITS_FROM_SELECTION
     _assert_same_model(fresh, given, feature_matrix(frame, model_features))
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "cut"])
+def test_a_damaged_arrays_file_is_not_used_and_the_model_is_fitted(selected, tmp_path, damage):
+    """The out-of-fold, ridge and temporal arrays are one zip file: a flipped byte (its CRC no longer
+    matches) or a file cut short makes the stored fits unusable, not the model step fail."""
+    frame, _, model_features, _, result = selected
+    directory = save_outer_fits(result.chosen_outer_fits, tmp_path / "selection_outer_fits", "k")
+    raw = bytearray((directory / "arrays.npz").read_bytes())
+    if damage == "flipped byte":
+        raw[raw.find(b"lightgbm.npy") + 300] ^= 0xFF
+    else:
+        raw = raw[: len(raw) // 2]
+    (directory / "arrays.npz").write_bytes(bytes(raw))
+    assert load_outer_fits(directory, "k") is None
+    fresh, trained = _train(selected, None), _train(selected, load_outer_fits(directory, "k"))
+    assert trained.cv_fits_from == FITS_FITTED
+    _assert_same_model(fresh, trained, feature_matrix(frame, model_features))

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,7 +127,8 @@ def _sha256(text: str) -> str:
 def load_outer_fits(directory: str | Path, key: str) -> OuterFits | None:
     """The fits stored in ``directory`` under ``key``; None when there are none, for another key, or when
     a file is damaged: every model text is checked against the sha256 written with it before anything
-    parses it (LightGBM crashes the process on a truncated model text instead of raising)."""
+    parses it (LightGBM crashes the process on a truncated model text instead of raising), and the arrays'
+    file by its zip checksums (a damaged one raised ``BadZipFile`` out of here before)."""
     directory = Path(directory)
     try:
         if (directory / KEY_FILE).read_text(encoding="utf-8") != key:
@@ -145,7 +147,7 @@ def load_outer_fits(directory: str | Path, key: str) -> OuterFits | None:
         texts = models + ([final] if final is not None else [])
         if json.loads((directory / CHECKSUM_FILE).read_text(encoding="utf-8")) != [_sha256(m) for m in texts]:
             return None
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # missing, cut, damaged (zip CRC)
         return None
     if predictions is not None and predictions.shape != fold_of.shape:
         predictions = None  # not one per row: the model step predicts with the models instead

@@ -349,16 +349,16 @@ def select_model(
         if n_workers > 1:
             with ThreadPoolExecutor(max_workers=1) as waiter:
                 round_two = waiter.submit(run, more)  # in the workers, while this thread scores the choice
-                record = score_choice()
+                scored_choice = score_choice()
                 fitted = round_two.result()
         else:
             fitted = run(more)
-            record = score_choice()
+            scored_choice = score_choice()
         final_model, temporal = final_and_temporal_results(fitted, variants, int(chosen_k),
                                                            {v: temporal_ridges[v] for v in variants})
     chosen_fits = OuterFits(
         fold_of=fold_of.copy(),
-        models=record["fold_models"],
+        models=scored_choice["fold_models"],
         ridge=ridge_pred.copy(),
         final_model=final_model,
         temporal=temporal,
@@ -366,14 +366,14 @@ def select_model(
     )
     return SelectionResult(
         outcome=outcome,
-        chosen=record["chosen"],
-        candidates=record["candidates"],
-        corrected=record["corrected"],
-        reference=record["reference"],
-        chosen_plain_cv=record["chosen_plain_cv"],
-        training=record["training"],
+        chosen=scored_choice["chosen"],
+        candidates=scored_choice["candidates"],
+        corrected=scored_choice["corrected"],
+        reference=scored_choice["reference"],
+        chosen_plain_cv=scored_choice["chosen_plain_cv"],
+        training=scored_choice["training"],
         seconds=time.perf_counter() - t0,
-        outer_choices=record["outer_choices"],
+        outer_choices=scored_choice["outer_choices"],
         chosen_outer_fits=chosen_fits,
         method_text=method_text(method, n_outer, n_inner),
     )
